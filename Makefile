@@ -1,0 +1,40 @@
+# longrl: `make demo` and `make test` set everything up themselves on a fresh clone.
+#
+#   make demo      build the environment, then run the embedded-default pipeline (CPU, offline)
+#   make test      build the environment, then run the whole test suite (slow tests included)
+#   make test-fast skip the tests marked slow
+#   make setup     only build the environment (.venv)
+#
+# torch is installed first, pinned, then everything else with a constraint that keeps it:
+# an unpinned torch would pull a multi-GB CUDA build. Override with `make TORCH=2.11.0 ...`.
+
+PYTHON ?= python3
+TORCH ?= 2.13.0
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.longrl-installed
+DEMO_OUT ?= runs/demo
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test test-fast bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet "torch==$(TORCH)"
+	echo "torch==$(TORCH)" > $(VENV)/constraints.txt
+	$(PY) -m pip install --quiet -c $(VENV)/constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/longrl demo --out $(DEMO_OUT)
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache

@@ -1,0 +1,154 @@
+"""Read and write Samples as JSONL or parquet; generic JSONL row reading with located errors.
+
+    samples = read_samples("train.jsonl").samples                 # DataError on the first bad row
+    loaded = read_samples("train.jsonl", skip_bad=True)           # loaded.skipped lists the problems
+    write_samples("out.parquet", samples)                         # atomic: temp file, then rename
+
+Errors name the file, the line (JSONL, 1-based) or row (parquet, 0-based) and the field.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from longrl.data.schema import Sample, sample_from_dict
+from longrl.errors import DataError
+from longrl.files import atomic_open
+
+T = TypeVar("T")
+
+
+@dataclass
+class Loaded:
+    samples: list[Sample]
+    skipped: list[str] = field(default_factory=list)  # one message per skipped row
+
+
+def iter_jsonl(path: str | Path) -> Iterator[tuple[str, Any]]:
+    """Yield ("line N", decoded object) for each non-blank line; DataError on invalid JSON."""
+    path = str(path)
+    try:
+        fh = open(path, encoding="utf-8")
+    except OSError as exc:
+        raise DataError(path, "open", None, f"cannot read file: {exc.strerror or exc}") from None
+    with fh:
+        line_no = 0
+        while True:
+            try:
+                line = fh.readline()
+            except UnicodeDecodeError as exc:
+                raise DataError(path, f"line {line_no + 1}", None, f"not UTF-8 text ({exc.reason})") from None
+            if not line:
+                return
+            line_no += 1
+            if not line.strip():
+                continue
+            try:
+                yield f"line {line_no}", json.loads(line)
+            except json.JSONDecodeError as exc:
+                yield f"line {line_no}", DataError(path, f"line {line_no}", None, f"malformed JSON: {exc.msg} at column {exc.colno}")
+
+
+def read_rows(path: str | Path, parse: Callable[[Any, str, str], T], skip_bad: bool = False) -> tuple[list[T], list[str]]:
+    """Parse every row of a JSONL file with `parse(obj, path, where)`; returns (rows, skipped messages)."""
+    rows: list[T] = []
+    skipped: list[str] = []
+    for where, obj in iter_jsonl(path):
+        try:
+            if isinstance(obj, DataError):
+                raise obj
+            rows.append(parse(obj, str(path), where))
+        except DataError as exc:
+            if not skip_bad:
+                raise
+            skipped.append(str(exc))
+    return rows, skipped
+
+
+def read_samples(path: str | Path, skip_bad: bool = False) -> Loaded:
+    """Samples from a .jsonl or .parquet file, in file order; ids must be unique."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(str(path), "open", None, "no such file")
+    if path.suffix == ".parquet":
+        samples, skipped = _read_parquet(path, skip_bad)
+    else:
+        samples, skipped = read_rows(path, sample_from_dict, skip_bad)
+    seen: dict[str, int] = {}
+    unique: list[Sample] = []
+    for index, sample in enumerate(samples):
+        if sample.id in seen:
+            problem = f"duplicate id {sample.id!r} (also sample #{seen[sample.id] + 1})"
+            if not skip_bad:
+                raise DataError(str(path), f"sample #{index + 1}", "id", problem)
+            skipped.append(f"{path}, sample #{index + 1}, field 'id': {problem}")
+            continue
+        seen[sample.id] = index
+        unique.append(sample)
+    return Loaded(unique, skipped)
+
+
+def _read_parquet(path: Path, skip_bad: bool) -> tuple[list[Sample], list[str]]:
+    table = read_parquet_table(path)
+    samples: list[Sample] = []
+    skipped: list[str] = []
+    for index, row in enumerate(table.to_pylist()):
+        try:
+            meta = row.get("meta")
+            if isinstance(meta, str):
+                try:
+                    row["meta"] = json.loads(meta) if meta else {}
+                except json.JSONDecodeError as exc:
+                    raise DataError(str(path), f"row {index}", "meta", f"malformed JSON: {exc.msg}") from None
+            samples.append(sample_from_dict(row, str(path), f"row {index}"))
+        except DataError as exc:
+            if not skip_bad:
+                raise
+            skipped.append(str(exc))
+    return samples, skipped
+
+
+def read_parquet_table(path: str | Path):
+    """A pyarrow Table; DataError if the file is missing or not readable parquet."""
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(str(path))
+    except (OSError, ValueError) as exc:  # pyarrow raises ArrowInvalid (a ValueError) or OSError
+        raise DataError(str(path), "file", None, f"not a readable parquet file ({exc})") from None
+
+
+def write_samples(path: str | Path, samples: Iterable[Sample]) -> int:
+    """Write atomically (.parquet or JSONL by extension); returns the number written."""
+    path = Path(path)
+    rows = [s.to_dict() for s in samples]
+    if path.suffix == ".parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        for row in rows:
+            row["meta"] = json.dumps(row["meta"], sort_keys=True, ensure_ascii=False)
+        table = pa.Table.from_pylist(rows, schema=_parquet_schema(pa))
+        with atomic_open(path, "wb") as fh:
+            pq.write_table(table, fh)
+    else:
+        write_jsonl(path, rows)
+    return len(rows)
+
+
+def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> None:
+    """Atomic JSONL: one compact JSON object per line, keys in insertion order."""
+    with atomic_open(path, "w") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def _parquet_schema(pa):
+    return pa.schema([
+        ("id", pa.string()), ("task", pa.string()), ("context", pa.string()), ("question", pa.string()),
+        ("answers", pa.list_(pa.string())), ("choices", pa.list_(pa.string())), ("meta", pa.string()),
+    ])

@@ -1,0 +1,103 @@
+"""The vocabulary and sentence grammar shared by the synthetic task families.
+
+Entities are made-up two-syllable names ("Bako", "Rilu") that the default tokenizer learns as
+single tokens, so a tiny model can look them up. Filler sentences come from a small grammar and
+never state a fact of the kind a question asks about; names appear in some of them, so the only
+way to an answer is matching the full fact pattern, not spotting a name.
+
+Lengths are counted with a `count_tokens(text) -> int` callable (the default tokenizer in
+practice); sentences are joined with single spaces, which the Qwen2 split pattern keeps as token
+boundaries, so per-sentence counts add up to the document's count.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+CONSONANTS = "bdfgklmnprstvz"
+VOWELS = "aeiou"
+
+
+def _make_names(count: int, seed: int = 7) -> list[str]:
+    rng = random.Random(seed)
+    pool = sorted({(c1 + v1 + c2 + v2).capitalize() for c1 in CONSONANTS for v1 in VOWELS for c2 in CONSONANTS for v2 in VOWELS})
+    return sorted(rng.sample(pool, count))
+
+
+NAMES: list[str] = _make_names(160)
+RELATIONS = ["mentor", "partner", "rival", "neighbor", "sponsor", "deputy"]
+METRICS = ["revenue", "cost", "profit", "debt", "payroll", "budget"]
+YEARS = [str(y) for y in range(2016, 2024)]
+
+_SUBJECTS = {
+    "general": ["The committee", "The council", "A local paper", "The museum", "The old library", "A travel guide",
+                "The archive", "The school board", "A visiting scholar", "The harbor office"],
+    "report": ["The board", "The audit team", "Management", "The finance office", "The annual report", "Investors",
+               "The treasury desk", "The sales division", "An analyst", "The compliance unit"],
+    "legal": ["The contract", "The tenant", "The insurer", "Either party", "The agreement", "The court",
+              "The policy holder", "The clause", "The landlord", "The claimant"],
+}
+_VERBS = ["reviewed", "described", "noted", "approved", "discussed", "recorded", "mentioned", "examined",
+          "summarised", "questioned", "praised", "rejected", "updated", "published", "explained"]
+_OBJECTS = ["the seasonal schedule", "a new policy", "the quarterly plan", "the long report", "several changes",
+            "the public notice", "an earlier decision", "the shipping routes", "the weather records",
+            "the building permits", "a draft proposal", "the river crossing", "the annual budget", "the old maps",
+            "the service terms", "a minor dispute", "the opening hours", "the training program"]
+_TAILS = ["in the spring", "after a long meeting", "during the winter", "without much debate", "in the northern office",
+          "at the end of the year", "before the deadline", "with some concern", "for the second time",
+          "in a short statement", "on a quiet morning", "after the vote", "in great detail", "at the main hall"]
+_NAME_FILLER = ["{n} visited {o} {t}.", "{n} wrote a letter about {o}.", "{n} was praised {t}.",
+                "People in the town often talk about {n}.", "{n} moved to a new house {t}.",
+                "{n} spoke about {o} {t}."]
+
+
+def filler_sentence(rng: random.Random, topic: str) -> str:
+    """One sentence that states no fact a question could ask about."""
+    if rng.random() < 0.2:
+        return rng.choice(_NAME_FILLER).format(n=rng.choice(NAMES), o=rng.choice(_OBJECTS), t=rng.choice(_TAILS))
+    return f"{rng.choice(_SUBJECTS[topic])} {rng.choice(_VERBS)} {rng.choice(_OBJECTS)} {rng.choice(_TAILS)}."
+
+
+def distinct_names(rng: random.Random, k: int, exclude: set[str] = frozenset()) -> list[str]:
+    pool = [n for n in NAMES if n not in exclude]
+    return rng.sample(pool, k)
+
+
+@dataclass
+class DocumentPlan:
+    """Facts to place in a document of filler; `build_document` fills it to a token target."""
+
+    facts: list[str]
+    topic: str
+
+
+def build_document(
+    rng: random.Random,
+    plan: DocumentPlan,
+    doc_tokens: int,
+    count_tokens: Callable[[str], int],
+    paragraph_sentences: int = 6,
+) -> str:
+    """Facts in shuffled order, scattered among filler, until about `doc_tokens` tokens.
+
+    Each fact lands at a uniformly random sentence position; paragraphs break every few
+    sentences. The result's token count is within a sentence of the target.
+    """
+    facts = list(plan.facts)
+    rng.shuffle(facts)
+    used = sum(count_tokens(" " + f) for f in facts)
+    fillers: list[str] = []
+    while used < doc_tokens:
+        sentence = filler_sentence(rng, plan.topic)
+        cost = count_tokens(" " + sentence)
+        if used + cost > doc_tokens and used + cost - doc_tokens > doc_tokens - used:
+            break  # stopping here is closer to the target than adding one more sentence
+        fillers.append(sentence)
+        used += cost
+    sentences = list(fillers)
+    for fact in facts:
+        sentences.insert(rng.randint(0, len(sentences)), fact)
+    paragraphs = [" ".join(sentences[i:i + paragraph_sentences]) for i in range(0, len(sentences), paragraph_sentences)]
+    return "\n\n".join(paragraphs)

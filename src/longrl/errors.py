@@ -1,0 +1,23 @@
+"""Errors a user can act on.
+
+A `UserError` is bad input (config, data, a server that fails): the CLI prints its message,
+without a traceback, and exits with status 2. Bugs in longrl raise anything else and keep
+their traceback.
+"""
+
+
+class UserError(Exception):
+    """Bad input the user can fix; the message says where and how."""
+
+
+class ConfigError(UserError):
+    """A config file or override that does not validate."""
+
+
+class DataError(UserError):
+    """A malformed data file: the message names the file, the line or row, and the field."""
+
+    def __init__(self, path: str, where: str, field: str | None, problem: str):
+        self.path, self.where, self.field, self.problem = str(path), where, field, problem
+        loc = f"{self.path}, {where}" + (f", field {field!r}" if field else "")
+        super().__init__(f"{loc}: {problem}")

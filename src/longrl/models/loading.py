@@ -1,0 +1,82 @@
+"""Load any Hugging Face causal LM and its tokenizer as the config says.
+
+    policy = load_policy(cfg.model, device=resolve_device(cfg.run.device))
+    tokenizer = load_tokenizer(cfg.model)
+
+`model.path` is a hub name, a local folder, or `builtin:NAME` for a model shipped inside
+longrl (`builtin:tiny-base`, the embedded default). dtype, attention implementation,
+`rope_scaling` (YaRN and friends) and the context window come from config. Weights load
+with safetensors only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from longrl.errors import ConfigError
+from longrl.models.config import ModelConfig
+from longrl.models.tokenizer import assets_dir
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+BUILTIN = "builtin:"
+
+
+def resolve_path(name: str) -> str:
+    """`builtin:NAME` -> the shipped folder; anything else unchanged (local path or hub name)."""
+    if not name.startswith(BUILTIN):
+        return name
+    folder = assets_dir() / name[len(BUILTIN):]
+    if not folder.is_dir():
+        known = sorted(p.name for p in assets_dir().iterdir() if p.is_dir())
+        raise ConfigError(f"unknown builtin model {name!r}; shipped: {', '.join(BUILTIN + k for k in known)}")
+    return str(folder)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"run.device={name!r} but no CUDA device is available; use run.device=cpu or auto")
+    return torch.device(name)
+
+
+def load_tokenizer(cfg: ModelConfig):
+    from transformers import AutoTokenizer
+
+    path = resolve_path(cfg.tokenizer or cfg.path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=cfg.trust_remote_code)
+    except OSError as exc:
+        raise ConfigError(f"cannot load tokenizer from {path!r}: {exc}") from None
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_policy(cfg: ModelConfig, device: torch.device | str = "cpu"):
+    """An `AutoModelForCausalLM` on `device`, in `cfg.dtype`, with config overrides applied."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    path = resolve_path(cfg.path)
+    try:
+        config = AutoConfig.from_pretrained(path, trust_remote_code=cfg.trust_remote_code)
+    except OSError as exc:
+        raise ConfigError(f"cannot load model config from {path!r}: {exc}") from None
+    if cfg.rope_scaling:
+        params = dict(getattr(config, "rope_parameters", None) or {})
+        params.update(cfg.rope_scaling)
+        config.rope_parameters = params
+    if cfg.max_position_embeddings:
+        config.max_position_embeddings = cfg.max_position_embeddings
+    dtype = "auto" if cfg.dtype == "auto" else DTYPES[cfg.dtype]
+    if Path(path).is_dir() and not any(Path(path).glob("*.safetensors")):
+        raise ConfigError(f"{path}: no *.safetensors weights (longrl loads safetensors only)")
+    model = AutoModelForCausalLM.from_pretrained(
+        path, config=config, dtype=dtype, attn_implementation=cfg.attn_implementation,
+        trust_remote_code=cfg.trust_remote_code, use_safetensors=True,
+    )
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return model.to(device)

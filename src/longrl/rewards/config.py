@@ -1,0 +1,37 @@
+"""Config section `reward`: rule verification, the optional LLM judge, overlong shaping."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from longrl.sections import Section
+
+
+class JudgeConfig(Section):
+    """An OpenAI-compatible `POST {base_url}/chat/completions` server (vllm serve, SGLang, hosted APIs)."""
+
+    base_url: str                              # e.g. http://127.0.0.1:8000/v1
+    model: str                                 # model name sent in the request
+    api_key_env: str | None = "LONGRL_JUDGE_API_KEY"  # environment variable holding the key; never logged
+    concurrency: int = Field(32, ge=1)         # requests in flight
+    timeout_s: float = Field(60.0, gt=0)       # per attempt
+    max_attempts: int = Field(3, ge=1)         # retries on 429 / 5xx / timeouts, exponential backoff
+    backoff_s: float = Field(0.5, ge=0)        # first backoff; doubles each attempt
+    temperature: float = Field(0.0, ge=0)
+    max_tokens: int = Field(256, ge=1)
+    cache_dir: str | None = None               # None = $XDG_CACHE_HOME/longrl or ~/.cache/longrl
+    max_error_rate: float = Field(0.1, ge=0, le=1)  # above this fraction of failed calls in a batch: error
+
+
+class OverlongConfig(Section):
+    """DAPO overlong shaping: linear penalty 0 -> -1 over the last `buffer` tokens before the limit."""
+
+    enabled: bool = False
+    buffer: int = Field(1024, ge=1)            # tokens
+
+
+class RewardConfig(Section):
+    require_think: bool = True                 # a response without a closed </think> has no answer
+    numeric_rel_tol: float = Field(0.0015, ge=0)  # docmath relative tolerance (0.15%)
+    judge: JudgeConfig | None = None           # None = rule only
+    overlong: OverlongConfig = OverlongConfig()
