@@ -28,6 +28,7 @@ COMMAND_MODULES = [
     "longrl.models.commands",
     "longrl.tools_commands",
     "longrl.demo",
+    "longrl.bench",
 ]
 
 

@@ -10,6 +10,7 @@ REGISTRIES = {
     "tasks": "longrl.data.tasks:TASKS",
     "families": "longrl.data.synthetic:FAMILIES",
     "formats": "longrl.data.importers:IMPORTERS",
+    "benchmarks": "longrl.bench:BENCHMARKS",
 }
 
 
@@ -27,6 +28,10 @@ def register(sub) -> None:
 
 
 def registry(kind: str):
+    if kind == "benchmarks":
+        from longrl.bench import load_benchmarks
+
+        return load_benchmarks()
     module, _, attr = REGISTRIES[kind].partition(":")
     return getattr(importlib.import_module(module), attr)
 
