@@ -9,17 +9,6 @@ from pydantic import Field, model_validator
 from longrl.sections import Section
 
 
-class ModelConfig(Section):
-    path: str = "builtin:tiny-base"           # HF hub name, local folder, or builtin:NAME (shipped with longrl)
-    tokenizer: str | None = None              # tokenizer location; None = same as `path`
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "float32"  # weights and compute dtype
-    attn_implementation: str = "sdpa"         # sdpa | eager | flash_attention_2 | ... (transformers names)
-    rope_scaling: dict[str, Any] | None = None  # e.g. {rope_type: yarn, factor: 4.0, original_max_position_embeddings: 32768}
-    max_position_embeddings: int | None = Field(None, ge=1)  # override the model's context window
-    trust_remote_code: bool = False           # never needed for longrl's own models
-    gradient_checkpointing: bool = False      # recompute layer activations in backward (long prompts)
-
-
 class TinyArchConfig(Section):
     """Shape of the embedded default: a Qwen2-architecture decoder, random init, seeded."""
 
@@ -40,6 +29,18 @@ class TinyArchConfig(Section):
         if self.num_attention_heads % self.num_key_value_heads:
             raise ValueError("num_attention_heads must be a multiple of num_key_value_heads")
         return self
+
+
+class ModelConfig(Section):
+    path: str = "builtin:tiny-base"           # HF hub name, local folder, builtin:NAME (shipped), or "random" (tiny, below)
+    tokenizer: str | None = None              # tokenizer location; None = same as `path`
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "float32"  # weights and compute dtype
+    attn_implementation: str = "sdpa"         # sdpa | eager | flash_attention_2 | ... (transformers names)
+    rope_scaling: dict[str, Any] | None = None  # e.g. {rope_type: yarn, factor: 4.0, original_max_position_embeddings: 32768}
+    max_position_embeddings: int | None = Field(None, ge=1)  # override the model's context window
+    trust_remote_code: bool = False           # never needed for longrl's own models
+    gradient_checkpointing: bool = False      # recompute layer activations in backward (long prompts)
+    tiny: TinyArchConfig | None = None        # shape of the random-init model when path is "random" (None = defaults)
 
 
 class TokenizerBuildConfig(Section):

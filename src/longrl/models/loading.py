@@ -3,8 +3,9 @@
     policy = load_policy(cfg.model, device=resolve_device(cfg.run.device))
     tokenizer = load_tokenizer(cfg.model)
 
-`model.path` is a hub name, a local folder, or `builtin:NAME` for a model shipped inside
-longrl (`builtin:tiny-base`, the embedded default). dtype, attention implementation,
+`model.path` is a hub name, a local folder, `builtin:NAME` for a model shipped inside
+longrl (`builtin:tiny-base`, the embedded default), or `random`: a seeded random-init tiny
+Qwen2 model of shape `model.tiny` with the default tokenizer (tests and smoke runs). dtype, attention implementation,
 `rope_scaling` (YaRN and friends) and the context window come from config. Weights load
 with safetensors only.
 """
@@ -21,6 +22,7 @@ from longrl.models.tokenizer import assets_dir
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 BUILTIN = "builtin:"
+RANDOM = "random"
 
 
 def resolve_path(name: str) -> str:
@@ -45,6 +47,10 @@ def resolve_device(name: str) -> torch.device:
 def load_tokenizer(cfg: ModelConfig):
     from transformers import AutoTokenizer
 
+    if (cfg.tokenizer or cfg.path) == RANDOM:
+        from longrl.models.tokenizer import load_default_tokenizer
+
+        return load_default_tokenizer()
     path = resolve_path(cfg.tokenizer or cfg.path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=cfg.trust_remote_code)
@@ -59,6 +65,13 @@ def load_policy(cfg: ModelConfig, device: torch.device | str = "cpu"):
     """An `AutoModelForCausalLM` on `device`, in `cfg.dtype`, with config overrides applied."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
+    if cfg.path == RANDOM:
+        from longrl.models.config import TinyArchConfig
+        from longrl.models.tiny import build_tiny_model
+
+        model = build_tiny_model(cfg.tiny or TinyArchConfig(), load_tokenizer(cfg))
+        model.set_attn_implementation(cfg.attn_implementation)
+        return model.to(device=device, dtype=torch.float32 if cfg.dtype == "auto" else DTYPES[cfg.dtype])
     path = resolve_path(cfg.path)
     try:
         config = AutoConfig.from_pretrained(path, trust_remote_code=cfg.trust_remote_code)
