@@ -29,22 +29,23 @@ class Loaded:
 
 
 def iter_jsonl(path: str | Path) -> Iterator[tuple[str, Any]]:
-    """Yield ("line N", decoded object) for each non-blank line; DataError on invalid JSON."""
+    """Yield ("line N", decoded object) for each non-blank line.
+
+    A line that is not UTF-8 or not JSON is yielded as a DataError (not raised), so callers
+    can skip it and go on; `read_rows` raises it unless told to skip.
+    """
     path = str(path)
     try:
-        fh = open(path, encoding="utf-8")
+        fh = open(path, "rb")
     except OSError as exc:
         raise DataError(path, "open", None, f"cannot read file: {exc.strerror or exc}") from None
     with fh:
-        line_no = 0
-        while True:
+        for line_no, raw in enumerate(fh, start=1):
             try:
-                line = fh.readline()
+                line = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                raise DataError(path, f"line {line_no + 1}", None, f"not UTF-8 text ({exc.reason})") from None
-            if not line:
-                return
-            line_no += 1
+                yield f"line {line_no}", DataError(path, f"line {line_no}", None, f"not UTF-8 text ({exc.reason})")
+                continue
             if not line.strip():
                 continue
             try:

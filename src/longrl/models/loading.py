@@ -75,7 +75,7 @@ def load_policy(cfg: ModelConfig, device: torch.device | str = "cpu"):
     path = resolve_path(cfg.path)
     try:
         config = AutoConfig.from_pretrained(path, trust_remote_code=cfg.trust_remote_code)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot load model config from {path!r}: {exc}") from None
     if cfg.rope_scaling:
         params = dict(getattr(config, "rope_parameters", None) or {})

@@ -14,7 +14,7 @@ import random
 from longrl.data.schema import LETTERS
 from longrl.data.synthetic.multihop import chain_question, fact
 from longrl.data.synthetic.spec import TaskDraft
-from longrl.data.synthetic.world import RELATIONS, distinct_names
+from longrl.data.synthetic.world import RELATIONS, distinct_names, unused_pair
 
 
 def draft_choice(rng: random.Random, hops: int, distractors: int) -> TaskDraft:
@@ -24,13 +24,15 @@ def draft_choice(rng: random.Random, hops: int, distractors: int) -> TaskDraft:
     steps = list(facts)
     used = set(chain)
     wrong: list[str] = []
+    taken = {(relation, name) for name in chain[:-1]}
     other_relations = [r for r in RELATIONS if r != relation]
     for d in range(max(distractors, 3)):
         value = distinct_names(rng, 1, used)[0]
         used.add(value)
-        if d % 2 == 0:  # a fact about a chain name, another relation: its value is a tempting option
-            facts.append(fact(rng.choice(other_relations), rng.choice(chain[:-1]), value))
-        else:           # the same relation elsewhere
+        pair = unused_pair(rng, other_relations, chain[:-1], taken) if d % 2 == 0 else None
+        if pair is not None:  # a fact about a chain name, another relation: its value is a tempting option
+            facts.append(fact(pair[0], pair[1], value))
+        else:                 # the same relation elsewhere
             subject = distinct_names(rng, 1, used)[0]
             used.add(subject)
             facts.append(fact(relation, subject, value))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 
 from longrl.data.synthetic.spec import TaskDraft
-from longrl.data.synthetic.world import METRICS, YEARS, distinct_names
+from longrl.data.synthetic.world import METRICS, YEARS, distinct_names, unused_pair
 
 
 def figure(metric: str, name: str, year: str, value: int) -> str:
@@ -42,13 +42,20 @@ def draft_docmath(rng: random.Random, hops: int, distractors: int) -> TaskDraft:
     other_years = [y for y in YEARS if y != year]
     other_metrics = [m for m in METRICS if m != metric]
     used = set(names)
+    taken_years: set[tuple[str, str]] = set()    # (year, name) with the asked metric
+    taken_metrics: set[tuple[str, str]] = set()  # (metric, name) in the asked year
     for d in range(distractors):
         kind = d % 3
+        pair = None
         if kind == 0:    # same name, another year
-            facts.append(figure(metric, rng.choice(names), rng.choice(other_years), rng.randint(10, 99)))
+            pair = unused_pair(rng, other_years, names, taken_years)
+            if pair:
+                facts.append(figure(metric, pair[1], pair[0], rng.randint(10, 99)))
         elif kind == 1:  # same name, another metric
-            facts.append(figure(rng.choice(other_metrics), rng.choice(names), year, rng.randint(10, 99)))
-        else:            # another name, same metric and year
+            pair = unused_pair(rng, other_metrics, names, taken_metrics)
+            if pair:
+                facts.append(figure(pair[0], pair[1], year, rng.randint(10, 99)))
+        if pair is None:  # another name, same metric and year
             other = distinct_names(rng, 1, used)[0]
             used.add(other)
             facts.append(figure(metric, other, year, rng.randint(10, 99)))

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import random
 
-from longrl.data.synthetic.world import RELATIONS, distinct_names
 from longrl.data.synthetic.spec import TaskDraft
+from longrl.data.synthetic.world import RELATIONS, distinct_names, unused_pair
 
 
 def fact(relation: str, subject: str, value: str) -> str:
@@ -29,14 +29,16 @@ def draft_multihop(rng: random.Random, hops: int, distractors: int) -> TaskDraft
     facts = [fact(relation, chain[i], chain[i + 1]) for i in range(hops)]
     steps = list(facts)
     used = set(chain)
+    taken = {(relation, name) for name in chain[:-1]}
     other_relations = [r for r in RELATIONS if r != relation]
     for d in range(distractors):
-        if d % 2 == 0:  # a name on the true chain, another relation
-            subject, value = rng.choice(chain[:-1]), distinct_names(rng, 1, used)[0]
-            facts.append(fact(rng.choice(other_relations), subject, value))
+        pair = unused_pair(rng, other_relations, chain[:-1], taken) if d % 2 == 0 else None
+        if pair is not None:  # a name on the true chain, another relation
+            rel, subject = pair
+            value = distinct_names(rng, 1, used)[0]
         else:  # the same relation between names off the chain
-            subject, value = distinct_names(rng, 2, used)
-            facts.append(fact(relation, subject, value))
+            rel, (subject, value) = relation, distinct_names(rng, 2, used)
+        facts.append(fact(rel, subject, value))
         used.update((subject, value))
     answer = chain[-1]
     trace = "<think>" + " ".join(steps) + f"</think>Therefore, the answer is {answer}."

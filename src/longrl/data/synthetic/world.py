@@ -65,6 +65,19 @@ def distinct_names(rng: random.Random, k: int, exclude: set[str] = frozenset()) 
     return rng.sample(pool, k)
 
 
+def unused_pair(rng: random.Random, firsts: list[str], seconds: list[str], used: set[tuple[str, str]]) -> tuple[str, str] | None:
+    """A random (first, second) not in `used` (added to it), or None when all are taken.
+
+    Keeps the synthetic world unambiguous: one value per (relation, subject) or figure key.
+    """
+    free = [(a, b) for a in firsts for b in seconds if (a, b) not in used]
+    if not free:
+        return None
+    pair = rng.choice(free)
+    used.add(pair)
+    return pair
+
+
 @dataclass
 class DocumentPlan:
     """Facts to place in a document of filler; `build_document` fills it to a token target."""

@@ -1,0 +1,112 @@
+"""Synthetic tasks: answers follow from the document, lengths hit the target, same seed = same bytes."""
+
+import re
+
+import numpy as np
+import pytest
+
+from longrl.data.io import write_samples
+from longrl.data.prompt import encode_prompt
+from longrl.data.schema import LETTERS
+from longrl.data.synthetic import default_distractors, synthesize
+
+RELATION_FACT = re.compile(r"The (\w+) of (\w+) is (\w+)\.")
+FIGURE = re.compile(r"In (\d{4}), the (\w+) of (\w+) was (\d+) million dollars\.")
+
+
+def solve_chain(document: str, question: str) -> str:
+    """Follow the question's relation chain through the document's facts (the intended reasoning)."""
+    relation, *rest = re.match(r"Who is the (\w+) of (.*)\?", question).groups()
+    hops = 1 + rest[0].count(f"the {relation} of ")
+    start = rest[0].split(" of ")[-1]
+    facts = {}
+    for rel, subject, value in RELATION_FACT.findall(document):
+        assert (rel, subject) not in facts or facts[(rel, subject)] == value, "ambiguous fact"
+        facts[(rel, subject)] = value
+    node = start
+    for _ in range(hops):
+        node = facts[(relation, node)]
+    return node
+
+
+def solve_docmath(document: str, question: str) -> str:
+    figures = {}
+    for year, metric, name, value in FIGURE.findall(document):
+        assert (year, metric, name) not in figures, "ambiguous figure"
+        figures[(year, metric, name)] = int(value)
+    year = re.search(r"in (\d{4}),", question).group(1)
+    if question.startswith("How much higher"):
+        metric, a, b = re.match(r"How much higher was the (\w+) of (\w+) than the \w+ of (\w+)", question).groups()
+        return str(figures[(year, metric, a)] - figures[(year, metric, b)])
+    metric, names = re.match(r"What was the total (\w+) of (.*) in \d{4}", question).groups()
+    return str(sum(figures[(year, metric, n)] for n in re.split(r", | and ", names)))
+
+
+@pytest.fixture(scope="module")
+def mixed(tokenizer):
+    return synthesize(["docmath", "multihop", "choice"], n=30, length=600, seed=3, tokenizer=tokenizer)
+
+
+def test_answers_follow_from_the_document(mixed):
+    for s in mixed:
+        if s.task == "multihop":
+            assert [solve_chain(s.context, s.question)] == s.answers
+        elif s.task == "choice":
+            assert s.choices.count(solve_chain(s.context, s.question)) == 1
+            assert s.answers == [LETTERS[s.choices.index(solve_chain(s.context, s.question))]]
+            assert all(c in s.context for c in s.choices)  # wrong options are mentioned too
+        else:
+            assert [solve_docmath(s.context, s.question)] == s.answers
+
+
+def test_traces_end_with_the_answer_sentence(mixed):
+    for s in mixed:
+        trace = s.meta["trace"]
+        assert trace.startswith("<think>") and trace.count("</think>") == 1
+        tail = trace.split("</think>")[1]
+        expected = f"The correct answer is ({s.answers[0]})." if s.task == "choice" else f"Therefore, the answer is {s.answers[0]}."
+        assert tail == expected
+
+
+def test_trace_steps_quote_document_facts(mixed):
+    for s in (x for x in mixed if x.task == "multihop"):
+        steps = s.meta["trace"][len("<think>"):].split("</think>")[0]
+        for fact in RELATION_FACT.findall(steps):
+            assert "The {} of {} is {}.".format(*fact) in s.context
+
+
+def test_lengths_within_ten_percent_at_2000(tokenizer):
+    samples = synthesize(["docmath", "multihop", "choice"], n=30, length=2000, seed=0, tokenizer=tokenizer)
+    lengths = np.array([len(encode_prompt(tokenizer, s).ids) for s in samples])
+    assert lengths.min() >= 1800 and lengths.max() <= 2200, np.percentile(lengths, [0, 50, 100])
+
+
+def test_same_seed_same_bytes_other_seed_differs(tmp_path, tokenizer):
+    def make(seed, name):
+        write_samples(tmp_path / name, synthesize(["multihop", "docmath"], n=8, length=300, seed=seed, tokenizer=tokenizer))
+        return (tmp_path / name).read_bytes()
+
+    assert make(1, "a.jsonl") == make(1, "b.jsonl")
+    assert make(1, "a.jsonl") != make(2, "c.jsonl")
+
+
+def test_sample_i_independent_of_n(tokenizer):
+    few = synthesize(["multihop"], n=2, length=300, seed=4, tokenizer=tokenizer)
+    many = synthesize(["multihop"], n=5, length=300, seed=4, tokenizer=tokenizer)
+    assert few == many[:2]
+
+
+def test_hops_and_distractors_controls(tokenizer):
+    s = synthesize(["multihop"], n=1, length=400, seed=0, hops=4, distractors=9, tokenizer=tokenizer)[0]
+    assert s.question.count("the ") == 4 and s.meta["hops"] == 4
+    assert len(RELATION_FACT.findall(s.context)) == 4 + 9
+    assert solve_chain(s.context, s.question) == s.answers[0]
+    m = synthesize(["docmath"], n=1, length=400, seed=0, hops=3, distractors=0, tokenizer=tokenizer)[0]
+    assert len(FIGURE.findall(m.context)) == 3 and " and " in m.question
+
+
+def test_longer_documents_carry_more_decoys(tokenizer):
+    assert default_distractors(2048) > default_distractors(512) > default_distractors(128)
+    short = synthesize(["multihop"], n=1, length=200, seed=0, tokenizer=tokenizer)[0]
+    long = synthesize(["multihop"], n=1, length=2000, seed=0, tokenizer=tokenizer)[0]
+    assert len(RELATION_FACT.findall(long.context)) > len(RELATION_FACT.findall(short.context))

@@ -1,0 +1,47 @@
+"""Loading any HF causal LM as the config says: dtype, attention, rope scaling, builtin and random."""
+
+import pytest
+import torch
+
+from longrl.errors import ConfigError
+from longrl.models.config import ModelConfig, TinyArchConfig
+from longrl.models.loading import load_policy, load_tokenizer, resolve_device, resolve_path
+
+
+def test_load_from_folder_with_overrides(tiny_model_dir):
+    cfg = ModelConfig(path=str(tiny_model_dir), dtype="bfloat16", attn_implementation="eager",
+                      rope_scaling={"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 4096},
+                      max_position_embeddings=16384)
+    model = load_policy(cfg)
+    assert model.dtype == torch.bfloat16 and model.config._attn_implementation == "eager"
+    assert model.config.rope_parameters["rope_type"] == "yarn" and model.config.rope_parameters["factor"] == 4.0
+    assert model.config.max_position_embeddings == 16384
+    assert load_tokenizer(cfg).eos_token == "<|im_end|>"
+
+
+def test_random_model_from_config():
+    model = load_policy(ModelConfig(path="random", tiny=TinyArchConfig(hidden_size=32, num_hidden_layers=1, intermediate_size=64)))
+    assert model.config.hidden_size == 32 and model.dtype == torch.float32
+
+
+def test_clear_errors(tmp_path):
+    with pytest.raises(ConfigError, match="unknown builtin model 'builtin:nope'"):
+        resolve_path("builtin:nope")
+    with pytest.raises(ConfigError, match="cannot load model config"):
+        load_policy(ModelConfig(path=str(tmp_path)))
+    with pytest.raises(ConfigError, match="no CUDA device") if not torch.cuda.is_available() else pytest.raises(AssertionError):
+        resolve_device("cuda")
+        raise AssertionError
+    assert resolve_device("cpu").type == "cpu"
+
+
+def test_refuses_pickle_weights(tiny_model_dir, tmp_path):
+    import shutil
+
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, folder)
+    for f in folder.glob("*.safetensors"):
+        f.unlink()
+    (folder / "pytorch_model.bin").write_bytes(b"pickle")
+    with pytest.raises(ConfigError, match="safetensors only"):
+        load_policy(ModelConfig(path=str(folder)))
