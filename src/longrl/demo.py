@@ -28,8 +28,8 @@ def run_demo(args: argparse.Namespace) -> int:
     from longrl.console import info, print_table
     from longrl.data.io import write_samples
     from longrl.data.synthetic import synthesize
-    from longrl.models.tiny import build_tiny_model, save_pretrained
-    from longrl.models.tokenizer import load_default_tokenizer
+    from longrl.models.loading import load_policy, load_tokenizer
+    from longrl.models.tiny import save_pretrained
     from longrl.tracking import prepare_run_dir
 
     config_path = args.config or ("configs/demo.yaml" if Path("configs/demo.yaml").exists() else None)
@@ -37,11 +37,12 @@ def run_demo(args: argparse.Namespace) -> int:
     out = prepare_run_dir(args.out, cfg)
     torch.set_num_threads(cfg.run.torch_threads or torch.get_num_threads())
     start = time.time()
-    tokenizer = load_default_tokenizer()
-    model = build_tiny_model(cfg.pretrain.architecture, tokenizer)
+    tokenizer = load_tokenizer(cfg.model)
+    model = load_policy(cfg.model)
     save_pretrained(model, tokenizer, out / "model")
     rows = []
-    for name, spec in (("train", s.synth) for s in cfg.data.train if s.synth):
+    sources = [("train", s.synth) for s in cfg.data.train if s.synth] + [("eval", s.synth) for s in cfg.data.eval if s.synth]
+    for name, spec in sources:
         samples = synthesize(spec.tasks, spec.n, spec.length, spec.seed, spec.hops, spec.distractors, tokenizer)
         write_samples(out / f"{name}.jsonl", samples)
         rows.append([f"{name}.jsonl", len(samples), spec.length, ",".join(spec.tasks)])
