@@ -29,6 +29,7 @@ COMMAND_MODULES = [
     "longrl.tools_commands",
     "longrl.demo",
     "longrl.bench",
+    "longrl.rewards.commands",
 ]
 
 

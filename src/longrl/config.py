@@ -189,6 +189,7 @@ def data_sources(cfg: Config):
 # (config key, names it holds, "module:Registry") checked by `check_names`; the registry is imported only then.
 NAME_CHECKS = [
     ("synth.tasks", lambda cfg: [t for s in data_sources(cfg) if s.synth for t in s.synth.tasks], "longrl.data.synthetic:FAMILIES"),
+    ("reward.judge_verifiers", lambda cfg: cfg.reward.judge_verifiers, "longrl.rewards.verifiers:VERIFIERS"),
 ]
 
 

@@ -1,0 +1,11 @@
+"""Rewards: answer extraction, rule verifiers, the LLM judge, the hybrid reward, `longrl score`.
+
+    from longrl.rewards.hybrid import HybridReward, RewardInput, summarize
+    results = HybridReward(cfg.reward).score([RewardInput(task, question, answers, response)])
+
+Modules: extract (final answer of a response), text / numbers (normalisation, safe number
+parsing), verifiers (VERIFIERS registry: qa, numeric, choice), judge + cache (OpenAI-compatible
+judge client, on-disk verdict cache), hybrid (the reward the RL loop and the evaluation use),
+compat (verl and TRL reward functions), commands (`longrl score`), bench (`longrl bench judge|verifiers`).
+Importing this package stays light (no HTTP client); import the modules you need.
+"""

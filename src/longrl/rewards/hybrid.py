@@ -1,0 +1,241 @@
+"""The hybrid reward: rule verification, the LLM judge when the rule says no, DAPO overlong shaping.
+
+    reward = HybridReward(cfg.reward)                 # builds an OpenAIJudge when cfg.reward.judge is set
+    results = reward.score([RewardInput(task="multihop", question=q, answers=["Rilu"], response=text)])
+    metrics = summarize(results)                      # {"reward/mean": ..., "reward/rule": ..., ...}
+    results = await reward.ascore(items)              # the same from async code (the eval harness)
+
+Per response: the prediction is extracted (`extract.py`), the task's verifier (through
+`longrl.data.tasks.TASKS`) gives the rule score; the judge is asked only when the rule score is 0,
+a prediction exists, a judge is configured and the task's verifier is in `judge_verifiers`.
+score = max(rule, judge) + overlong penalty (when enabled). Identical judge questions in one batch
+(the G samples of a group often agree) are sent once. A judge that fails on more than
+`judge.max_error_rate` of a batch's calls raises JudgeError: never quiet zeros.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from longrl.data.tasks import TASKS
+from longrl.errors import ConfigError, UserError
+from longrl.rewards.config import JudgeConfig, RewardConfig
+from longrl.rewards.extract import Extraction, extract_prediction
+from longrl.rewards.judge import JudgeClient, JudgeError, JudgeVerdict, OpenAIJudge, format_golds
+from longrl.rewards.verifiers import VERIFIERS, Verdict, VerifyOptions
+
+DEFAULT_MAX_ERROR_RATE = JudgeConfig.model_fields["max_error_rate"].default
+
+
+@dataclass(frozen=True)
+class RewardInput:
+    task: str                               # a TASKS name: picks the verifier
+    question: str                           # shown to the judge (without the document)
+    answers: list[str]                      # gold answers; any match counts
+    response: str                           # the model's full reply
+    response_tokens: int = 0                # length of the reply in tokens (overlong shaping)
+    max_response_tokens: int | None = None  # the generation limit it ran under (overlong shaping)
+
+
+@dataclass(frozen=True)
+class RewardResult:
+    score: float                 # max(rule, judge) + penalty
+    rule_score: float            # 0 or 1 from the verifier
+    judge_score: float | None    # 0 or 1; None when not asked or the call failed
+    prediction: str | None       # extracted answer
+    status: str                  # "ok" | "unfinished_think" | "no_answer"
+    penalty: float               # overlong penalty, in [-1, 0]
+    metrics: dict[str, float] = field(default_factory=dict)  # verifier metrics (qa: em, f1; parsed)
+    judge_error: str | None = None  # why the judge call failed
+    judge_cached: bool = False      # the verdict came from the on-disk cache
+
+    @property
+    def judge_asked(self) -> bool:
+        return self.judge_score is not None or self.judge_error is not None
+
+
+def overlong_penalty(response_tokens: int, max_response_tokens: int, buffer: int) -> float:
+    """DAPO soft overlong punishment (arXiv 2503.14476, eq. 13): 0 up to `max - buffer` tokens,
+    then falling linearly to -1 at `max`, and -1 beyond.
+
+    Example: max 100, buffer 20: 80 tokens -> 0.0, 90 -> -0.5, 100 -> -1.0, 120 -> -1.0.
+    """
+    start = max_response_tokens - buffer
+    if response_tokens <= start:
+        return 0.0
+    if response_tokens > max_response_tokens:
+        return -1.0
+    return (start - response_tokens) / buffer
+
+
+@dataclass
+class _Rule:
+    extraction: Extraction
+    verdict: Verdict
+    verifier: str
+
+
+class HybridReward:
+    """Scores batches of responses; holds the verifiers, the options and the judge client."""
+
+    def __init__(self, cfg: RewardConfig, judge: JudgeClient | None = None):
+        self.cfg = cfg
+        self.opts = VerifyOptions.from_config(cfg)
+        for name in cfg.judge_verifiers:
+            if name not in VERIFIERS:
+                raise ConfigError(f"reward.judge_verifiers: unknown verifier {name!r}; known: {', '.join(VERIFIERS.names())}")
+        if judge is None and cfg.judge is not None:
+            judge = OpenAIJudge(cfg.judge)
+        self.judge = judge
+        self.max_error_rate = cfg.judge.max_error_rate if cfg.judge is not None else DEFAULT_MAX_ERROR_RATE
+
+    def score(self, items: list[RewardInput], progress: Callable[[int], None] | None = None) -> list[RewardResult]:
+        """Score a batch (synchronous: runs its own event loop only when the judge is needed).
+
+        Args:
+            items: B responses with their task and gold answers.
+            progress: called with the number of items finished, as they finish.
+
+        Returns:
+            B RewardResults in input order. Raises JudgeError above the judge's error rate.
+        """
+        rules = [self.rule(item) for item in items]
+        if not self._judge_indices(rules):
+            return self._finish(items, rules, {}, progress)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self._judge_and_close(items, rules, progress))
+        raise RuntimeError("HybridReward.score called inside a running event loop; use `await reward.ascore(items)`")
+
+    async def ascore(self, items: list[RewardInput], progress: Callable[[int], None] | None = None) -> list[RewardResult]:
+        """`score` for async callers; the judge client stays open for the next batch (close with aclose)."""
+        rules = [self.rule(item) for item in items]
+        return await self._judge_batch(items, rules, progress)
+
+    async def aclose(self) -> None:
+        if self.judge is not None:
+            await self.judge.aclose()
+
+    def rule(self, item: RewardInput) -> _Rule:
+        """Extraction and rule verdict of one response (golds are checked even without a prediction)."""
+        if item.task not in TASKS:
+            raise UserError(f"unknown task {item.task!r}; known: {', '.join(TASKS.names())}")
+        name = TASKS.get(item.task).verifier
+        extraction = extract_prediction(item.response, self.cfg.require_think)
+        verdict = VERIFIERS.get(name)(extraction.prediction or "", list(item.answers), self.opts)
+        if extraction.prediction is None:
+            verdict = Verdict(0.0, {k: 0.0 for k in verdict.metrics})
+        return _Rule(extraction, verdict, name)
+
+    def _judge_indices(self, rules: list[_Rule]) -> list[int]:
+        if self.judge is None:
+            return []
+        return [i for i, r in enumerate(rules)
+                if r.verdict.score == 0 and r.extraction.prediction is not None and r.verifier in self.cfg.judge_verifiers]
+
+    async def _judge_and_close(self, items, rules, progress) -> list[RewardResult]:
+        try:
+            return await self._judge_batch(items, rules, progress)
+        finally:
+            await self.aclose()
+
+    async def _judge_batch(self, items: list[RewardInput], rules: list[_Rule], progress) -> list[RewardResult]:
+        indices = self._judge_indices(rules)
+        calls: dict[tuple[str, str, str], list[int]] = defaultdict(list)
+        for i in indices:
+            calls[(items[i].question, rules[i].extraction.prediction, format_golds(items[i].answers))].append(i)
+        if progress is not None and len(items) > len(indices):
+            progress(len(items) - len(indices))
+
+        async def ask(key: tuple[str, str, str]) -> JudgeVerdict:
+            verdict = await self.judge.judge(*key)
+            if progress is not None:
+                progress(len(calls[key]))
+            return verdict
+
+        keys = list(calls)
+        verdicts = await asyncio.gather(*(ask(k) for k in keys))
+        failed = [v for v in verdicts if v.equivalent is None]
+        if keys and len(failed) / len(keys) > self.max_error_rate:
+            raise JudgeError(
+                f"the judge failed on {len(failed)} of {len(keys)} calls in this batch "
+                f"({len(failed) / len(keys):.0%} > reward.judge.max_error_rate={self.max_error_rate:g}); "
+                f"first error: {failed[0].error}")
+        by_index = {i: v for k, v in zip(keys, verdicts) for i in calls[k]}
+        return self._finish(items, rules, by_index, None)
+
+    def _finish(self, items, rules, verdicts: dict[int, JudgeVerdict], progress) -> list[RewardResult]:
+        results = []
+        for i, (item, rule) in enumerate(zip(items, rules)):
+            verdict = verdicts.get(i)
+            judge_score = None if verdict is None or verdict.equivalent is None else float(verdict.equivalent)
+            penalty = self._penalty(item)
+            results.append(RewardResult(
+                score=max(rule.verdict.score, judge_score or 0.0) + penalty, rule_score=rule.verdict.score,
+                judge_score=judge_score, prediction=rule.extraction.prediction, status=rule.extraction.status,
+                penalty=penalty, metrics=dict(rule.verdict.metrics),
+                judge_error=verdict.error if verdict is not None else None,
+                judge_cached=verdict.cached if verdict is not None else False))
+        if progress is not None and items:
+            progress(len(items))
+        return results
+
+    def _penalty(self, item: RewardInput) -> float:
+        overlong = self.cfg.overlong
+        if not overlong.enabled:
+            return 0.0
+        if item.max_response_tokens is None:
+            raise ValueError("reward.overlong.enabled is set but RewardInput.max_response_tokens is None")
+        if overlong.buffer > item.max_response_tokens:
+            raise ConfigError(f"reward.overlong.buffer ({overlong.buffer}) exceeds the response limit "
+                              f"({item.max_response_tokens} tokens); set a smaller buffer")
+        return overlong_penalty(item.response_tokens, item.max_response_tokens, overlong.buffer)
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
+def summarize(results: list[RewardResult]) -> dict[str, float]:
+    """Batch metrics. Fractions are over all results unless said otherwise; {} for no results.
+
+    reward/mean, reward/std: final score. reward/rule: mean rule score. reward/judge: mean judge
+    score with not-asked as 0 (the judge's share: reward/rule + reward/judge = mean of max(rule,
+    judge)). reward/judge_calls: fraction judged. reward/judge_errors: count of failed judge calls;
+    reward/judge_error_rate: failed / judged; reward/judge_cached: cached / judged.
+    reward/unfinished_think, reward/no_answer: fractions by status. reward/overlong_penalty: mean
+    penalty; reward/overlong_frac: fraction penalised. reward/<m> for every verifier metric m
+    (em, f1, parsed): mean over the results that report it.
+    """
+    if not results:
+        return {}
+    n = len(results)
+    scores = [r.score for r in results]
+    mean = _mean(scores)
+    asked = [r for r in results if r.judge_asked]
+    errors = sum(1 for r in asked if r.judge_error is not None)
+    out = {
+        "reward/mean": mean,
+        "reward/std": (sum((s - mean) ** 2 for s in scores) / n) ** 0.5,
+        "reward/rule": _mean([r.rule_score for r in results]),
+        "reward/judge": _mean([r.judge_score or 0.0 for r in results]),
+        "reward/judge_calls": len(asked) / n,
+        "reward/judge_errors": float(errors),
+        "reward/judge_error_rate": errors / len(asked) if asked else 0.0,
+        "reward/judge_cached": sum(r.judge_cached for r in asked) / len(asked) if asked else 0.0,
+        "reward/unfinished_think": sum(r.status == "unfinished_think" for r in results) / n,
+        "reward/no_answer": sum(r.status == "no_answer" for r in results) / n,
+        "reward/overlong_penalty": _mean([r.penalty for r in results]),
+        "reward/overlong_frac": sum(r.penalty < 0 for r in results) / n,
+    }
+    per_metric: dict[str, list[float]] = defaultdict(list)
+    for r in results:
+        for key, value in r.metrics.items():
+            per_metric[key].append(value)
+    for key, values in sorted(per_metric.items()):
+        out[f"reward/{key}"] = _mean(values)
+    return out

@@ -1,0 +1,171 @@
+"""Rule verifiers: tables of (response, golds, expected score) with a reason each, the published holes included.
+
+Each response goes through extraction and the task's verifier, as the reward does.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from longrl.data.tasks import TASKS
+from longrl.rewards.extract import extract_prediction
+from longrl.rewards.verifiers import VERIFIERS, GoldError, VerifyOptions, parse_choice_letter
+
+
+def think(answer_line: str) -> str:
+    return f"<think>Let me find the facts in the document.</think>{answer_line}"
+
+
+def rule_score(task: str, response: str, golds: list[str], opts: VerifyOptions = VerifyOptions()) -> float:
+    prediction = extract_prediction(response).prediction
+    verifier = VERIFIERS.get(TASKS.get(task).verifier)
+    return verifier(prediction or "", golds, opts).score if prediction is not None else 0.0
+
+
+QA_CASES = [
+    ("Therefore, the answer is Rilu.", ["Rilu"], 1.0, "exact answer"),
+    ("Therefore, the answer is rilu", ["Rilu"], 1.0, "case-insensitive"),
+    ("Therefore, the answer is the Eiffel Tower.", ["Eiffel Tower"], 1.0, "article and period dropped"),
+    ("Therefore, the answer is Gustave Eiffel's tower in Paris", ["Paris"], 1.0, "gold inside prediction (published rule)"),
+    ("Therefore, the answer is Paris", ["Paris, France"], 1.0, "prediction inside gold (published rule)"),
+    ("Therefore, the answer is Parisian", ["Paris"], 0.0, "containment is on word boundaries"),
+    ("Therefore, the answer is Rome", ["Paris"], 0.0, "wrong answer"),
+    ("Therefore, the answer is The.", ["Paris"], 0.0, "HOLE: 'The.' normalises to '' and must not match everything"),
+    ("Therefore, the answer is a", ["an apple"], 0.0, "an article alone never matches"),
+    ("Therefore, the answer is ...", ["Paris"], 0.0, "punctuation-only prediction"),
+    ("Therefore, the answer is Lyon", ["Paris", "Lyon"], 1.0, "any gold matches"),
+    ("Therefore, the answer is \u201cNew York\u201d", ["new york"], 1.0, "curly quotes"),
+    ("Therefore, the answer is New-York", ["New York"], 0.0, "SQuAD deletes the hyphen: 'newyork' is another word"),
+    ("Therefore, the answer is 1,000", ["1000"], 1.0, "comma deleted by normalisation"),
+    ("Therefore, the answer is [[YES]]", ["Paris"], 0.0, "a verdict marker is not an answer"),
+    ("Therefore, the answer is __import__('os').system('touch pwned')", ["Paris"], 0.0, "code in an answer is only text"),
+    ("I believe it is Paris.", ["Paris"], 0.0, "no answer phrase: 0 even when the gold appears"),
+]
+
+NUMERIC_CASES = [
+    ("Therefore, the answer is 30.", ["30"], 1.0, "integer"),
+    ("Therefore, the answer is 30.0", ["30"], 1.0, "float vs int"),
+    ("Therefore, the answer is $1,234.50", ["1234.5"], 1.0, "currency and thousands separator"),
+    ("Therefore, the answer is 12.5%", ["0.125"], 1.0, "percent vs fraction (x100)"),
+    ("Therefore, the answer is 0.125", ["12.5"], 1.0, "fraction vs percent (/100)"),
+    ("Therefore, the answer is 100.1", ["100"], 1.0, "within 0.15%"),
+    ("Therefore, the answer is 100.2", ["100"], 0.0, "outside 0.15%"),
+    ("Therefore, the answer is 1000", ["100"], 0.0, "x10 is not a percent scaling"),
+    ("Therefore, the answer is 0", ["0"], 1.0, "zero gold is exact"),
+    ("Therefore, the answer is 0.0001", ["0"], 0.0, "nothing is close to zero but zero"),
+    ("Therefore, the answer is -5", ["5"], 0.0, "sign matters"),
+    ("Therefore, the answer is \u22125", ["-5"], 1.0, "Unicode minus"),
+    ("Therefore, the answer is approximately 3.5 million", ["3500000"], 1.0, "unit word scales"),
+    ("Therefore, the answer is 3.5 million", ["3.5"], 1.0, "unit word stripped (as published)"),
+    ("Therefore, the answer is 3,500 thousand", ["3.5 million"], 1.0, "units on both sides"),
+    ("Therefore, the answer is 42 (computed as 40 + 2)", ["42"], 1.0, "first number after the phrase"),
+    ("Therefore, the answer is 1.5e3", ["1500"], 1.0, "scientific notation"),
+    ("Therefore, the answer is \\boxed{7.25}", ["7.25"], 1.0, "boxed"),
+    ("Therefore, the answer is " + "9" * 5000, ["9"], 0.0, "absurd: 5,000 digits"),
+    ("Therefore, the answer is 1e999", ["1"], 0.0, "absurd: overflows to infinity"),
+    ("Therefore, the answer is nan", ["1"], 0.0, "absurd: nan"),
+    ("Therefore, the answer is __import__('os').getpid()", ["1"], 0.0, "never evaluated"),
+    ("Therefore, the answer is 2**10", ["1024"], 0.0, "no arithmetic on model output"),
+    ("Therefore, the answer is unknown", ["5"], 0.0, "no number"),
+    ("Therefore, the answer is 7", ["5", "7"], 1.0, "any gold matches"),
+]
+
+CHOICE_CASES = [
+    ("The correct answer is (B).", ["B"], 1.0, "the template sentence"),
+    ("The correct answer is B", ["B"], 1.0, "bare letter"),
+    ("The correct answer is B.", ["B"], 1.0, "letter and period"),
+    ("The correct answer is (b)", ["B"], 1.0, "any case in brackets"),
+    ("The correct answer is b", ["B"], 1.0, "bare lower-case letter"),
+    ("The correct answer is (B) the second clause", ["B"], 1.0, "bracketed letter then its text"),
+    ("The correct answer is B. the second clause", ["B"], 1.0, "letter and period then text"),
+    ("The correct answer is B", ["(B)"], 1.0, "gold written (B)"),
+    ("The correct answer is (C)", ["B"], 0.0, "wrong letter"),
+    ("The correct answer is a cat", ["A"], 0.0, "an article is not option A"),
+    ("The correct answer is I think B", ["B"], 0.0, "hedging text is not a letter"),
+    ("The correct answer is (B) or (C)", ["B"], 1.0, "the first bracketed letter is read"),
+    ("The correct answer is [[YES]]", ["A"], 0.0, "a verdict marker is not a letter"),
+    ("The correct answer is E", ["B"], 0.0, "a letter outside the options"),
+]
+
+
+@pytest.mark.parametrize("answer,golds,expected,reason", QA_CASES, ids=[c[-1] for c in QA_CASES])
+def test_qa_table(answer, golds, expected, reason):
+    assert rule_score("multihop", think(answer), golds) == expected, reason
+
+
+@pytest.mark.parametrize("answer,golds,expected,reason", NUMERIC_CASES, ids=[c[-1] for c in NUMERIC_CASES])
+def test_numeric_table(answer, golds, expected, reason):
+    assert rule_score("docmath", think(answer), golds) == expected, reason
+
+
+@pytest.mark.parametrize("answer,golds,expected,reason", CHOICE_CASES, ids=[c[-1] for c in CHOICE_CASES])
+def test_choice_table(answer, golds, expected, reason):
+    assert rule_score("choice", think(answer), golds) == expected, reason
+
+
+def test_enough_table_cases():
+    from tests.rewards.test_extract import CASES
+
+    assert len(CASES) + len(QA_CASES) + len(NUMERIC_CASES) + len(CHOICE_CASES) >= 60
+
+
+def test_qa_reports_em_and_f1():
+    verdict = VERIFIERS.get("qa")("the Eiffel Tower in Paris", ["Eiffel Tower", "Tour Eiffel"], VerifyOptions())
+    assert verdict.score == 1.0
+    assert verdict.metrics["em"] == 0.0
+    assert verdict.metrics["f1"] == pytest.approx(2 * (2 / 4) * 1.0 / (2 / 4 + 1.0))
+    exact = VERIFIERS.get("qa")("Eiffel tower.", ["Eiffel Tower"], VerifyOptions())
+    assert exact.metrics == {"em": 1.0, "f1": 1.0}
+
+
+def test_numeric_tolerance_is_configurable():
+    response = think("Therefore, the answer is 101")
+    assert rule_score("docmath", response, ["100"]) == 0.0
+    assert rule_score("docmath", response, ["100"], VerifyOptions(numeric_rel_tol=0.02)) == 1.0
+
+
+@pytest.mark.parametrize("verifier,golds", [("numeric", ["about half"]), ("choice", ["Paris"]), ("qa", ["The", "."])])
+def test_unusable_golds_raise_whatever_the_prediction(verifier, golds):
+    with pytest.raises(GoldError):
+        VERIFIERS.get(verifier)("", golds, VerifyOptions())
+
+
+def test_every_task_names_a_registered_verifier():
+    for task in TASKS.names():
+        assert TASKS.get(task).verifier in VERIFIERS
+
+
+def test_parse_choice_letter():
+    assert parse_choice_letter("D) the last one") == "D"
+    assert parse_choice_letter("d) the last one") is None
+    assert parse_choice_letter("(d) the last one") == "D"
+    assert parse_choice_letter("A: first") == "A"
+
+
+def test_model_output_is_never_executed(tmp_path):
+    """Code-shaped answers through every verifier: nothing runs, every score is 0."""
+    marker = tmp_path / "pwned"
+    payloads = [f"__import__('os').system('touch {marker}')", f"exec(\"open('{marker}','w')\")",
+                f"eval(compile('open(\"{marker}\",\"w\")','x','exec'))"]
+    for payload in payloads:
+        for task, golds in [("docmath", ["0"]), ("multihop", ["Paris"]), ("choice", ["A"])]:
+            assert rule_score(task, think(f"Therefore, the answer is {payload}"), golds) == 0.0
+    assert not marker.exists()
+
+
+def test_no_code_evaluation_in_rewards_sources():
+    """No path of the reward code evaluates text as code (static check of every module)."""
+    source_dir = Path(__file__).resolve().parents[2] / "src" / "longrl" / "rewards"
+    forbidden = re.compile(r"(?<![\w.])(eval|exec|compile|__import__)\(|literal_eval\(|sympify\(|"
+                           r"\b(import|from) (sympy|pickle|importlib|marshal)\b")
+    assert forbidden.search("value = eval(text)") and forbidden.search("import pickle") and not forbidden.search("re.compile(x)")
+    offenders = []
+    for path in sorted(source_dir.glob("*.py")):
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if forbidden.search(line):
+                offenders.append(f"{path.name}:{number}: {line.strip()}")
+    assert not offenders, "\n".join(offenders)
+    assert len(list(source_dir.glob("*.py"))) >= 10
