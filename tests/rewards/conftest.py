@@ -5,6 +5,7 @@
         judge_server.decide = lambda body: Reply(content="[[NO]]")          # after the script
         judge_server.url         # http://127.0.0.1:PORT/v1
         judge_server.requests    # list of Request(path, headers, body) received
+        judge_server.max_in_flight  # most requests handled at once
 
 By default the server answers [[YES]] when the prediction field equals one of the gold lines
 (case-insensitive), else [[NO]], like a sensible judge would.
@@ -59,6 +60,8 @@ class JudgeServer:
         self.script: list[Reply] = []
         self.decide: Callable[[dict], Reply] = sensible
         self.lock = threading.Lock()
+        self.in_flight = 0
+        self.max_in_flight = 0
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -73,8 +76,12 @@ class JudgeServer:
                     reply = owner.script.pop(0) if owner.script else None
                 if reply is None:
                     reply = owner.decide(body)
-                if reply.delay:
-                    time.sleep(reply.delay)
+                with owner.lock:
+                    owner.in_flight += 1
+                    owner.max_in_flight = max(owner.max_in_flight, owner.in_flight)
+                time.sleep(reply.delay or 0.001)
+                with owner.lock:
+                    owner.in_flight -= 1
                 if reply.body is not None:
                     data = reply.body.encode()
                 else:
@@ -98,7 +105,7 @@ class JudgeServer:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
         self.thread.start()
 
     @property

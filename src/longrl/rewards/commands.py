@@ -39,27 +39,26 @@ def register(sub) -> None:
 
 
 def build_reward_config(args: argparse.Namespace):
-    """The RewardConfig of `--config` + overrides, then the command's flags."""
-    from longrl.cli import load_config_from_args
-    from longrl.config import apply_overrides
+    """The RewardConfig of `--config`, then the command's flags, then `key=value` overrides."""
+    from longrl.config import parse_override, read_yaml, set_dotted, validate_config
 
-    cfg = load_config_from_args(args)
-    flags: dict[str, Any] = {}
-    if (args.judge_url is None) != (args.judge_model is None) and cfg.reward.judge is None:
+    raw = read_yaml(args.config) if args.config else {}
+    has_judge = isinstance(raw.get("reward"), dict) and raw["reward"].get("judge") is not None
+    overrides = [parse_override(item) for item in args.overrides]
+    has_judge = has_judge or any(key.startswith("reward.judge.") for key, _ in overrides)
+    if (args.judge_url is None) != (args.judge_model is None) and not has_judge:
         raise UserError("--judge-url and --judge-model go together (or set reward.judge in the config)")
-    if args.judge_url is not None:
-        flags["reward.judge.base_url"] = args.judge_url
-    if args.judge_model is not None:
-        flags["reward.judge.model"] = args.judge_model
-    if args.no_require_think:
-        flags["reward.require_think"] = False
-    if args.cache_dir is not None:
-        if cfg.reward.judge is None and args.judge_url is None:
-            raise UserError("--cache-dir applies to the judge: give --judge-url/--judge-model or reward.judge in the config")
-        flags["reward.judge.cache_dir"] = args.cache_dir
-    if flags:
-        cfg = apply_overrides(cfg, flags, source="command-line flags")
-    return cfg.reward
+    if args.cache_dir is not None and args.judge_url is None and not has_judge:
+        raise UserError("--cache-dir applies to the judge: give --judge-url/--judge-model or reward.judge in the config")
+    flags = [("reward.judge.base_url", args.judge_url), ("reward.judge.model", args.judge_model),
+             ("reward.judge.cache_dir", args.cache_dir), ("reward.require_think", False if args.no_require_think else None)]
+    for key, value in flags:
+        if value is not None:
+            set_dotted(raw, key, value, source="command-line flags")
+    for key, value in overrides:
+        set_dotted(raw, key, value, source=f"override {key}")
+    source = args.config or "<defaults>"
+    return validate_config(raw, source, {key: f"{key}={value!r}" for key, value in overrides}).reward
 
 
 def parse_row(obj: Any, path: str, where: str, overlong: bool):

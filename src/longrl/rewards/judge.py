@@ -152,10 +152,12 @@ class OpenAIJudge:
         return verdict
 
     async def aclose(self) -> None:
-        """Close the connections of the current event loop's clients."""
-        clients, self._clients, self._idle, self._loop = self._clients, [], None, None
-        for client in clients:
-            await client.aclose()
+        """Close the connections (those of an earlier, finished event loop are only dropped)."""
+        clients, loop = self._clients, self._loop
+        self._clients, self._idle, self._loop = [], None, None
+        if loop is asyncio.get_running_loop():
+            for client in clients:
+                await client.aclose()
 
     async def _acquire(self) -> httpx.AsyncClient:
         loop = asyncio.get_running_loop()
