@@ -7,7 +7,7 @@ import functools
 import numpy as np
 import pytest
 
-from tests.rewards.conftest import field_of
+from judge_server import field_of
 
 from longrl.data.prompt import user_message
 from longrl.data.schema import Sample

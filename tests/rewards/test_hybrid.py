@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from tests.rewards.conftest import Reply, field_of
+from judge_server import Reply, field_of
 
 from longrl.errors import ConfigError
 from longrl.rewards.config import OverlongConfig, RewardConfig

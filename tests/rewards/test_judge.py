@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from tests.rewards.conftest import Reply, field_of
+from judge_server import Reply, field_of
 
 from longrl.rewards.judge import OpenAIJudge, build_messages, format_golds, neutralize, parse_verdict
 

@@ -107,7 +107,7 @@ def test_choice_table(answer, golds, expected, reason):
 
 
 def test_enough_table_cases():
-    from tests.rewards.test_extract import CASES
+    from test_extract import CASES
 
     assert len(CASES) + len(QA_CASES) + len(NUMERIC_CASES) + len(CHOICE_CASES) >= 60
 

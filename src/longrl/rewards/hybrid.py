@@ -71,11 +71,11 @@ def overlong_penalty(response_tokens: int, max_response_tokens: int, buffer: int
     return (start - response_tokens) / buffer
 
 
-@dataclass
-class _Rule:
-    extraction: Extraction
-    verdict: Verdict
-    verifier: str
+@dataclass(frozen=True)
+class RuleOutcome:
+    extraction: Extraction  # prediction and status
+    verdict: Verdict        # rule score and verifier metrics (zeros when there is no prediction)
+    verifier: str           # VERIFIERS name used
 
 
 class HybridReward:
@@ -120,7 +120,7 @@ class HybridReward:
         if self.judge is not None:
             await self.judge.aclose()
 
-    def rule(self, item: RewardInput) -> _Rule:
+    def rule(self, item: RewardInput) -> RuleOutcome:
         """Extraction and rule verdict of one response (golds are checked even without a prediction)."""
         if item.task not in TASKS:
             raise UserError(f"unknown task {item.task!r}; known: {', '.join(TASKS.names())}")
@@ -129,9 +129,9 @@ class HybridReward:
         verdict = VERIFIERS.get(name)(extraction.prediction or "", list(item.answers), self.opts)
         if extraction.prediction is None:
             verdict = Verdict(0.0, {k: 0.0 for k in verdict.metrics})
-        return _Rule(extraction, verdict, name)
+        return RuleOutcome(extraction, verdict, name)
 
-    def _judge_indices(self, rules: list[_Rule]) -> list[int]:
+    def _judge_indices(self, rules: list[RuleOutcome]) -> list[int]:
         if self.judge is None:
             return []
         return [i for i, r in enumerate(rules)
@@ -143,7 +143,7 @@ class HybridReward:
         finally:
             await self.aclose()
 
-    async def _judge_batch(self, items: list[RewardInput], rules: list[_Rule], progress) -> list[RewardResult]:
+    async def _judge_batch(self, items: list[RewardInput], rules: list[RuleOutcome], progress) -> list[RewardResult]:
         indices = self._judge_indices(rules)
         calls: dict[tuple[str, str, str], list[int]] = defaultdict(list)
         for i in indices:

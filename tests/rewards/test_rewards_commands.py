@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.rewards.conftest import Reply
+from judge_server import Reply
 
 from longrl.cli import main
 
@@ -31,7 +31,7 @@ def read_rows(path):
 
 
 def lenient_judge(body):
-    from tests.rewards.conftest import field_of
+    from judge_server import field_of
 
     yes = field_of(body, "prediction") in ("Lutetia", "one half")
     return Reply(content="Same meaning. [[YES]]" if yes else "Different. [[NO]]")
