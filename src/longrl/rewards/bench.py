@@ -195,9 +195,9 @@ def bench_verifiers(args: argparse.Namespace) -> dict:
     n = 10_000 if args.quick else 100_000
     items = _synthetic_responses(n, seed=0)
     reward = HybridReward(RewardConfig())
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     results = reward.score(items)
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     metrics = summarize(results)
     absurd = ["9" * 5000, "1e999", "nan", "-" * 5000 + "1", "1," * 3000 + "1", "1" + "0" * 400 + " million", "inf%"] * 200
     absurd_items = [RewardInput("docmath", "q", ["42"], f"<think>x</think>The answer is {a}.") for a in absurd]
@@ -206,7 +206,7 @@ def bench_verifiers(args: argparse.Namespace) -> dict:
     absurd_wall = time.perf_counter() - start
     return {
         "responses": n, "mean_response_chars": round(sum(len(i.response) for i in items) / n),
-        "verify_wall_s": round(wall, 3), "us_per_response": round(wall / n * 1e6, 1), "responses_per_s": round(n / wall),
+        "verify_wall_s": round(wall, 3), "verify_cpu_s": round(cpu, 3), "us_per_response": round(wall / n * 1e6, 1), "responses_per_s": round(n / wall),
         "reward_mean": round(metrics["reward/mean"], 4), "no_answer_frac": round(metrics["reward/no_answer"], 4),
         "unfinished_frac": round(metrics["reward/unfinished_think"], 4),
         "absurd_inputs": len(absurd_items), "absurd_wall_s": round(absurd_wall, 4),

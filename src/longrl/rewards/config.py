@@ -10,7 +10,7 @@ from longrl.sections import Section
 class JudgeConfig(Section):
     """An OpenAI-compatible `POST {base_url}/chat/completions` server (vllm serve, SGLang, hosted APIs)."""
 
-    base_url: str                              # e.g. http://127.0.0.1:8000/v1
+    base_url: str = Field(pattern=r"^https?://\S+$")  # e.g. http://127.0.0.1:8000/v1 (requests go to {base_url}/chat/completions)
     model: str                                 # model name sent in the request (also part of the cache key)
     api_key_env: str | None = "LONGRL_JUDGE_API_KEY"  # environment variable holding the key; never logged
     concurrency: int = Field(32, ge=1)         # requests in flight

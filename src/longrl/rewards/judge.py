@@ -119,7 +119,7 @@ def format_golds(golds: list[str]) -> str:
 
 
 class OpenAIJudge:
-    """JudgeClient for an OpenAI-compatible server; one httpx.AsyncClient per event loop."""
+    """JudgeClient for an OpenAI-compatible server; a pool of single-connection clients per event loop."""
 
     def __init__(self, cfg: JudgeConfig, cache: JudgeCache | None = None):
         self.cfg = cfg
