@@ -93,8 +93,10 @@ def load(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimi
     """Restore a checkpoint directory into the given objects; returns {"step": int, **caller state}."""
     path = Path(path)
     missing, unexpected = load_model(_unwrap(model), str(path / "model.safetensors"), strict=False)
-    if unexpected or [m for m in missing if not _is_tied(model, m)]:
-        raise RuntimeError(f"{path}: checkpoint does not match the model (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    missing = sorted(m for m in missing if not _is_tied(model, m))
+    if unexpected or missing:
+        raise RuntimeError(f"{path}: checkpoint does not match the model "
+                           f"(missing {missing[:3]}, unexpected {sorted(unexpected)[:3]})")
     trainer = torch.load(path / "trainer.pt", map_location="cpu", weights_only=True)
     if optimizer is not None and trainer["optimizer"] is not None:
         optimizer.load_state_dict(trainer["optimizer"])

@@ -6,9 +6,12 @@
     with timers.time("rollout"):
         ...
     metrics.log({"step": 3, "phase": "p1", **timers.pop()})
+    with StepProgress(total=8, start=2, mode=cfg.run.progress) as progress:
+        progress.update(3, row)                  # one live line: bar + the step's key metrics
 
 Rerunning a command on the same directory resumes it, so a directory whose config.yaml differs
-from the new config is refused (use a new --out, or delete the directory).
+from the new config is refused (use a new --out, or delete the directory). Settings present on
+one side only (added by a newer longrl) do not count as differences.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,20 +41,24 @@ def prepare_run_dir(out: str | Path, cfg) -> Path:
     if existing.exists():
         old = yaml.safe_load(existing.read_text())
         new = yaml.safe_load(text)
-        if old != new:
-            changed = sorted(_diff_keys(old, new))
+        changed = sorted(_diff_keys(old, new))
+        if changed:
             raise ConfigError(f"{out} holds a run with a different config (changed: {', '.join(changed[:8])}); "
                               "use another --out to start a new run, or the same config to resume")
+        if old != new:  # only settings this version of longrl added: record them
+            atomic_write_text(existing, text)
     else:
         atomic_write_text(existing, text)
     return out
 
 
 def _diff_keys(old, new, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ. A key on one side only is a setting added or retired by
+    another longrl version, not a change the user made: it does not block a resume."""
     if isinstance(old, dict) and isinstance(new, dict):
         keys = []
-        for k in sorted(set(old) | set(new)):
-            keys += _diff_keys(old.get(k), new.get(k), f"{prefix}{k}.")
+        for k in sorted(set(old) & set(new)):
+            keys += _diff_keys(old[k], new[k], f"{prefix}{k}.")
         return keys
     return [prefix.rstrip(".")] if old != new else []
 
@@ -130,3 +138,71 @@ def dump_samples(run_dir: str | Path, step: int, rows: list[dict[str, Any]]) -> 
         for row in rows:
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
     return path
+
+
+# (metric key, label, format) shown on the progress line, when present in the row.
+PROGRESS_FIELDS = [
+    ("reward/mean", "reward", "{:.3f}"),
+    ("accuracy", "acc", "{:.2f}"),
+    ("entropy", "ent", "{:.3f}"),
+    ("kl", "kl", "{:.4f}"),
+    ("response_len/mean", "len", "{:.0f}"),
+    ("filtered_groups_frac", "filtered", "{:.2f}"),
+    ("loss/total", "loss", "{:.4f}"),
+    ("tokens_per_s", "tok/s", "{:.0f}"),
+    ("time/step", "s/step", "{:.1f}"),
+]
+
+
+def format_progress(row: dict[str, Any], fields: list[tuple[str, str, str]] = PROGRESS_FIELDS) -> str:
+    """`reward 0.250 acc 0.25 len 41 ...` for the fields present (and not None/NaN) in `row`."""
+    parts = []
+    for key, label, fmt in fields:
+        value = row.get(key)
+        if isinstance(value, int | float) and math.isfinite(value):
+            parts.append(f"{label} {fmt.format(value)}")
+    return "  ".join(parts)
+
+
+class StepProgress:
+    """The live line of a training loop: a bar over steps plus the latest step's metrics.
+
+    mode "auto" draws with rich when stderr is a terminal and is silent otherwise; "rich"
+    always draws; "plain" prints one line per `every` steps (logs, CI); "none" is silent.
+    LONGRL_NO_PROGRESS=1 silences all modes.
+    """
+
+    def __init__(self, total: int, start: int = 0, mode: str = "auto", description: str = "train", every: int = 1):
+        from longrl.console import progress_enabled
+
+        self.total, self.start, self.description, self.every = total, start, description, every
+        self.kind = "none"
+        if progress_enabled(mode):
+            self.kind = "plain" if mode == "plain" else "rich"
+        self._progress = None
+        self._task = None
+
+    def __enter__(self) -> StepProgress:
+        if self.kind == "rich":
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+            from longrl.console import stderr_console
+
+            self._progress = Progress(TextColumn("{task.description}"), BarColumn(bar_width=20), MofNCompleteColumn(),
+                                      TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[line]}"),
+                                      console=stderr_console(), transient=False)
+            self._progress.__enter__()
+            self._task = self._progress.add_task(self.description, total=self.total, completed=self.start, line="")
+        return self
+
+    def update(self, step: int, row: dict[str, Any]) -> None:
+        line = format_progress(row)
+        if self.kind == "rich":
+            self._progress.update(self._task, completed=step, line=line)
+        elif self.kind == "plain" and (step % self.every == 0 or step == self.total):
+            print(f"{self.description} step {step}/{self.total}  {line}", file=sys.stderr, flush=True)
+
+    def __exit__(self, *exc) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(*exc)
+            self._progress = None

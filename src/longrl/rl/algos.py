@@ -57,7 +57,7 @@ def grpo_advantages(rewards: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
 
     Example: rewards [[1, 0, 0, 1]] -> mean 0.5, std 0.577 -> [[0.866, -0.866, -0.866, 0.866]].
     """
-    if rewards.shape[-1] < 2:
+    if rewards.shape[-1] < 2 or rewards.numel() == 0:
         return torch.zeros_like(rewards)
     centred = rewards - rewards.mean(dim=-1, keepdim=True)                 # (P, G)
     std = rewards.std(dim=-1, keepdim=True)                                # (P, 1)

@@ -1,0 +1,418 @@
+"""The RL loop: GRPO / DAPO on long-context prompts, one readable function (`train`).
+
+    longrl rl --config configs/smoke.yaml --out runs/smoke                 # tiny model, CPU, < 1 min
+    longrl rl --config configs/smoke.yaml --out runs/smoke algo.advantage=drgrpo train.steps=8
+    python -c "from longrl.rl.trainer import train; from longrl.config import load_config; train(load_config('configs/smoke.yaml'), 'runs/x')"
+
+Each step:
+  1. Rollout. Draw prompts (`rl/sampler.py`: seeded epochs, resumable cursor), render them with the
+     method's template (documents middle-truncated to `rollout.max_input_tokens`), sample G
+     completions per prompt with the shared-prefix generator (`rl/rollout.py`: the prompt's KV is
+     kept once per group). Each group's randomness comes from (run seed, step, draw index), so a
+     resumed or re-batched run samples the same tokens.
+  2. Reward. The hybrid reward (`rewards/hybrid.py`): rule verification, the LLM judge when the rule
+     says 0 (if configured), DAPO overlong shaping (if enabled).
+  3. Dynamic sampling (`rl/dynamic.py`, DAPO): groups whose G rewards are all equal are dropped and
+     more prompts are drawn, at most `algo.max_refills` extra rounds; then the step trains on what it
+     has. No informative group at all: the update is skipped and logged (`update/skipped`).
+  4. Advantages (`algos.ADVANTAGES`): GRPO (r - mean) / (std + eps) per group, or Dr. GRPO r - mean.
+  5. Update: `train.ppo_epochs` passes; each splits the groups into `train.mini_batches` shuffled
+     mini-batches (one AdamW step each, global grad-norm clip); each mini-batch runs as token-budget
+     micro-batches (`rl/batching.py`) with gradient accumulation. Log-probs come from the
+     shared-prompt training forward with a chunked LM head (`rl/logprobs.py`). Per-token loss =
+     clipped PPO term (clip-higher) + kl_coef * KL(policy || ref) + entropy bonus, aggregated as
+     `algo.loss_agg` with the normaliser of the whole mini-batch, so micro-batching is exact.
+  6. Metrics (one `metrics.jsonl` line per step), item scores (`item_scores.jsonl`: the G rewards of
+     every item rolled out, read by the curriculum's difficulty store), sample dumps (`samples/`),
+     checkpoint (`checkpoints/step-N/`, every `run.save_every` steps and at the last one).
+
+Departures from the papers, and choices they left open:
+  - Old log-probs (the PPO ratio's denominator) come from the current policy before the step's
+    updates, recomputed by a no-grad forward, not from the sampler: sampling log-probs differ
+    from the policy's by temperature and top-p. When the step makes a single optimizer update the
+    forward is skipped: the policy is still the one that would be recomputed, so the current
+    log-probs, detached, are the same numbers (ratio exactly 1 at the first update).
+  - Dynamic sampling never fails for lack of informative groups (the original raises after
+    generating "too many" batches); surplus informative groups of the last round are not trained on.
+  - The learning rate is a pure function of the RL step (warmup counts steps, not optimizer updates).
+  - The reference model for KL is the starting policy (`model.path`), loaded only when
+    `algo.kl_coef > 0` or `algo.track_kl`; the paper uses kl_coef 0.
+
+Resume: rerunning the same command on the same `--out` continues from the newest checkpoint (model,
+optimizer, RNG states, data cursor); metrics.jsonl and item_scores.jsonl are cut back
+to the checkpoint, so each step appears once. A run whose `final/` exists and whose last checkpoint
+is the last step returns at once. On CPU in fp32, a run killed at any point and resumed ends with
+the same weights as an uninterrupted one (`tests/rl/test_trainer.py`).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from longrl import checkpoint
+from longrl.config import Config
+from longrl.data.schema import Sample
+from longrl.errors import ConfigError
+from longrl.files import atomic_dir
+from longrl.rl import algos
+from longrl.rl.batching import completion_mask, gather, pad_rows, plan_micro_batches, split_mini_batches
+from longrl.rl.dynamic import collect_groups
+from longrl.rl.sampler import Draw, PromptSampler, load_items
+from longrl.tracking import MetricsLog, StepProgress, Timers, dump_samples, prepare_run_dir
+
+
+@dataclass
+class Group:
+    """One prompt and its G scored completions."""
+
+    draw: Draw
+    prompt_ids: list[int]
+    completions: list[list[int]]      # G token lists (stop token included when emitted)
+    truncated: list[bool]             # hit the length limit without a stop token
+    texts: list[str]                  # decoded responses (stop token removed)
+    results: list[Any]                # G RewardResults
+    rewards: list[float]              # G final scores (what advantages are computed from)
+
+
+@dataclass
+class Objective:
+    """The step's loss ingredients, resolved from config names once."""
+
+    agg: algos.LossAgg
+    kl: algos.KLEstimator
+    clip_low: float
+    clip_high: float
+    kl_coef: float
+    entropy_coef: float
+
+
+def seed_everything(cfg: Config) -> None:
+    if cfg.run.torch_threads:
+        torch.set_num_threads(cfg.run.torch_threads)
+    random.seed(cfg.run.seed)
+    np.random.seed(cfg.run.seed % 2**32)
+    torch.manual_seed(cfg.run.seed)
+
+
+def stream_seed(*keys: Any) -> int:
+    """A 63-bit seed fixed by `keys` (stable across processes, unlike hash())."""
+    return random.Random(":".join(map(str, keys))).getrandbits(63)
+
+
+def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
+    """Multiplier of the base learning rate for 0-based RL step `step`.
+
+    Linear warmup over `warmup` steps from 1/(warmup+1), then constant, cosine to 0 or linear to 0
+    over the remaining steps. Example: warmup 3 -> 0.25, 0.5, 0.75, then 1.0 (constant).
+    """
+    if step < warmup:
+        return (step + 1) / (warmup + 1)
+    span = max(total - warmup, 1)
+    progress = min((step - warmup) / span, 1.0)
+    return {"constant": 1.0, "cosine": 0.5 * (1 + math.cos(math.pi * progress)), "linear": 1.0 - progress}[schedule]
+
+
+def make_optimizer(cfg: Config, policy: torch.nn.Module) -> torch.optim.AdamW:
+    params = [p for p in policy.parameters() if p.requires_grad]
+    return torch.optim.AdamW(params, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas), eps=cfg.optim.eps,
+                             weight_decay=cfg.optim.weight_decay)
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, cfg: Config, step: int) -> float:
+    """Set the learning rate of 1-based RL step `step` (a pure function of the step: nothing to checkpoint)."""
+    lr = cfg.optim.lr * lr_factor(step - 1, cfg.train.steps, cfg.optim.warmup_steps, cfg.optim.schedule)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    return lr
+
+
+def load_reference(cfg: Config, device: torch.device):
+    """The frozen starting policy, or None when no KL is computed."""
+    if cfg.algo.kl_coef == 0 and not cfg.algo.track_kl:
+        return None
+    from longrl.models.loading import load_policy
+
+    ref = load_policy(cfg.model, device).eval()
+    ref.requires_grad_(False)
+    return ref
+
+
+def stop_token_ids(tokenizer, policy) -> tuple[int, ...]:
+    ids = {tokenizer.eos_token_id}
+    eos = getattr(policy.generation_config, "eos_token_id", None)
+    ids.update(eos if isinstance(eos, list) else [eos])
+    return tuple(sorted(i for i in ids if i is not None))
+
+
+class Roller:
+    """Rollout + reward for batches of draws: `roll(step, draws) -> list[Group]`."""
+
+    def __init__(self, cfg: Config, policy, tokenizer, timers: Timers):
+        from longrl.rewards.hybrid import HybridReward
+        from longrl.rl.rollout import SamplingParams, SharedPrefixGenerator
+
+        self.cfg, self.policy, self.tokenizer, self.timers = cfg, policy, tokenizer, timers
+        self.stops = stop_token_ids(tokenizer, policy)
+        r = cfg.rollout
+        self.params = SamplingParams(max_new_tokens=r.max_new_tokens, temperature=r.temperature, top_p=r.top_p,
+                                     top_k=r.top_k, stop_token_ids=self.stops)
+        self.generator = SharedPrefixGenerator(policy, tokenizer.pad_token_id, groups_per_batch=r.groups_per_batch,
+                                               device=next(policy.parameters()).device)
+        self.reward = HybridReward(cfg.reward)
+
+    def encode(self, item: Sample) -> list[int]:
+        from longrl.data.prompt import encode_prompt
+
+        try:
+            return encode_prompt(self.tokenizer, item, self.cfg.rollout.max_input_tokens).ids
+        except ValueError as exc:
+            raise ConfigError(f"rollout.max_input_tokens: {exc}") from None
+
+    def roll(self, step: int, draws: list[Draw]) -> list[Group]:
+        from longrl.rewards.hybrid import RewardInput
+        from longrl.rl.rollout import group_seed
+
+        G = self.cfg.rollout.group_size
+        with self.timers.time("rollout"), torch.no_grad():
+            self.policy.eval()
+            prompts = [self.encode(d.item) for d in draws]
+            seeds = [group_seed(self.cfg.run.seed, step, d.index) for d in draws]
+            outs = self.generator.generate(prompts, G, self.params, seeds)
+        with self.timers.time("reward"):
+            texts = [[self.decode(c) for c in out.completions] for out in outs]
+            inputs = [RewardInput(task=d.item.task, question=d.item.question, answers=list(d.item.answers), response=t,
+                                  response_tokens=len(c), max_response_tokens=self.params.max_new_tokens)
+                      for d, out, ts in zip(draws, outs, texts) for t, c in zip(ts, out.completions)]
+            results = self.reward.score(inputs)
+        groups = []
+        for k, (d, out, ts) in enumerate(zip(draws, outs, texts)):
+            res = results[k * G:(k + 1) * G]
+            groups.append(Group(d, list(out.prompt_ids), [list(c) for c in out.completions], list(out.truncated), ts,
+                                res, [r.score for r in res]))
+        return groups
+
+    def decode(self, ids: list[int]) -> str:
+        if ids and ids[-1] in self.stops:
+            ids = ids[:-1]
+        return self.tokenizer.decode(ids, skip_special_tokens=False)
+
+
+def no_grad_logprobs(model, groups: list[Group], cfg: Config) -> dict[tuple[int, int], torch.Tensor]:
+    """Per-sequence log-probs of every completion under `model`, micro-batched, without grad."""
+    from longrl.rl.logprobs import completion_stats
+
+    prompts = [g.prompt_ids for g in groups]
+    comps = [g.completions for g in groups]
+    plan = plan_micro_batches([len(p) for p in prompts], [[len(c) for c in cs] for cs in comps],
+                              cfg.train.micro_batch_tokens, cfg.train.shared_prompt_forward)
+    out: dict[tuple[int, int], torch.Tensor] = {}
+    with torch.no_grad():
+        for micro in plan:
+            p, c = gather(micro, prompts, comps)
+            stats = completion_stats(model, p, c, cfg.train.logprob_chunk_tokens, with_entropy=False,
+                                     shared_prompt=cfg.train.shared_prompt_forward)
+            for b, (g, r) in enumerate(micro.sequences):
+                out[(g, r)] = stats.logprobs[b, : len(comps[g][r])].detach()
+    return out
+
+
+def policy_update(policy, ref, optimizer, groups: list[Group], adv: torch.Tensor, cfg: Config, obj: Objective,
+                  step: int) -> dict[str, float]:
+    """`ppo_epochs` x mini-batches of micro-batches; one AdamW step per mini-batch.
+
+    Args:
+        groups: the P groups to train on.
+        adv: (P, G) advantages.
+
+    Returns:
+        loss/*, optim/grad_norm, entropy, kl (when a reference is loaded), update counts.
+    """
+    from longrl.rl.logprobs import completion_stats
+
+    t = cfg.train
+    prompts = [g.prompt_ids for g in groups]
+    comps = [g.completions for g in groups]
+    updates = t.ppo_epochs * min(t.mini_batches, len(groups))
+    old = no_grad_logprobs(policy, groups, cfg) if updates > 1 else None
+    ref_lp = no_grad_logprobs(ref, groups, cfg) if ref is not None else None
+    params = [p for p in policy.parameters() if p.requires_grad]
+    sums = {"loss/policy": 0.0, "loss/total": 0.0, "loss/clip_frac": 0.0, "entropy": 0.0, "kl": 0.0}
+    tokens, norms = 0.0, []
+    policy.train()
+    for epoch in range(t.ppo_epochs):
+        order = torch.Generator().manual_seed(stream_seed(cfg.run.seed, "minibatch", step, epoch))
+        for mini in split_mini_batches(len(groups), t.mini_batches, order):
+            m_prompts, m_comps = [prompts[i] for i in mini], [comps[i] for i in mini]
+            normaliser = max(obj.agg.count(completion_mask([len(c) for cs in m_comps for c in cs])), 1.0)
+            plan = plan_micro_batches([len(p) for p in m_prompts], [[len(c) for c in cs] for cs in m_comps],
+                                      t.micro_batch_tokens, t.shared_prompt_forward)
+            optimizer.zero_grad(set_to_none=True)
+            for micro in plan:
+                seqs = [(mini[g], r) for g, r in micro.sequences]        # step-level (group, row)
+                p, c = gather(micro, m_prompts, m_comps)
+                stats = completion_stats(policy, p, c, t.logprob_chunk_tokens, with_entropy=True,
+                                         shared_prompt=t.shared_prompt_forward)
+                mask = stats.mask.to(stats.logprobs.dtype)                                   # (B, T)
+                width = mask.shape[1]
+                old_lp = pad_rows([old[s] for s in seqs], width) if old is not None else stats.logprobs.detach()
+                a = torch.stack([adv[g, r] for g, r in seqs]).to(stats.logprobs)            # (B,)
+                pg, clip_frac = algos.ppo_clip_loss(stats.logprobs, old_lp, a, mask, obj.clip_low, obj.clip_high)
+                per_token = pg + algos.entropy_bonus(stats.entropy, obj.entropy_coef)      # (B, T)
+                if ref_lp is not None:
+                    kl = obj.kl(stats.logprobs, pad_rows([ref_lp[s] for s in seqs], width))
+                    per_token = per_token + obj.kl_coef * kl
+                    sums["kl"] += float((kl.detach() * mask).sum())
+                loss = obj.agg.reduce(per_token, mask) / normaliser
+                loss.backward()
+                n = float(mask.sum())
+                tokens += n
+                sums["loss/total"] += float(loss.detach())      # micro-batch parts add up to the mini-batch loss
+                sums["loss/policy"] += float((pg.detach() * mask).sum())
+                sums["loss/clip_frac"] += float(clip_frac) * n
+                sums["entropy"] += float((stats.entropy.detach() * mask).sum())
+            norms.append(float(torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)))
+            optimizer.step()
+    out = {k: v / max(tokens, 1.0) for k, v in sums.items() if k != "loss/total"}
+    out["loss/total"] = sums["loss/total"] / max(len(norms), 1)    # mean over updates of the aggregated loss
+    if ref_lp is None:
+        out.pop("kl")
+    out.update({"optim/grad_norm": sum(norms) / max(len(norms), 1), "optim/updates": float(len(norms)),
+                "update/skipped": 0.0, "update/tokens": tokens})
+    return out
+
+
+def skipped_update(tracks_kl: bool) -> dict[str, float]:
+    """Metrics of a step with no informative group: nothing to train on (NaN -> null in metrics.jsonl)."""
+    nan = float("nan")
+    out = {"loss/policy": nan, "loss/total": nan, "loss/clip_frac": nan, "entropy": nan, "optim/grad_norm": nan,
+           "optim/updates": 0.0, "update/skipped": 1.0, "update/tokens": 0.0}
+    if tracks_kl:
+        out["kl"] = nan
+    return out
+
+
+def objective(cfg: Config) -> Objective:
+    a = cfg.algo
+    return Objective(agg=algos.LOSS_AGG.get(a.loss_agg), kl=algos.KL_ESTIMATORS.get(a.kl_estimator),
+                     clip_low=a.clip_eps_low, clip_high=a.clip_eps_high, kl_coef=a.kl_coef, entropy_coef=a.entropy_coef)
+
+
+def rewards_tensor(groups: list[Group], group_size: int) -> torch.Tensor:
+    """(P, G) final scores of the groups (P may be 0)."""
+    return torch.tensor([g.rewards for g in groups], dtype=torch.float32).reshape(len(groups), group_size)
+
+
+def rollout_metrics(groups: list[Group]) -> dict[str, float]:
+    """Reward, accuracy and length statistics over every response generated in the step."""
+    from longrl.rewards.hybrid import summarize
+
+    results = [r for g in groups for r in g.results]
+    lengths = [len(c) for g in groups for c in g.completions]
+    truncated = [t for g in groups for t in g.truncated]
+    correct = [max(r.rule_score, r.judge_score or 0.0) >= 1.0 for r in results]
+    n = max(len(lengths), 1)
+    return {
+        **summarize(results),
+        "accuracy": sum(correct) / n,                     # rule-or-judge says correct, before shaping
+        "response_len/mean": sum(lengths) / n,
+        "response_len/max": float(max(lengths, default=0)),
+        "truncated_frac": sum(truncated) / n,
+        "rollout/prompt_len_mean": sum(len(g.prompt_ids) for g in groups) / max(len(groups), 1),
+        "rollout/tokens": float(sum(len(g.prompt_ids) + sum(len(c) for c in g.completions) for g in groups)),
+    }
+
+
+def item_score_rows(step: int, phase: str, groups: list[Group]) -> list[dict[str, Any]]:
+    return [{"step": step, "phase": phase, "id": g.draw.item.id, "rewards": g.rewards} for g in groups]
+
+
+def sample_rows(step: int, groups: list[Group]) -> list[dict[str, Any]]:
+    return [{"step": step, "id": g.draw.item.id, "draw": g.draw.index, "task": g.draw.item.task, "sample": k,
+             "reward": g.rewards[k], "prediction": r.prediction, "status": r.status, "answers": g.draw.item.answers,
+             "truncated": g.truncated[k], "response_tokens": len(g.completions[k]), "response": g.texts[k]}
+            for g in groups for k, r in enumerate(g.results)]
+
+
+def is_finished(out: Path, cfg: Config) -> bool:
+    """`final/` is written and the newest checkpoint is the last step."""
+    found = checkpoint.list_checkpoints(out)
+    return (out / "final").is_dir() and bool(found) and found[-1][0] >= cfg.train.steps
+
+
+def save_final(path: Path, policy, tokenizer) -> Path:
+    """The policy as a Hugging Face folder (config, safetensors, tokenizer), written atomically."""
+    with atomic_dir(path) as tmp:
+        policy.save_pretrained(str(tmp), safe_serialization=True)
+        tokenizer.save_pretrained(str(tmp))
+    return path
+
+
+def train(cfg: Config, out: str | Path, items: list[Sample] | None = None, phase: str = "rl") -> Path:
+    """Run RL as `cfg` says, or resume it from `out`; returns the final policy folder `out/final`.
+
+    Args:
+        cfg: the whole config (model, data, reward, rollout, algo, optim, train, run).
+        out: run directory (config.yaml, metrics.jsonl, item_scores.jsonl, samples/, checkpoints/, final/).
+        items: training items; None = load `cfg.data.train`.
+        phase: label written to every metrics line, item score and checkpoint (curriculum phases).
+    """
+    from longrl.models.loading import load_policy, load_tokenizer, resolve_device
+
+    out = prepare_run_dir(out, cfg)                                         # refuses a different config
+    if is_finished(out, cfg):
+        return out / "final"
+    seed_everything(cfg)
+    device = resolve_device(cfg.run.device)
+    tokenizer = load_tokenizer(cfg.model)
+    policy = load_policy(cfg.model, device)
+    ref = load_reference(cfg, device)                                       # None unless KL is used
+    optimizer = make_optimizer(cfg, policy)
+    state = checkpoint.resume(out, policy, optimizer)                       # {} on a fresh run
+    start = state.get("step", 0)
+    metrics = MetricsLog(out / "metrics.jsonl", resume_step=state.get("step"))
+    item_scores = MetricsLog(out / "item_scores.jsonl", resume_step=state.get("step"))
+    items = items if items is not None else load_items(cfg.data.train, cfg.data.skip_bad, tokenizer)
+    sampler = PromptSampler(items, cfg.run.seed, cursor=state.get("cursor", 0))
+    timers = Timers()
+    roller = Roller(cfg, policy, tokenizer, timers)
+    advantage_fn = algos.ADVANTAGES.get(cfg.algo.advantage)                 # names resolved once, up front
+    obj = objective(cfg)
+    progress = StepProgress(cfg.train.steps, start, cfg.run.progress, f"rl {phase}", cfg.run.log_every)
+    with progress:
+        for step in range(start + 1, cfg.train.steps + 1):
+            began = time.perf_counter()
+            lr = set_learning_rate(optimizer, cfg, step)
+            # 1-3) rollout -> reward, refilled until the step has its informative groups (DAPO dynamic sampling)
+            collected = collect_groups(lambda n: roller.roll(step, sampler.next(n)), lambda g: g.rewards,
+                                       cfg.train.prompts_per_step, cfg.algo.max_refills, cfg.algo.dynamic_sampling)
+            # 4) advantages, 5) policy update (skipped, and logged, when no group is informative)
+            with timers.time("update"):
+                adv = advantage_fn(rewards_tensor(collected.groups, cfg.rollout.group_size), eps=cfg.algo.adv_eps)
+                update = (policy_update(policy, ref, optimizer, collected.groups, adv, cfg, obj, step)
+                          if collected.groups else skipped_update(ref is not None))
+            # 6) metrics, item scores, sample dumps, checkpoint
+            elapsed = time.perf_counter() - began
+            stats = rollout_metrics(collected.all)
+            row = {"step": step, "phase": phase, **stats, **collected.metrics(), **update, "optim/lr": lr,
+                   "tokens_per_s": stats["rollout/tokens"] / max(elapsed, 1e-9), **timers.pop(),
+                   "time/step": round(elapsed, 4)}
+            for score_row in item_score_rows(step, phase, collected.all):
+                item_scores.log(score_row)
+            metrics.log(row)
+            if cfg.run.dump_samples_every and step % cfg.run.dump_samples_every == 0:
+                dump_samples(out, step, sample_rows(step, collected.all))
+            if step % cfg.run.save_every == 0 or step == cfg.train.steps:
+                checkpoint.save(out, step, policy, optimizer, None, {"cursor": sampler.cursor, "phase": phase},
+                                keep=cfg.run.keep_checkpoints)
+            progress.update(step, row)
+    metrics.close()
+    item_scores.close()
+    return save_final(out / "final", policy, tokenizer)

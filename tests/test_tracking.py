@@ -1,0 +1,92 @@
+"""tracking.py: run directories, metrics.jsonl exactly once per step on resume, timers, progress line."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import yaml
+
+from longrl.config import load_config
+from longrl.errors import ConfigError
+from longrl.tracking import (
+    MetricsLog, StepProgress, Timers, dump_samples, format_progress, prepare_run_dir, read_metrics,
+)
+
+
+def test_prepare_run_dir_writes_config_and_refuses_a_changed_one(tmp_path):
+    cfg = load_config(None, ["run.seed=3"])
+    out = prepare_run_dir(tmp_path / "run", cfg)
+    assert yaml.safe_load((out / "config.yaml").read_text())["run"]["seed"] == 3
+    assert prepare_run_dir(out, cfg) == out                               # same config: resume
+    with pytest.raises(ConfigError, match=r"different config \(changed: algo.kl_coef, run.seed\)"):
+        prepare_run_dir(out, load_config(None, ["run.seed=4", "algo.kl_coef=0.1"]))
+
+
+def test_prepare_run_dir_accepts_settings_added_by_a_newer_version(tmp_path):
+    cfg = load_config(None)
+    out = prepare_run_dir(tmp_path, cfg)
+    old = yaml.safe_load((out / "config.yaml").read_text())
+    del old["algo"]["track_kl"]                                           # as written by an older longrl
+    (out / "config.yaml").write_text(yaml.safe_dump(old))
+    prepare_run_dir(out, cfg)
+    assert "track_kl" in yaml.safe_load((out / "config.yaml").read_text())["algo"]
+
+
+def test_metrics_log_keeps_each_step_once_across_resumes(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    log = MetricsLog(path)
+    for step in (1, 2, 3):
+        log.log({"step": step, "loss": float(step), "nan": math.nan})
+    log.close()
+    with open(path, "a") as fh:
+        fh.write('{"step": 4, "lo')                                       # torn by a kill
+    assert [r["step"] for r in read_metrics(path)] == [1, 2, 3]
+    assert read_metrics(path)[0]["nan"] is None                           # NaN is written as null
+
+    log = MetricsLog(path, resume_step=2)                                 # checkpoint after step 2
+    log.log({"step": 3, "loss": 30.0})
+    log.close()
+    assert [(r["step"], r["loss"]) for r in read_metrics(path)] == [(1, 1.0), (2, 2.0), (3, 30.0)]
+    MetricsLog(path).close()                                              # no checkpoint at all: start over
+    assert read_metrics(path) == []
+
+
+def test_timers_accumulate_and_reset():
+    timers = Timers()
+    for _ in range(2):
+        with timers.time("rollout"):
+            pass
+    out = timers.pop()
+    assert list(out) == ["time/rollout"] and out["time/rollout"] >= 0
+    assert timers.pop() == {}
+
+
+def test_dump_samples_writes_one_file_per_step(tmp_path):
+    path = dump_samples(tmp_path, 12, [{"id": "a", "response": "ünïcode"}])
+    assert path == tmp_path / "samples" / "step-00000012.jsonl"
+    assert json.loads(path.read_text(encoding="utf-8")) == {"id": "a", "response": "ünïcode"}
+
+
+def test_format_progress_shows_present_finite_fields():
+    row = {"reward/mean": 0.25, "accuracy": 0.5, "entropy": None, "kl": math.nan, "response_len/mean": 41.6}
+    assert format_progress(row) == "reward 0.250  acc 0.50  len 42"
+
+
+def test_step_progress_plain_prints_every_n_steps(capsys, monkeypatch):
+    monkeypatch.delenv("LONGRL_NO_PROGRESS", raising=False)
+    with StepProgress(total=4, start=0, mode="plain", description="rl p1", every=2) as progress:
+        for step in range(1, 5):
+            progress.update(step, {"reward/mean": step / 10})
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == ["rl p1 step 2/4  reward 0.200", "rl p1 step 4/4  reward 0.400"]
+
+
+def test_step_progress_is_silent_when_disabled(capsys, monkeypatch):
+    monkeypatch.setenv("LONGRL_NO_PROGRESS", "1")
+    with StepProgress(total=2, mode="plain") as progress:
+        progress.update(1, {"reward/mean": 1.0})
+    with StepProgress(total=2, mode="auto") as progress:                 # not a terminal: silent
+        progress.update(1, {"reward/mean": 1.0})
+    assert capsys.readouterr().err == ""
