@@ -30,6 +30,7 @@ COMMAND_MODULES = [
     "longrl.demo",
     "longrl.bench",
     "longrl.rewards.commands",
+    "longrl.rl.commands",
 ]
 
 

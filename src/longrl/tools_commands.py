@@ -11,6 +11,7 @@ REGISTRIES = {
     "families": "longrl.data.synthetic:FAMILIES",
     "formats": "longrl.data.importers:IMPORTERS",
     "benchmarks": "longrl.bench:BENCHMARKS",
+    "advantages": "longrl.rl.algos:ADVANTAGES",
     "verifiers": "longrl.rewards.verifiers:VERIFIERS",
 }
 
