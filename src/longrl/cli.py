@@ -31,6 +31,7 @@ COMMAND_MODULES = [
     "longrl.bench",
     "longrl.rewards.commands",
     "longrl.rl.commands",
+    "longrl.eval.commands",
 ]
 
 

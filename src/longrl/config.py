@@ -191,6 +191,7 @@ NAME_CHECKS = [
     ("synth.tasks", lambda cfg: [t for s in data_sources(cfg) if s.synth for t in s.synth.tasks], "longrl.data.synthetic:FAMILIES"),
     ("reward.judge_verifiers", lambda cfg: cfg.reward.judge_verifiers, "longrl.rewards.verifiers:VERIFIERS"),
     ("algo.advantage", lambda cfg: [cfg.algo.advantage], "longrl.rl.algos:ADVANTAGES"),
+    ("eval.benchmarks", lambda cfg: cfg.eval.benchmarks, "longrl.eval.benchmarks:BENCHMARKS"),
 ]
 
 

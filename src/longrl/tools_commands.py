@@ -13,6 +13,7 @@ REGISTRIES = {
     "benchmarks": "longrl.bench:BENCHMARKS",
     "advantages": "longrl.rl.algos:ADVANTAGES",
     "verifiers": "longrl.rewards.verifiers:VERIFIERS",
+    "evals": "longrl.eval.benchmarks:BENCHMARKS",
 }
 
 
