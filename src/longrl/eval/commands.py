@@ -98,8 +98,8 @@ def run_eval(args: argparse.Namespace) -> int:
     if cfg.run.torch_threads:
         torch.set_num_threads(cfg.run.torch_threads)
     backend, tokenizer = build_backend(cfg)
-    where = f" at {backend.base_url}" if hasattr(backend, "base_url") else ""
-    info(f"evaluating {backend.name}{where} on {', '.join(f'{n} ({len(s.samples)})' for n, s in suites.items())} -> {out}")
+    label = getattr(backend, "base_url", None) or backend.name  # a server's model name is asked for on first use
+    info(f"evaluating {label} on {', '.join(f'{n} ({len(s.samples)})' for n, s in suites.items())} -> {out}")
     summary = evaluate(backend, tokenizer, suites, ev, build_reward(cfg), out, seed=cfg.run.seed, progress=cfg.run.progress)
     print_results(summary)
     info(f"results: {out / 'results.md'}, {out / 'summary.json'}; per-sample rows under {out}/<benchmark>/samples.jsonl")
