@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from docqa_rows import DOCMATH, LONGBENCH, write_all, write_jsonl
 
 from longrl.data.tasks import TASKS
 from longrl.errors import DataError, UserError
@@ -13,8 +12,12 @@ from longrl.eval.benchmarks import BENCHMARKS, load_suites, synthetic_suite
 from longrl.eval.config import DOCQA7, SyntheticSuiteConfig
 
 
-def test_all_seven_formats_load(tmp_path):
-    suites = load_suites(DOCQA7, write_all(tmp_path))
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+
+
+def test_all_seven_formats_load(tmp_path, docqa_dir):
+    suites = load_suites(DOCQA7, docqa_dir(tmp_path))
     assert list(suites) == DOCQA7
     docmath = suites["docmath"]
     first = docmath.samples[0]
@@ -34,8 +37,8 @@ def test_all_seven_formats_load(tmp_path):
     assert [s.display for s in suites.values()] == ["DocMath", "Frames", "2Wiki", "HotpotQA", "MuSiQue", "NarrativeQA", "Qasper"]
 
 
-def test_limit_keeps_the_first_items(tmp_path):
-    suites = load_suites(["hotpotqa"], write_all(tmp_path), limit=1)
+def test_limit_keeps_the_first_items(tmp_path, docqa_dir):
+    suites = load_suites(["hotpotqa"], docqa_dir(tmp_path), limit=1)
     assert [s.id for s in suites["hotpotqa"].samples] == ["h1"]
 
 
@@ -45,8 +48,8 @@ def test_documents_and_questions_are_stripped(tmp_path):
     assert (sample.question, sample.context, sample.answers) == ("Q?", "doc", ["A"])
 
 
-def test_docmath_gold_numbers_never_use_exponents(tmp_path):
-    rows = [dict(DOCMATH[0], question_id=str(i), ground_truth=g) for i, g in enumerate([1e-05, 2.5e20, 3.0, "12%"])]
+def test_docmath_gold_numbers_never_use_exponents(tmp_path, docqa_rows):
+    rows = [dict(docqa_rows["docmath"][0], question_id=str(i), ground_truth=g) for i, g in enumerate([1e-05, 2.5e20, 3.0, "12%"])]
     write_jsonl(tmp_path / "docmath.jsonl", rows)
     golds = [s.answers[0] for s in BENCHMARKS.get("docmath").load(tmp_path).samples]
     assert golds == ["0.00001", "250000000000000000000", "3", "12%"]
@@ -64,9 +67,9 @@ def test_docmath_gold_numbers_never_use_exponents(tmp_path):
     ("hotpotqa", {"input": "q", "context": 3, "answers": ["a"]}, "context", "string"),
     ("musique", {"context": "c", "answers": ["a"]}, "input", "missing"),
 ])
-def test_malformed_rows_name_file_line_and_field(tmp_path, name, line, field, fragment):
-    good = {"docmath": DOCMATH[0], "frames": {"Prompt": "q", "Answer": "a", "wiki_items": [{"title": "t", "text": "x"}]}}.get(
-        name, LONGBENCH["hotpotqa"][0])
+def test_malformed_rows_name_file_line_and_field(tmp_path, docqa_rows, name, line, field, fragment):
+    good = {"docmath": docqa_rows["docmath"][0], "frames": {"Prompt": "q", "Answer": "a", "wiki_items": [{"title": "t", "text": "x"}]}}.get(
+        name, docqa_rows["hotpotqa"][0])
     path = tmp_path / f"{name}.jsonl"
     path.write_text(json.dumps(good) + "\n" + json.dumps(line) + "\n")
     with pytest.raises(DataError) as err:
@@ -75,13 +78,13 @@ def test_malformed_rows_name_file_line_and_field(tmp_path, name, line, field, fr
     assert fragment in err.value.problem
 
 
-def test_bad_json_missing_file_duplicate_ids(tmp_path):
+def test_bad_json_missing_file_duplicate_ids(tmp_path, docqa_rows):
     (tmp_path / "narrativeqa.jsonl").write_text('{"_id": "n", "input": "q", "context": "c", "answers": ["a"]}\n{"_id": oops}\n')
     with pytest.raises(DataError, match=r"narrativeqa.jsonl, line 2: malformed JSON"):
         BENCHMARKS.get("narrativeqa").load(tmp_path)
     with pytest.raises(DataError, match=r"qasper.jsonl, open: no such file"):
         BENCHMARKS.get("qasper").load(tmp_path)
-    write_jsonl(tmp_path / "musique.jsonl", [LONGBENCH["musique"][0]] * 2)
+    write_jsonl(tmp_path / "musique.jsonl", [docqa_rows["musique"][0]] * 2)
     with pytest.raises(DataError, match="duplicate id 'm1'"):
         BENCHMARKS.get("musique").load(tmp_path)
     with pytest.raises(UserError, match="--data-dir"):

@@ -7,7 +7,6 @@ import re
 from pathlib import Path
 
 import pytest
-from docqa_rows import write_all
 
 from longrl.cli import main
 from longrl.eval.loopback import LoopbackServer, chat_reply
@@ -25,8 +24,8 @@ def judge(path, body):
     return 200, chat_reply(["[[YES]]" if "barrel maker" in body["messages"][-1]["content"] else "[[NO]]"])
 
 
-def test_eval_command_end_to_end_and_rerun(tmp_path, tiny_model_dir, capsys):
-    data = write_all(tmp_path / "data")
+def test_eval_command_end_to_end_and_rerun(tmp_path, tiny_model_dir, docqa_dir, capsys):
+    data = docqa_dir(tmp_path / "data")
     out = tmp_path / "out"
     with LoopbackServer(answer) as server, LoopbackServer(judge) as judge_server:
         argv = ["eval", "--model", server.url, "--model-name", "m", "--tokenizer", str(tiny_model_dir),
@@ -48,8 +47,8 @@ def test_eval_command_end_to_end_and_rerun(tmp_path, tiny_model_dir, capsys):
     assert "benchmarks:\n  - hotpotqa\n  - qasper" in config or "- hotpotqa" in config
 
 
-def test_eval_command_from_the_config_file(tmp_path, tiny_model_dir):
-    data = write_all(tmp_path / "data")
+def test_eval_command_from_the_config_file(tmp_path, tiny_model_dir, docqa_dir):
+    data = docqa_dir(tmp_path / "data")
     with LoopbackServer(answer) as server:
         argv = ["eval", "--config", str(ROOT / "configs" / "eval_docqa7.yaml"), "--out", str(tmp_path / "out"),
                 f"eval.model={server.url}", "eval.model_name=m", f"eval.tokenizer={tiny_model_dir}", f"eval.data_dir={data}"]

@@ -6,7 +6,6 @@ import json
 import re
 
 import pytest
-from docqa_rows import write_all
 
 from longrl.errors import ConfigError
 from longrl.eval.benchmarks import load_suites
@@ -52,8 +51,8 @@ def judge_answer(path, body):
 
 
 @pytest.fixture()
-def setup(tmp_path, tokenizer):
-    suites = load_suites(DOCQA7, write_all(tmp_path / "data"))
+def setup(tmp_path, tokenizer, docqa_dir):
+    suites = load_suites(DOCQA7, docqa_dir(tmp_path / "data"))
     cfg = EvalConfig(samples=2, pass_k=[2], concurrency=4)
     return suites, cfg
 

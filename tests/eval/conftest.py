@@ -1,9 +1,15 @@
-"""Tiny rows in the published formats of the seven DocQA benchmarks (shared by the eval tests)."""
+"""Eval test fixtures: tiny rows in the published formats of the seven DocQA benchmarks.
+
+  docqa_rows   {benchmark: [row, ...]} in each file's own format
+  docqa_dir    a function folder -> folder, writing docmath.jsonl, frames.jsonl and the five LongBench files
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+
+import pytest
 
 DOCMATH = [
     {"question_id": "dm-1", "question": "What was the total revenue in 2019 and 2020, in millions?",
@@ -29,11 +35,17 @@ def write_jsonl(path: Path, rows: list) -> Path:
     return path
 
 
-def write_all(folder: Path) -> Path:
-    """Write docmath.jsonl, frames.jsonl and the five LongBench files into `folder`."""
-    folder.mkdir(parents=True, exist_ok=True)
-    write_jsonl(folder / "docmath.jsonl", DOCMATH)
-    write_jsonl(folder / "frames.jsonl", FRAMES)
-    for name, rows in LONGBENCH.items():
-        write_jsonl(folder / f"{name}.jsonl", rows)
-    return folder
+@pytest.fixture()
+def docqa_rows() -> dict[str, list]:
+    return {"docmath": DOCMATH, "frames": FRAMES, **LONGBENCH}
+
+
+@pytest.fixture()
+def docqa_dir(docqa_rows):
+    def write(folder: Path) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, rows in docqa_rows.items():
+            write_jsonl(folder / f"{name}.jsonl", rows)
+        return folder
+
+    return write
