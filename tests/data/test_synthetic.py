@@ -110,3 +110,12 @@ def test_longer_documents_carry_more_decoys(tokenizer):
     short = synthesize(["multihop"], n=1, length=200, seed=0, tokenizer=tokenizer)[0]
     long = synthesize(["multihop"], n=1, length=2000, seed=0, tokenizer=tokenizer)[0]
     assert len(RELATION_FACT.findall(long.context)) > len(RELATION_FACT.findall(short.context))
+
+
+def test_lookup_answers_each_fact_in_order(tokenizer):
+    for s in synthesize(["lookup"], n=6, length=300, seed=2, tokenizer=tokenizer):
+        facts = {(r, subj): v for r, subj, v in RELATION_FACT.findall(s.context)}
+        asked = re.findall(r"the (\w+) of (\w+)", s.question)
+        assert len(asked) == s.meta["hops"] == 4
+        assert s.answers == [", ".join(facts[pair] for pair in asked)]
+        assert s.meta["trace"].endswith(f"Therefore, the answer is {s.answers[0]}.")

@@ -21,6 +21,7 @@ from longrl.data.prompt import render_chat, user_message
 from longrl.data.schema import Sample
 from longrl.data.synthetic.choice import draft_choice
 from longrl.data.synthetic.docmath import draft_docmath
+from longrl.data.synthetic.lookup import draft_lookup
 from longrl.data.synthetic.multihop import draft_multihop
 from longrl.data.synthetic.spec import TaskDraft
 from longrl.data.synthetic.world import DocumentPlan, build_document
@@ -33,7 +34,8 @@ FAMILIES: Registry[Drafter] = Registry("synthetic task")
 FAMILIES.add("docmath", draft_docmath)
 FAMILIES.add("multihop", draft_multihop)
 FAMILIES.add("choice", draft_choice)
-DEFAULT_HOPS = {"docmath": 2, "multihop": 2, "choice": 1}
+FAMILIES.add("lookup", draft_lookup)
+DEFAULT_HOPS = {"docmath": 2, "multihop": 2, "choice": 1, "lookup": 4}
 
 
 def default_distractors(length: int) -> int:
