@@ -7,7 +7,7 @@ from longrl.cli import main
 
 def test_ls_lists_registry(capsys):
     assert main(["ls", "tasks"]) == 0
-    assert capsys.readouterr().out.split() == ["choice", "docmath", "multihop", "qa"]
+    assert capsys.readouterr().out.split() == ["choice", "docmath", "lookup", "multihop", "qa"]
 
 
 def test_unknown_command_and_kind_fail():
