@@ -32,6 +32,8 @@ COMMAND_MODULES = [
     "longrl.rewards.commands",
     "longrl.rl.commands",
     "longrl.eval.commands",
+    "longrl.sft.commands",
+    "longrl.pretrain",
 ]
 
 

@@ -192,6 +192,7 @@ NAME_CHECKS = [
     ("reward.judge_verifiers", lambda cfg: cfg.reward.judge_verifiers, "longrl.rewards.verifiers:VERIFIERS"),
     ("algo.advantage", lambda cfg: [cfg.algo.advantage], "longrl.rl.algos:ADVANTAGES"),
     ("eval.benchmarks", lambda cfg: cfg.eval.benchmarks, "longrl.eval.benchmarks:BENCHMARKS"),
+    ("pretrain.tasks", lambda cfg: cfg.pretrain.tasks, "longrl.data.synthetic:FAMILIES"),
 ]
 
 

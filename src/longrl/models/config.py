@@ -59,18 +59,33 @@ class PretrainConfig(Section):
     tasks: list[str] = ["docmath", "multihop", "choice"]  # synthetic task families trained on
     min_length: int = Field(128, ge=32)       # prompt length range of the training documents, in tokens
     max_length: int = Field(384, ge=32)
+    hops: int | None = Field(None, ge=1)      # reasoning hops of the training items; None = each family's default
+    distractors: int | None = Field(None, ge=0)  # decoy facts; None = grows with document length
     steps: int = Field(2000, ge=1)            # optimizer steps
     batch_tokens: int = Field(8192, ge=64)    # tokens per optimizer step (packed)
-    lr: float = Field(2e-3, gt=0)
+    micro_batch_tokens: int | None = Field(None, ge=64)  # tokens per forward/backward; None = batch_tokens
+    row_tokens: int = Field(2048, ge=64)      # length of a packed row
+    lr: float = Field(2e-3, gt=0)             # peak learning rate (AdamW)
+    schedule: Literal["constant", "cosine", "linear"] = "cosine"
+    min_lr_ratio: float = Field(0.1, ge=0, le=1)  # decay ends at lr * min_lr_ratio
     warmup_steps: int = Field(100, ge=0)
     weight_decay: float = Field(0.01, ge=0)
     grad_clip: float = Field(1.0, gt=0)
-    eval_items: int = Field(200, ge=0)        # held-out items scored at the end (greedy)
-    save_every: int = Field(200, ge=1)
+    logits_chunk_mb: float = Field(256.0, gt=0)  # fp32 logits computed at once (see sft.logits_chunk_mb)
+    eval_items: int = Field(200, ge=0)        # held-out items scored at the end (greedy), spread over eval_lengths
+    eval_lengths: list[int] = []              # prompt lengths of the held-out items; [] = 4 spread over [min_length, max_length]
+    eval_every: int = Field(200, ge=1)        # steps between held-out losses (the last step always evaluates)
+    eval_max_new_tokens: int = Field(96, ge=1)  # greedy reply limit when scoring
+    eval_batch_size: int = Field(16, ge=1)    # prompts decoded together when scoring
+    save_every: int = Field(200, ge=1)        # steps between checkpoints (the last step always saves)
     dtype_on_save: Literal["float32", "bfloat16"] = "bfloat16"  # bf16 keeps the shipped artifact small
 
     @model_validator(mode="after")
     def _check_lengths(self) -> PretrainConfig:
         if self.min_length > self.max_length:
             raise ValueError("min_length must be <= max_length")
+        if any(length < 32 for length in self.eval_lengths):
+            raise ValueError("eval_lengths must be >= 32 tokens")
+        if self.micro_batch_tokens is not None and self.micro_batch_tokens > self.batch_tokens:
+            raise ValueError("micro_batch_tokens must be <= batch_tokens")
         return self

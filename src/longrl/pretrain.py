@@ -1,0 +1,242 @@
+"""`longrl pretrain`: make the tiny base model that already reasons over short documents.
+
+    longrl pretrain --config configs/demo_base.yaml --out runs/base      # rerun the same command = resume
+    longrl pretrain --out runs/toy pretrain.steps=50 pretrain.architecture.hidden_size=64
+
+The method starts RL from a model that reasons well over short inputs (R1-Distill) and teaches it
+long ones; this command makes longrl's own small stand-in, offline. It builds a random-init
+Qwen2 model of shape `pretrain.architecture` with the shipped tokenizer and trains it with the
+SFT loop (`longrl.sft.trainer.train_loop`: packed rows, loss on the reply only, AdamW, warmup +
+decay, checkpoints, exact resume) on an endless stream of fresh synthetic items: step s draws
+items of `pretrain.tasks` with prompt lengths in [min_length, max_length] from a generator
+seeded by (run.seed, s) until `pretrain.batch_tokens` are filled, so a resumed run sees exactly
+the data an uninterrupted one would.
+
+At the end it scores `pretrain.eval_items` held-out items (greedy decoding, the rule verifiers)
+and reports accuracy per task and per prompt length; then it saves the model as
+`DIR/final` in `pretrain.dtype_on_save`, reloads it from disk, checks that the weights are the
+ones saved and scores it again, and writes `DIR/final/PROVENANCE.json` (config, git commit,
+wall time, accuracy before and after the cast, file hashes). `final/` appears only once all of
+that succeeded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import random
+import subprocess
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+
+DEFAULT_EVAL_LENGTHS = 4
+
+
+def register(sub) -> None:
+    from longrl.cli import add_config_arguments
+
+    p = sub.add_parser("pretrain", help="make the tiny base model (synthetic short-document reasoning, resumable)",
+                       description="Train a random-init tiny Qwen2 model (pretrain.architecture) on fresh synthetic "
+                                   "items, score it on held-out items and save it to OUT/final with PROVENANCE.json. "
+                                   "Rerunning on the same --out resumes.")
+    add_config_arguments(p)
+    p.set_defaults(handler=run_pretrain)
+
+
+def stream_seed(*keys) -> int:
+    """A 48-bit seed fixed by `keys` (stable across processes, unlike hash())."""
+    return random.Random(":".join(map(str, keys))).getrandbits(48)
+
+
+def training_examples(pcfg, tokenizer, seed: int, step: int) -> list:
+    """The examples of 1-based step `step`: fresh items until `batch_tokens` is filled (a function of seed and step)."""
+    from longrl.data.synthetic import synthesize
+    from longrl.sft.packing import encode_example
+
+    rng = random.Random(f"longrl-pretrain:{seed}:{step}")
+    examples, used = [], 0
+    while True:
+        task, length = rng.choice(pcfg.tasks), rng.randint(pcfg.min_length, pcfg.max_length)
+        if examples and used + length > pcfg.batch_tokens:
+            return examples                                   # not even the prompt fits: no need to make it
+        sample = synthesize([task], 1, length, stream_seed("pretrain", seed, step, len(examples)),
+                            pcfg.hops, pcfg.distractors, tokenizer)[0]
+        example = encode_example(tokenizer, sample)
+        if examples and used + example.n_tokens > pcfg.batch_tokens:
+            return examples
+        examples.append(example)
+        used += example.n_tokens
+
+
+def eval_items(pcfg, tokenizer, seed: int) -> list:
+    """Held-out items: `eval_items` spread over the eval lengths, the tasks round-robin (rotated per length)."""
+    from longrl.data.synthetic import synthesize
+
+    lengths = list(pcfg.eval_lengths)
+    if not lengths:
+        span = pcfg.max_length - pcfg.min_length
+        lengths = sorted({pcfg.min_length + round(span * i / (DEFAULT_EVAL_LENGTHS - 1)) for i in range(DEFAULT_EVAL_LENGTHS)})
+    items = []
+    for i, length in enumerate(lengths):
+        n = pcfg.eval_items // len(lengths) + (1 if i < pcfg.eval_items % len(lengths) else 0)
+        tasks = list(pcfg.tasks[i % len(pcfg.tasks):]) + list(pcfg.tasks[:i % len(pcfg.tasks)])
+        if n:
+            items += synthesize(tasks, n, length, stream_seed("pretrain-eval", seed), pcfg.hops,
+                                pcfg.distractors, tokenizer)
+    return items
+
+
+@torch.no_grad()
+def greedy_replies(model, tokenizer, samples: list, max_new_tokens: int, batch_size: int) -> list[str]:
+    """Greedy replies to the method.md prompt of each sample (left-padded batches of similar length)."""
+    from longrl.data.prompt import encode_prompt
+
+    device = model.get_input_embeddings().weight.device
+    prompts = [encode_prompt(tokenizer, s).ids for s in samples]
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    pad = tokenizer.pad_token_id
+    replies = [""] * len(prompts)
+    was_training = model.training
+    model.eval()
+    for start in range(0, len(order), batch_size):
+        batch = order[start:start + batch_size]
+        width = max(len(prompts[i]) for i in batch)
+        ids = torch.full((len(batch), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, i in enumerate(batch):
+            ids[row, width - len(prompts[i]):] = torch.tensor(prompts[i])
+            mask[row, width - len(prompts[i]):] = 1
+        out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_new_tokens,
+                             do_sample=False, pad_token_id=pad, eos_token_id=tokenizer.eos_token_id)
+        for row, i in enumerate(batch):
+            replies[i] = tokenizer.decode(out[row, width:], skip_special_tokens=True)
+    model.train(was_training)
+    return replies
+
+
+def score_items(model, tokenizer, samples: list, pcfg) -> dict:
+    """Greedy accuracy (rule verifiers) overall, per task and per target prompt length; percent."""
+    from longrl.rewards.config import RewardConfig
+    from longrl.rewards.hybrid import HybridReward, RewardInput
+
+    replies = greedy_replies(model, tokenizer, samples, pcfg.eval_max_new_tokens, pcfg.eval_batch_size)
+    results = HybridReward(RewardConfig()).score([RewardInput(s.task, s.question, s.answers, r) for s, r in zip(samples, replies)])
+    by_task, by_length = defaultdict(list), defaultdict(list)
+    for sample, result in zip(samples, results):
+        by_task[sample.task].append(result.rule_score)
+        by_length[str(sample.meta.get("length"))].append(result.rule_score)
+
+    def pct(values: list[float]) -> float:
+        return round(100 * sum(values) / max(len(values), 1), 2)
+
+    return {"n": len(samples), "overall": pct([r.rule_score for r in results]),
+            "by_task": {k: pct(v) for k, v in sorted(by_task.items())},
+            "by_length": {k: pct(v) for k, v in sorted(by_length.items(), key=lambda kv: int(kv[0]))},
+            "examples": [{"id": s.id, "reply": r, "answers": s.answers} for s, r in list(zip(samples, replies))[:3]]}
+
+
+def git_state() -> dict:
+    """Commit and dirtiness of the checkout longrl runs from (None outside a git checkout)."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip() != ""
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+    return {"commit": commit, "dirty": dirty}
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_checked(model, tokenizer, final: Path, cfg, items: list, provenance: dict, began: float) -> dict:
+    """Save in dtype_on_save, reload from disk, check the weights and score again; then publish `final/`."""
+    import copy
+
+    from longrl.files import atomic_dir
+    from longrl.models.config import ModelConfig
+    from longrl.models.loading import DTYPES, load_policy
+
+    dtype = DTYPES[cfg.pretrain.dtype_on_save]
+    saved = copy.deepcopy(model).to(dtype)
+    with atomic_dir(final) as tmp:
+        saved.save_pretrained(str(tmp), safe_serialization=True)
+        tokenizer.save_pretrained(str(tmp))
+        reloaded = load_policy(ModelConfig(path=str(tmp), dtype="float32"), next(model.parameters()).device)
+        for (name, want), got in zip(saved.state_dict().items(), reloaded.state_dict().values()):
+            if not torch.equal(want.float(), got):
+                raise RuntimeError(f"{tmp}: {name} did not reload as saved")
+        provenance["accuracy"] = score_items(reloaded, tokenizer, items, cfg.pretrain)
+        provenance["files"] = {p.name: sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+        provenance["this_run_wall_s"] = round(time.perf_counter() - began, 1)
+        (tmp / "PROVENANCE.json").write_text(json.dumps(provenance, indent=2, sort_keys=True) + "\n")
+    return provenance
+
+
+def run_pretrain(args: argparse.Namespace) -> int:
+    from longrl import __version__
+    from longrl.cli import load_config_from_args
+    from longrl.config import check_names
+    from longrl.console import info, print_table
+    from longrl.models.loading import resolve_device
+    from longrl.models.tiny import build_tiny_model
+    from longrl.models.tokenizer import load_default_tokenizer
+    from longrl.sft.packing import encode_example
+    from longrl.sft.trainer import LoopSettings, seed_everything, train_loop
+    from longrl.tracking import prepare_run_dir, read_metrics
+
+    cfg = load_config_from_args(args)
+    check_names(cfg)
+    pcfg = cfg.pretrain
+    out = prepare_run_dir(args.out, cfg)
+    final = out / "final"
+    if (final / "PROVENANCE.json").exists():
+        info(f"pretrain: {final} is complete ({json.loads((final / 'PROVENANCE.json').read_text())['accuracy']['overall']}% "
+             "held-out accuracy); use another --out to train again")
+        return 0
+    began = time.perf_counter()
+    seed_everything(cfg.run)
+    tokenizer = load_default_tokenizer()
+    model = build_tiny_model(pcfg.architecture, tokenizer).to(resolve_device(cfg.run.device))
+    items = eval_items(pcfg, tokenizer, cfg.run.seed)
+    settings = LoopSettings(phase="pretrain", steps=pcfg.steps, lr=pcfg.lr, min_lr_ratio=pcfg.min_lr_ratio,
+                            warmup_steps=pcfg.warmup_steps, schedule=pcfg.schedule, weight_decay=pcfg.weight_decay,
+                            grad_clip=pcfg.grad_clip, micro_batch_tokens=pcfg.micro_batch_tokens or pcfg.batch_tokens,
+                            row_tokens=pcfg.row_tokens, logits_chunk_mb=pcfg.logits_chunk_mb, eval_every=pcfg.eval_every,
+                            save_every=pcfg.save_every, keep_checkpoints=cfg.run.keep_checkpoints,
+                            log_every=cfg.run.log_every, progress=cfg.run.progress)
+    info(f"pretrain: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, {pcfg.steps} steps of "
+         f"{pcfg.batch_tokens} tokens, tasks {','.join(pcfg.tasks)}, prompts of {pcfg.min_length}-{pcfg.max_length} tokens")
+    train_loop(model, lambda step: training_examples(pcfg, tokenizer, cfg.run.seed, step), settings, out,
+               [encode_example(tokenizer, s) for s in items], tokenizer.pad_token_id)
+    rows = read_metrics(out / "metrics.jsonl")
+    provenance = {
+        "longrl_version": __version__, "git": git_state(), "torch": torch.__version__,
+        "config": cfg.model_dump(mode="json"), "parameters": sum(p.numel() for p in model.parameters()),
+        "dtype": pcfg.dtype_on_save, "steps": pcfg.steps, "tokens_seen": sum(r.get("batch/tokens", 0) for r in rows),
+        "train_wall_s": round(sum(r.get("time/step", 0) + r.get("time/eval", 0) for r in rows), 1),
+        "final_eval_loss": next((r["loss/eval"] for r in reversed(rows) if r.get("loss/eval") is not None), None),
+        "accuracy_before_cast": score_items(model, tokenizer, items, pcfg),
+    }
+    provenance = save_checked(model, tokenizer, final, cfg, items, provenance, began)
+    acc, before = provenance["accuracy"], provenance["accuracy_before_cast"]
+    table = [["overall", acc["overall"], before["overall"]]]
+    table += [[f"task {k}", v, before["by_task"][k]] for k, v in acc["by_task"].items()]
+    table += [[f"length {k}", v, before["by_length"][k]] for k, v in acc["by_length"].items()]
+    print_table(f"held-out greedy accuracy, % (n={acc['n']})", ["", f"saved ({pcfg.dtype_on_save})", "before save"], table)
+    if abs(acc["overall"] - before["overall"]) > 2.0:
+        info(f"pretrain: warning: accuracy moved from {before['overall']}% to {acc['overall']}% when saved in "
+             f"{pcfg.dtype_on_save}; consider dtype_on_save: float32")
+    info(f"pretrain: model written to {final} ({provenance['train_wall_s']} s of training)")
+    return 0

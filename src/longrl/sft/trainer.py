@@ -1,0 +1,284 @@
+"""Warm-up SFT: one readable loop over packed demonstrations (method.md, recipe step 1).
+
+    longrl sft --config configs/demo.yaml --out runs/sft                 # rerun the same command = resume
+    longrl sft --config configs/demo.yaml --out runs/sft sft.lr=2e-5 sft.epochs=2
+    torchrun --nproc-per-node 1 -m longrl.cli sft --config ... --out ...  # same loop, one process
+
+    final = train_sft(cfg, Path("runs/sft"))              # Python: returns runs/sft/final
+    final = train_sft(cfg, out, examples=samples)         # Samples whose meta.trace is the reply
+
+Each demonstration is a chat example: user = the method.md prompt over the document, assistant =
+the trace (`<think>...</think>` + answer sentence) and the end-of-turn token; the loss is the
+negative log-likelihood of the assistant tokens only, averaged over all assistant tokens of the
+optimizer step (token-level, across micro-batches). Examples are packed into rows of
+`sft.row_tokens` with block-diagonal causal attention (`sft/segments.py`), so packing changes no
+example's loss. Steps are cut from seeded epochs by a token budget (`sft.batch_tokens`), so the
+data of step s is a pure function of (data, seed, s): resume needs no data cursor.
+
+Per step: AdamW, linear warmup then constant / cosine / linear decay, global grad-norm clip. Every
+`sft.eval_every` steps (and at the last) the loss on held-out items (`sft.eval_fraction`). Every
+`run.save_every` steps (and at the last) an atomic checkpoint (`longrl.checkpoint`); rerunning on
+the same `--out` resumes from the newest one and ends with the same weights as an uninterrupted
+run. The model goes to `DIR/final` (config + safetensors + tokenizer, written atomically).
+
+`train_loop` is the loop itself; `longrl pretrain` runs it too, on a stream of fresh synthetic
+items instead of a fixed plan. metrics.jsonl keys: step, phase, loss/total (train NLL per reply
+token), loss/eval, optim/lr, optim/grad_norm, tokens_per_s, batch/{examples,tokens,label_tokens,
+rows,pad_frac}, time/{data,step,eval}.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint as recompute
+
+from longrl import checkpoint
+from longrl.files import atomic_dir, atomic_write_json
+from longrl.sft.packing import IGNORE, Example, PackedBatch, encode_examples, micro_batches, plan_steps, split_examples
+from longrl.sft.segments import packed_attention, segment_kwargs
+from longrl.tracking import MetricsLog, StepProgress, prepare_run_dir
+
+# Config attributes that change logits after the LM head; the chunked loss here does not apply them.
+UNSUPPORTED_HEAD_CONFIG = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_logits_scale")
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    """What `train_loop` needs beyond the model and the data (built from `sft` or `pretrain`)."""
+
+    phase: str                 # label of every metrics line and checkpoint ("sft", "pretrain")
+    steps: int                 # optimizer steps
+    lr: float                  # peak learning rate
+    min_lr_ratio: float        # decay floor, as a fraction of lr
+    warmup_steps: int
+    schedule: str              # constant | cosine | linear
+    weight_decay: float
+    grad_clip: float
+    micro_batch_tokens: int    # padded tokens per forward/backward
+    row_tokens: int            # packed row length
+    logits_chunk_mb: float     # memory of one chunk of fp32 logits
+    eval_every: int
+    save_every: int
+    keep_checkpoints: int
+    log_every: int
+    progress: str              # run.progress mode
+
+
+def lr_factor(step: int, total: int, warmup: int, schedule: str, min_ratio: float = 0.0) -> float:
+    """Multiplier of the peak learning rate at 0-based step `step`.
+
+    Linear warmup over `warmup` steps from 1/(warmup+1), then constant, or cosine / linear decay
+    from 1 to `min_ratio` over the remaining steps.
+    Example: warmup 3 -> 0.25, 0.5, 0.75, then 1.0; cosine over 4 steps, min 0 -> 1, 0.854, 0.5, 0.146.
+    """
+    if step < warmup:
+        return (step + 1) / (warmup + 1)
+    progress = min((step - warmup) / max(total - warmup, 1), 1.0)
+    decay = {"constant": 1.0, "cosine": 0.5 * (1 + math.cos(math.pi * progress)), "linear": 1.0 - progress}[schedule]
+    return 1.0 if schedule == "constant" else min_ratio + (1 - min_ratio) * decay
+
+
+def output_head(model) -> torch.nn.Linear:
+    """The LM head; raises for heads whose logits are not `hidden @ W.T (+ b)`."""
+    for name in UNSUPPORTED_HEAD_CONFIG:
+        value = getattr(model.config, name, None)
+        if value not in (None, 1, 1.0):
+            raise NotImplementedError(f"{type(model).__name__} has {name}={value!r}: not supported by the SFT loss")
+    head = model.get_output_embeddings()
+    if not isinstance(head, torch.nn.Linear):
+        raise NotImplementedError(f"{type(model).__name__}: output head {type(head).__name__} is not a Linear layer")
+    return head
+
+
+def _chunk_nll(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, targets: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(F.linear(hidden, weight, bias).float(), targets, reduction="none")
+
+
+def token_nll(model, batch: PackedBatch, logits_chunk_mb: float = 256.0) -> torch.Tensor:
+    """Negative log-likelihood of every labelled token of a packed batch, in row-major order.
+
+    The LM head runs only on labelled positions, `logits_chunk_mb` of fp32 logits at a time; with
+    more than one chunk each chunk's logits are recomputed in backward (activation checkpointing),
+    so [tokens x vocab] logits never exist at once.
+
+    Args:
+        model: a Hugging Face causal LM whose attention goes through AttentionInterface, inside
+            `packed_attention(model)`.
+        batch: packed rows.        # input_ids, position_ids, labels: (R, T)
+        logits_chunk_mb: size of one chunk of logits.
+    Returns:
+        (N,) float32 NLL in nats, N = batch.n_labels.
+    """
+    device = model.get_input_embeddings().weight.device
+    hidden = model.base_model(input_ids=batch.input_ids.to(device), position_ids=batch.position_ids.to(device),
+                              use_cache=False, **segment_kwargs(batch.segments)).last_hidden_state   # (R, T, H)
+    labels = batch.labels.to(device)
+    keep = labels != IGNORE
+    hidden, targets = hidden[keep], labels[keep]                                                 # (N, H), (N,)
+    head = output_head(model)
+    rows = max(1, int(logits_chunk_mb * 2**20 // (4 * head.weight.shape[0])))
+    if hidden.shape[0] <= rows:
+        return _chunk_nll(hidden, head.weight, head.bias, targets)
+    parts = [recompute(_chunk_nll, hidden[s:s + rows], head.weight, head.bias, targets[s:s + rows], use_reentrant=False)
+             for s in range(0, hidden.shape[0], rows)]
+    return torch.cat(parts)
+
+
+@torch.no_grad()
+def evaluate_loss(model, batches: list[PackedBatch], logits_chunk_mb: float = 256.0) -> float:
+    """Mean NLL per labelled token over `batches` (eval mode, no grad)."""
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    for batch in batches:
+        total += float(token_nll(model, batch, logits_chunk_mb).sum())
+        count += batch.n_labels
+    model.train(was_training)
+    return total / max(count, 1)
+
+
+def train_loop(model, examples_at: Callable[[int], list[Example]], settings: LoopSettings, out: Path,
+               eval_examples: list[Example] | None = None, pad_id: int = 0) -> dict:
+    """Train `model` for `settings.steps` steps (resuming from `out/checkpoints`); returns the last metrics row.
+
+    Args:
+        model: causal LM to train in place (fp32 for exact resume on CPU).
+        examples_at: 1-based step -> the examples of that step; must depend on the step only
+            (it is called ahead, on a helper thread, while the previous step computes).
+        settings: optimisation, batching and cadence.
+        out: run directory (metrics.jsonl, checkpoints/).
+        eval_examples: held-out examples for loss/eval (none = no eval loss).
+        pad_id: token id written after the last segment of a row.
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    state = checkpoint.resume(out, model, optimizer)                          # {} on a fresh run
+    start = state.get("step", 0)
+    metrics = MetricsLog(out / "metrics.jsonl", resume_step=state.get("step"))
+    eval_batches = micro_batches(eval_examples or [], settings.micro_batch_tokens, settings.row_tokens, pad_id)
+    prepare = lambda step: micro_batches(examples_at(step), settings.micro_batch_tokens, settings.row_tokens, pad_id)  # noqa: E731
+    row: dict = {}
+    model.train()
+    with packed_attention(model), ThreadPoolExecutor(1) as pool, \
+            StepProgress(settings.steps, start, settings.progress, settings.phase, settings.log_every) as progress:
+        pending = pool.submit(prepare, start + 1) if start < settings.steps else None
+        for step in range(start + 1, settings.steps + 1):
+            began = time.perf_counter()
+            batches = pending.result()                                        # packed while the last step ran
+            pending = pool.submit(prepare, step + 1) if step < settings.steps else None
+            waited = time.perf_counter() - began
+            lr = settings.lr * lr_factor(step - 1, settings.steps, settings.warmup_steps, settings.schedule,
+                                         settings.min_lr_ratio)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            # forward/backward per micro-batch; token-level mean over the whole step's reply tokens
+            n_labels = sum(b.n_labels for b in batches)
+            optimizer.zero_grad(set_to_none=True)
+            nll = 0.0
+            for batch in batches:
+                losses = token_nll(model, batch, settings.logits_chunk_mb)                    # (N,)
+                (losses.sum() / n_labels).backward()
+                nll += float(losses.detach().sum())
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, settings.grad_clip)
+            optimizer.step()
+            elapsed = time.perf_counter() - began
+            n_tokens = sum(b.n_tokens for b in batches)
+            padded = sum(b.input_ids.numel() for b in batches)
+            row = {"step": step, "phase": settings.phase, "loss/total": nll / n_labels, "optim/lr": lr,
+                   "optim/grad_norm": float(grad_norm), "tokens_per_s": n_tokens / max(elapsed, 1e-9),
+                   "batch/examples": sum(len(s) for b in batches for s in b.segments), "batch/tokens": n_tokens,
+                   "batch/label_tokens": n_labels, "batch/rows": sum(len(b.segments) for b in batches),
+                   "batch/pad_frac": 1 - n_tokens / padded, "time/data": round(waited, 4), "time/step": round(elapsed, 4)}
+            if eval_batches and (step % settings.eval_every == 0 or step == settings.steps):
+                t0 = time.perf_counter()
+                row["loss/eval"] = evaluate_loss(model, eval_batches, settings.logits_chunk_mb)
+                row["time/eval"] = round(time.perf_counter() - t0, 4)
+            metrics.log(row)
+            if step % settings.save_every == 0 or step == settings.steps:
+                checkpoint.save(out, step, model, optimizer, None, {"phase": settings.phase},
+                                keep=settings.keep_checkpoints)
+            progress.update(step, row)
+    metrics.close()
+    return row
+
+
+def settings_from_sft(cfg, steps: int) -> LoopSettings:
+    s = cfg.sft
+    return LoopSettings(phase="sft", steps=steps, lr=s.lr, min_lr_ratio=s.min_lr_ratio, warmup_steps=s.warmup_steps,
+                        schedule=s.schedule, weight_decay=s.weight_decay, grad_clip=s.grad_clip,
+                        micro_batch_tokens=s.micro_batch_tokens or s.batch_tokens, row_tokens=s.row_tokens,
+                        logits_chunk_mb=s.logits_chunk_mb, eval_every=s.eval_every, save_every=cfg.run.save_every,
+                        keep_checkpoints=cfg.run.keep_checkpoints, log_every=cfg.run.log_every, progress=cfg.run.progress)
+
+
+def seed_everything(run) -> None:
+    """Threads and the global RNGs from the `run` section (the loop itself draws nothing random)."""
+    if run.torch_threads:
+        torch.set_num_threads(run.torch_threads)
+    random.seed(run.seed)
+    np.random.seed(run.seed % 2**32)
+    torch.manual_seed(run.seed)
+
+
+def is_finished(out: Path, steps: int) -> bool:
+    """`final/` is written and the newest checkpoint is the last step."""
+    found = checkpoint.list_checkpoints(out)
+    return (out / "final").is_dir() and bool(found) and found[-1][0] >= steps
+
+
+def save_final(path: Path, model, tokenizer) -> Path:
+    """The model as a Hugging Face folder (config, safetensors, tokenizer), written atomically."""
+    with atomic_dir(path) as tmp:
+        model.save_pretrained(str(tmp), safe_serialization=True)
+        tokenizer.save_pretrained(str(tmp))
+    return path
+
+
+def train_sft(cfg, out: str | Path, examples=None) -> Path:
+    """Warm-up SFT as `cfg` says, or resume it from `out`; returns the final model folder `out/final`.
+
+    Args:
+        cfg: the whole Config (model, sft, run; data.skip_bad).
+        out: run directory (config.yaml, data.json, metrics.jsonl, checkpoints/, final/).
+        examples: demonstrations as Samples with meta.trace; None = load `cfg.sft.data`.
+    Returns:
+        `out/final`, a folder that `load_policy(ModelConfig(path=...))` loads.
+    """
+    from longrl.console import info
+    from longrl.errors import ConfigError
+    from longrl.models.loading import load_policy, load_tokenizer, resolve_device
+    from longrl.rl.sampler import load_items
+
+    out = prepare_run_dir(out, cfg)                                           # refuses a different config
+    seed_everything(cfg.run)
+    tokenizer = load_tokenizer(cfg.model)
+    if examples is None:
+        if not cfg.sft.data:
+            raise ConfigError("sft.data is empty: name the demonstrations to train on (e.g. the output of `longrl distill`)")
+        examples = load_items(cfg.sft.data, cfg.data.skip_bad, tokenizer)
+    encoded, dropped = encode_examples(tokenizer, list(examples), cfg.sft.max_seq_tokens)
+    train, held = split_examples(encoded, cfg.sft.eval_fraction, cfg.run.seed)
+    plan = plan_steps([e.n_tokens for e in train], cfg.sft.batch_tokens, cfg.run.seed, cfg.sft.epochs, cfg.sft.steps)
+    summary = {"examples": len(encoded) + dropped, "dropped_too_long": dropped, "train_examples": len(train),
+               "eval_examples": len(held), "steps": len(plan), "train_tokens": sum(e.n_tokens for e in train),
+               "train_label_tokens": sum(e.n_labels for e in train)}
+    atomic_write_json(out / "data.json", summary)
+    if is_finished(out, len(plan)):
+        return out / "final"
+    info(f"sft: {summary['train_examples']} training examples ({summary['train_tokens']:,} tokens), "
+         f"{len(held)} held out, {dropped} dropped over sft.max_seq_tokens; {len(plan)} steps")
+    model = load_policy(cfg.model, resolve_device(cfg.run.device))
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    train_loop(model, lambda step: [train[i] for i in plan[step - 1]], settings_from_sft(cfg, len(plan)), out,
+               held, pad_id)
+    return save_final(out / "final", model, tokenizer)
