@@ -155,3 +155,22 @@ def test_packing_changes_no_loss_and_no_gradient(tokenizer, samples, tiny_model)
     for got, want in zip(packed_grads, (p.grad for p in tiny_model.parameters())):
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
     assert tiny_model.config._attn_implementation == "sdpa"           # restored after the block
+
+
+def test_activation_checkpointing_gives_the_same_gradients(tokenizer, samples, tiny_model):
+    from longrl.sft.segments import packed_attention
+    from longrl.sft.trainer import token_nll
+
+    examples, _ = encode_examples(tokenizer, samples[:4])
+    batch = micro_batches(examples, 4000, 1000)[0]
+    grads = []
+    for checkpointing in (False, True):
+        tiny_model.zero_grad()
+        if checkpointing:
+            tiny_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        tiny_model.train()
+        with packed_attention(tiny_model):                            # the recomputing backward runs inside too
+            token_nll(tiny_model, batch).sum().backward()
+        grads.append([p.grad.clone() for p in tiny_model.parameters()])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b)

@@ -15,7 +15,8 @@ How it plugs in: the function is registered with `transformers.AttentionInterfac
 `longrl_packed`, with no mask builder, so transformers builds no mask at all for it (a packed
 mask would be rows x T x T booleans); the segment lengths reach it as the keyword argument
 `longrl_segments`, which Hugging Face decoders pass down to their attention function. Sliding
-windows, soft-capping and attention dropout are not implemented and raise.
+windows, soft-capping and attention dropout are not implemented and raise. With activation
+checkpointing the backward pass recomputes layers, so it must run inside the block too.
 """
 
 from __future__ import annotations

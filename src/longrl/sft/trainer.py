@@ -2,7 +2,6 @@
 
     longrl sft --config configs/demo.yaml --out runs/sft                 # rerun the same command = resume
     longrl sft --config configs/demo.yaml --out runs/sft sft.lr=2e-5 sft.epochs=2
-    torchrun --nproc-per-node 1 -m longrl.cli sft --config ... --out ...  # same loop, one process
 
     final = train_sft(cfg, Path("runs/sft"))              # Python: returns runs/sft/final
     final = train_sft(cfg, out, examples=samples)         # Samples whose meta.trace is the reply
@@ -20,6 +19,9 @@ Per step: AdamW, linear warmup then constant / cosine / linear decay, global gra
 `run.save_every` steps (and at the last) an atomic checkpoint (`longrl.checkpoint`); rerunning on
 the same `--out` resumes from the newest one and ends with the same weights as an uninterrupted
 run. The model goes to `DIR/final` (config + safetensors + tokenizer, written atomically).
+
+One process, one device (CPU or a GPU); long demonstrations fit by lowering `sft.micro_batch_tokens`
+and setting `model.gradient_checkpointing: true`.
 
 `train_loop` is the loop itself; `longrl pretrain` runs it too, on a stream of fresh synthetic
 items instead of a fixed plan. metrics.jsonl keys: step, phase, loss/total (train NLL per reply
