@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,9 +58,6 @@ class DistillStats:
     correct: int = 0               # replies the reward marked correct
     kept: int = 0                  # demonstrations written
     errors: list[str] = field(default_factory=list)  # first few failure messages
-
-    def as_dict(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k != "errors"}
 
 
 def passrates_path(out: str | Path) -> Path:
@@ -91,16 +88,14 @@ class DemoLedger:
         self._demo_fh = self._rate_fh = None
 
     def recover(self) -> set[str]:
-        """Ids of finished items; drops a torn last line and rows of unfinished items (atomic rewrite)."""
-        rate_lines = _read_lines(self.sidecar)
-        finished = {json.loads(line)["id"] for line in rate_lines}
-        demo_lines = _read_lines(self.out)
-        kept = [line for line in demo_lines if json.loads(line).get("meta", {}).get("source_id") in finished]
-        for path, lines, before in ((self.sidecar, rate_lines, _raw_size(self.sidecar)), (self.out, kept, _raw_size(self.out))):
-            text = "".join(line + "\n" for line in lines)
-            if before is not None and len(text.encode()) != before:
-                with atomic_open(path, "w") as fh:
-                    fh.write(text)
+        """Ids of finished items; drops a torn last line and rows of unfinished items (atomic rewrite).
+
+        Files are streamed line by line (demonstrations carry whole documents) and rewritten only
+        when something has to go.
+        """
+        _drop_lines(self.sidecar, lambda obj: True)
+        finished = {obj["id"] for _, obj in _scan(self.sidecar) if obj is not None}
+        _drop_lines(self.out, lambda obj: (obj.get("meta") or {}).get("source_id") in finished)
         return finished
 
     def __enter__(self) -> DemoLedger:
@@ -121,32 +116,39 @@ class DemoLedger:
             os.fsync(fh.fileno())
 
 
-def _raw_size(path: Path) -> int | None:
-    return path.stat().st_size if path.exists() else None
+def _scan(path: Path) -> Iterator[tuple[bytes, dict | None]]:
+    """(raw line, object) per non-blank line of `path`; object None for a torn last line (no newline).
 
-
-def _read_lines(path: Path) -> list[str]:
-    """Complete JSON lines of `path`; a torn last line is dropped, a bad line elsewhere is a DataError."""
+    Rows are written whole, newline last, so only the last line of a file can lack its newline (a
+    kill mid-write); any other line that does not parse means the file was edited: DataError.
+    """
     if not path.exists():
-        return []
-    text = path.read_text(encoding="utf-8")
-    lines = text.split("\n")
-    complete, tail = lines[:-1], lines[-1]      # text after the last newline was cut by a kill
-    good = []
-    for number, line in enumerate(complete, 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            if number == len(complete) and not tail:
-                continue                           # torn inside the last line, newline included
-            raise DataError(str(path), f"line {number}", None, f"malformed JSON ({exc.msg}); not a torn last line, "
-                                                                "so the file was edited: fix or delete it") from None
-        if not isinstance(obj, dict) or not isinstance(obj.get("id"), str):
-            raise DataError(str(path), f"line {number}", "id", "expected an object with a string id")
-        good.append(line)
-    return good
+        return
+    with open(path, "rb") as fh:
+        for number, raw in enumerate(fh, 1):
+            if not raw.endswith(b"\n"):
+                yield raw, None
+                return
+            if not raw.strip():
+                continue
+            try:
+                obj = json.loads(raw)
+            except ValueError as exc:
+                raise DataError(str(path), f"line {number}", None, f"malformed JSON ({exc}); not a torn last line, "
+                                                                    "so the file was edited: fix or delete it") from None
+            if not isinstance(obj, dict) or not isinstance(obj.get("id"), str):
+                raise DataError(str(path), f"line {number}", "id", "expected an object with a string id")
+            yield raw, obj
+
+
+def _drop_lines(path: Path, keep: Callable[[dict], bool]) -> None:
+    """Rewrite `path` (atomically) without its torn last line and the rows `keep` rejects, if there are any."""
+    if all(obj is not None and keep(obj) for _, obj in _scan(path)):
+        return
+    with atomic_open(path, "wb") as out:
+        for raw, obj in _scan(path):
+            if obj is not None and keep(obj):
+                out.write(raw)
 
 
 def demo_rows(item: Sample, replies: list[str], correct: list[bool], teacher: str, keep: int | None) -> list[Sample]:
