@@ -64,3 +64,6 @@ def test_toy_pretrain_end_to_end(tmp_path, capsys):
     assert "held-out greedy accuracy" in capsys.readouterr().out
     assert main(["pretrain", "--out", str(out), *TOY]) == 0          # complete: nothing redone
     assert json.loads((final / "PROVENANCE.json").read_text()) == provenance
+    more = tmp_path / "more"                                          # continue from the saved base
+    assert main(["pretrain", "--out", str(more), *TOY, "pretrain.steps=1", f"pretrain.init_from={final}"]) == 0
+    assert json.loads((more / "final" / "PROVENANCE.json").read_text())["config"]["pretrain"]["init_from"] == str(final)

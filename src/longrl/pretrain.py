@@ -10,7 +10,8 @@ SFT loop (`longrl.sft.trainer.train_loop`: packed rows, loss on the reply only, 
 decay, checkpoints, exact resume) on an endless stream of fresh synthetic items: step s draws
 items of `pretrain.tasks` with prompt lengths in [min_length, max_length] from a generator
 seeded by (run.seed, s) until `pretrain.batch_tokens` are filled, so a resumed run sees exactly
-the data an uninterrupted one would.
+the data an uninterrupted one would. `pretrain.init_from` continues from an earlier model folder
+(e.g. a previous run's `final/`, with other tasks or lengths) instead of a random init.
 
 At the end it scores `pretrain.eval_items` held-out items (greedy decoding, the rule verifiers)
 and reports accuracy per task and per prompt length; then it saves the model as
@@ -189,7 +190,8 @@ def run_pretrain(args: argparse.Namespace) -> int:
     from longrl.cli import load_config_from_args
     from longrl.config import check_names
     from longrl.console import info, print_table
-    from longrl.models.loading import resolve_device
+    from longrl.models.config import ModelConfig
+    from longrl.models.loading import load_policy, resolve_device
     from longrl.models.tiny import build_tiny_model
     from longrl.models.tokenizer import load_default_tokenizer
     from longrl.sft.packing import encode_example
@@ -208,7 +210,10 @@ def run_pretrain(args: argparse.Namespace) -> int:
     began = time.perf_counter()
     seed_everything(cfg.run)
     tokenizer = load_default_tokenizer()
-    model = build_tiny_model(pcfg.architecture, tokenizer).to(resolve_device(cfg.run.device))
+    if pcfg.init_from:                                         # continue an earlier base (its own shape), in fp32
+        model = load_policy(ModelConfig(path=pcfg.init_from, dtype="float32"), resolve_device(cfg.run.device))
+    else:
+        model = build_tiny_model(pcfg.architecture, tokenizer).to(resolve_device(cfg.run.device))
     items = eval_items(pcfg, tokenizer, cfg.run.seed)
     settings = LoopSettings(phase="pretrain", steps=pcfg.steps, lr=pcfg.lr, min_lr_ratio=pcfg.min_lr_ratio,
                             warmup_steps=pcfg.warmup_steps, schedule=pcfg.schedule, weight_decay=pcfg.weight_decay,

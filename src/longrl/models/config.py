@@ -55,6 +55,7 @@ class PretrainConfig(Section):
     """`longrl pretrain`: make the tiny base model that already reasons over short documents."""
 
     architecture: TinyArchConfig = TinyArchConfig()
+    init_from: str | None = None              # start from this model folder (e.g. an earlier run's final) instead of random init
     tokenizer: TokenizerBuildConfig = TokenizerBuildConfig()
     tasks: list[str] = ["docmath", "multihop", "choice"]  # synthetic task families trained on
     min_length: int = Field(128, ge=32)       # prompt length range of the training documents, in tokens
