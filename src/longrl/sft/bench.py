@@ -120,7 +120,7 @@ def measure(shape: tuple[int, int, int], budget: int, repeats: int) -> dict:
 def bench_sft(args: argparse.Namespace) -> dict:
     """Training-step throughput of the SFT loop vs a padded HF step (see the module docstring)."""
     if args.quick:
-        return {"shapes": {"h64_l2": measure((64, 2, 128), 2048, 2)}}
+        return {"shapes": {"h32_l1": measure((32, 1, 64), 1024, 1)}}
     shapes = {"h128_l2": SHAPES["h128_l2"]} if args.tiny else SHAPES
     return {"batch_tokens": BATCH_TOKENS, "row_tokens": ROW_TOKENS, "lengths": "128-512",
             "shapes": {name: measure(shape, BATCH_TOKENS, REPEATS) for name, shape in shapes.items()}}
