@@ -34,6 +34,8 @@ COMMAND_MODULES = [
     "longrl.eval.commands",
     "longrl.sft.commands",
     "longrl.pretrain",
+    "longrl.pipeline",
+    "longrl.report",
 ]
 
 

@@ -1,0 +1,200 @@
+"""The QwenLong-L1 recipe as one resumable command: SFT -> phase 1 -> retrospective -> phase 2 ... -> eval.
+
+    longrl pipeline --config configs/demo.yaml --out runs/demo
+    longrl pipeline --config configs/qwenlong_l1_32b.yaml --out runs/32b curriculum.phases.1.steps=200
+
+Each stage runs in its own subdirectory of --out:
+
+    sft/        warm-up SFT on `sft.data` (skipped when empty: RL starts from `model.path`)
+    phase1/     RL on phase 1's items that fit its `max_input_tokens` (`rl/trainer.py`)
+    retro1/     retrospective sampling: the hardest items of the earlier phases, carried into phase 2
+    phase2/     RL from phase 1's final weights on phase 2's items + the carried ones
+    ...
+    eval/sft/   the SFT checkpoint (the RL starting point) on `eval.benchmarks`
+    eval/rl/    the final policy on the same items
+    report.md   training dynamics and accuracy against document length (`longrl report`)
+
+A stage that finished writes `stage.json`; rerunning the same command after a crash or Ctrl-C
+skips finished stages and resumes the one in progress from its newest checkpoint, so nothing
+finished is redone. Each phase's item list is frozen in `phaseK/items.jsonl` on first entry.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from longrl.config import Config
+from longrl.console import info
+from longrl.curriculum.phases import filter_by_length, phase_config, phase_steps
+from longrl.data.io import read_samples, write_samples
+from longrl.data.schema import Sample
+from longrl.files import atomic_write_json
+from longrl.tracking import prepare_run_dir
+
+
+def stage_done(path: Path) -> dict[str, Any] | None:
+    marker = path / "stage.json"
+    return json.loads(marker.read_text()) if marker.exists() else None
+
+
+def mark_done(path: Path, **record: Any) -> dict[str, Any]:
+    record = {"status": "done", **record}
+    atomic_write_json(path / "stage.json", record)
+    return record
+
+
+def run_sft(cfg: Config, out: Path) -> str:
+    """Warm-up SFT; returns the weights RL starts from."""
+    stage = out / "sft"
+    if not cfg.sft.data:
+        return cfg.model.path
+    if (done := stage_done(stage)) is not None:
+        return done["final"]
+    from longrl.sft.trainer import train_sft
+
+    info(f"[pipeline] stage sft -> {stage}")
+    final = train_sft(cfg, stage)
+    return mark_done(stage, final=str(final))["final"]
+
+
+def phase_items(cfg: Config, k: int, tokenizer, carried: list[Sample], stage: Path) -> list[Sample]:
+    """Phase k's new items plus the carried ones, filtered to its input limit; frozen on first entry."""
+    frozen = stage / "items.jsonl"
+    if frozen.exists():
+        return read_samples(frozen).samples
+    from longrl.rl.sampler import load_items
+
+    phase = cfg.curriculum.phases[k - 1]
+    new = load_items(phase.data, cfg.data.skip_bad, tokenizer) if phase.data else []
+    new_ids = {s.id for s in new}
+    pool = new + [s for s in carried if s.id not in new_ids]
+    kept = filter_by_length(pool, tokenizer, phase.max_input_tokens)
+    counts = {"phase": phase.name, "new": len(new), "carried": len(pool) - len(new), **kept.counts(),
+              "max_input_tokens": phase.max_input_tokens, "max_response_tokens": phase.max_response_tokens}
+    info(f"[pipeline] {phase.name}: {counts['kept']} items fit {phase.max_input_tokens} tokens "
+         f"({counts['dropped']} dropped; {counts['carried']} carried from earlier phases)")
+    stage.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(stage / "items.json", counts)
+    write_samples(frozen, kept.kept)
+    return kept.kept
+
+
+def run_retrospective(cfg: Config, out: Path, k: int, policy_path: str, earlier: list[Sample], tokenizer) -> list[Sample]:
+    """Between phase k and k+1: the hardest earlier items (under phase k+1's limits), saved in retroK/."""
+    from longrl.curriculum.retrospective import DifficultyStore, save_selection, score_offline, select_hard
+
+    stage = out / f"retro{k}"
+    retro = cfg.curriculum.retrospective
+    by_id = {s.id: s for s in earlier}
+    if retro.mode == "off" or not earlier:
+        return []
+    if (done := stage_done(stage)) is not None:
+        return [by_id[i] for i in done["selected"] if i in by_id]
+    info(f"[pipeline] stage retro{k} ({retro.mode}) -> {stage}")
+    nxt = cfg.curriculum.phases[k]
+    fitting = filter_by_length(earlier, tokenizer, nxt.max_input_tokens).kept
+    if retro.mode == "offline":
+        from longrl.models.config import ModelConfig
+        from longrl.models.loading import load_policy, resolve_device
+
+        next_cfg = phase_config(cfg, nxt, init_from=policy_path, steps=1)
+        policy = load_policy(ModelConfig(**{**cfg.model.model_dump(), "path": policy_path}), resolve_device(cfg.run.device))
+        scores = score_offline(next_cfg, policy, tokenizer, fitting, retro.samples, seed_key=f"retro{k}")
+    else:
+        store = DifficultyStore()
+        for j in range(1, k + 1):
+            store.observe_file(out / f"phase{j}" / "item_scores.jsonl")
+        store.save(stage / "difficulty.jsonl")
+        scores = store.scores(s.id for s in fitting)
+    selected, scored = select_hard(scores, retro)
+    save_selection(stage, scored, selected, {"mode": retro.mode, "difficulty": retro.difficulty, "policy": policy_path})
+    info(f"[pipeline] retro{k}: carrying {len(selected)} of {len(scored)} earlier items into {nxt.name}")
+    mark_done(stage, selected=[s.id for s in selected])
+    return [by_id[s.id] for s in selected]
+
+
+def run_phases(cfg: Config, out: Path, start_from: str, tokenizer) -> str:
+    """Every curriculum phase in turn (with retrospective sampling between); returns the final weights."""
+    from longrl.rl.trainer import train
+
+    weights, earlier, carried = start_from, [], []
+    for k, phase in enumerate(cfg.curriculum.phases, start=1):
+        if k > 1:
+            carried = run_retrospective(cfg, out, k - 1, weights, earlier, tokenizer)
+        stage = out / f"phase{k}"
+        items = phase_items(cfg, k, tokenizer, carried, stage)
+        if (done := stage_done(stage)) is None:
+            info(f"[pipeline] stage phase{k} ({phase.name}) -> {stage}")
+            phase_cfg = phase_config(cfg, phase, init_from=weights, steps=phase_steps(phase, len(items), cfg.train.prompts_per_step))
+            done = mark_done(stage, final=str(train(phase_cfg, stage, items=items, phase=phase.name)), phase=phase.name)
+        weights = done["final"]
+        earlier += [s for s in items if s.id not in {e.id for e in earlier}]
+    return weights
+
+
+def run_eval(cfg: Config, out: Path, models: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """Each named model on the same `eval.benchmarks` items; results under eval/<name>/."""
+    from longrl.eval.backends import LocalBackend
+    from longrl.eval.benchmarks import load_suites
+    from longrl.eval.harness import build_reward, evaluate
+    from longrl.models.config import ModelConfig
+    from longrl.models.loading import load_policy, load_tokenizer, resolve_device
+
+    suites = load_suites(cfg.eval.benchmarks, cfg.eval.data_dir, cfg.eval.synthetic, cfg.eval.limit)
+    summaries = {}
+    for name, path in models.items():
+        stage = out / "eval" / name
+        if (done := stage_done(stage)) is not None:
+            summaries[name] = done["summary"]
+            continue
+        info(f"[pipeline] stage eval/{name} ({path}) -> {stage}")
+        model_cfg = ModelConfig(**{**cfg.model.model_dump(), "path": path})
+        tokenizer = load_tokenizer(model_cfg)
+        backend = LocalBackend(load_policy(model_cfg, resolve_device(cfg.run.device)), tokenizer, name=name,
+                               batch_size=cfg.eval.batch_size)
+        summary = evaluate(backend, tokenizer, suites, cfg.eval, build_reward(cfg), stage, seed=cfg.run.seed,
+                           progress=cfg.run.progress)
+        summaries[name] = mark_done(stage, summary=summary)["summary"]
+    return summaries
+
+
+def run_pipeline(cfg: Config, out: str | Path) -> dict[str, Any]:
+    """Run (or resume) the whole recipe in `out`; returns {"models": {...}, "eval": {name: summary}}."""
+    from longrl.models.loading import load_tokenizer
+    from longrl.report import write_report
+
+    out = prepare_run_dir(out, cfg)
+    tokenizer = load_tokenizer(cfg.model)
+    sft_weights = run_sft(cfg, out)
+    final = run_phases(cfg, out, sft_weights, tokenizer)
+    models = {"sft" if cfg.sft.data else "base": sft_weights, "rl": final}
+    summaries = run_eval(cfg, out, models)
+    write_report(out)
+    result = {"models": models, "eval": summaries}
+    atomic_write_json(out / "pipeline.json", {"models": models, "eval": {k: {n: b["score"] for n, b in v["benchmarks"].items()}
+                                                                         for k, v in summaries.items()}})
+    return result
+
+
+def register(sub) -> None:
+    from longrl.cli import add_config_arguments
+
+    p = sub.add_parser("pipeline", help="the whole recipe: SFT -> RL phases with retrospective sampling -> eval -> report",
+                       description="Run warm-up SFT, the curriculum's RL phases (retrospective sampling between them), "
+                                   "evaluation of the SFT and final policies, and the report, each stage in its own "
+                                   "subdirectory of --out. Rerun the same command to resume after a crash or Ctrl-C.")
+    add_config_arguments(p, config_required=True)
+    p.set_defaults(handler=_run)
+
+
+def _run(args) -> int:
+    from longrl.cli import load_config_from_args
+    from longrl.config import check_names
+
+    cfg = load_config_from_args(args)
+    check_names(cfg)
+    run_pipeline(cfg, args.out)
+    info(f"[pipeline] done: {args.out}/report.md")
+    return 0

@@ -1,0 +1,181 @@
+"""`longrl report DIR`: report.md with the training dynamics and accuracy against document length.
+
+Reads what a pipeline (or a single `longrl rl` run) left in DIR:
+
+    phase*/metrics.jsonl (or metrics.jsonl)  reward, entropy, KL, response length per step
+    phase*/items.json, retro*/selection.json  items kept / dropped / carried per phase
+    eval/<model>/summary.json                 scores per benchmark (synthetic-<length> suites give the
+                                              accuracy-against-length curve)
+
+and writes DIR/report.md with two PNG figures beside it: `dynamics.png` (the paper's
+training-dynamics figure: reward, entropy, KL and response length against step, coloured by
+phase) and `accuracy_by_length.png` (the SFT-only and the RL policy by document length).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from longrl.files import atomic_write_text
+from longrl.tracking import read_metrics
+
+PANELS = [("reward/mean", "reward"), ("entropy", "entropy"), ("kl", "KL to reference"), ("response_len/mean", "response length (tokens)")]
+SYNTHETIC = re.compile(r"^synthetic-(\d+)$")
+
+
+def phase_runs(run_dir: Path) -> list[tuple[str, list[dict[str, Any]]]]:
+    """(phase name, metric rows) in training order: phase1, phase2, ... or a single run's metrics."""
+    dirs = sorted((p for p in run_dir.glob("phase*") if (p / "metrics.jsonl").exists()), key=lambda p: _index(p.name))
+    if not dirs and (run_dir / "metrics.jsonl").exists():
+        dirs = [run_dir]
+    runs = []
+    for d in dirs:
+        rows = read_metrics(d / "metrics.jsonl")
+        name = rows[0].get("phase", d.name) if rows else d.name
+        runs.append((str(name), rows))
+    return runs
+
+
+def _index(name: str) -> int:
+    digits = re.sub(r"\D", "", name)
+    return int(digits) if digits else 0
+
+
+def eval_summaries(run_dir: Path) -> dict[str, dict[str, Any]]:
+    out = {}
+    for path in sorted((run_dir / "eval").glob("*/summary.json")):
+        out[path.parent.name] = json.loads(path.read_text())
+    return out
+
+
+def plot_dynamics(runs: list[tuple[str, list[dict[str, Any]]]], path: Path) -> bool:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [(k, label) for k, label in PANELS if any(k in row for _, rows in runs for row in rows)]
+    if not panels:
+        return False
+    fig, axes = plt.subplots(len(panels), 1, figsize=(7, 2.2 * len(panels)), sharex=True, squeeze=False)
+    offset = 0
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (phase, rows) in enumerate(runs):
+        steps = [offset + row["step"] for row in rows]
+        for ax, (key, label) in zip(axes[:, 0], panels):
+            points = [(s, row[key]) for s, row in zip(steps, rows) if row.get(key) is not None]
+            if points:
+                ax.plot(*zip(*points), color=colours[i % len(colours)], label=phase, marker="." if len(points) < 40 else None)
+            ax.set_ylabel(label)
+        offset = max(steps, default=offset)
+        for ax in axes[:, 0]:
+            if i < len(runs) - 1:
+                ax.axvline(offset + 0.5, color="grey", linewidth=0.5, linestyle=":")
+    axes[0, 0].legend(loc="best", fontsize="small")
+    axes[-1, 0].set_xlabel("RL step (all phases)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def plot_accuracy_by_length(summaries: dict[str, dict[str, Any]], path: Path) -> bool:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = {}
+    for model, summary in summaries.items():
+        points = sorted((int(m.group(1)), b["score"]) for name, b in summary["benchmarks"].items() if (m := SYNTHETIC.match(name)))
+        if points:
+            curves[model] = points
+    if not curves:
+        return False
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for model, points in curves.items():
+        ax.plot(*zip(*points), marker="o", label=model)
+    ax.set_xlabel("document length (prompt tokens)")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def phase_table(run_dir: Path, runs: list[tuple[str, list[dict[str, Any]]]]) -> list[str]:
+    lines = ["| phase | steps | items kept | dropped (too long) | carried in | reward first -> last | accuracy first -> last |",
+             "|---|---|---|---|---|---|---|"]
+    counts = {}
+    for path in run_dir.glob("phase*/items.json"):
+        info = json.loads(path.read_text())
+        counts[info.get("phase", path.parent.name)] = info
+    for phase, rows in runs:
+        c = counts.get(phase, {})
+        reward = _first_last(rows, "reward/mean")
+        acc = _first_last(rows, "accuracy")
+        lines.append(f"| {phase} | {len(rows)} | {c.get('kept', '-')} | {c.get('dropped', '-')} | {c.get('carried', '-')} | {reward} | {acc} |")
+    return lines
+
+
+def _first_last(rows: list[dict[str, Any]], key: str) -> str:
+    values = [r[key] for r in rows if r.get(key) is not None]
+    return f"{values[0]:.3f} -> {values[-1]:.3f}" if values else "-"
+
+
+def eval_table(summaries: dict[str, dict[str, Any]]) -> list[str]:
+    names = sorted({n for s in summaries.values() for n in s["benchmarks"]},
+                   key=lambda n: (0, int(m.group(1))) if (m := SYNTHETIC.match(n)) else (1, n))
+    lines = ["| model | " + " | ".join(names) + " | Avg |", "|" + "---|" * (len(names) + 2)]
+    for model, s in summaries.items():
+        cells = [f"{s['benchmarks'][n]['score']:.1f} (n={s['benchmarks'][n]['n']})" if n in s["benchmarks"] else "-" for n in names]
+        lines.append(f"| {model} | " + " | ".join(cells) + f" | {s['average']:.1f} |")
+    return lines
+
+
+def write_report(run_dir: str | Path) -> Path:
+    """Write `report.md` (+ PNGs) for the run in `run_dir`; returns the report path."""
+    run_dir = Path(run_dir)
+    runs = phase_runs(run_dir)
+    summaries = eval_summaries(run_dir)
+    lines = [f"# longrl report: {run_dir.name}", ""]
+    if summaries:
+        lines += ["## Evaluation", "", "Scores are mean accuracy x 100 (pass@1).", "", *eval_table(summaries), ""]
+        if plot_accuracy_by_length(summaries, run_dir / "accuracy_by_length.png"):
+            lines += ["![accuracy against document length](accuracy_by_length.png)", ""]
+    if runs:
+        lines += ["## Training dynamics", ""]
+        if plot_dynamics(runs, run_dir / "dynamics.png"):
+            lines += ["![reward, entropy, KL and response length per step, by phase](dynamics.png)", ""]
+        lines += [*phase_table(run_dir, runs), ""]
+    for path in sorted(run_dir.glob("retro*/selection.json")):
+        sel = json.loads(path.read_text())
+        lines.append(f"- {path.parent.name} ({sel.get('mode')}): {sel['count']} of {sel['scored']} earlier items carried; "
+                     f"{sel['solved_all']} always solved, {sel['solved_none']} never solved.")
+    if not runs and not summaries:
+        lines.append("Nothing to report yet: no metrics.jsonl and no eval/*/summary.json under this directory.")
+    report = run_dir / "report.md"
+    atomic_write_text(report, "\n".join(lines).rstrip() + "\n")
+    return report
+
+
+def register(sub) -> None:
+    p = sub.add_parser("report", help="write report.md with training-dynamics and accuracy-by-length plots",
+                       description="Write DIR/report.md (+ dynamics.png, accuracy_by_length.png) from a pipeline or RL run directory.")
+    p.add_argument("run_dir", metavar="DIR")
+    p.set_defaults(handler=_run)
+
+
+def _run(args) -> int:
+    from longrl.errors import UserError
+
+    if not Path(args.run_dir).is_dir():
+        raise UserError(f"{args.run_dir}: no such run directory")
+    print(write_report(args.run_dir))
+    return 0

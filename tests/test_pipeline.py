@@ -1,0 +1,105 @@
+"""The whole recipe on the tiny model: SFT -> phase 1 -> retrospective -> phase 2 -> eval -> report."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from longrl.config import load_config
+from longrl.pipeline import run_pipeline
+
+CONFIG = """
+run: {name: pipe, seed: 0, torch_threads: 1, save_every: 1, keep_checkpoints: 2, dump_samples_every: 0, progress: none}
+model:
+  path: random
+  tiny: {hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 1, intermediate_size: 64, max_position_embeddings: 2048}
+sft:
+  data: [{synth: {tasks: [multihop, docmath], n: 6, length: 160, seed: 1}}]
+  steps: 2
+  batch_tokens: 1024
+  row_tokens: 512
+  lr: 1.0e-3
+  eval_fraction: 0.0
+rollout: {group_size: 2, max_new_tokens: 12, temperature: 1.0, top_p: 1.0, groups_per_batch: 4}
+algo: {dynamic_sampling: false}
+reward: {overlong: {enabled: true, buffer: 12}}
+optim: {lr: 1.0e-4}
+train: {prompts_per_step: 2, micro_batch_tokens: 1024}
+curriculum:
+  phases:
+    - {name: short, max_input_tokens: 200, max_response_tokens: 12, steps: 2,
+       data: [{synth: {tasks: [multihop, docmath], n: 6, length: 160, seed: 2}}, {synth: {tasks: [multihop], n: 2, length: 400, seed: 2}}]}
+    - {name: long, max_input_tokens: 420, max_response_tokens: 12, steps: %(steps)d, overrides: {rollout.temperature: 0.9},
+       data: [{synth: {tasks: [multihop, docmath], n: 4, length: 400, seed: 3}}]}
+  retrospective: {mode: offline, samples: 2, count: 3, fraction: null}
+eval:
+  benchmarks: [synthetic-160, synthetic-400]
+  synthetic: {n: 3, tasks: [multihop, docmath]}
+  max_new_tokens: 12
+  max_input_tokens: null
+  batch_size: 4
+"""
+
+
+def write_config(tmp_path: Path, steps: int = 2) -> Path:
+    path = tmp_path / "pipe.yaml"
+    path.write_text(CONFIG % {"steps": steps})
+    return path
+
+
+@pytest.mark.slow
+def test_pipeline_end_to_end(tmp_path):
+    out = tmp_path / "run"
+    result = run_pipeline(load_config(write_config(tmp_path)), out)
+    for stage in ("sft", "phase1", "retro1", "phase2", "eval/sft", "eval/rl"):
+        assert json.loads((out / stage / "stage.json").read_text())["status"] == "done", stage
+    # phase filtering: the two 400-token items do not fit phase 1's 200-token limit
+    assert json.loads((out / "phase1" / "items.json").read_text())["dropped"] == 2
+    # retrospective: earlier items scored K=2 times, the hardest 3 (none solved by a random model) carried
+    selection = json.loads((out / "retro1" / "selection.json").read_text())
+    assert selection["scored"] == 6 and selection["count"] == 3
+    phase2 = json.loads((out / "phase2" / "items.json").read_text())
+    assert phase2["carried"] == 3 and phase2["kept"] == 7
+    # every metrics line carries its phase; the phase starts from the previous phase's weights
+    rows = [json.loads(x) for x in (out / "phase2" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["phase"] for r in rows] == ["long", "long"]
+    cfg2 = (out / "phase2" / "config.yaml").read_text()
+    assert str(out / "phase1" / "final") in cfg2 and "temperature: 0.9" in cfg2
+    assert set(result["eval"]) == {"sft", "rl"}
+    assert (out / "report.md").exists() and (out / "dynamics.png").exists() and (out / "accuracy_by_length.png").exists()
+    # a rerun redoes nothing
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    run_pipeline(load_config(write_config(tmp_path)), out)
+    changed = [p for p in before if p.stat().st_mtime_ns != before[p] and p.name not in ("report.md", "pipeline.json")
+               and p.suffix != ".png"]
+    assert changed == []
+
+
+@pytest.mark.slow
+def test_pipeline_resumes_after_kill_in_phase(tmp_path):
+    """SIGKILL in the middle of phase 2, rerun: finished stages untouched, phase 2 resumed to the end."""
+    config = write_config(tmp_path, steps=12)
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+    cmd = [sys.executable, "-m", "longrl.cli", "pipeline", "--config", str(config), "--out", str(out)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    metrics = out / "phase2" / "metrics.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and not (metrics.exists() and metrics.read_text().count("\n") >= 3):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "phase2" / "stage.json").exists(), "phase 2 finished before the kill; the test needs a longer phase"
+    done_before = {s: (out / s / "stage.json").stat().st_mtime_ns for s in ("sft", "phase1", "retro1")}
+    phase1_metrics = (out / "phase1" / "metrics.jsonl").read_bytes()
+    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert {s: (out / s / "stage.json").stat().st_mtime_ns for s in done_before} == done_before
+    assert (out / "phase1" / "metrics.jsonl").read_bytes() == phase1_metrics
+    steps = [json.loads(x)["step"] for x in (out / "phase2" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 13))
+    assert (out / "eval" / "rl" / "summary.json").exists()
