@@ -1,53 +1,114 @@
-"""`longrl demo`: the embedded default end to end on a CPU.
+"""`longrl demo`: the whole recipe on the embedded default, on a laptop CPU (`make demo`).
 
-At this stage it builds what the pipeline runs on (the tiny model and synthetic data) and
-reports what it made.
+    longrl demo                         # configs/demo.yaml -> runs/demo
+    longrl demo --out runs/demo-s1 run.seed=1
+
+Runs `longrl pipeline` on configs/demo.yaml (the tiny base model, synthetic long-document tasks:
+warm-up SFT on longer documents, two RL phases of growing length with retrospective sampling
+between them, evaluation of the SFT checkpoint and of the final policy), then compares the two
+policies on the same held-out items at the longest length and writes `DIR/summary.json`:
+
+    {"sft_accuracy": %, "rl_accuracy": %, "gap": points, "gap_se": points, "n_eval": items, ...}
+
+The gap's standard error is the paired one (both policies answer the same items), so
+`gap > 2 * gap_se` reads as "RL beat its own starting point beyond noise".
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import time
+from pathlib import Path
+from typing import Any
+
+from longrl.files import atomic_write_json
+
+DEFAULT_CONFIG = "configs/demo.yaml"
 
 
 def register(sub) -> None:
-    p = sub.add_parser("demo", help="run the embedded default (tiny model, synthetic tasks) on this machine",
-                       description="Build the tiny offline model and synthetic long-document data under --out.")
+    p = sub.add_parser("demo", help="the whole recipe on the tiny default model, on this machine (CPU, offline)",
+                       description="Run the pipeline on configs/demo.yaml (SFT -> two RL phases with retrospective "
+                                   "sampling -> eval) and compare the RL policy with the SFT checkpoint it started from. "
+                                   "Rerun the same command to resume.")
     p.add_argument("--out", default="runs/demo", metavar="DIR", help="run directory (default: runs/demo)")
-    p.add_argument("--config", default=None, metavar="FILE", help="config (default: configs/demo.yaml if present)")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    p.add_argument("--config", default=DEFAULT_CONFIG, metavar="FILE", help=f"config (default: {DEFAULT_CONFIG})")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. run.seed=1")
     p.set_defaults(handler=run_demo)
 
 
+def item_scores(path: Path) -> dict[str, float]:
+    """Mean score per item id from an eval samples.jsonl (pass@1 over its samples)."""
+    by_id: dict[str, list[float]] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            row = json.loads(line)
+            by_id.setdefault(row["id"], []).append(float(row["score"]))
+    return {k: sum(v) / len(v) for k, v in by_id.items()}
+
+
+def paired_comparison(base: dict[str, float], new: dict[str, float]) -> dict[str, Any]:
+    """Accuracies (%) of two policies on their common items, the gap and its paired standard error."""
+    ids = sorted(set(base) & set(new))
+    n = len(ids)
+    if n == 0:
+        raise ValueError("the two evaluations share no item")
+    a = [base[i] for i in ids]
+    b = [new[i] for i in ids]
+    diff = [y - x for x, y in zip(a, b)]
+    mean_diff = sum(diff) / n
+    var = sum((d - mean_diff) ** 2 for d in diff) / (n - 1) if n > 1 else 0.0
+
+    def se(values: list[float]) -> float:
+        m = sum(values) / n
+        return 100 * math.sqrt(sum((v - m) ** 2 for v in values) / (n - 1) / n) if n > 1 else 0.0
+
+    return {"n_eval": n, "sft_accuracy": 100 * sum(a) / n, "rl_accuracy": 100 * sum(b) / n,
+            "sft_se": se(a), "rl_se": se(b), "gap": 100 * mean_diff, "gap_se": 100 * math.sqrt(var / n)}
+
+
+def demo_summary(out: Path, cfg) -> dict[str, Any]:
+    from longrl.eval.benchmarks import SYNTHETIC_RE
+
+    lengths = sorted(int(m.group(1)) for b in cfg.eval.benchmarks if (m := SYNTHETIC_RE.match(b)))
+    if not lengths:
+        raise ValueError("the demo config needs synthetic-<length> suites in eval.benchmarks")
+    start = "sft" if cfg.sft.data else "base"
+    longest = f"synthetic-{lengths[-1]}"
+    summary = paired_comparison(item_scores(out / "eval" / start / longest / "samples.jsonl"),
+                                item_scores(out / "eval" / "rl" / longest / "samples.jsonl"))
+    by_length = {}
+    for length in lengths:
+        name = f"synthetic-{length}"
+        pair = paired_comparison(item_scores(out / "eval" / start / name / "samples.jsonl"),
+                                 item_scores(out / "eval" / "rl" / name / "samples.jsonl"))
+        by_length[str(length)] = {k: round(pair[k], 2) for k in ("sft_accuracy", "rl_accuracy", "gap", "gap_se", "n_eval")}
+    summary = {k: round(v, 2) if isinstance(v, float) else v for k, v in summary.items()}
+    return {**summary, "z": round(summary["gap"] / summary["gap_se"], 2) if summary["gap_se"] else None,
+            "eval_length": lengths[-1], "eval_samples_per_item": cfg.eval.samples, "seed": cfg.run.seed,
+            "start_policy": start, "by_length": by_length}
+
+
 def run_demo(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from longrl.config import check_names, load_config
+    from longrl.console import print_table
+    from longrl.errors import UserError
+    from longrl.pipeline import run_pipeline
 
-    import torch
-
-    from longrl.config import load_config
-    from longrl.console import info, print_table
-    from longrl.data.io import write_samples
-    from longrl.data.synthetic import synthesize
-    from longrl.models.loading import load_policy, load_tokenizer
-    from longrl.models.tiny import save_pretrained
-    from longrl.tracking import prepare_run_dir
-
-    config_path = args.config or ("configs/demo.yaml" if Path("configs/demo.yaml").exists() else None)
-    cfg = load_config(config_path, args.overrides)
-    out = prepare_run_dir(args.out, cfg)
-    torch.set_num_threads(cfg.run.torch_threads or torch.get_num_threads())
-    start = time.time()
-    tokenizer = load_tokenizer(cfg.model)
-    model = load_policy(cfg.model)
-    save_pretrained(model, tokenizer, out / "model")
-    rows = []
-    sources = [("train", s.synth) for s in cfg.data.train if s.synth] + [("eval", s.synth) for s in cfg.data.eval if s.synth]
-    for name, spec in sources:
-        samples = synthesize(spec.tasks, spec.n, spec.length, spec.seed, spec.hops, spec.distractors, tokenizer)
-        write_samples(out / f"{name}.jsonl", samples)
-        rows.append([f"{name}.jsonl", len(samples), spec.length, ",".join(spec.tasks)])
-    params = sum(p.numel() for p in model.parameters())
-    rows.append(["model/", f"{params / 1e6:.2f}M params", "-", f"vocab {len(tokenizer)}"])
-    print_table(f"longrl demo: built in {time.time() - start:.1f}s under {out}", ["artifact", "size", "length", "detail"], rows)
-    info("the full pipeline (SFT -> RL phases -> eval) lands with the pipeline issue")
+    if not Path(args.config).exists():
+        raise UserError(f"{args.config} not found: run the demo from the longrl repository root, or pass --config FILE")
+    cfg = load_config(args.config, args.overrides)
+    check_names(cfg)
+    began = time.time()
+    run_pipeline(cfg, args.out)
+    out = Path(args.out)
+    summary = {**demo_summary(out, cfg), "wall_s": round(time.time() - began, 1)}
+    atomic_write_json(out / "summary.json", summary)
+    rows = [[f"{length} tokens", v["n_eval"], f"{v['sft_accuracy']:.1f}", f"{v['rl_accuracy']:.1f}",
+             f"{v['gap']:+.1f} ± {v['gap_se']:.1f}"] for length, v in summary["by_length"].items()]
+    print_table(f"longrl demo (seed {cfg.run.seed}): accuracy % on held-out synthetic documents, temperature {cfg.eval.temperature}",
+                ["length", "items", summary["start_policy"], "RL", "gap ± SE (paired)"], rows)
+    print(f"summary: {out / 'summary.json'}   report: {out / 'report.md'}")
     return 0
