@@ -218,7 +218,8 @@ def run_pretrain(args: argparse.Namespace) -> int:
     settings = LoopSettings(phase="pretrain", steps=pcfg.steps, lr=pcfg.lr, min_lr_ratio=pcfg.min_lr_ratio,
                             warmup_steps=pcfg.warmup_steps, schedule=pcfg.schedule, weight_decay=pcfg.weight_decay,
                             grad_clip=pcfg.grad_clip, micro_batch_tokens=pcfg.micro_batch_tokens or pcfg.batch_tokens,
-                            row_tokens=pcfg.row_tokens, logits_chunk_mb=pcfg.logits_chunk_mb, eval_every=pcfg.eval_every,
+                            row_tokens=pcfg.row_tokens, logits_chunk_mb=pcfg.logits_chunk_mb,
+                            bf16_autocast=pcfg.bf16_autocast, eval_every=pcfg.eval_every,
                             save_every=pcfg.save_every, keep_checkpoints=cfg.run.keep_checkpoints,
                             log_every=cfg.run.log_every, progress=cfg.run.progress)
     info(f"pretrain: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, {pcfg.steps} steps of "

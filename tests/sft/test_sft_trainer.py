@@ -57,6 +57,19 @@ def test_chunked_loss_equals_unchunked_in_value_and_gradient(tokenizer, samples,
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
 
 
+def test_bf16_autocast_stays_close_to_fp32(tokenizer, samples, tiny_model):
+    from longrl.sft.trainer import autocast
+
+    examples, _ = encode_examples(tokenizer, samples[:3])
+    batch = micro_batches(examples, 4000, 1000)[0]
+    with packed_attention(tiny_model), torch.no_grad():
+        exact = token_nll(tiny_model, batch)
+        with autocast(tiny_model, True):
+            fast = token_nll(tiny_model, batch)
+    assert fast.dtype == torch.float32
+    torch.testing.assert_close(fast.mean(), exact.mean(), rtol=2e-2, atol=0.0)
+
+
 def test_sft_learns_and_writes_a_loadable_model(tmp_path, samples):
     from longrl.models.config import ModelConfig
     from longrl.models.loading import load_policy, load_tokenizer

@@ -73,6 +73,7 @@ class PretrainConfig(Section):
     weight_decay: float = Field(0.01, ge=0)
     grad_clip: float = Field(1.0, gt=0)
     logits_chunk_mb: float = Field(256.0, gt=0)  # fp32 logits computed at once (see sft.logits_chunk_mb)
+    bf16_autocast: bool = False               # forward in bfloat16 autocast (see sft.bf16_autocast); slow on CPUs without AMX
     eval_items: int = Field(200, ge=0)        # held-out items scored at the end (greedy), spread over eval_lengths
     eval_lengths: list[int] = []              # prompt lengths of the held-out items; [] = 4 spread over [min_length, max_length]
     eval_every: int = Field(200, ge=1)        # steps between held-out losses (the last step always evaluates)

@@ -8,6 +8,8 @@ layers and hidden 256 / 4 layers (GQA 4/2 heads, the shipped 1.3K-token vocabula
 
 - longrl: `micro_batches` (first-fit packing into rows of `ROW_TOKENS`, block-diagonal attention
   `sft/segments.py`), `token_nll` (LM head on reply positions only), AdamW: what `train_loop` runs.
+- longrl_bf16: the same under `torch.autocast(bfloat16)` (`sft.bf16_autocast: true`); pays off on
+  CPUs with AMX / AVX512-BF16 and on GPUs, costs on others.
 - baseline: what a plain loop does: examples in data order, one per row, padded to the longest of
   a micro-batch of the same token budget, `model(input_ids, attention_mask, labels)` (full logits).
 
@@ -49,17 +51,19 @@ def bench_examples(budget: int, seed: int = 0, low: int = 128, high: int = 512) 
         used += n
 
 
-def longrl_step(model, optimizer, examples: list, budget: int, row_tokens: int) -> None:
+def longrl_step(model, optimizer, examples: list, budget: int, row_tokens: int, bf16: bool = False) -> None:
     from longrl.sft.packing import micro_batches
     from longrl.sft.segments import packed_attention
-    from longrl.sft.trainer import token_nll
+    from longrl.sft.trainer import autocast, token_nll
 
     batches = micro_batches(examples, budget, row_tokens)
     n_labels = sum(b.n_labels for b in batches)
     optimizer.zero_grad(set_to_none=True)
     with packed_attention(model):
         for batch in batches:
-            (token_nll(model, batch).sum() / n_labels).backward()
+            with autocast(model, bf16):
+                loss = token_nll(model, batch).sum() / n_labels
+            loss.backward()
     optimizer.step()
 
 
@@ -101,6 +105,7 @@ def measure(shape: tuple[int, int, int], budget: int, repeats: int) -> dict:
     examples = bench_examples(budget)
     tokens = sum(e.n_tokens for e in examples)
     runs = {"longrl": lambda: longrl_step(model, optimizer, examples, budget, ROW_TOKENS),
+            "longrl_bf16": lambda: longrl_step(model, optimizer, examples, budget, ROW_TOKENS, bf16=True),
             "padded": lambda: padded_step(model, optimizer, examples, budget)}
     times: dict[str, list[float]] = {name: [] for name in runs}
     for name, run in runs.items():                                   # warm-up
@@ -113,7 +118,9 @@ def measure(shape: tuple[int, int, int], budget: int, repeats: int) -> dict:
     best = {name: statistics.median(t) for name, t in times.items()}
     return {"parameters_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2), "tokens": tokens,
             "examples": len(examples), "longrl_tokens_per_s": round(tokens / best["longrl"]),
-            "padded_tokens_per_s": round(tokens / best["padded"]), "speedup": round(best["padded"] / best["longrl"], 2)}
+            "longrl_bf16_tokens_per_s": round(tokens / best["longrl_bf16"]),
+            "padded_tokens_per_s": round(tokens / best["padded"]), "speedup": round(best["padded"] / best["longrl"], 2),
+            "bf16_speedup": round(best["longrl"] / best["longrl_bf16"], 2)}
 
 
 @BENCHMARKS.register("sft")

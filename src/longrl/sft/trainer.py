@@ -21,7 +21,8 @@ the same `--out` resumes from the newest one and ends with the same weights as a
 run. The model goes to `DIR/final` (config + safetensors + tokenizer, written atomically).
 
 One process, one device (CPU or a GPU); long demonstrations fit by lowering `sft.micro_batch_tokens`
-and setting `model.gradient_checkpointing: true`.
+and setting `model.gradient_checkpointing: true`. `sft.bf16_autocast: true` runs the forward in
+bfloat16 autocast (fp32 weights and optimizer): about 1.8x faster on CPUs with AMX (`longrl bench sft`).
 
 `train_loop` is the loop itself; `longrl pretrain` runs it too, on a stream of fresh synthetic
 items instead of a fixed plan. metrics.jsonl keys: step, phase, loss/total (train NLL per reply
@@ -69,6 +70,7 @@ class LoopSettings:
     micro_batch_tokens: int    # padded tokens per forward/backward
     row_tokens: int            # packed row length
     logits_chunk_mb: float     # memory of one chunk of fp32 logits
+    bf16_autocast: bool        # forward under torch.autocast(bfloat16); weights and optimizer stay in their dtype
     eval_every: int
     save_every: int
     keep_checkpoints: int
@@ -136,14 +138,20 @@ def token_nll(model, batch: PackedBatch, logits_chunk_mb: float = 256.0) -> torc
     return torch.cat(parts)
 
 
+def autocast(model, enabled: bool):
+    """bfloat16 autocast on the model's device (matmuls in bf16: AMX CPUs and GPUs run them several times faster)."""
+    return torch.autocast(model.get_input_embeddings().weight.device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
 @torch.no_grad()
-def evaluate_loss(model, batches: list[PackedBatch], logits_chunk_mb: float = 256.0) -> float:
+def evaluate_loss(model, batches: list[PackedBatch], logits_chunk_mb: float = 256.0, bf16_autocast: bool = False) -> float:
     """Mean NLL per labelled token over `batches` (eval mode, no grad)."""
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
     for batch in batches:
-        total += float(token_nll(model, batch, logits_chunk_mb).sum())
+        with autocast(model, bf16_autocast):
+            total += float(token_nll(model, batch, logits_chunk_mb).sum())
         count += batch.n_labels
     model.train(was_training)
     return total / max(count, 1)
@@ -188,7 +196,8 @@ def train_loop(model, examples_at: Callable[[int], list[Example]], settings: Loo
             optimizer.zero_grad(set_to_none=True)
             nll = 0.0
             for batch in batches:
-                losses = token_nll(model, batch, settings.logits_chunk_mb)                    # (N,)
+                with autocast(model, settings.bf16_autocast):
+                    losses = token_nll(model, batch, settings.logits_chunk_mb)                # (N,) float32
                 (losses.sum() / n_labels).backward()
                 nll += float(losses.detach().sum())
             grad_norm = torch.nn.utils.clip_grad_norm_(params, settings.grad_clip)
@@ -203,7 +212,7 @@ def train_loop(model, examples_at: Callable[[int], list[Example]], settings: Loo
                    "batch/pad_frac": 1 - n_tokens / padded, "time/data": round(waited, 4), "time/step": round(elapsed, 4)}
             if eval_batches and (step % settings.eval_every == 0 or step == settings.steps):
                 t0 = time.perf_counter()
-                row["loss/eval"] = evaluate_loss(model, eval_batches, settings.logits_chunk_mb)
+                row["loss/eval"] = evaluate_loss(model, eval_batches, settings.logits_chunk_mb, settings.bf16_autocast)
                 row["time/eval"] = round(time.perf_counter() - t0, 4)
             metrics.log(row)
             if step % settings.save_every == 0 or step == settings.steps:
@@ -219,7 +228,8 @@ def settings_from_sft(cfg, steps: int) -> LoopSettings:
     return LoopSettings(phase="sft", steps=steps, lr=s.lr, min_lr_ratio=s.min_lr_ratio, warmup_steps=s.warmup_steps,
                         schedule=s.schedule, weight_decay=s.weight_decay, grad_clip=s.grad_clip,
                         micro_batch_tokens=s.micro_batch_tokens or s.batch_tokens, row_tokens=s.row_tokens,
-                        logits_chunk_mb=s.logits_chunk_mb, eval_every=s.eval_every, save_every=cfg.run.save_every,
+                        logits_chunk_mb=s.logits_chunk_mb, bf16_autocast=s.bf16_autocast, eval_every=s.eval_every,
+                        save_every=cfg.run.save_every,
                         keep_checkpoints=cfg.run.keep_checkpoints, log_every=cfg.run.log_every, progress=cfg.run.progress)
 
 
