@@ -35,6 +35,21 @@ def test_labels_cover_exactly_the_reply_and_end_of_turn(tokenizer, samples):
     assert batch.n_labels == example.n_labels == len(targets)
 
 
+def test_a_template_that_opens_the_think_block_is_not_given_a_second_one(tokenizer, samples):
+    import copy
+
+    from longrl.sft.packing import reply_after
+
+    r1_style = copy.deepcopy(tokenizer)
+    r1_style.chat_template = tokenizer.chat_template.replace("assistant\\n' }}", "assistant\\n<think>\\n' }}")
+    example = encode_example(r1_style, samples[1])
+    assert tokenizer.decode(example.ids[:example.n_prompt]).endswith("assistant\n<think>\n")
+    reply = tokenizer.decode(example.ids[example.n_prompt:])
+    assert reply == samples[1].trace.removeprefix("<think>") + "<|im_end|>"
+    assert reply_after("x<think>\n", "<think>\nA</think>B") == "A</think>B"
+    assert reply_after("x\n", "<think>A</think>B") == "<think>A</think>B"
+
+
 def test_a_sample_without_a_trace_is_refused(tokenizer, samples):
     bare = replace(samples[0], meta={})
     with pytest.raises(UserError, match="meta.trace"):

@@ -7,7 +7,9 @@
 
 An example is one user turn (the method.md prompt, `longrl.data.prompt`) followed by the
 assistant's reply: the demonstration (`meta.trace`: `<think>...</think>` then the answer
-sentence) and the end-of-turn token (the tokenizer's eos). Only reply tokens carry labels.
+sentence) and the end-of-turn token (the tokenizer's eos). Only reply tokens carry labels. When
+the chat template already opens the thinking block (R1-Distill templates end with `<think>\n`),
+the reply starts after it.
 
 Packing puts several examples side by side in one row of at most `row_tokens` tokens (first-fit
 decreasing), with positions restarting at 0 for each example. The attention that keeps packed
@@ -30,6 +32,7 @@ import torch
 from longrl.data.prompt import encode_prompt
 from longrl.data.schema import Sample
 from longrl.errors import UserError
+from longrl.models.tokenizer import THINK_OPEN
 
 IGNORE = -100  # label of positions without a target
 
@@ -67,10 +70,23 @@ def encode_example(tokenizer, sample: Sample) -> Example:
         raise UserError(f"sample {sample.id!r} has no demonstration (meta.trace); make one with `longrl distill`")
     if tokenizer.eos_token_id is None:
         raise UserError("the tokenizer has no eos token: the end of the assistant turn cannot be marked")
-    prompt = encode_prompt(tokenizer, sample).ids
-    reply = tokenizer.encode(trace, add_special_tokens=False) + [tokenizer.eos_token_id]
+    prompt = encode_prompt(tokenizer, sample)
+    reply = tokenizer.encode(reply_after(prompt.text, trace), add_special_tokens=False) + [tokenizer.eos_token_id]
     group = sample.meta.get("source_id") or sample.id
-    return Example(id=sample.id, ids=list(prompt) + reply, n_prompt=len(prompt), group=str(group))
+    return Example(id=sample.id, ids=list(prompt.ids) + reply, n_prompt=len(prompt.ids), group=str(group))
+
+
+def reply_after(prompt_text: str, trace: str) -> str:
+    """The part of `trace` the model writes after `prompt_text`.
+
+    Chat templates of reasoning models (DeepSeek-R1-Distill, QwQ) end the generation prompt with
+    `<think>\n`; the model then writes only the reasoning onwards, so the trace's own opening tag
+    is not trained on twice. Example: prompt "...<|Assistant|><think>\n", trace "<think>a</think>B"
+    -> "a</think>B".
+    """
+    if prompt_text.rstrip().endswith(THINK_OPEN) and trace.lstrip().startswith(THINK_OPEN):
+        return trace.lstrip()[len(THINK_OPEN):].lstrip("\n")
+    return trace
 
 
 def encode_examples(tokenizer, samples: list[Sample], max_seq_tokens: int | None = None) -> tuple[list[Example], int]:
