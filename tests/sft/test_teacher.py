@@ -17,6 +17,7 @@ from longrl.sft.teacher import TeacherClient, TeacherError, reply_text
      "<think>6*7=42</think>Therefore, the answer is 42."),                         # DeepSeek / vLLM reasoning parser
     ({"reasoning": "r", "content": "A"}, "<think>r</think>A"),                      # newer vLLM field name
     ({"reasoning_content": "r", "content": "<think>x</think>A"}, "<think>x</think>A"),  # content wins when whole
+    ({"content": "\nr</think>A"}, "<think>r</think>A"),                            # R1 template opened the block
     ({"content": None}, ""),                                                       # empty reply: scores 0 later
 ])
 def test_reply_text(message, expected):

@@ -14,7 +14,8 @@ to set `n_per_request: false`.
 
 Reasoning servers that return the thinking apart from the answer (`message.reasoning_content`
 or `message.reasoning`) get it put back as `<think>...</think>` before the answer, the form SFT
-trains on. The API key is read from the environment variable `api_key_env`, sent as a Bearer
+trains on; a reply that closes a block its chat template opened (`...</think>answer`) gets its
+`<think>` back. The API key is read from the environment variable `api_key_env`, sent as a Bearer
 token, and never appears in reprs, errors or files.
 """
 
@@ -46,6 +47,8 @@ def reply_text(message: dict[str, Any]) -> str:
     reasoning = message.get("reasoning_content") or message.get("reasoning")
     if isinstance(reasoning, str) and reasoning.strip() and "</think>" not in content:
         return f"<think>{reasoning.strip()}</think>{content.lstrip()}"
+    if "</think>" in content and "<think>" not in content:   # the template opened the block (R1-style)
+        return "<think>" + content.lstrip("\n")
     return content
 
 
