@@ -175,3 +175,25 @@ def test_unsupported_heads_and_bad_inputs_raise():
         completion_stats(model, prompts, [completions[0], [[]], completions[2]])
     with pytest.raises(ValueError, match=r"prompt 1: token ids must lie in \[0, 97\)"):
         completion_stats(model, prompts, [completions[0], [[500]], completions[2]])
+
+
+def test_bfloat16_models_run_and_stay_close_to_float32():
+    prompts, completions = _batch(2)
+    model = _model(True)
+    low = _model(True).to(torch.bfloat16)
+    want = completion_stats(model, prompts, completions)
+    got = completion_stats(low, prompts, completions)
+    assert got.logprobs.dtype == torch.float32
+    torch.testing.assert_close(got.logprobs, want.logprobs, atol=0.05, rtol=0.05)
+    got.logprobs.sum().backward()
+    assert low.lm_head.weight.grad.dtype == torch.bfloat16 and low.lm_head.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("prompts", [[[5], [7, 8, 9, 10]], [[5], [6]]])   # an empty prefix; no prefix at all
+def test_one_token_prompts(prompts):
+    model = _model(True).eval()
+    completions = [[[1, 2, 3], [4]], [[9, 9], [8, 7, 6]]]
+    ref_lps, _ = naive_model_stats(model, prompts, completions)
+    stats = completion_stats(model, prompts, completions)
+    for b, ref in enumerate(ref_lps):
+        torch.testing.assert_close(stats.logprobs[b, :len(ref)], ref, atol=1e-5, rtol=1e-5)

@@ -82,9 +82,9 @@ def _prompts(tokenizer, n=3):
 
 
 def test_greedy_equals_hf_generate(tiny_model, tokenizer):
-    prompts = _prompts(tokenizer)
+    prompts = _prompts(tokenizer) + [[17]]                # a one-token prompt has an empty prefix
     generator = SharedPrefixGenerator(tiny_model, pad_token_id=tokenizer.pad_token_id, groups_per_batch=2)
-    groups = generator.generate(prompts, 2, SamplingParams(max_new_tokens=12, temperature=0), [0, 1, 2])
+    groups = generator.generate(prompts, 2, SamplingParams(max_new_tokens=12, temperature=0), [0, 1, 2, 3])
     for prompt, group in zip(prompts, groups):
         ref = tiny_model.generate(torch.tensor([prompt]), max_new_tokens=12, do_sample=False,
                                   pad_token_id=tokenizer.pad_token_id, eos_token_id=None)[0, len(prompt):].tolist()
@@ -155,7 +155,8 @@ def test_kv_cache_holds_the_prompt_once_and_mode_is_restored(tiny_model, tokeniz
     assert isinstance(group, GroupRollout) and [len(c) for c in group.completions] == [5] * 8
     head_dim = tiny_arch.hidden_size // tiny_arch.num_attention_heads
     per_position = 2 * tiny_arch.num_key_value_heads * head_dim * 4 * tiny_arch.num_hidden_layers   # K+V, fp32
-    assert generator.kv_bytes == per_position * (len(prompt[0]) + 8 * 4)   # prompt once + 8 x 4 buffer slots
+    # prompt[:-1] once, plus 8 buffers of 5 positions (prompt[-1] and the first 4 sampled tokens)
+    assert generator.kv_bytes == per_position * (len(prompt[0]) - 1 + 8 * 5)
 
 
 def test_generate_validates_its_arguments(tiny_model, tokenizer):
@@ -167,6 +168,9 @@ def test_generate_validates_its_arguments(tiny_model, tokenizer):
         generator.generate([[1], []], 2, params, [0, 1])
     with pytest.raises(ValueError, match="group_size"):
         generator.generate([[1]], 0, params, [0])
+    tiny_model.config.final_logit_softcapping = 30.0       # logits the sampler would not reproduce
+    with pytest.raises(NotImplementedError, match="final_logit_softcapping"):
+        SharedPrefixGenerator(tiny_model, tokenizer.pad_token_id)
 
 
 def test_nucleus_threshold_equals_the_sorted_definition():

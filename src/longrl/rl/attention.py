@@ -168,7 +168,7 @@ class CascadeContext:
 
     Args:
         prefix: the PrefillContext that ran the prompts.
-        prefix_lengths: true length of each prompt (rows of the prefill batch).   # P ints
+        prefix_lengths: true length of each prefix (rows of the prefill batch; 0 allowed).  # P ints
         group_sizes: sequences per prompt, in batch order; B = sum(group_sizes).
         capacity: if set, suffix K,V go to a preallocated buffer of this many positions, written
             in place at `offset` (decoding); call `advance(n)` after each forward of n tokens.
@@ -248,8 +248,10 @@ class CascadeContext:
         return o.view(b, heads, t, d), lse.view(b, heads, t)
 
     def _attend_prefix(self, layer: int, q, scale: float):
-        pk, pv = self.prefix.layers[layer]                                          # (P, KVH, L, D)
         b, heads, t, d = q.shape
+        if layer not in self.prefix.layers or max(self.prefix_lengths[g] for g in self.groups) == 0:
+            return _no_keys(q, b)                    # every prefix is empty: it contributes nothing
+        pk, pv = self.prefix.layers[layer]                                          # (P, KVH, L, D)
         kv_heads, max_len = pk.shape[1], pk.shape[2]
         rep = heads // kv_heads
         g0 = self.group_sizes[0]
@@ -269,13 +271,24 @@ class CascadeContext:
         outs, lses, start = [], [], 0
         for g, size in zip(self.groups, self.group_sizes):
             n = self.prefix_lengths[g]
-            qg = q[start:start + size].reshape(size, kv_heads, rep * t, d).transpose(0, 1)
-            qg = qg.reshape(kv_heads, size * rep * t, d)
-            o, lse = attention_with_lse(qg, pk[g, :, :n], pv[g, :, :n], scale, score_budget=self.score_budget)
-            outs.append(o.view(kv_heads, size, rep * t, d).transpose(0, 1).reshape(size, heads, t, d))
-            lses.append(lse.view(kv_heads, size, rep * t).transpose(0, 1).reshape(size, heads, t))
+            if n == 0:
+                o, lse = _no_keys(q, size)
+            else:
+                qg = q[start:start + size].reshape(size, kv_heads, rep * t, d).transpose(0, 1)
+                qg = qg.reshape(kv_heads, size * rep * t, d)
+                o, lse = attention_with_lse(qg, pk[g, :, :n], pv[g, :, :n], scale, score_budget=self.score_budget)
+                o = o.view(kv_heads, size, rep * t, d).transpose(0, 1).reshape(size, heads, t, d)
+                lse = lse.view(kv_heads, size, rep * t).transpose(0, 1).reshape(size, heads, t)
+            outs.append(o)
+            lses.append(lse)
             start += size
         return torch.cat(outs), torch.cat(lses)
+
+
+def _no_keys(q, rows: int):
+    """Attention over an empty key set: output 0, log-sum-exp -inf."""
+    _, heads, t, d = q.shape
+    return q.new_zeros(rows, heads, t, d), q.new_full((rows, heads, t), float("-inf"), dtype=torch.float32)
 
 
 def _context_of(attention_mask, kwargs):

@@ -7,7 +7,8 @@
 With `shared_prompt=True` each prompt runs once (with grad) and keeps its keys and values once; the
 completions of its group run against them with cascade attention (`longrl.rl.attention`). Prompt
 positions never see completion tokens, so log-probs and gradients equal the per-sample forward
-(`shared_prompt=False`, kept as the reference) while the prompt's compute is done once per group.
+(`shared_prompt=False`, kept as the reference) while the prompt's compute is done once per group;
+and since only the prompt's keys and values are needed, its last-layer outputs skip the backward.
 
 Log-probs and entropy are taken at completion positions only (the first completion token is scored
 from the prompt's last hidden state) by `chunked_token_stats`, which applies the LM head to
@@ -194,24 +195,30 @@ def _padded(rows: list[list[int]], device) -> torch.Tensor:
 
 
 def _shared_prompt_hidden(model, prompts, completions, comp_ids) -> torch.Tensor:
-    """Hidden states predicting each completion token, with each prompt run once.  # (B, Tc, H)"""
+    """Hidden states predicting each completion token, with each prompt run once.  # (B, Tc, H)
+
+    The prefill covers prompt[:-1] and only its keys and values are used; each completion runs
+    as [prompt[-1], c_0, ..., c_{T-2}] against them, so every output position predicts a
+    completion token and the prompt's final-layer outputs never enter the backward pass.
+    """
     enable_cascade_attention(model)
     base = model.base_model
     device = comp_ids.device
-    lengths = torch.tensor([len(p) for p in prompts], device=device)                           # (P,)
-    prompt_ids = _padded(prompts, device)                                                       # (P, Lp)
-    positions = torch.arange(prompt_ids.shape[1], device=device).expand(len(prompts), -1)
+    prefix_lengths = [len(p) - 1 for p in prompts]
     prefill = PrefillContext()
-    prompt_hidden = base(input_ids=prompt_ids, position_ids=positions, use_cache=False,
-                         **prefill.forward_kwargs()).last_hidden_state                         # (P, Lp, H)
+    if max(prefix_lengths) > 0:
+        prefix_ids = _padded([p[:-1] or [0] for p in prompts], device)                          # (P, Lp)
+        positions = torch.arange(prefix_ids.shape[1], device=device).expand(len(prompts), -1)
+        base(input_ids=prefix_ids, position_ids=positions, use_cache=False, **prefill.forward_kwargs())
     sizes = [len(g) for g in completions]
     group = torch.repeat_interleave(torch.arange(len(prompts), device=device), torch.tensor(sizes, device=device))
-    last = prompt_hidden[group, lengths[group] - 1]                                             # (B, H)
-    cascade = CascadeContext(prefill, lengths.tolist(), sizes)
-    comp_positions = lengths[group, None] + torch.arange(comp_ids.shape[1], device=device)     # (B, Tc)
-    comp_hidden = base(input_ids=comp_ids, position_ids=comp_positions, use_cache=False,
-                       **cascade.forward_kwargs()).last_hidden_state                           # (B, Tc, H)
-    return torch.cat([last[:, None], comp_hidden[:, :-1]], dim=1)
+    last = torch.tensor([p[-1] for p in prompts], device=device)[group]                          # (B,)
+    inputs = torch.cat([last[:, None], comp_ids[:, :-1]], dim=1)                                 # (B, Tc)
+    starts = torch.tensor(prefix_lengths, device=device)[group]
+    positions = starts[:, None] + torch.arange(comp_ids.shape[1], device=device)                 # (B, Tc)
+    cascade = CascadeContext(prefill, prefix_lengths, sizes)
+    return base(input_ids=inputs, position_ids=positions, use_cache=False,
+                **cascade.forward_kwargs()).last_hidden_state
 
 
 def _per_sample_hidden(model, prompts, completions) -> torch.Tensor:

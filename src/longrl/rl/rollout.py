@@ -5,10 +5,10 @@
     seeds = [group_seed(cfg.run.seed, step, sample.id) for sample in batch]
     groups = generator.generate(prompt_ids, group_size=8, params=params, seeds=seeds)
 
-Each batch of `groups_per_batch` prompts is prefilled once (right-padded); the G samples of every
-prompt are then decoded together against their prompt's keys and values with cascade attention
-(`longrl.rl.attention`): the prompt's K,V exist once, the samples' own K,V go to a preallocated
-buffer written in place. Sequences that stop are dropped from the batch once at least half of it
+Each batch of `groups_per_batch` prompts is prefilled once (right-padded, all but the last
+token); the G samples of every prompt are then decoded together against their prompt's keys and
+values with cascade attention (`longrl.rl.attention`): the prompt's K,V exist once, the samples'
+own K,V go to a preallocated buffer written in place. Sequences that stop are dropped from the batch once at least half of it
 has finished. Randomness comes from one `torch.Generator` per group seeded with its seed, drawn on
 the CPU, so a group's samples depend neither on the other groups of its batch, nor on
 `groups_per_batch`, nor on the device count.
@@ -26,6 +26,7 @@ from typing import Protocol
 import torch
 
 from longrl.rl.attention import CascadeContext, PrefillContext, enable_cascade_attention
+from longrl.rl.logprobs import lm_head_weight
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,8 @@ class SharedPrefixGenerator:
     """Hugging Face implementation of `Generator`: one prefill per prompt, cascade decoding.
 
     Args:
-        model: a causal LM whose decoder dispatches through transformers.AttentionInterface.
+        model: a causal LM whose decoder dispatches through transformers.AttentionInterface and
+            whose logits are its linear LM head's output (no soft-capping or scaling: raises).
         pad_token_id: id used to right-pad prompts in the prefill batch (never attended to).
         groups_per_batch: prompts decoded together, each with its group_size samples.
         device: where to run; default the model's device.
@@ -151,7 +153,7 @@ class SharedPrefixGenerator:
         if groups_per_batch < 1:
             raise ValueError(f"groups_per_batch must be >= 1, got {groups_per_batch}")
         self.model, self.pad_token_id, self.groups_per_batch = model, pad_token_id, groups_per_batch
-        self.device = torch.device(device) if device is not None else model.get_output_embeddings().weight.device
+        self.device = torch.device(device) if device is not None else lm_head_weight(model).device
         self.kv_bytes = 0          # largest K,V footprint of one batch in the last generate() call
 
     def generate(self, prompts: list[list[int]], group_size: int, params: SamplingParams,
@@ -179,45 +181,44 @@ class SharedPrefixGenerator:
             self.model.train(was_training)
 
     def _generate_batch(self, prompts, group_size, params, seeds) -> list[GroupRollout]:
+        # The prefill covers prompt[:-1]; decoding starts by feeding prompt[-1] to every sample,
+        # so each step is the same batched cascade forward and nothing needs the prefill's outputs.
         base, head = self.model.base_model, self.model.get_output_embeddings()
         n_prompts, device = len(prompts), self.device
         generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
-        lengths = torch.tensor([len(p) for p in prompts], device=device)                     # (P,)
-        ids = torch.full((n_prompts, int(lengths.max())), self.pad_token_id, dtype=torch.long, device=device)
-        for i, p in enumerate(prompts):
-            ids[i, :len(p)] = torch.tensor(p, dtype=torch.long)
+        prefix_lengths = torch.tensor([len(p) - 1 for p in prompts], device=device)          # (P,)
         prefill = PrefillContext()
-        positions = torch.arange(ids.shape[1], device=device).expand(n_prompts, -1)
-        hidden = base(input_ids=ids, position_ids=positions, use_cache=False, **prefill.forward_kwargs())
-        last = hidden.last_hidden_state[torch.arange(n_prompts, device=device), lengths - 1]  # (P, H)
-        logits = head(last).repeat_interleave(group_size, 0)                                  # (B, V)
-        del hidden, last
+        if int(prefix_lengths.max()) > 0:
+            ids = torch.full((n_prompts, int(prefix_lengths.max())), self.pad_token_id, dtype=torch.long,
+                             device=device)
+            for i, p in enumerate(prompts):
+                ids[i, :len(p) - 1] = torch.tensor(p[:-1], dtype=torch.long)
+            positions = torch.arange(ids.shape[1], device=device).expand(n_prompts, -1)
+            base(input_ids=ids, position_ids=positions, use_cache=False, **prefill.forward_kwargs())
+        cascade = CascadeContext(prefill, prefix_lengths.tolist(), [group_size] * n_prompts,
+                                 capacity=params.max_new_tokens)
 
         rows = torch.arange(n_prompts * group_size, device=device)     # original row of each batch row
+        feed = torch.tensor([p[-1] for p in prompts], device=device).repeat_interleave(group_size)  # (B,)
         tokens = [[] for _ in range(n_prompts * group_size)]
         logprobs = [[] for _ in range(n_prompts * group_size)]
         done = [False] * (n_prompts * group_size)
         stop = set(params.stop_token_ids)
-        cascade = CascadeContext(prefill, lengths.tolist(), [group_size] * n_prompts,
-                                 capacity=max(1, params.max_new_tokens - 1))
         for step in range(params.max_new_tokens):
-            if step:
-                live = [i for i, r in enumerate(rows.tolist()) if not done[r]]
-                if not live:
-                    break
-                if 2 * len(live) <= len(rows):
-                    keep = torch.tensor(live, device=device)
-                    cascade.select(keep)
-                    rows, last_tokens = rows[keep], last_tokens[keep]
-                group = rows // group_size
-                positions = (lengths[group] + step - 1)[:, None]                              # (n, 1)
-                hidden = base(input_ids=last_tokens[:, None], position_ids=positions, use_cache=False,
-                              **cascade.forward_kwargs()).last_hidden_state[:, -1]
-                cascade.advance(1)
-                logits = head(hidden)                                                          # (n, V)
+            live = [i for i, r in enumerate(rows.tolist()) if not done[r]]
+            if not live:
+                break
+            if 2 * len(live) <= len(rows):                 # drop finished rows once half have stopped
+                keep = torch.tensor(live, device=device)
+                cascade.select(keep)
+                rows, feed = rows[keep], feed[keep]
+            positions = (prefix_lengths[rows // group_size] + step)[:, None]                  # (n, 1)
+            hidden = base(input_ids=feed[:, None], position_ids=positions, use_cache=False,
+                          **cascade.forward_kwargs()).last_hidden_state[:, -1]                # (n, H)
+            cascade.advance(1)
             uniforms = self._uniforms(rows.tolist(), group_size, generators, done).to(device)
-            last_tokens, lps = sample_tokens(logits, params, uniforms)
-            for r, t, lp in zip(rows.tolist(), last_tokens.tolist(), lps.tolist()):
+            feed, lps = sample_tokens(head(hidden), params, uniforms)
+            for r, t, lp in zip(rows.tolist(), feed.tolist(), lps.tolist()):
                 if not done[r]:
                     tokens[r].append(t)
                     logprobs[r].append(lp)
