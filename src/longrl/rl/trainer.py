@@ -385,10 +385,10 @@ def train(cfg: Config, out: str | Path, items: list[Sample] | None = None, phase
     roller = Roller(cfg, policy, tokenizer, timers)
     advantage_fn = algos.ADVANTAGES.get(cfg.algo.advantage)                 # names resolved once, up front
     obj = objective(cfg)
-    progress = StepProgress(cfg.train.steps, start, cfg.run.progress, f"rl {phase}", cfg.run.log_every)
+    progress = StepProgress(cfg.train.steps, start, cfg.run.progress, phase, cfg.run.log_every)
     with progress:
         for step in range(start + 1, cfg.train.steps + 1):
-            began = time.perf_counter()
+            began, began_cpu = time.perf_counter(), time.process_time()
             lr = set_learning_rate(optimizer, cfg, step)
             # 1-3) rollout -> reward, refilled until the step has its informative groups (DAPO dynamic sampling)
             collected = collect_groups(lambda n: roller.roll(step, sampler.next(n)), lambda g: g.rewards,
@@ -403,7 +403,7 @@ def train(cfg: Config, out: str | Path, items: list[Sample] | None = None, phase
             stats = rollout_metrics(collected.all)
             row = {"step": step, "phase": phase, **stats, **collected.metrics(), **update, "optim/lr": lr,
                    "tokens_per_s": stats["rollout/tokens"] / max(elapsed, 1e-9), **timers.pop(),
-                   "time/step": round(elapsed, 4)}
+                   "time/step": round(elapsed, 4), "time/step_cpu": round(time.process_time() - began_cpu, 4)}
             for score_row in item_score_rows(step, phase, collected.all):
                 item_scores.log(score_row)
             metrics.log(row)
