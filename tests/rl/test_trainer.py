@@ -128,6 +128,20 @@ def test_resume_after_two_steps_is_bit_identical_to_four_straight(tmp_path, stop
     assert (straight / "metrics.jsonl").read_text() == before
 
 
+@pytest.mark.slow
+def test_learning_signal_reward_rises(tmp_path, stoppy_model_dir, samples):
+    # Reward = overlong penalty over the whole response (-length / 16): the policy must learn to end early.
+    cfg = config(stoppy_model_dir, "train.steps=20", "optim.lr=1e-2", "optim.warmup_steps=0", "rollout.group_size=8",
+                 "train.prompts_per_step=4", "algo.entropy_coef=0", "algo.track_kl=false", "run.save_every=100",
+                 "run.dump_samples_every=0")
+    train(cfg, tmp_path / "run", items=samples)
+    rows = read_metrics(tmp_path / "run" / "metrics.jsonl")
+    first, last = rows[:4], rows[-4:]
+    mean = lambda rs, k: sum(r[k] for r in rs) / len(rs)  # noqa: E731
+    assert mean(last, "reward/mean") > mean(first, "reward/mean") + 0.3
+    assert mean(last, "response_len/mean") < 0.5 * mean(first, "response_len/mean")
+
+
 def test_no_informative_group_skips_the_update_without_crashing(tmp_path, samples):
     # A plain random model never stops within 8 tokens: every reward is 0, every group uniform.
     cfg = config("random", "train.steps=2", "reward.overlong.enabled=false", "rollout.max_new_tokens=8",

@@ -26,6 +26,16 @@ Each step:
      every item rolled out, read by the curriculum's difficulty store), sample dumps (`samples/`),
      checkpoint (`checkpoints/step-N/`, every `run.save_every` steps and at the last one).
 
+Metrics (metrics.jsonl, one line per step; reward, length and accuracy figures cover every response
+generated in the step, refills included; loss figures cover the trained tokens):
+  reward/* (hybrid reward summary: mean, std, rule, judge, overlong, ...), accuracy (share of
+  responses the rule or the judge marks correct, before shaping), entropy and kl (token means of the
+  policy's entropy and of the KL estimate to the reference, when one is loaded), response_len/{mean,max},
+  truncated_frac, filtered_groups_frac (generated groups not trained on), rollout/* (refills, groups,
+  uniform_groups_frac, fill_frac, tokens), loss/{policy,total,clip_frac}, optim/{lr,grad_norm,updates},
+  update/{skipped,tokens}, tokens_per_s (prompt + completion tokens rolled out / step wall time),
+  time/{rollout,reward,update,step,step_cpu}.
+
 Departures from the papers, and choices they left open:
   - Old log-probs (the PPO ratio's denominator) come from the current policy before the step's
     updates, recomputed by a no-grad forward, not from the sampler: sampling log-probs differ
