@@ -39,8 +39,8 @@ class OptimConfig(Section):
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = Field(1e-8, gt=0)
     grad_clip: float = Field(1.0, gt=0)        # global grad-norm clip
-    schedule: Literal["constant", "cosine", "linear"] = "constant"
-    warmup_steps: int = Field(0, ge=0)
+    schedule: Literal["constant", "cosine", "linear"] = "constant"  # lr after warmup, over RL steps (paper: constant)
+    warmup_steps: int = Field(0, ge=0)        # RL steps of linear warmup (not optimizer updates)
 
 
 class TrainConfig(Section):
