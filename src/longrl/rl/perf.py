@@ -6,7 +6,7 @@
 
 The model is a random-init Qwen2 decoder with hidden size 256, 4 layers, GQA 4/2 heads and a 32K
 vocabulary (`--tiny`: the embedded default's shape with its own 1.3K vocabulary). Times are the best
-of `REPEATS` runs after a warm-up; ratios are what to compare across machines. `--quick` shrinks
+of `REPEATS` alternating runs after a warm-up; ratios are what to compare across machines. `--quick` shrinks
 every size so a test can check that the benchmark runs. Figures and commands: benchmarks/perf.md.
 
 Peak memory (logprobs) is measured in a fresh Python process per measurement: the inputs are
@@ -60,16 +60,20 @@ def bench_model(tiny: bool):
     return model.eval()
 
 
-def best_time(fn, repeats: int = REPEATS) -> tuple[float, float]:
-    """Fastest of `repeats` calls of fn(): (wall seconds, process CPU seconds), each the minimum."""
-    wall = cpu = float("inf")
+def compare_times(ours, naive, repeats: int = REPEATS) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Time ours() and naive() alternately, `repeats` times each, so both meet the same machine load.
+
+    Returns:
+        ((wall, cpu) of ours, (wall, cpu) of naive): seconds, each the minimum over the repeats.
+    """
+    best = {ours: [float("inf")] * 2, naive: [float("inf")] * 2}
     for _ in range(repeats):
-        gc.collect()
-        start, start_cpu = time.perf_counter(), time.process_time()
-        fn()
-        wall = min(wall, time.perf_counter() - start)
-        cpu = min(cpu, time.process_time() - start_cpu)
-    return wall, cpu
+        for fn in (ours, naive):
+            gc.collect()
+            start, start_cpu = time.perf_counter(), time.process_time()
+            fn()
+            best[fn] = [min(best[fn][0], time.perf_counter() - start), min(best[fn][1], time.process_time() - start_cpu)]
+    return tuple(best[ours]), tuple(best[naive])
 
 
 def timing_figures(ours: tuple[float, float], naive: tuple[float, float]) -> dict:
@@ -114,15 +118,15 @@ def bench_rollout(args: argparse.Namespace) -> dict:
     generator.generate([warm], group, SamplingParams(max_new_tokens=2), [0])
     naive_generate(model, warm, group, SamplingParams(max_new_tokens=2), 0)
     with torch.no_grad():
-        ours = best_time(lambda: generator.generate([prompt], group, params, [0]), repeats)
-        naive = best_time(lambda: naive_generate(model, prompt, group, params, 0), repeats)
-        _, naive_bytes = naive_generate(model, prompt, group, params, 0)
+        ours, naive = compare_times(lambda: generator.generate([prompt], group, params, [0]),
+                                    lambda: naive_generate(model, prompt, group, params, 0), repeats)
+        naive_ids, naive_bytes = naive_generate(model, prompt, group, params, 0)
         lengths = {len(c) for c in generator.generate([prompt], group, params, [0])[0].completions}
     return {
         **timing_figures(ours, naive), "kv_memory_ratio": round(generator.kv_bytes / naive_bytes, 4),
         "longrl_tokens_per_s": round(group * new / ours[0], 1), "naive_tokens_per_s": round(group * new / naive[0], 1),
         "longrl_kv_mb": round(generator.kv_bytes / 1e6, 2), "naive_kv_mb": round(naive_bytes / 1e6, 2),
-        "new_tokens_per_sample": sorted(lengths),
+        "new_tokens_per_sample": sorted(lengths), "naive_new_tokens_shape": list(naive_ids.shape),
         "sizes": {"prompt": prompt_len, "new_tokens": new, "group": group, "vocab": vocab,
                   "hidden": model.config.hidden_size, "layers": model.config.num_hidden_layers},
     }
@@ -149,7 +153,7 @@ def bench_forward(args: argparse.Namespace) -> dict:
 
     step(True)       # warm-up, and the two results compared below
     step(False)
-    ours, naive = best_time(lambda: step(True), repeats), best_time(lambda: step(False), repeats)
+    ours, naive = compare_times(lambda: step(True), lambda: step(False), repeats)
     return {
         **timing_figures(ours, naive),
         "max_logprob_diff": float((results[True] - results[False]).abs().max()),
