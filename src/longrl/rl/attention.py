@@ -12,16 +12,18 @@ Plugged into any Hugging Face decoder that dispatches attention through
 Mode (a) runs causal SDPA over the prompts and stores each layer's post-RoPE K,V, one copy per
 prompt. Mode (b) attends the queries of each group to its prompt's K,V in one batched matmul per
 group (the G queries are stacked along the query axis, so the prefix is read once and grouped-query
-heads are never repeated), and to each sequence's own keys (causal, padding masked), then merges
+heads are never repeated; padding of shorter prompts is masked), and to each sequence's own keys
+(causal), then merges
 the two partial results exactly with their log-sum-exp (`merge_attention`). For decoding, the
 suffix keys live in a preallocated per-sequence buffer written in place (`capacity=`); for the
 training forward the suffix is the whole completion and gradients flow through the prefix K,V
 into the prompt forward.
 
 The context reaches the attention function either as the keyword argument `longrl_attention`
-(every AttentionInterface decoder forwards extra keywords to it; this is what longrl uses) or as
-`attention_mask={"full_attention": ctx}` on decoders that accept prepared mask dicts (Qwen2,
-Qwen3, Gemma...): both skip nothing the model needs. Without a context the function is plain SDPA.
+(every AttentionInterface decoder forwards extra keywords to it, Llama and Mistral included; this is
+what longrl uses) or as `attention_mask={"full_attention": ctx}` on decoders that accept prepared
+mask dicts (Qwen2, Qwen3, Gemma...). Without a context the function is plain SDPA, and a matching
+SDPA mask builder is registered, so ordinary calls behave as with `attn_implementation="sdpa"`.
 Scores are computed in blocks of query rows (`score_budget` elements), forward and backward, so
 memory stays bounded for long prompts.
 """
@@ -173,11 +175,11 @@ class CascadeContext:
         capacity: if set, suffix K,V go to a preallocated buffer of this many positions, written
             in place at `offset` (decoding); call `advance(n)` after each forward of n tokens.
         groups: prefix row of each group (default: 0..P-1); lets a batch drop finished groups.
+        score_budget: elements of one block of attention scores (see `attention_with_lse`).
     """
 
     def __init__(self, prefix: PrefillContext, prefix_lengths: list[int], group_sizes: list[int],
-                 capacity: int | None = None,
-                 groups: list[int] | None = None, score_budget: int = SCORE_BUDGET):
+                 capacity: int | None = None, groups: list[int] | None = None, score_budget: int = SCORE_BUDGET):
         self.prefix, self.prefix_lengths = prefix, list(prefix_lengths)
         self.group_sizes = list(group_sizes)
         self.groups = list(range(len(group_sizes))) if groups is None else list(groups)
@@ -318,7 +320,7 @@ def _check_supported(module, dropout: float, kwargs: dict) -> None:
                                   "set the model's attention_dropout to 0")
     if kwargs.get("sliding_window") is not None:
         raise NotImplementedError(f"longrl cascade attention does not implement sliding-window layers "
-                                  f"(layer {module.layer_idx}); disable sliding windows or shared_prompt")
+                                  f"(layer {module.layer_idx}); use a model without them")
     for name in ("softcap", "s_aux", "position_bias"):
         if kwargs.get(name) is not None:
             raise NotImplementedError(f"longrl cascade attention does not implement {name!r}")
