@@ -6,7 +6,6 @@ import json
 from dataclasses import replace
 
 import pytest
-from teacher_server import Fail, TeacherServer
 
 from longrl.data.io import read_samples, write_samples
 from longrl.errors import DataError, UserError
@@ -61,13 +60,10 @@ def test_traces_that_verify_become_demonstrations(tmp_path, samples):
     assert (stats.kept, stats.failed, stats.finished - stats.kept) == (len(samples) - 2, 1, 1)
 
 
-def test_rejection_sampling_keeps_only_correct_replies_with_pass_rates(tmp_path, items):
-    server = TeacherServer(scripted(items))
-    try:
-        out = tmp_path / "demos.jsonl"
-        stats = distill(items, out, teacher_cfg(server))
-    finally:
-        server.close()
+def test_rejection_sampling_keeps_only_correct_replies_with_pass_rates(tmp_path, items, teachers):
+    server = teachers.start(scripted(items))
+    out = tmp_path / "demos.jsonl"
+    stats = distill(items, out, teacher_cfg(server))
     assert len(server.requests) == len(items)                        # one request with n=K per item
     assert all(body["n"] == K and body["model"] == "teacher-test" for _, body, _ in server.requests)
     rows = read_samples(out).samples
@@ -83,40 +79,31 @@ def test_rejection_sampling_keeps_only_correct_replies_with_pass_rates(tmp_path,
     assert stats.samples == K * len(items) and stats.failed == 0
 
 
-def test_k_requests_when_the_server_has_no_n_and_keep_per_item(tmp_path, items):
-    server = TeacherServer(scripted(items))
-    try:
-        distill(items, tmp_path / "d.jsonl", teacher_cfg(server, n_per_request=False, keep_per_item=2))
-    finally:
-        server.close()
+def test_k_requests_when_the_server_has_no_n_and_keep_per_item(tmp_path, items, teachers):
+    server = teachers.start(scripted(items))
+    distill(items, tmp_path / "d.jsonl", teacher_cfg(server, n_per_request=False, keep_per_item=2))
     assert len(server.requests) == K * len(items) and all("n" not in body for _, body, _ in server.requests)
     rows = read_samples(tmp_path / "d.jsonl").samples
     assert len(rows) == sum(min(2, correct_count(i)) for i in range(len(items)))
 
 
-def test_a_server_that_ignores_n_is_a_clear_error(tmp_path, items):
-    server = TeacherServer(lambda body, q: ["<think>x</think>Therefore, the answer is 1."])
-    try:
-        with pytest.raises(UserError, match="n_per_request=false"):
-            distill(items, tmp_path / "d.jsonl", teacher_cfg(server))
-    finally:
-        server.close()
+def test_a_server_that_ignores_n_is_a_clear_error(tmp_path, items, teachers):
+    server = teachers.start(lambda body, q: ["<think>x</think>Therefore, the answer is 1."])
+    with pytest.raises(UserError, match="n_per_request=false"):
+        distill(items, tmp_path / "d.jsonl", teacher_cfg(server))
 
 
-def test_retries_then_succeeds_and_sends_the_key(tmp_path, items, monkeypatch):
+def test_retries_then_succeeds_and_sends_the_key(tmp_path, items, monkeypatch, teachers):
     monkeypatch.setenv("LONGRL_TEST_TEACHER_KEY", "sk-secret-123")
     answer = scripted(items)
-    failures = {items[0].question: [Fail(500), Fail(429, "0")]}
+    failures = {items[0].question: [teachers.Fail(500), teachers.Fail(429, "0")]}
 
     def flaky(body, question):
         queue = failures.get(question)
         return queue.pop(0) if queue else answer(body, question)
 
-    server = TeacherServer(flaky)
-    try:
-        stats = distill(items, tmp_path / "d.jsonl", teacher_cfg(server))
-    finally:
-        server.close()
+    server = teachers.start(flaky)
+    stats = distill(items, tmp_path / "d.jsonl", teacher_cfg(server))
     assert stats.failed == 0 and stats.finished == len(items)
     assert server.questions().count(items[0].question) == 3
     assert all(h.get("Authorization") == "Bearer sk-secret-123" for _, _, h in server.requests)
@@ -124,46 +111,40 @@ def test_retries_then_succeeds_and_sends_the_key(tmp_path, items, monkeypatch):
         assert "sk-secret" not in path.read_text()
 
 
-def test_rerun_after_failures_requests_only_unfinished_items(tmp_path, items):
+def test_rerun_after_failures_requests_only_unfinished_items(tmp_path, items, teachers):
     answer = scripted(items)
     broken = {items[3].question, items[7].question}
-    server = TeacherServer(lambda body, q: Fail(400) if q in broken else answer(body, q))
+    server = teachers.start(lambda body, q: teachers.Fail(400) if q in broken else answer(body, q))
     out = tmp_path / "d.jsonl"
-    try:
-        first = distill(items, out, teacher_cfg(server))
-        assert (first.finished, first.failed) == (8, 2) and "HTTP 400" in first.errors[0]
-        broken.clear()
-        server.requests.clear()
-        second = distill(items, out, teacher_cfg(server))
-        assert second.already_done == 8 and second.finished == 2
-        assert sorted(server.questions()) == sorted([items[3].question, items[7].question])
-        server.requests.clear()
-        third = distill(items, out, teacher_cfg(server))
-        assert third.already_done == len(items) and server.requests == []
-    finally:
-        server.close()
+    first = distill(items, out, teacher_cfg(server))
+    assert (first.finished, first.failed) == (8, 2) and "HTTP 400" in first.errors[0]
+    broken.clear()
+    server.requests.clear()
+    second = distill(items, out, teacher_cfg(server))
+    assert second.already_done == 8 and second.finished == 2
+    assert sorted(server.questions()) == sorted([items[3].question, items[7].question])
+    server.requests.clear()
+    third = distill(items, out, teacher_cfg(server))
+    assert third.already_done == len(items) and server.requests == []
     ids = [s.id for s in read_samples(out).samples]                   # read_samples rejects duplicate ids
     assert len(ids) == sum(correct_count(i) for i in range(len(items)))
     assert len(passrates_path(out).read_text().splitlines()) == len(items)
 
 
-def test_a_kill_mid_write_leaves_nothing_duplicated(tmp_path, items):
+def test_a_kill_mid_write_leaves_nothing_duplicated(tmp_path, items, teachers):
     """A torn last line and rows of an item whose pass-rate line never landed are dropped, then redone once."""
     out = tmp_path / "d.jsonl"
-    server = TeacherServer(scripted(items))
-    try:
-        distill(items[:6], out, teacher_cfg(server))
-        # simulate a kill while item 9 (4 correct) was being written: rows landed, the commit line did not
-        orphan = read_samples(out).samples[0]
-        orphan = replace(orphan, id=f"{items[9].id}#t0", meta={**orphan.meta, "source_id": items[9].id})
-        with open(out, "a") as fh:
-            fh.write(json.dumps(orphan.to_dict()) + "\n" + json.dumps(orphan.to_dict())[:40])
-        with open(passrates_path(out), "a") as fh:
-            fh.write('{"id": "' + items[9].id[:5])                   # torn commit line, no newline
-        server.requests.clear()
-        stats = distill(items, out, teacher_cfg(server))
-    finally:
-        server.close()
+    server = teachers.start(scripted(items))
+    distill(items[:6], out, teacher_cfg(server))
+    # simulate a kill while item 9 (4 correct) was being written: rows landed, the commit line did not
+    orphan = read_samples(out).samples[0]
+    orphan = replace(orphan, id=f"{items[9].id}#t0", meta={**orphan.meta, "source_id": items[9].id})
+    with open(out, "a") as fh:
+        fh.write(json.dumps(orphan.to_dict()) + "\n" + json.dumps(orphan.to_dict())[:40])
+    with open(passrates_path(out), "a") as fh:
+        fh.write('{"id": "' + items[9].id[:5])                   # torn commit line, no newline
+    server.requests.clear()
+    stats = distill(items, out, teacher_cfg(server))
     assert stats.already_done == 6 and stats.finished == 4
     assert sorted(server.questions()) == sorted(s.question for s in items[6:])
     rows = read_samples(out).samples
@@ -182,17 +163,14 @@ def test_a_corrupt_line_in_the_middle_is_reported(tmp_path):
         DemoLedger(tmp_path / "d.parquet")
 
 
-def test_too_many_failures_stop_the_run(tmp_path, samples):
-    server = TeacherServer(lambda body, q: Fail(404))
-    try:
-        with pytest.raises(UserError, match="max_error_rate"):
-            distill(samples, tmp_path / "d.jsonl", teacher_cfg(server, concurrency=1))
-    finally:
-        server.close()
+def test_too_many_failures_stop_the_run(tmp_path, samples, teachers):
+    server = teachers.start(lambda body, q: teachers.Fail(404))
+    with pytest.raises(UserError, match="max_error_rate"):
+        distill(samples, tmp_path / "d.jsonl", teacher_cfg(server, concurrency=1))
     assert len(server.requests) == 10                                 # stopped at the first check, not after all items
 
 
-def test_distill_command(tmp_path, samples):
+def test_distill_command(tmp_path, samples, teachers):
     from longrl.cli import main
 
     data = tmp_path / "items.jsonl"
@@ -200,10 +178,7 @@ def test_distill_command(tmp_path, samples):
     assert main(["distill", "--from-traces", "--input", str(data), "--out", str(tmp_path / "t.jsonl")]) == 0
     assert len(read_samples(tmp_path / "t.jsonl").samples) == len(samples)
     assert main(["distill", "--input", str(data), "--out", str(tmp_path / "x.jsonl")]) == 2   # no teacher configured
-    server = TeacherServer(scripted(samples))
-    try:
-        overrides = [f"sft.teacher={{base_url: {server.url}, model: t, samples: {K}, backoff_s: 0.01}}"]
-        assert main(["distill", "--input", str(data), "--out", str(tmp_path / "d.jsonl"), *overrides]) == 0
-    finally:
-        server.close()
+    server = teachers.start(scripted(samples))
+    overrides = [f"sft.teacher={{base_url: {server.url}, model: t, samples: {K}, backoff_s: 0.01}}"]
+    assert main(["distill", "--input", str(data), "--out", str(tmp_path / "d.jsonl"), *overrides]) == 0
     assert len(passrates_path(tmp_path / "d.jsonl").read_text().splitlines()) == len(samples)

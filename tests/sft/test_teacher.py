@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from teacher_server import Fail, TeacherServer
 
 from longrl.sft.config import TeacherConfig
 from longrl.sft.teacher import TeacherClient, TeacherError, reply_text
@@ -24,9 +23,9 @@ def test_reply_text(message, expected):
     assert reply_text(message) == expected
 
 
-def test_errors_never_show_the_key(monkeypatch):
+def test_errors_never_show_the_key(monkeypatch, teachers):
     monkeypatch.setenv("LONGRL_TEST_TEACHER_KEY", "sk-abc")
-    server = TeacherServer(lambda body, q: Fail(503))
+    server = teachers.start(lambda body, q: teachers.Fail(503))
     cfg = TeacherConfig(base_url=server.url, model="m", samples=1, backoff_s=0.0, max_attempts=2,
                         api_key_env="LONGRL_TEST_TEACHER_KEY")
     client = TeacherClient(cfg)
@@ -37,10 +36,7 @@ def test_errors_never_show_the_key(monkeypatch):
         finally:
             await client.aclose()
 
-    try:
-        with pytest.raises(TeacherError, match="gave up after 2 attempts") as err:
-            asyncio.run(call())
-    finally:
-        server.close()
+    with pytest.raises(TeacherError, match="gave up after 2 attempts") as err:
+        asyncio.run(call())
     assert "sk-abc" not in str(err.value) and "sk-abc" not in repr(client)
     assert client.requests == 2

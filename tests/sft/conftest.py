@@ -1,13 +1,14 @@
-"""A real OpenAI-compatible teacher server on 127.0.0.1 (the outside world `longrl distill` talks to).
+"""Fixtures of the SFT tests: a real OpenAI-compatible teacher server on 127.0.0.1 (the outside world).
 
-    server = TeacherServer(answer)          # answer(body, question) -> list of reply texts, or a Fail
-    server.url                              # http://127.0.0.1:PORT/v1
-    server.requests                         # [(question, body, headers)] in arrival order
-    server.close()
+    def test_x(teachers):
+        server = teachers.start(answer)     # answer(body, question) -> list of reply texts, or teachers.Fail(...)
+        server.url                          # http://127.0.0.1:PORT/v1
+        server.requests                     # [(question, body, headers)] in arrival order
+                                            # every server started is closed after the test
 
 `question` is the item's question, read back from the method.md prompt in the user message, so
 a test can script replies per item. A handler returning `Fail(status, retry_after)` answers with
-that HTTP status instead.
+that HTTP status instead. Everything is reached through the fixture (no test-directory imports).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
 
 
 @dataclass
@@ -80,3 +83,23 @@ class TeacherServer:
     def close(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+class Teachers:
+    Fail = Fail
+
+    def __init__(self):
+        self.servers: list[TeacherServer] = []
+
+    def start(self, answer: Callable[[dict, str], list[str] | Fail]) -> TeacherServer:
+        server = TeacherServer(answer)
+        self.servers.append(server)
+        return server
+
+
+@pytest.fixture()
+def teachers():
+    found = Teachers()
+    yield found
+    for server in found.servers:
+        server.close()
