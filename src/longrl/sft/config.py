@@ -48,7 +48,7 @@ class SFTConfig(Section):
     eval_fraction: float = Field(0.05, ge=0, lt=1)  # items held out for the eval loss (all replies of an item together)
     eval_every: int = Field(50, ge=1)          # steps between eval losses (the last step always evaluates)
     logits_chunk_mb: float = Field(256.0, gt=0)  # fp32 logits computed at once (recomputed in backward when chunked)
-    bf16_autocast: bool = False                # forward in bfloat16 autocast (weights stay fp32): ~1.8x on AMX CPUs, GPUs
+    bf16_autocast: bool = False                # forward in bfloat16 autocast (weights stay fp32): 1.2-1.7x on AMX CPUs; GPUs
 
     @model_validator(mode="after")
     def _check_budgets(self) -> SFTConfig:

@@ -22,7 +22,7 @@ run. The model goes to `DIR/final` (config + safetensors + tokenizer, written at
 
 One process, one device (CPU or a GPU); long demonstrations fit by lowering `sft.micro_batch_tokens`
 and setting `model.gradient_checkpointing: true`. `sft.bf16_autocast: true` runs the forward in
-bfloat16 autocast (fp32 weights and optimizer): about 1.8x faster on CPUs with AMX (`longrl bench sft`).
+bfloat16 autocast (fp32 weights and optimizer): 1.2-1.7x faster on CPUs with AMX (`longrl bench sft`).
 
 `train_loop` is the loop itself; `longrl pretrain` runs it too, on a stream of fresh synthetic
 items instead of a fixed plan. metrics.jsonl keys: step, phase, loss/total (train NLL per reply
