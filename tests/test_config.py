@@ -104,7 +104,7 @@ def test_apply_overrides_revalidates():
 
 def test_check_names_rejects_unknown_family():
     cfg = load_config(None, ["data.train=[{synth: {tasks: [docmath, sudoku]}}]"])
-    with pytest.raises(ConfigError, match="sudoku.*known: choice, docmath, multihop"):
+    with pytest.raises(ConfigError, match="sudoku.*known: choice, docmath, lookup, multihop"):
         check_names(cfg)
 
 

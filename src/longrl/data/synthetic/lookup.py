@@ -5,8 +5,9 @@
     A: Tamo, Febe, Zobu
 
 Each looked-up value is a retrieval target, so a model learns to find facts from far fewer
-documents than one-question families give it. Used to make the tiny base model; `hops` is the
-number of look-ups.
+documents than one-question families give it. Every fact has its own subject, so a name alone
+finds its fact (the easiest retrieval); the other families add look-alike decoys on top. Used to
+make the tiny base model; `hops` is the number of look-ups.
 """
 
 from __future__ import annotations
@@ -15,19 +16,19 @@ import random
 
 from longrl.data.synthetic.multihop import fact
 from longrl.data.synthetic.spec import TaskDraft
-from longrl.data.synthetic.world import RELATIONS, distinct_names, unused_pair
+from longrl.data.synthetic.world import RELATIONS, distinct_names
 
 
 def draft_lookup(rng: random.Random, hops: int, distractors: int) -> TaskDraft:
-    names = distinct_names(rng, 2 * (hops + distractors) + 2)
-    subjects, values = names[: len(names) // 2], names[len(names) // 2:]
-    taken: set[tuple[str, str]] = set()
+    count = hops + distractors
+    names = distinct_names(rng, 2 * count)
+    subjects, values = names[:count], names[count:]
     facts, asked = [], []
-    for i in range(hops + distractors):
-        relation, subject = unused_pair(rng, RELATIONS, subjects, taken)
-        facts.append(fact(relation, subject, values[i]))
+    for i in range(count):
+        relation = rng.choice(RELATIONS)
+        facts.append(fact(relation, subjects[i], values[i]))
         if i < hops:
-            asked.append((relation, subject, values[i]))
+            asked.append((relation, subjects[i], values[i]))
     parts = [f"the {r} of {s}" for r, s, _ in asked]
     listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + f" and {parts[-1]}"
     answer = ", ".join(v for _, _, v in asked)
