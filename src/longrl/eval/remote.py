@@ -11,28 +11,26 @@ whose reasoning comes apart (`reasoning_content` or `reasoning`, as vLLM's reaso
 DeepSeek return it) is put back together as `<think>reasoning</think>answer`, so verification
 sees the reply the model wrote.
 
-At most `concurrency` requests are in flight; each attempt is bounded by `timeout_s`; 429, 5xx,
-timeouts and dropped connections are retried with exponential backoff (`backoff_s`, doubling, or
-the server's Retry-After) up to `max_attempts`; other HTTP errors and malformed replies fail at
-once with a BackendError that names the server and the item. The API key comes from the
-environment variable `api_key_env`, is sent as a Bearer token and never appears in messages.
+Requests go through `longrl.http.OpenAIClient` (connections in lanes of 8 per httpx client: one
+64-connection pool spends more CPU than the requests): at most `concurrency` in flight; each
+attempt is bounded by `timeout_s`; 429, 5xx, timeouts and dropped connections are retried with
+exponential backoff (`backoff_s`, doubling, capped at MAX_BACKOFF_S, or the server's Retry-After
+under an hour) up to `max_attempts`; other HTTP errors and malformed replies fail at once with a
+BackendError that names the server and the item. The API key comes from the environment variable
+`api_key_env`, is sent as a Bearer token and never appears in messages.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import ssl
+import json
 from typing import Any
-
-import certifi
-import httpx
 
 from longrl.errors import UserError
 from longrl.eval.backends import Completion, GenerationParams, Request
+from longrl.http import OpenAIClient, RetryPolicy, ServerError, snippet
 
-MAX_BACKOFF_S = 60.0
-LANE_CONNECTIONS = 8  # connections per httpx client: its pool does work quadratic in its size on every request
+MAX_BACKOFF_S = 60.0  # cap on one wait between attempts (EvalConfig has no knob for it)
 
 
 class BackendError(UserError):
@@ -50,14 +48,10 @@ class OpenAIBackend:
             raise ValueError(f"api must be 'chat' or 'completions', got {api!r}")
         self.base_url = base_url.rstrip("/")
         self.model_name, self.tokenizer, self.api = model_name, tokenizer, api
-        self.parallelism, self.timeout_s, self.max_attempts, self.backoff_s = concurrency, timeout_s, max_attempts, backoff_s
-        self.request_n = request_n
-        self.api_key_env = api_key_env
-        self._api_key = os.environ.get(api_key_env, "") if api_key_env else ""
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._lanes: list[httpx.AsyncClient] = []
-        self._slots: asyncio.Queue[int] | None = None  # one entry per request that may be in flight: its lane
-        self._name_lock: asyncio.Lock | None = None
+        self.parallelism, self.request_n, self.api_key_env = concurrency, request_n, api_key_env
+        retry = RetryPolicy(max_attempts, backoff_s, MAX_BACKOFF_S, timeout_s)
+        self._client = OpenAIClient(self.base_url, api_key_env=api_key_env, concurrency=concurrency, retry=retry)
+        self._name_lock: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None  # per event loop
 
     @classmethod
     def from_config(cls, cfg, tokenizer) -> OpenAIBackend:
@@ -81,8 +75,10 @@ class OpenAIBackend:
         """`model_name`, or the first model id the server lists at GET /models."""
         if self.model_name is not None:
             return self.model_name
-        self._session()
-        async with self._name_lock:
+        loop = asyncio.get_running_loop()
+        if self._name_lock is None or self._name_lock[0] is not loop:
+            self._name_lock = (loop, asyncio.Lock())
+        async with self._name_lock[1]:
             if self.model_name is None:
                 payload = await self._send("GET", "/models", None, "listing models")
                 try:
@@ -117,7 +113,7 @@ class OpenAIBackend:
             texts = [self._choice_text(c) for c in choices]
             finishes = [c.get("finish_reason") for c in choices]
         except (KeyError, TypeError, AttributeError):
-            raise BackendError(f"{key}: malformed reply from {self.base_url} (no {self.api} choices): {_snippet(str(payload))}") from None
+            raise BackendError(f"{key}: malformed reply from {self.base_url} (no {self.api} choices): {snippet(json.dumps(payload))}") from None
         if len(texts) != n:
             raise BackendError(f"{key}: asked {self.base_url} for {n} samples, got {len(texts)}; "
                                "if the server ignores `n`, set eval.request_n=false")
@@ -156,77 +152,11 @@ class OpenAIBackend:
                 else len(backend.encode(text, add_special_tokens=False))
         return len(self.tokenizer.encode(text, add_special_tokens=False))
 
-    def _session(self) -> asyncio.Queue[int]:
-        """The clients of this event loop, made on first use: `concurrency` slots spread over lanes of
-        LANE_CONNECTIONS connections (one 64-connection httpx pool spends more CPU than the requests)."""
-        loop = asyncio.get_running_loop()
-        if self._loop is not loop or self._slots is None:
-            sizes = [min(LANE_CONNECTIONS, self.parallelism - start) for start in range(0, self.parallelism, LANE_CONNECTIONS)]
-            tls = ssl.create_default_context(cafile=certifi.where())  # one context for all lanes (loading CAs is slow)
-            self._lanes = [httpx.AsyncClient(limits=httpx.Limits(max_connections=n, max_keepalive_connections=n),
-                                             timeout=httpx.Timeout(self.timeout_s), verify=tls) for n in sizes]
-            self._slots = asyncio.Queue()
-            for lane, n in enumerate(sizes):
-                for _ in range(n):
-                    self._slots.put_nowait(lane)
-            self._name_lock = asyncio.Lock()
-            self._loop = loop
-        return self._slots
-
-    def _headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
-
     async def _send(self, method: str, path: str, body: dict | None, what: str) -> Any:
-        slots = self._session()
-        url = self.base_url + path
-        error = "no attempt made"
-        lane = await slots.get()
-        client = self._lanes[lane]
         try:
-            for attempt in range(1, self.max_attempts + 1):
-                delay = min(MAX_BACKOFF_S, self.backoff_s * 2 ** (attempt - 1))
-                try:
-                    response = await client.request(method, url, json=body, headers=self._headers())
-                except httpx.TimeoutException:
-                    error = f"timed out after {self.timeout_s:g} s"
-                except httpx.TransportError as exc:
-                    error = f"connection error ({type(exc).__name__})"
-                else:
-                    if response.status_code == 200:
-                        try:
-                            return response.json()
-                        except ValueError:
-                            raise self._error(what, url, f"reply is not JSON: {_snippet(response.text)}") from None
-                    error = f"HTTP {response.status_code}: {_snippet(response.text)}"
-                    if response.status_code == 401 and not self._api_key:
-                        error += f" (no API key sent: environment variable {self.api_key_env} is not set)"
-                    if response.status_code != 429 and response.status_code < 500:
-                        raise self._error(what, url, error)
-                    delay = min(MAX_BACKOFF_S, _retry_after(response) or delay)
-                if attempt < self.max_attempts:
-                    await asyncio.sleep(delay)
-        finally:
-            slots.put_nowait(lane)
-        raise self._error(what, url, f"{error} (gave up after {self.max_attempts} attempts)")
-
-    def _error(self, what: str, url: str, problem: str) -> BackendError:
-        text = f"{what}: model server {url}: {problem}"
-        return BackendError(text.replace(self._api_key, "***") if self._api_key else text)
+            return (await self._client.request(method, path, body)).payload
+        except ServerError as exc:
+            raise BackendError(self._client.redact(f"{what}: model server {exc.url}: {exc.problem}")) from None
 
     async def aclose(self) -> None:
-        lanes, self._lanes, self._slots, self._loop = self._lanes, [], None, None
-        for client in lanes:
-            await client.aclose()
-
-
-def _snippet(text: str, limit: int = 200) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    try:
-        seconds = float(response.headers.get("retry-after", ""))
-    except ValueError:
-        return None
-    return seconds if 0 <= seconds < 3600 else None
+        await self._client.aclose()

@@ -10,29 +10,25 @@ question; question, prediction and gold sit between tags as data. The verdict is
 never a yes). Verdict markers and the data tags inside the fields are neutralised first, so a
 policy that writes "[[YES]]" into its answer cannot vote for itself.
 
-Calls run at most `concurrency` at a time, each attempt bounded by `timeout_s`; 429, 5xx,
-timeouts and connection errors are retried with exponential backoff (`backoff_s`, doubling,
-or the server's Retry-After) up to `max_attempts`. Other HTTP errors fail at once. Successful
-verdicts are cached on disk (`rewards/cache.py`); failures are not. The API key is read from the
-environment variable `api_key_env`, sent as a Bearer token, and kept out of reprs and error texts.
-
-Connections: a pool of up to `concurrency` httpx clients with one keep-alive connection each,
-handed out through a queue (which is also the concurrency limit). One client with 32 connections
-spends its time scanning its pool for every request (about 2.5x slower over 1,000 calls here).
+Calls go through `longrl.http.OpenAIClient`: at most `concurrency` at a time, each attempt bounded
+by `timeout_s`; 429, 5xx, timeouts and connection errors are retried with exponential backoff
+(`backoff_s`, doubling, capped at `max_backoff_s`, or the server's Retry-After under an hour) up to
+`max_attempts`; other HTTP errors fail at once. A failed call is a JudgeVerdict with `error` set,
+never an exception. Successful verdicts are cached on disk (`rewards/cache.py`); failures are not.
+The API key is read from the environment variable `api_key_env`, sent as a Bearer token, and kept
+out of reprs, error texts and the cache.
 """
 
 from __future__ import annotations
 
-import asyncio
+import json
 import os
 import re
-import ssl
 from dataclasses import dataclass
-from typing import Any, Protocol
-
-import httpx
+from typing import Protocol
 
 from longrl.errors import UserError
+from longrl.http import OpenAIClient, Reply, RetryPolicy, ServerError, snippet
 from longrl.rewards.cache import CachedVerdict, JudgeCache, cache_key, default_cache_dir
 from longrl.rewards.config import JudgeConfig
 
@@ -119,19 +115,16 @@ def format_golds(golds: list[str]) -> str:
 
 
 class OpenAIJudge:
-    """JudgeClient for an OpenAI-compatible server; a pool of single-connection clients per event loop."""
+    """JudgeClient for an OpenAI-compatible server (HTTP, retries and the key: `longrl.http.OpenAIClient`)."""
 
     def __init__(self, cfg: JudgeConfig, cache: JudgeCache | None = None):
         self.cfg = cfg
-        self.url = cfg.base_url.rstrip("/") + "/chat/completions"
-        self._api_key = os.environ.get(cfg.api_key_env, "") if cfg.api_key_env else ""
+        retry = RetryPolicy(cfg.max_attempts, cfg.backoff_s, cfg.max_backoff_s, cfg.timeout_s)
+        self._client = OpenAIClient(cfg.base_url, api_key_env=cfg.api_key_env, concurrency=cfg.concurrency, retry=retry)
+        self.url = self._client.url("/chat/completions")
         if cache is None and cfg.cache:
             cache = JudgeCache(os.path.join(cfg.cache_dir, "judge") if cfg.cache_dir else default_cache_dir())
         self.cache = cache
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._clients: list[httpx.AsyncClient] = []
-        self._idle: asyncio.Queue | None = None
-        self._ssl: ssl.SSLContext | None = None
 
     def __repr__(self) -> str:
         return f"OpenAIJudge(url={self.url!r}, model={self.cfg.model!r}, api_key_env={self.cfg.api_key_env!r})"
@@ -142,114 +135,39 @@ class OpenAIJudge:
             hit = self.cache.get(key)
             if hit is not None:
                 return JudgeVerdict(hit.equivalent, hit.raw, cached=True)
-        client = await self._acquire()
+        cfg = self.cfg
+        body = {"model": cfg.model, "messages": build_messages(question, prediction, gold),
+                "temperature": cfg.temperature, "max_tokens": cfg.max_tokens}
         try:
-            verdict = await self._call(client, build_messages(question, prediction, gold))
-        finally:
-            self._release(client)
+            reply = await self._client.request("POST", "/chat/completions", body)
+        except ServerError as exc:
+            return self._failure(exc.problem, exc.attempts)
+        verdict = self._read_reply(reply)
         if verdict.equivalent is not None and self.cache is not None:
             self.cache.put(key, CachedVerdict(verdict.equivalent, verdict.raw))
         return verdict
 
     async def aclose(self) -> None:
         """Close the connections (those of an earlier, finished event loop are only dropped)."""
-        clients, loop = self._clients, self._loop
-        self._clients, self._idle, self._loop = [], None, None
-        if loop is asyncio.get_running_loop():
-            for client in clients:
-                await client.aclose()
+        await self._client.aclose()
 
-    async def _acquire(self) -> httpx.AsyncClient:
-        loop = asyncio.get_running_loop()
-        if self._loop is not loop or self._idle is None:  # clients belong to the loop that made them
-            self._loop, self._clients, self._idle = loop, [], asyncio.Queue()
-        if self._idle.empty() and len(self._clients) < self.cfg.concurrency:
-            if self._ssl is None:
-                self._ssl = _ssl_context()
-            client = httpx.AsyncClient(verify=self._ssl, limits=httpx.Limits(max_connections=1, max_keepalive_connections=1))
-            self._clients.append(client)
-            return client
-        return await self._idle.get()
-
-    def _release(self, client: httpx.AsyncClient) -> None:
-        if self._idle is not None and client in self._clients:
-            self._idle.put_nowait(client)
-
-    def _headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
-
-    async def _call(self, client: httpx.AsyncClient, messages: list[dict[str, str]]) -> JudgeVerdict:
-        cfg = self.cfg
-        body = {"model": cfg.model, "messages": messages, "temperature": cfg.temperature, "max_tokens": cfg.max_tokens}
-        error = "no attempt made"
-        for attempt in range(1, cfg.max_attempts + 1):
-            delay = min(cfg.max_backoff_s, cfg.backoff_s * 2 ** (attempt - 1))
-            try:
-                response = await client.post(self.url, json=body, headers=self._headers(), timeout=cfg.timeout_s)
-            except httpx.TimeoutException:
-                error = f"timed out after {cfg.timeout_s:g} s"
-            except httpx.TransportError as exc:
-                error = f"connection error ({type(exc).__name__}: {exc})"
-            else:
-                status = response.status_code
-                if status == 200:
-                    return self._read_reply(response, attempt)
-                error = f"HTTP {status}: {_snippet(response.text)}"
-                if status == 401 and not self._api_key:
-                    error += f" (no API key sent: environment variable {cfg.api_key_env} is not set)"
-                if status != 429 and status < 500:
-                    return self._failure(error, attempt)
-                delay = min(cfg.max_backoff_s, _retry_after(response) or delay)
-            if attempt < cfg.max_attempts:
-                await asyncio.sleep(delay)
-        return self._failure(f"{error} (gave up after {cfg.max_attempts} attempts)", cfg.max_attempts)
-
-    def _read_reply(self, response: httpx.Response, attempt: int) -> JudgeVerdict:
+    def _read_reply(self, reply: Reply) -> JudgeVerdict:
+        payload, attempt = reply.payload, reply.attempts
         try:
-            payload: Any = response.json()
             choice = payload["choices"][0]
             content = choice["message"]["content"]
-        except (ValueError, KeyError, IndexError, TypeError):
-            return self._failure(f"malformed reply (not a chat completion): {_snippet(response.text)}", attempt)
+        except (KeyError, IndexError, TypeError):
+            return self._failure(f"malformed reply (not a chat completion): {snippet(json.dumps(payload))}", attempt)
         if not isinstance(content, str) or not content.strip():
             return self._failure(f"empty reply (finish_reason={choice.get('finish_reason')!r})", attempt)
         usage = payload.get("usage") if isinstance(payload.get("usage"), dict) else {}
         tokens = usage.get("total_tokens") if isinstance(usage.get("total_tokens"), int) else 0
         verdict = parse_verdict(content)
         if verdict is None:
-            problem = f"no [[YES]]/[[NO]] verdict in the reply (finish_reason={choice.get('finish_reason')!r}): {_snippet(content)}"
+            problem = f"no [[YES]]/[[NO]] verdict in the reply (finish_reason={choice.get('finish_reason')!r}): {snippet(content)}"
             return self._failure(problem, attempt, raw=content, tokens=tokens)
-        return JudgeVerdict(verdict, self._redact(content), attempts=attempt, tokens=tokens)
+        return JudgeVerdict(verdict, self._client.redact(content), attempts=attempt, tokens=tokens)
 
     def _failure(self, error: str, attempts: int, raw: str = "", tokens: int = 0) -> JudgeVerdict:
         error = f"judge {self.cfg.model!r} at {self.url}: {error}"
-        return JudgeVerdict(None, self._redact(raw), self._redact(error), attempts=attempts, tokens=tokens)
-
-    def _redact(self, text: str) -> str:
-        return text.replace(self._api_key, "***") if self._api_key else text
-
-
-def _snippet(text: str, limit: int = 200) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after", "")
-    try:
-        seconds = float(value)
-    except ValueError:
-        return None
-    return seconds if 0 <= seconds < 3600 else None
-
-
-def _ssl_context() -> ssl.SSLContext:
-    """The system's trust store plus certifi's (shared by all clients: building one costs ~30 ms)."""
-    context = ssl.create_default_context()
-    try:
-        import certifi
-
-        context.load_verify_locations(certifi.where())
-    except (ImportError, OSError):
-        pass
-    return context
+        return JudgeVerdict(None, self._client.redact(raw), self._client.redact(error), attempts=attempts, tokens=tokens)

@@ -6,11 +6,11 @@
 
 K replies come from one request with `n=K` (vLLM, SGLang, OpenAI) or, with
 `n_per_request: false`, from K requests of one reply each (servers without `n`, e.g. DeepSeek's
-API). Requests run at most `concurrency` at a time, each attempt bounded by `timeout_s`; 429,
-5xx, timeouts and connection errors are retried with exponential backoff (`backoff_s`, doubling,
-capped at `max_backoff_s`, or the server's Retry-After) up to `max_attempts`; other HTTP errors
-fail at once. A server that answers with fewer choices than asked raises a UserError that says
-to set `n_per_request: false`.
+API). Requests go through `longrl.http.OpenAIClient`: at most `concurrency` at a time, each
+attempt bounded by `timeout_s`; 429, 5xx, timeouts and connection errors are retried with
+exponential backoff (`backoff_s`, doubling, capped at `max_backoff_s`, or the server's Retry-After
+under an hour, also capped) up to `max_attempts`; other HTTP errors fail at once. A server that
+answers with fewer choices than asked raises a UserError that says to set `n_per_request: false`.
 
 Reasoning servers that return the thinking apart from the answer (`message.reasoning_content`
 or `message.reasoning`) get it put back as `<think>...</think>` before the answer, the form SFT
@@ -22,12 +22,11 @@ token, and never appears in reprs, errors or files.
 from __future__ import annotations
 
 import asyncio
-import os
+import json
 from typing import Any
 
-import httpx
-
 from longrl.errors import UserError
+from longrl.http import OpenAIClient, RetryPolicy, ServerError, snippet
 from longrl.sft.config import TeacherConfig
 
 
@@ -53,19 +52,21 @@ def reply_text(message: dict[str, Any]) -> str:
 
 
 class TeacherClient:
-    """Samples replies from `cfg.base_url`; one httpx.AsyncClient per event loop."""
+    """Samples replies from `cfg.base_url` (HTTP, retries and the key: `longrl.http.OpenAIClient`)."""
 
     def __init__(self, cfg: TeacherConfig):
         self.cfg = cfg
-        self.url = cfg.base_url.rstrip("/") + "/chat/completions"
-        self._api_key = os.environ.get(cfg.api_key_env, "") if cfg.api_key_env else ""
-        self._client: httpx.AsyncClient | None = None
-        self._gate: asyncio.Semaphore | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self.requests = 0          # HTTP attempts made (for reports and tests)
+        retry = RetryPolicy(cfg.max_attempts, cfg.backoff_s, cfg.max_backoff_s, cfg.timeout_s)
+        self._client = OpenAIClient(cfg.base_url, api_key_env=cfg.api_key_env, concurrency=cfg.concurrency, retry=retry)
+        self.url = self._client.url("/chat/completions")
 
     def __repr__(self) -> str:
         return f"TeacherClient(url={self.url!r}, model={self.cfg.model!r}, api_key_env={self.cfg.api_key_env!r})"
+
+    @property
+    def requests(self) -> int:
+        """HTTP attempts made (for reports and tests)."""
+        return self._client.attempts
 
     async def sample(self, messages: list[dict[str, str]]) -> list[str]:
         """`cfg.samples` replies to `messages`, in the server's order. Raises TeacherError."""
@@ -76,77 +77,28 @@ class TeacherClient:
         return [text for reply in replies for text in reply]
 
     async def aclose(self) -> None:
-        client, loop = self._client, self._loop
-        self._client, self._gate, self._loop = None, None, None
-        if client is not None and loop is asyncio.get_running_loop():
-            await client.aclose()
-
-    def _session(self) -> tuple[httpx.AsyncClient, asyncio.Semaphore]:
-        loop = asyncio.get_running_loop()
-        if self._client is None or self._loop is not loop:   # clients belong to the loop that made them
-            limits = httpx.Limits(max_connections=self.cfg.concurrency, max_keepalive_connections=self.cfg.concurrency)
-            self._client, self._gate, self._loop = httpx.AsyncClient(limits=limits), asyncio.Semaphore(self.cfg.concurrency), loop
-        return self._client, self._gate
+        await self._client.aclose()
 
     async def _request(self, messages: list[dict[str, str]], n: int) -> list[str]:
         cfg = self.cfg
-        client, gate = self._session()
         body: dict[str, Any] = {"model": cfg.model, "messages": messages, "temperature": cfg.temperature,
                                 "top_p": cfg.top_p, "max_tokens": cfg.max_tokens}
         if n > 1:
             body["n"] = n
-        headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
-        error = "no attempt made"
-        for attempt in range(1, cfg.max_attempts + 1):
-            delay = min(cfg.max_backoff_s, cfg.backoff_s * 2 ** (attempt - 1))
-            async with gate:
-                self.requests += 1
-                try:
-                    response = await client.post(self.url, json=body, headers=headers, timeout=cfg.timeout_s)
-                except httpx.TimeoutException:
-                    error = f"timed out after {cfg.timeout_s:g} s"
-                    response = None
-                except httpx.TransportError as exc:
-                    error = f"connection error ({type(exc).__name__}: {exc})"
-                    response = None
-            if response is not None:
-                if response.status_code == 200:
-                    return self._read(response, n)
-                error = f"HTTP {response.status_code}: {_snippet(response.text)}"
-                if response.status_code == 401 and not self._api_key:
-                    error += f" (no API key sent: environment variable {cfg.api_key_env} is not set)"
-                if response.status_code != 429 and response.status_code < 500:
-                    raise TeacherError(self._redact(f"teacher {cfg.model!r} at {self.url}: {error}"))
-                delay = min(cfg.max_backoff_s, _retry_after(response) or delay)
-            if attempt < cfg.max_attempts:
-                await asyncio.sleep(delay)
-        raise TeacherError(self._redact(f"teacher {cfg.model!r} at {self.url}: {error} "
-                                        f"(gave up after {cfg.max_attempts} attempts)"))
-
-    def _read(self, response: httpx.Response, n: int) -> list[str]:
         try:
-            choices = response.json()["choices"]
+            payload = (await self._client.request("POST", "/chat/completions", body)).payload
+        except ServerError as exc:
+            raise TeacherError(self._client.redact(f"teacher {cfg.model!r} at {self.url}: {exc.problem}")) from None
+        return self._read(payload, n)
+
+    def _read(self, payload: Any, n: int) -> list[str]:
+        try:
+            choices = payload["choices"]
             texts = [reply_text(c["message"]) for c in sorted(choices, key=lambda c: c.get("index", 0))]
         except (ValueError, KeyError, TypeError, AttributeError):
-            raise TeacherError(self._redact(f"teacher at {self.url}: malformed reply (not a chat completion): "
-                                            f"{_snippet(response.text)}")) from None
+            raise TeacherError(self._client.redact(f"teacher at {self.url}: malformed reply (not a chat completion): "
+                                                   f"{snippet(json.dumps(payload))}")) from None
         if len(texts) != n:
             raise UserError(f"teacher at {self.url} returned {len(texts)} choices for n={n}; if the server ignores "
                             "`n`, set sft.teacher.n_per_request=false")
         return texts
-
-    def _redact(self, text: str) -> str:
-        return text.replace(self._api_key, "***") if self._api_key else text
-
-
-def _snippet(text: str, limit: int = 200) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    try:
-        seconds = float(response.headers.get("retry-after", ""))
-    except ValueError:
-        return None
-    return seconds if seconds >= 0 else None
