@@ -182,7 +182,9 @@ def test_activation_checkpointing_gives_the_same_gradients(tokenizer, samples, t
     for checkpointing in (False, True):
         tiny_model.zero_grad()
         if checkpointing:
-            tiny_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            from longrl.models.loading import enable_activation_checkpointing
+
+            enable_activation_checkpointing(tiny_model)
         tiny_model.train()
         with packed_attention(tiny_model):                            # the recomputing backward runs inside too
             token_nll(tiny_model, batch).sum().backward()

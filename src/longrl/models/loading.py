@@ -91,5 +91,18 @@ def load_policy(cfg: ModelConfig, device: torch.device | str = "cpu"):
         trust_remote_code=cfg.trust_remote_code, use_safetensors=True,
     )
     if cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable_activation_checkpointing(model)
     return model.to(device)
+
+
+def enable_activation_checkpointing(model) -> None:
+    """Recompute each decoder layer's activations in the backward (non-reentrant checkpointing).
+
+    transformers renamed `gradient_checkpointing_enable` to `activation_checkpointing_enable` in 5.x;
+    the older name is used where the new one does not exist yet.
+    """
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
