@@ -67,3 +67,29 @@ def test_toy_pretrain_end_to_end(tmp_path, capsys):
     more = tmp_path / "more"                                          # continue from the saved base
     assert main(["pretrain", "--out", str(more), *TOY, "pretrain.steps=1", f"pretrain.init_from={final}"]) == 0
     assert json.loads((more / "final" / "PROVENANCE.json").read_text())["config"]["pretrain"]["init_from"] == str(final)
+
+
+def test_focus_weights_the_looked_up_values_fully_and_the_rest_lightly(tokenizer):
+    from longrl.data.synthetic import synthesize
+    from longrl.pretrain import answer_token_ids, focus_on_answers
+    from longrl.sft.packing import encode_example
+
+    sample = synthesize(["lookup"], 1, 200, seed=3, hops=4, tokenizer=tokenizer)[0]
+    example = focus_on_answers(encode_example(tokenizer, sample), sample, tokenizer, 0.1)
+    values = sample.answers[0].split(", ")
+    assert len(values) == 4 and answer_token_ids(sample, tokenizer) == {
+        tokenizer.encode(" " + v, add_special_tokens=False)[0] for v in values}
+    assert set(example.weights[:example.n_prompt]) == {0.0}
+    reply = list(zip(example.ids[example.n_prompt:], example.weights[example.n_prompt:]))
+    full = [tokenizer.decode([t]).strip() for t, w in reply if w == 1.0]
+    assert full == values + values                   # each value in the trace, then in the answer sentence
+    assert {w for _, w in reply if w != 1.0} == {0.1}
+
+
+def test_focus_is_off_by_default_and_on_in_the_step_stream(tokenizer):
+    plain = load_config(None, TOY).pretrain
+    assert all(e.weights is None for e in training_examples(plain, tokenizer, seed=0, step=1))
+    focused = load_config(None, TOY + ["pretrain.other_token_weight=0.2"]).pretrain
+    examples = training_examples(focused, tokenizer, seed=0, step=1)
+    assert all(e.weights is not None and len(e.weights) == len(e.ids) for e in examples)
+    assert [e.ids for e in examples] == [e.ids for e in training_examples(plain, tokenizer, seed=0, step=1)]

@@ -10,7 +10,10 @@ SFT loop (`longrl.sft.trainer.train_loop`: packed rows, loss on the reply only, 
 decay, checkpoints, exact resume) on an endless stream of fresh synthetic items: step s draws
 items of `pretrain.tasks` with prompt lengths in [min_length, max_length] from a generator
 seeded by (run.seed, s) until `pretrain.batch_tokens` are filled, so a resumed run sees exactly
-the data an uninterrupted one would. `pretrain.init_from` continues from an earlier model folder
+the data an uninterrupted one would. `pretrain.other_token_weight` < 1 focuses the loss on the
+gold answers' value tokens (the looked-up names and numbers) and keeps the rest of the trace at
+that weight: a 2-layer model formed its retrieval circuit only so (README, "The tiny base model").
+`pretrain.init_from` continues from an earlier model folder
 (e.g. a previous run's `final/`, with other tasks or lengths) instead of a random init.
 
 At the end it scores `pretrain.eval_items` held-out items (greedy decoding, the rule verifiers)
@@ -67,10 +70,37 @@ def training_examples(pcfg, tokenizer, seed: int, step: int) -> list:
         sample = synthesize([task], 1, length, stream_seed("pretrain", seed, step, len(examples)),
                             pcfg.hops, pcfg.distractors, tokenizer)[0]
         example = encode_example(tokenizer, sample)
+        if pcfg.other_token_weight != 1.0:
+            example = focus_on_answers(example, sample, tokenizer, pcfg.other_token_weight)
         if examples and used + example.n_tokens > pcfg.batch_tokens:
             return examples
         examples.append(example)
         used += example.n_tokens
+
+
+def answer_token_ids(sample, tokenizer) -> set[int]:
+    """Token ids of the gold answers' values ("Zebo, Ravu" -> the ids of " Zebo" and " Ravu")."""
+    ids: set[int] = set()
+    for answer in sample.answers:
+        for value in answer.split(","):
+            if value.strip():
+                ids.update(tokenizer.encode(" " + value.strip(), add_special_tokens=False))
+    return ids
+
+
+def focus_on_answers(example, sample, tokenizer, other_weight: float):
+    """`example` with loss weight 1 on reply tokens that are answer values and `other_weight` on the rest.
+
+    A trace such as "The mentor of Gire is Tamo." is mostly tokens a model copies from the
+    question or the format; the looked-up value is the one token that needs retrieval. Lowering
+    the weight of the others keeps them learned while the retrieval signal is not drowned.
+    """
+    import dataclasses
+
+    values = answer_token_ids(sample, tokenizer)
+    weights = tuple(0.0 if t < example.n_prompt else (1.0 if token in values else other_weight)
+                    for t, token in enumerate(example.ids))
+    return dataclasses.replace(example, weights=weights)
 
 
 def eval_items(pcfg, tokenizer, seed: int) -> list:

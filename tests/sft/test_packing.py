@@ -191,3 +191,47 @@ def test_activation_checkpointing_gives_the_same_gradients(tokenizer, samples, t
         grads.append([p.grad.clone() for p in tiny_model.parameters()])
     for a, b in zip(*grads):
         torch.testing.assert_close(a, b)
+
+
+def test_collate_carries_label_weights_aligned_with_labels():
+    rng = random.Random(1)
+    plain = Example("p", [rng.randrange(1, 50) for _ in range(6)], 2)
+    weighted = Example("w", [rng.randrange(1, 50) for _ in range(5)], 2, weights=(0.0, 0.0, 0.5, 1.0, 0.25))
+    batch = collate([plain, weighted], [[0, 1]], pad_id=0)
+    want = []
+    for ex in (plain, weighted):                      # position t carries the weight of predicting token t + 1
+        for t in range(ex.n_tokens):
+            target = t + 1
+            if target >= ex.n_tokens or target < ex.n_prompt:
+                want.append(0.0)
+            else:
+                want.append(1.0 if ex.weights is None else ex.weights[target])
+    assert batch.weights[0].tolist() == want
+    assert collate([plain], [[0]]).weights is None    # no example with weights: no tensor, plain mean
+
+
+def test_weighted_step_loss_matches_a_naive_weighted_mean(tokenizer, samples, tiny_model):
+    """label_weights/weight_total give sum(w * nll) / sum(w) over a step, as a per-example loop computes it."""
+    import torch.nn.functional as F
+
+    from longrl.sft.segments import packed_attention
+    from longrl.sft.trainer import label_weights, token_nll, weight_total
+
+    rng = random.Random(2)
+    examples = [replace(e, weights=tuple(rng.choice([0.1, 1.0]) for _ in e.ids))
+                for e in encode_examples(tokenizer, samples[:4])[0]]
+    batches = micro_batches(examples, micro_batch_tokens=700, row_tokens=700)
+    assert len(batches) > 1
+    total = sum(weight_total(b) for b in batches)
+    with torch.no_grad(), packed_attention(tiny_model):
+        got = sum(float((token_nll(tiny_model, b) * label_weights(b)).sum()) for b in batches) / total
+    num = den = 0.0
+    with torch.no_grad():
+        for ex in examples:
+            ids = torch.tensor([ex.ids])
+            nll = F.cross_entropy(tiny_model(input_ids=ids).logits[0, :-1], ids[0, 1:], reduction="none")
+            for t in range(ex.n_prompt, ex.n_tokens):  # token t, predicted at position t - 1
+                num += ex.weights[t] * float(nll[t - 1])
+                den += ex.weights[t]
+    assert total == pytest.approx(den)
+    assert got == pytest.approx(num / den, rel=1e-5)

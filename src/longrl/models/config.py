@@ -67,6 +67,7 @@ class PretrainConfig(Section):
     micro_batch_tokens: int | None = Field(None, ge=64)  # tokens per forward/backward; None = batch_tokens
     row_tokens: int = Field(2048, ge=64)      # length of a packed row
     lr: float = Field(2e-3, gt=0)             # peak learning rate (AdamW)
+    other_token_weight: float = Field(1.0, ge=0, le=1)  # loss weight of reply tokens that are not gold-answer values (1 = plain SFT loss; < 1 focuses it on retrieval)
     schedule: Literal["constant", "cosine", "linear"] = "cosine"
     min_lr_ratio: float = Field(0.1, ge=0, le=1)  # decay ends at lr * min_lr_ratio
     warmup_steps: int = Field(100, ge=0)

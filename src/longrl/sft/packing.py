@@ -43,6 +43,7 @@ class Example:
     ids: list[int]          # prompt tokens then reply tokens (the reply ends with the end-of-turn token)
     n_prompt: int           # the first n_prompt tokens are the prompt: no loss on them
     group: str = ""         # examples with the same group (one source item) stay on one side of a train/eval split
+    weights: tuple[float, ...] | None = None  # loss weight of predicting each token of `ids` (None = 1 for every reply token)
 
     @property
     def n_tokens(self) -> int:
@@ -61,6 +62,7 @@ class PackedBatch:
     segments: list[list[int]]    # per row: the lengths of its examples, left to right
     n_tokens: int                # real (non-padding) tokens
     n_labels: int                # tokens that carry a loss
+    weights: torch.Tensor | None = None  # (R, T) float32 loss weight of each label; None = all 1
 
 
 def encode_example(tokenizer, sample: Sample) -> Example:
@@ -185,6 +187,8 @@ def collate(examples: list[Example], rows: list[list[int]], pad_id: int = 0) -> 
     input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     position_ids = torch.zeros((len(rows), width), dtype=torch.long)
     labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+    weighted = any(examples[i].weights is not None for row in rows for i in row)
+    weights = torch.zeros((len(rows), width), dtype=torch.float32) if weighted else None
     segments = []
     n_labels = 0
     for r, row in enumerate(rows):
@@ -198,11 +202,14 @@ def collate(examples: list[Example], rows: list[list[int]], pad_id: int = 0) -> 
             # position p predicts token p + 1; reply tokens are ids[n_prompt:], predicted from n_prompt - 1 on
             first = max(ex.n_prompt - 1, 0)
             labels[r, start + first:end - 1] = ids[first + 1:]
+            if weights is not None:
+                weights[r, start + first:end - 1] = (torch.tensor(ex.weights[first + 1:], dtype=torch.float32)
+                                                     if ex.weights is not None else 1.0)
             n_labels += ex.n_tokens - 1 - first
             start = end
         segments.append([examples[i].n_tokens for i in row])
     n_tokens = sum(e.n_tokens for row in rows for e in (examples[i] for i in row))
-    return PackedBatch(input_ids, position_ids, labels, segments, n_tokens, n_labels)
+    return PackedBatch(input_ids, position_ids, labels, segments, n_tokens, n_labels, weights)
 
 
 def micro_batches(examples: list[Example], micro_batch_tokens: int, row_tokens: int,

@@ -138,6 +138,18 @@ def token_nll(model, batch: PackedBatch, logits_chunk_mb: float = 256.0) -> torc
     return torch.cat(parts)
 
 
+def label_weights(batch: PackedBatch) -> torch.Tensor | None:
+    """(N,) loss weights of a batch's labelled tokens in `token_nll`'s order; None when all are 1."""
+    if batch.weights is None:
+        return None
+    return batch.weights[batch.labels != IGNORE]
+
+
+def weight_total(batch: PackedBatch) -> float:
+    """Sum of the loss weights of a batch's labels (its label count when unweighted)."""
+    return float(batch.n_labels if batch.weights is None else label_weights(batch).sum())
+
+
 def autocast(model, enabled: bool):
     """bfloat16 autocast on the model's device (matmuls in bf16: AMX CPUs and GPUs run them several times faster)."""
     return torch.autocast(model.get_input_embeddings().weight.device.type, dtype=torch.bfloat16, enabled=enabled)
@@ -193,12 +205,14 @@ def train_loop(model, examples_at: Callable[[int], list[Example]], settings: Loo
                 group["lr"] = lr
             # forward/backward per micro-batch; token-level mean over the whole step's reply tokens
             n_labels = sum(b.n_labels for b in batches)
+            total_weight = sum(weight_total(b) for b in batches)        # = n_labels unless examples carry weights
             optimizer.zero_grad(set_to_none=True)
             nll = 0.0
             for batch in batches:
                 with autocast(model, settings.bf16_autocast):
                     losses = token_nll(model, batch, settings.logits_chunk_mb)                # (N,) float32
-                (losses.sum() / n_labels).backward()
+                w = label_weights(batch)
+                ((losses if w is None else losses * w.to(losses.device)).sum() / max(total_weight, 1e-12)).backward()
                 nll += float(losses.detach().sum())
             grad_norm = torch.nn.utils.clip_grad_norm_(params, settings.grad_clip)
             optimizer.step()
