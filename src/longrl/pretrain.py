@@ -12,7 +12,7 @@ items of `pretrain.tasks` with prompt lengths in [min_length, max_length] from a
 seeded by (run.seed, s) until `pretrain.batch_tokens` are filled, so a resumed run sees exactly
 the data an uninterrupted one would. `pretrain.other_token_weight` < 1 focuses the loss on the
 gold answers' value tokens (the looked-up names and numbers) and keeps the rest of the trace at
-that weight: a 2-layer model formed its retrieval circuit only so (README, "The tiny base model").
+that weight (off by default; README, "The tiny base model", has what it did for the shipped base).
 `pretrain.init_from` continues from an earlier model folder
 (e.g. a previous run's `final/`, with other tasks or lengths) instead of a random init.
 
