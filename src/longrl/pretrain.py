@@ -251,7 +251,7 @@ def run_pretrain(args: argparse.Namespace) -> int:
                             row_tokens=pcfg.row_tokens, logits_chunk_mb=pcfg.logits_chunk_mb,
                             bf16_autocast=pcfg.bf16_autocast, eval_every=pcfg.eval_every,
                             save_every=pcfg.save_every, keep_checkpoints=cfg.run.keep_checkpoints,
-                            log_every=cfg.run.log_every, progress=cfg.run.progress)
+                            log_every=cfg.run.log_every, progress=cfg.run.progress, betas=tuple(pcfg.betas))
     info(f"pretrain: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, {pcfg.steps} steps of "
          f"{pcfg.batch_tokens} tokens, tasks {','.join(pcfg.tasks)}, prompts of {pcfg.min_length}-{pcfg.max_length} tokens")
     train_loop(model, lambda step: training_examples(pcfg, tokenizer, cfg.run.seed, step), settings, out,

@@ -76,6 +76,7 @@ class LoopSettings:
     keep_checkpoints: int
     log_every: int
     progress: str              # run.progress mode
+    betas: tuple[float, float] = (0.9, 0.999)  # AdamW moment decay rates
 
 
 def lr_factor(step: int, total: int, warmup: int, schedule: str, min_ratio: float = 0.0) -> float:
@@ -183,7 +184,7 @@ def train_loop(model, examples_at: Callable[[int], list[Example]], settings: Loo
         pad_id: token id written after the last segment of a row.
     """
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay, betas=settings.betas)
     state = checkpoint.resume(out, model, optimizer)                          # {} on a fresh run
     start = state.get("step", 0)
     metrics = MetricsLog(out / "metrics.jsonl", resume_step=state.get("step"))
