@@ -20,6 +20,10 @@ padded only up to the longest row of their micro-batch.
 Labels are stored already shifted: `labels[r, t]` is the token position t must predict, or
 IGNORE. The last token of an example predicts nothing, so no target ever crosses into the next
 example of its row.
+
+An example may carry per-token loss weights (`Example.weights`, as `pretrain.other_token_weight`
+makes them); `PackedBatch.weights` holds them aligned with `labels`, and the training loop then
+takes sum(w * nll) / sum(w) over the step instead of the plain mean.
 """
 
 from __future__ import annotations
