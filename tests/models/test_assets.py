@@ -1,18 +1,14 @@
 """The shipped base model (`builtin:tiny-base`): small, unchanged since it was made, and loadable by plain transformers."""
 
-import hashlib
 import json
 
 import torch
 
 from longrl.models.tokenizer import assets_dir
+from longrl.pretrain import sha256
 
 BASE = assets_dir() / "tiny-base"
 MAX_BYTES = 10 * 1024 * 1024
-
-
-def sha256(path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def provenance() -> dict:
