@@ -6,7 +6,6 @@ import asyncio
 import socket
 
 import pytest
-
 from loopback import Answer, ScriptedServer
 
 from longrl.errors import UserError

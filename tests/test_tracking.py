@@ -11,7 +11,13 @@ import yaml
 from longrl.config import load_config
 from longrl.errors import ConfigError
 from longrl.tracking import (
-    MetricsLog, StepProgress, Timers, dump_samples, format_progress, prepare_run_dir, read_metrics,
+    MetricsLog,
+    StepProgress,
+    Timers,
+    dump_samples,
+    format_progress,
+    prepare_run_dir,
+    read_metrics,
 )
 
 

@@ -163,19 +163,3 @@ def write_report(run_dir: str | Path) -> Path:
     report = run_dir / "report.md"
     atomic_write_text(report, "\n".join(lines).rstrip() + "\n")
     return report
-
-
-def register(sub) -> None:
-    p = sub.add_parser("report", help="write report.md with training-dynamics and accuracy-by-length plots",
-                       description="Write DIR/report.md (+ dynamics.png, accuracy_by_length.png) from a pipeline or RL run directory.")
-    p.add_argument("run_dir", metavar="DIR")
-    p.set_defaults(handler=_run)
-
-
-def _run(args) -> int:
-    from longrl.errors import UserError
-
-    if not Path(args.run_dir).is_dir():
-        raise UserError(f"{args.run_dir}: no such run directory")
-    print(write_report(args.run_dir))
-    return 0

@@ -27,13 +27,17 @@ from typing import Any
 
 import yaml
 
+from longrl.console import progress_enabled, stderr_console
 from longrl.errors import ConfigError
 from longrl.files import atomic_open, atomic_write_text
 
 
-def prepare_run_dir(out: str | Path, cfg) -> Path:
-    from longrl.config import to_yaml
+def to_yaml(cfg) -> str:
+    """A config (any pydantic model) as the YAML written to `config.yaml`."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
 
+
+def prepare_run_dir(out: str | Path, cfg) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     text = to_yaml(cfg)
@@ -173,7 +177,6 @@ class StepProgress:
     """
 
     def __init__(self, total: int, start: int = 0, mode: str = "auto", description: str = "train", every: int = 1):
-        from longrl.console import progress_enabled
 
         self.total, self.start, self.description, self.every = total, start, description, every
         self.kind = "none"
@@ -184,9 +187,15 @@ class StepProgress:
 
     def __enter__(self) -> StepProgress:
         if self.kind == "rich":
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
 
-            from longrl.console import stderr_console
 
             self._progress = Progress(TextColumn("{task.description}"), BarColumn(bar_width=20), MofNCompleteColumn(),
                                       TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[line]}"),

@@ -5,8 +5,14 @@ import math
 
 import pytest
 
-from longrl.curriculum.config import RetrospectiveConfig
-from longrl.curriculum.retrospective import DifficultyStore, inverse_mean, one_minus_mean, save_selection, select_hard
+from longrl.config.curriculum import RetrospectiveConfig
+from longrl.curriculum.retrospective import (
+    DifficultyStore,
+    inverse_mean,
+    one_minus_mean,
+    save_selection,
+    select_hard,
+)
 
 # K = 4 rollouts per item, binary rewards.
 TABLE = {

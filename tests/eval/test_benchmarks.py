@@ -6,10 +6,10 @@ import json
 
 import pytest
 
+from longrl.config.eval import DOCQA7, SyntheticSuiteConfig
 from longrl.data.tasks import TASKS
 from longrl.errors import DataError, UserError
 from longrl.eval.benchmarks import BENCHMARKS, load_suites, synthetic_suite
-from longrl.eval.config import DOCQA7, SyntheticSuiteConfig
 
 
 def write_jsonl(path, rows):
@@ -94,13 +94,13 @@ def test_bad_json_missing_file_duplicate_ids(tmp_path, docqa_rows):
 
 
 def test_synthetic_suites_are_held_out_and_deterministic(tokenizer):
-    suite = BENCHMARKS.get("synthetic-256").load(None, SyntheticSuiteConfig(n=3, seed=77))
+    suite = BENCHMARKS.get("synthetic-256").load(None, SyntheticSuiteConfig(n=3, seed=77), tokenizer)
     assert suite.name == "synthetic-256" and suite.display == "Synth-256" and "seed=77" in suite.version
     assert [s.task for s in suite.samples] == ["docmath", "multihop", "choice"]
-    again = synthetic_suite(256, 3, 77)
+    again = synthetic_suite(256, 3, 77, tokenizer=tokenizer)
     assert [s.to_dict() for s in again] == [s.to_dict() for s in suite.samples]
-    training = synthetic_suite(256, 3, 0)  # another seed: other items
+    training = synthetic_suite(256, 3, 0, tokenizer=tokenizer)  # another seed: other items
     assert not {s.context for s in training} & {s.context for s in suite.samples}
     assert "synthetic-4096" in BENCHMARKS and "synthetic-x" not in BENCHMARKS and "synthetic-<length>" in BENCHMARKS.names()
     with pytest.raises(UserError, match="too short"):
-        synthetic_suite(8, 1, 0)
+        synthetic_suite(8, 1, 0, tokenizer=tokenizer)

@@ -3,9 +3,14 @@
 import pytest
 import torch
 
+from longrl.config.model import ModelConfig, TinyArchConfig
 from longrl.errors import ConfigError
-from longrl.models.config import ModelConfig, TinyArchConfig
-from longrl.models.loading import load_policy, load_tokenizer, resolve_device, resolve_path
+from longrl.models.loading import (
+    load_policy,
+    load_tokenizer,
+    resolve_device,
+    resolve_path,
+)
 
 
 def test_load_from_folder_with_overrides(tiny_model_dir):

@@ -6,14 +6,13 @@ import functools
 
 import numpy as np
 import pytest
-
 from judge_server import field_of
 
+from longrl.config.reward import OverlongConfig, RewardConfig
 from longrl.data.prompt import user_message
 from longrl.data.schema import Sample
 from longrl.errors import UserError
 from longrl.rewards.compat import compute_score, longrl_reward, make_trl_reward
-from longrl.rewards.config import OverlongConfig, RewardConfig
 
 R1 = "<think>The report lists 12 and 18.</think>Therefore, the answer is 30."
 

@@ -6,10 +6,15 @@ import asyncio
 import socket
 
 import pytest
-
 from judge_server import Reply, field_of
 
-from longrl.rewards.judge import OpenAIJudge, build_messages, format_golds, neutralize, parse_verdict
+from longrl.rewards.judge import (
+    OpenAIJudge,
+    build_messages,
+    format_golds,
+    neutralize,
+    parse_verdict,
+)
 
 VERDICT_CASES = [
     ("They match. [[YES]]", True, "a yes marker"),

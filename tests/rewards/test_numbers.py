@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from longrl.rewards.numbers import ParsedNumber, close_to, numbers_match, parse_first_number
+from longrl.rewards.numbers import (
+    ParsedNumber,
+    close_to,
+    numbers_match,
+    parse_first_number,
+)
 
 PARSE_CASES = [
     ("42", ParsedNumber(42.0, 1.0), "plain integer"),

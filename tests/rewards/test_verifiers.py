@@ -12,7 +12,12 @@ import pytest
 
 from longrl.data.tasks import TASKS
 from longrl.rewards.extract import extract_prediction
-from longrl.rewards.verifiers import VERIFIERS, GoldError, VerifyOptions, parse_choice_letter
+from longrl.rewards.verifiers import (
+    VERIFIERS,
+    GoldError,
+    VerifyOptions,
+    parse_choice_letter,
+)
 
 
 def think(answer_line: str) -> str:

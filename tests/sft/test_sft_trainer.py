@@ -18,9 +18,15 @@ from safetensors.torch import load_file
 
 from longrl.config import load_config
 from longrl.data.io import write_samples
+from longrl.engine.packed import packed_attention
 from longrl.sft.packing import encode_examples, micro_batches
-from longrl.sft.segments import packed_attention
-from longrl.sft.trainer import LoopSettings, lr_factor, settings_from_sft, token_nll, train_loop, train_sft
+from longrl.sft.trainer import (
+    lr_factor,
+    settings_from_sft,
+    token_nll,
+    train_loop,
+    train_sft,
+)
 from longrl.tracking import read_metrics
 
 TINY = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
@@ -71,7 +77,7 @@ def test_bf16_autocast_stays_close_to_fp32(tokenizer, samples, tiny_model):
 
 
 def test_sft_learns_and_writes_a_loadable_model(tmp_path, samples):
-    from longrl.models.config import ModelConfig
+    from longrl.config.model import ModelConfig
     from longrl.models.loading import load_policy, load_tokenizer
 
     cfg = tiny_cfg(epochs=4)

@@ -24,10 +24,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from longrl.curriculum.config import RetrospectiveConfig
+from longrl.config import apply_overrides
+from longrl.config.curriculum import RetrospectiveConfig
 from longrl.data.schema import Sample
 from longrl.files import atomic_open, atomic_write_json
 from longrl.registry import Registry
+from longrl.rl.sampler import Draw
+from longrl.rl.trainer import Roller
+from longrl.tracking import Timers, read_metrics
 
 SOLVED = 1.0 - 1e-9  # a reward at or above this counts as a solve
 
@@ -93,7 +97,6 @@ class DifficultyStore:
             self._latest[row["id"]] = ((str(row.get("phase", "")), int(row["step"])), [float(r) for r in row["rewards"]])
 
     def observe_file(self, path: str | Path) -> None:
-        from longrl.tracking import read_metrics
 
         self.observe(read_metrics(path))
 
@@ -119,10 +122,6 @@ def score_offline(cfg, policy, tokenizer, items: Sequence[Sample], samples: int,
     `cfg` is the next phase's config (its max_input_tokens / max_new_tokens apply). Randomness
     comes from (run seed, `seed_key`, item position), independent of batching.
     """
-    from longrl.config import apply_overrides
-    from longrl.rl.sampler import Draw
-    from longrl.rl.trainer import Roller
-    from longrl.tracking import Timers
 
     cfg = apply_overrides(cfg, {"rollout.group_size": samples})
     roller = Roller(cfg, policy, tokenizer, Timers())

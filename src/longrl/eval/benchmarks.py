@@ -1,8 +1,8 @@
 """The evaluation suites: loaders for the seven DocQA benchmarks and the held-out synthetic suites.
 
     suite = BENCHMARKS.get("hotpotqa").load("data/docqa")      # Suite(name, samples, version, ...)
-    suite = BENCHMARKS.get("synthetic-1024").load(None)         # built offline, no file needed
-    samples = synthetic_suite(length=1024, n=100, seed=10_007)
+    suite = BENCHMARKS.get("synthetic-1024").load(None, tokenizer=tok)   # built offline, no file needed
+    samples = synthetic_suite(length=1024, n=100, seed=10_007, tokenizer=tok)
 
 One JSONL file per benchmark in a data directory, in the row formats QwenLong-L1 evaluates on:
 
@@ -16,7 +16,7 @@ others to `qa` (both use the free-text QA verifier). Document and question are s
 surrounding whitespace, as the published template does. DocMath paragraphs are joined with a
 blank line; Frames articles become "title\\ntext" blocks joined with a blank line (the exact joins
 of the original were not published). A malformed file raises DataError with file, line and field.
-`longrl ls evals` lists the names; `longrl eval fetch` downloads the files when the hub is reachable.
+`longrl ls evals` lists the names; `longrl eval --download` fetches the files when the hub is reachable.
 """
 
 from __future__ import annotations
@@ -29,7 +29,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from longrl.config.eval import SyntheticSuiteConfig
+from longrl.data.io import read_rows
 from longrl.data.schema import Sample
+from longrl.data.synthetic import GENERATOR_VERSION, synthesize
 from longrl.errors import DataError, UserError
 from longrl.registry import Registry
 
@@ -56,22 +59,20 @@ class BenchmarkSpec:
     task: str                                      # Sample.task of its items
     version: str
     parse: Callable[[Any, str, str, str], Sample] | None  # (row, path, where, task) -> Sample; None = built, not read
-    hub: tuple[str, str | None] | None = None      # (dataset repo, config) for `longrl eval fetch`
+    hub: tuple[str, str | None] | None = None      # (dataset repo, config) for `longrl eval --download`
 
     @property
     def filename(self) -> str:
         return f"{self.name}.jsonl"
 
-    def load(self, data_dir: str | Path | None, synthetic=None) -> Suite:
-        """Read DATA_DIR/<name>.jsonl (DataError on a bad row or duplicate id)."""
+    def load(self, data_dir: str | Path | None, synthetic=None, tokenizer=None) -> Suite:
+        """Read DATA_DIR/<name>.jsonl (DataError on a bad row or duplicate id); `synthetic`, `tokenizer` unused."""
         if data_dir is None:
             raise UserError(f"benchmark {self.name!r} reads {self.filename} from a data directory: pass --data-dir DIR "
-                            "(or set eval.data_dir); `longrl eval fetch` downloads the files when the hub is reachable")
+                            "(or set eval.data_dir); `longrl eval --download` fetches the files when the hub is reachable")
         path = Path(data_dir) / self.filename
         if not path.exists():
             raise DataError(str(path), "open", None, f"no such file; benchmark {self.name!r} reads {self.filename} from the data directory")
-        from longrl.data.io import read_rows
-
         samples, _ = read_rows(path, lambda row, p, where: self.parse(row, p, where, self.task))
         check_unique_ids(samples, str(path))
         return Suite(self.name, samples, self.version, self.display, str(path), file_digest(path))
@@ -95,7 +96,7 @@ class BenchmarkRegistry(Registry[BenchmarkSpec]):
 
 @dataclass(frozen=True)
 class SyntheticSpec:
-    """A held-out synthetic suite at one document length (tokens of the default tokenizer)."""
+    """A held-out synthetic suite at one document length (tokens of the evaluated model's tokenizer)."""
 
     length: int
 
@@ -103,32 +104,29 @@ class SyntheticSpec:
     def name(self) -> str:
         return f"{SYNTHETIC_PREFIX}{self.length}"
 
-    def load(self, data_dir: str | Path | None = None, synthetic=None) -> Suite:
-        from longrl.data.synthetic import GENERATOR_VERSION
-        from longrl.eval.config import SyntheticSuiteConfig
-
+    def load(self, data_dir: str | Path | None = None, synthetic=None, tokenizer=None) -> Suite:
+        """Build the suite (no file is read): `synthetic` sizes it, `tokenizer` counts its prompt lengths."""
         cfg = synthetic or SyntheticSuiteConfig()
-        samples = synthetic_suite(self.length, cfg.n, cfg.seed, cfg.tasks)
+        samples = synthetic_suite(self.length, cfg.n, cfg.seed, cfg.tasks, tokenizer)
         version = f"{GENERATOR_VERSION};seed={cfg.seed};tasks={','.join(cfg.tasks)}"
         return Suite(self.name, samples, version, f"Synth-{self.length}")
 
 
-def synthetic_suite(length: int, n: int, seed: int, tasks: list[str] | None = None) -> list[Sample]:
+def synthetic_suite(length: int, n: int, seed: int, tasks: list[str] | None = None, tokenizer=None) -> list[Sample]:
     """`n` held-out synthetic items with prompts of about `length` tokens.
 
     Args:
-        length: target prompt length in tokens of the default tokenizer (chat template included).
+        length: target prompt length in tokens of `tokenizer` (chat template included).
         n: number of items (families round-robin).
         seed: generator seed; use one no training source uses, so the items are unseen.
         tasks: synthetic families (default docmath, multihop, choice).
+        tokenizer: the evaluated model's tokenizer (required: it counts the lengths).
     Returns:
         The samples, byte-identical for identical arguments.
     """
-    from longrl.data.synthetic import synthesize
-
     if length < 32:
         raise UserError(f"synthetic suite length {length} is too short; use at least 32 tokens (e.g. synthetic-1024)")
-    return synthesize(tasks or ["docmath", "multihop", "choice"], n=n, length=length, seed=seed)
+    return synthesize(tasks or ["docmath", "multihop", "choice"], n=n, length=length, seed=seed, tokenizer=tokenizer)
 
 
 def check_unique_ids(samples: list[Sample], path: str) -> None:
@@ -261,15 +259,16 @@ for _name, _display, _task in [("2wikimqa", "2Wiki", "multihop"), ("hotpotqa", "
     BENCHMARKS.add(_name, BenchmarkSpec(_name, _display, _task, _V, parse_longbench, ("THUDM/LongBench", _name)))
 
 
-def load_suites(names: list[str], data_dir: str | Path | None, synthetic=None, limit: int | None = None) -> dict[str, Suite]:
-    """Load each named benchmark (first `limit` items), in the given order."""
+def load_suites(names: list[str], data_dir: str | Path | None, synthetic=None, limit: int | None = None,
+                tokenizer=None) -> dict[str, Suite]:
+    """Load each named benchmark (first `limit` items), in the given order; `tokenizer` sizes synthetic suites."""
     suites = {}
     for name in names:
         try:
             spec = BENCHMARKS.get(name)
         except KeyError as exc:
             raise UserError(str(exc.args[0])) from None
-        suite = spec.load(data_dir, synthetic)
+        suite = spec.load(data_dir, synthetic, tokenizer)
         if limit is not None:
             suite = Suite(suite.name, suite.samples[:limit], suite.version, suite.display, suite.source, suite.sha256)
         suites[name] = suite

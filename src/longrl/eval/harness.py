@@ -27,20 +27,21 @@ import os
 from pathlib import Path
 from typing import Any
 
+from longrl.config.eval import EvalConfig
 from longrl.console import progress_bar
 from longrl.data.schema import Sample
 from longrl.errors import ConfigError
-from longrl.eval.backends import ModelBackend, Request, params_from_config
 from longrl.eval.benchmarks import BENCHMARKS, Suite, check_unique_ids
-from longrl.eval.config import EvalConfig
 from longrl.eval.prompts import EvalPrompt, prepare_prompt
+from longrl.eval.protocol import ModelBackend, Request, params_from_config
 from longrl.eval.records import SampleLog
 from longrl.eval.report import build_summary, write_reports
+from longrl.files import atomic_write_json
+from longrl.rewards.hybrid import HybridReward, RewardInput
 
 
 def build_reward(cfg):
     """The evaluation's HybridReward for a whole Config: `eval.judge` (else `reward.judge`), no overlong shaping."""
-    from longrl.rewards.hybrid import HybridReward
 
     update = {"overlong": cfg.reward.overlong.model_copy(update={"enabled": False})}
     if cfg.eval.judge is not None:
@@ -80,7 +81,6 @@ def protocol_of(suite: Suite, backend: ModelBackend, tokenizer, cfg: EvalConfig,
 
 def check_protocol(path: Path, protocol: dict[str, Any]) -> None:
     """Write `protocol.json` the first time; refuse a different one later."""
-    from longrl.files import atomic_write_json
 
     if path.exists():
         old = json.loads(path.read_text(encoding="utf-8"))
@@ -190,7 +190,6 @@ async def _run_items(backend: ModelBackend, tokenizer, pending: list[tuple[str, 
 
 
 async def _score_and_record(chunk, prompts, completions, logs: dict[str, SampleLog], reward) -> None:
-    from longrl.rewards.hybrid import RewardInput
 
     inputs = [RewardInput(task=s.task, question=s.question, answers=list(s.answers), response=c.text, response_tokens=c.tokens)
               for (_, s), item in zip(chunk, completions) for c in item]

@@ -27,7 +27,7 @@ import json
 from typing import Any
 
 from longrl.errors import UserError
-from longrl.eval.backends import Completion, GenerationParams, Request
+from longrl.eval.protocol import Completion, GenerationParams, Request
 from longrl.http import OpenAIClient, RetryPolicy, ServerError, snippet
 
 MAX_BACKOFF_S = 60.0  # cap on one wait between attempts (EvalConfig has no knob for it)

@@ -17,12 +17,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+from longrl.console import print_table
 from longrl.eval.metrics import benchmark_metrics
 from longrl.files import atomic_write_text
+from longrl.rewards.hybrid import RewardResult, summarize
 
 
 def _reward_summary(rows: list[dict[str, Any]]) -> dict[str, float]:
-    from longrl.rewards.hybrid import RewardResult, summarize
 
     results = [RewardResult(score=float(r["score"]), rule_score=float(r["rule_score"]), judge_score=r.get("judge_score"),
                             prediction=r.get("prediction"), status=r.get("status", "ok"), penalty=0.0,
@@ -88,7 +89,6 @@ def write_reports(out: str | Path, summary: dict[str, Any]) -> None:
 
 def print_results(summary: dict[str, Any]) -> None:
     """The table on stdout (rich), one row per model as in the paper."""
-    from longrl.console import print_table
 
     benchmarks = summary["benchmarks"]
     columns = ["model", *(b["display"] for b in benchmarks.values()), "Avg"]

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import torch
 
+from longrl.config.model import ModelConfig, TinyArchConfig
 from longrl.errors import ConfigError
-from longrl.models.config import ModelConfig
-from longrl.models.tokenizer import assets_dir
+from longrl.models.tiny import build_tiny_model
+from longrl.models.tokenizer import assets_dir, load_default_tokenizer
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 BUILTIN = "builtin:"
@@ -48,7 +49,6 @@ def load_tokenizer(cfg: ModelConfig):
     from transformers import AutoTokenizer
 
     if (cfg.tokenizer or cfg.path) == RANDOM:
-        from longrl.models.tokenizer import load_default_tokenizer
 
         return load_default_tokenizer()
     path = resolve_path(cfg.tokenizer or cfg.path)
@@ -66,8 +66,6 @@ def load_policy(cfg: ModelConfig, device: torch.device | str = "cpu"):
     from transformers import AutoConfig, AutoModelForCausalLM
 
     if cfg.path == RANDOM:
-        from longrl.models.config import TinyArchConfig
-        from longrl.models.tiny import build_tiny_model
 
         model = build_tiny_model(cfg.tiny or TinyArchConfig(), load_tokenizer(cfg))
         model.set_attn_implementation(cfg.attn_implementation)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from longrl.models.config import TinyArchConfig
+from longrl.config.model import TinyArchConfig
 from longrl.models.tokenizer import IM_END, PAD, save_tokenizer
 
 

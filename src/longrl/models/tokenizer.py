@@ -6,15 +6,14 @@ byte-level BPE without unknown token), so a saved folder loads back through plai
 (padding), `<|im_start|>`, `<|im_end|>` (end of turn, the eos), plus `<think>` and `</think>`
 as ordinary added tokens (kept when decoding with skip_special_tokens).
 
-    tokenizer = train_tokenizer(corpus_texts(600, seed=1234), vocab_size=2048)
+    tokenizer = train_tokenizer(corpus_texts(600, seed=1234), vocab_size=2048)   # corpus: longrl.data.synthetic.corpus
     tokenizer.save_pretrained("my-tokenizer")
 """
 
 from __future__ import annotations
 
 import functools
-import random
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
 
@@ -32,7 +31,15 @@ DEFAULT_TOKENIZER_DIR = "tokenizer"  # under longrl/assets
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int):
     """Train byte-level BPE on `texts`; returns a transformers tokenizer with the chat template."""
-    from tokenizers import AddedToken, Regex, Tokenizer, decoders, normalizers, pre_tokenizers, trainers
+    from tokenizers import (
+        AddedToken,
+        Regex,
+        Tokenizer,
+        decoders,
+        normalizers,
+        pre_tokenizers,
+        trainers,
+    )
     from tokenizers.models import BPE
     from transformers import PreTrainedTokenizerFast
 
@@ -63,26 +70,6 @@ def save_tokenizer(tokenizer, path: str | Path) -> None:
     config = json.loads(config_path.read_text())
     config["tokenizer_class"] = "Qwen2Tokenizer"
     config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-
-
-def corpus_texts(n: int, seed: int) -> Iterator[str]:
-    """Texts the merges are learnt from: synthetic documents, questions, options and traces."""
-    from longrl.data.prompt import TEMPLATE
-    from longrl.data.schema import LETTERS
-    from longrl.data.synthetic import DEFAULT_HOPS, FAMILIES, default_distractors
-    from longrl.data.synthetic.world import DocumentPlan, build_document
-
-    families = ["choice", "docmath", "multihop"]  # fixed: new families must not change the shipped merges
-    yield TEMPLATE
-    for i in range(n):
-        name = families[i % len(families)]
-        rng = random.Random(f"corpus:{seed}:{i}")
-        length = rng.choice([128, 256, 512, 1024])
-        draft = FAMILIES.get(name)(rng, DEFAULT_HOPS[name], default_distractors(length))
-        yield build_document(rng, DocumentPlan(draft.facts, draft.topic), length, lambda t: len(t.split()) * 4 // 3)
-        options = "".join(f"\n({LETTERS[j]}) {c}" for j, c in enumerate(draft.choices or []))
-        yield draft.question + options
-        yield draft.trace
 
 
 def assets_dir() -> Path:

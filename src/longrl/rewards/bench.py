@@ -29,7 +29,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 
 from longrl.bench import BENCHMARKS
-from longrl.rewards.config import JudgeConfig, RewardConfig
+from longrl.config.reward import JudgeConfig, RewardConfig
 from longrl.rewards.hybrid import HybridReward, RewardInput, summarize
 
 

@@ -26,10 +26,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from longrl.data.importers import PROMPT_RE, TASK_PREFIXES, strip_answer_sentence, task_for_source
+from longrl.config.reward import RewardConfig
+from longrl.data.importers import (
+    PROMPT_RE,
+    TASK_PREFIXES,
+    strip_answer_sentence,
+    task_for_source,
+)
 from longrl.data.tasks import TASKS
 from longrl.errors import UserError
-from longrl.rewards.config import RewardConfig
 from longrl.rewards.hybrid import HybridReward, RewardInput
 
 

@@ -20,11 +20,17 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from longrl.config.reward import JudgeConfig, RewardConfig
 from longrl.data.tasks import TASKS
 from longrl.errors import ConfigError, UserError
-from longrl.rewards.config import JudgeConfig, RewardConfig
 from longrl.rewards.extract import Extraction, extract_prediction
-from longrl.rewards.judge import JudgeClient, JudgeError, JudgeVerdict, OpenAIJudge, format_golds
+from longrl.rewards.judge import (
+    JudgeClient,
+    JudgeError,
+    JudgeVerdict,
+    OpenAIJudge,
+    format_golds,
+)
 from longrl.rewards.verifiers import VERIFIERS, Verdict, VerifyOptions
 
 DEFAULT_MAX_ERROR_RATE = JudgeConfig.model_fields["max_error_rate"].default

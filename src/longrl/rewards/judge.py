@@ -27,10 +27,10 @@ import re
 from dataclasses import dataclass
 from typing import Protocol
 
+from longrl.config.reward import JudgeConfig
 from longrl.errors import UserError
 from longrl.http import OpenAIClient, Reply, RetryPolicy, ServerError, snippet
 from longrl.rewards.cache import CachedVerdict, JudgeCache, cache_key, default_cache_dir
-from longrl.rewards.config import JudgeConfig
 
 SYSTEM_PROMPT = (
     "You compare answers to questions about documents. Decide whether a predicted answer means the "

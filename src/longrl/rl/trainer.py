@@ -7,7 +7,7 @@
 Each step:
   1. Rollout. Draw prompts (`rl/sampler.py`: seeded epochs, resumable cursor), render them with the
      method's template (documents middle-truncated to `rollout.max_input_tokens`), sample G
-     completions per prompt with the shared-prefix generator (`rl/rollout.py`: the prompt's KV is
+     completions per prompt with the shared-prefix generator (`engine/generate.py`: the prompt's KV is
      kept once per group). Each group's randomness comes from (run seed, step, draw index), so a
      resumed or re-batched run samples the same tokens.
   2. Reward. The hybrid reward (`rewards/hybrid.py`): rule verification, the LLM judge when the rule
@@ -19,7 +19,7 @@ Each step:
   5. Update: `train.ppo_epochs` passes; each splits the groups into `train.mini_batches` shuffled
      mini-batches (one AdamW step each, global grad-norm clip); each mini-batch runs as token-budget
      micro-batches (`rl/batching.py`) with gradient accumulation. Log-probs come from the
-     shared-prompt training forward with a chunked LM head (`rl/logprobs.py`). Per-token loss =
+     shared-prompt training forward with a chunked LM head (`engine/logprobs.py`). Per-token loss =
      clipped PPO term (clip-higher) + kl_coef * KL(policy || ref) + entropy bonus, aggregated as
      `algo.loss_agg` with the normaliser of the whole mini-batch, so micro-batching is exact.
   6. Metrics (one `metrics.jsonl` line per step), item scores (`item_scores.jsonl`: the G rewards of
@@ -69,14 +69,37 @@ import torch
 
 from longrl import checkpoint
 from longrl.config import Config
+from longrl.data.prompt import encode_prompt
 from longrl.data.schema import Sample
+from longrl.data.sources import load_items
+from longrl.engine.generate import (
+    SamplingParams,
+    SharedPrefixGenerator,
+    group_seed,
+    stop_token_ids,
+)
+from longrl.engine.logprobs import completion_stats
 from longrl.errors import ConfigError
 from longrl.files import atomic_dir
+from longrl.models.loading import load_policy, load_tokenizer, resolve_device
+from longrl.rewards.hybrid import HybridReward, RewardInput, summarize
 from longrl.rl import algos
-from longrl.rl.batching import completion_mask, gather, pad_rows, plan_micro_batches, split_mini_batches
+from longrl.rl.batching import (
+    completion_mask,
+    gather,
+    pad_rows,
+    plan_micro_batches,
+    split_mini_batches,
+)
 from longrl.rl.dynamic import collect_groups
-from longrl.rl.sampler import Draw, PromptSampler, load_items
-from longrl.tracking import MetricsLog, StepProgress, Timers, dump_samples, prepare_run_dir
+from longrl.rl.sampler import Draw, PromptSampler
+from longrl.tracking import (
+    MetricsLog,
+    StepProgress,
+    Timers,
+    dump_samples,
+    prepare_run_dir,
+)
 
 
 @dataclass
@@ -148,29 +171,17 @@ def load_reference(cfg: Config, device: torch.device):
     """The frozen starting policy, or None when no KL is computed."""
     if cfg.algo.kl_coef == 0 and not cfg.algo.track_kl:
         return None
-    from longrl.models.loading import load_policy
-
     ref = load_policy(cfg.model, device).eval()
     ref.requires_grad_(False)
     return ref
-
-
-def stop_token_ids(tokenizer, policy) -> tuple[int, ...]:
-    ids = {tokenizer.eos_token_id}
-    eos = getattr(policy.generation_config, "eos_token_id", None)
-    ids.update(eos if isinstance(eos, list) else [eos])
-    return tuple(sorted(i for i in ids if i is not None))
 
 
 class Roller:
     """Rollout + reward for batches of draws: `roll(step, draws) -> list[Group]`."""
 
     def __init__(self, cfg: Config, policy, tokenizer, timers: Timers):
-        from longrl.rewards.hybrid import HybridReward
-        from longrl.rl.rollout import SamplingParams, SharedPrefixGenerator
-
         self.cfg, self.policy, self.tokenizer, self.timers = cfg, policy, tokenizer, timers
-        self.stops = stop_token_ids(tokenizer, policy)
+        self.stops = stop_token_ids(tokenizer, policy)                # the same rule evaluation uses
         r = cfg.rollout
         self.params = SamplingParams(max_new_tokens=r.max_new_tokens, temperature=r.temperature, top_p=r.top_p,
                                      top_k=r.top_k, stop_token_ids=self.stops)
@@ -179,17 +190,12 @@ class Roller:
         self.reward = HybridReward(cfg.reward)
 
     def encode(self, item: Sample) -> list[int]:
-        from longrl.data.prompt import encode_prompt
-
         try:
             return encode_prompt(self.tokenizer, item, self.cfg.rollout.max_input_tokens).ids
         except ValueError as exc:
             raise ConfigError(f"rollout.max_input_tokens: {exc}") from None
 
     def roll(self, step: int, draws: list[Draw]) -> list[Group]:
-        from longrl.rewards.hybrid import RewardInput
-        from longrl.rl.rollout import group_seed
-
         G = self.cfg.rollout.group_size
         with self.timers.time("rollout"), torch.no_grad():
             self.policy.eval()
@@ -217,8 +223,6 @@ class Roller:
 
 def no_grad_logprobs(model, groups: list[Group], cfg: Config) -> dict[tuple[int, int], torch.Tensor]:
     """Per-sequence log-probs of every completion under `model`, micro-batched, without grad."""
-    from longrl.rl.logprobs import completion_stats
-
     prompts = [g.prompt_ids for g in groups]
     comps = [g.completions for g in groups]
     plan = plan_micro_batches([len(p) for p in prompts], [[len(c) for c in cs] for cs in comps],
@@ -245,8 +249,6 @@ def policy_update(policy, ref, optimizer, groups: list[Group], adv: torch.Tensor
     Returns:
         loss/*, optim/grad_norm, entropy, kl (when a reference is loaded), update counts.
     """
-    from longrl.rl.logprobs import completion_stats
-
     t = cfg.train
     prompts = [g.prompt_ids for g in groups]
     comps = [g.completions for g in groups]
@@ -322,8 +324,6 @@ def rewards_tensor(groups: list[Group], group_size: int) -> torch.Tensor:
 
 def rollout_metrics(groups: list[Group]) -> dict[str, float]:
     """Reward, accuracy and length statistics over every response generated in the step."""
-    from longrl.rewards.hybrid import summarize
-
     results = [r for g in groups for r in g.results]
     lengths = [len(c) for g in groups for c in g.completions]
     truncated = [t for g in groups for t in g.truncated]
@@ -374,8 +374,6 @@ def train(cfg: Config, out: str | Path, items: list[Sample] | None = None, phase
         items: training items; None = load `cfg.data.train`.
         phase: label written to every metrics line, item score and checkpoint (curriculum phases).
     """
-    from longrl.models.loading import load_policy, load_tokenizer, resolve_device
-
     out = prepare_run_dir(out, cfg)                                         # refuses a different config
     if is_finished(out, cfg):
         return out / "final"
@@ -389,7 +387,7 @@ def train(cfg: Config, out: str | Path, items: list[Sample] | None = None, phase
     start = state.get("step", 0)
     metrics = MetricsLog(out / "metrics.jsonl", resume_step=state.get("step"))
     item_scores = MetricsLog(out / "item_scores.jsonl", resume_step=state.get("step"))
-    items = items if items is not None else load_items(cfg.data.train, cfg.data.skip_bad, tokenizer)
+    items = items if items is not None else load_items(cfg.data.train, tokenizer, cfg.data.skip_bad)
     sampler = PromptSampler(items, cfg.run.seed, cursor=state.get("cursor", 0))
     timers = Timers()
     roller = Roller(cfg, policy, tokenizer, timers)

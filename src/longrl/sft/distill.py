@@ -35,14 +35,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from longrl.config.reward import RewardConfig
+from longrl.config.sft import TeacherConfig
 from longrl.data.io import write_samples
 from longrl.data.prompt import user_message
 from longrl.data.schema import Sample
 from longrl.errors import DataError, UserError
 from longrl.files import atomic_open
-from longrl.rewards.config import RewardConfig
 from longrl.rewards.hybrid import HybridReward, RewardInput
-from longrl.sft.config import TeacherConfig
 from longrl.sft.teacher import TeacherClient, TeacherError
 
 MIN_ITEMS_FOR_ERROR_RATE = 10

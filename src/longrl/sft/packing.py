@@ -13,7 +13,7 @@ the reply starts after it.
 
 Packing puts several examples side by side in one row of at most `row_tokens` tokens (first-fit
 decreasing), with positions restarting at 0 for each example. The attention that keeps packed
-examples apart (block-diagonal causal, no mask of size row x row) is `longrl.sft.segments`;
+examples apart (block-diagonal causal, no mask of size row x row) is `longrl.engine.packed`;
 together they make every example's per-token loss equal to what it is when run alone. Rows are
 padded only up to the longest row of their micro-batch.
 
@@ -35,10 +35,9 @@ import torch
 
 from longrl.data.prompt import encode_prompt
 from longrl.data.schema import Sample
+from longrl.engine.nll import IGNORE
 from longrl.errors import UserError
 from longrl.models.tokenizer import THINK_OPEN
-
-IGNORE = -100  # label of positions without a target
 
 
 @dataclass(frozen=True)

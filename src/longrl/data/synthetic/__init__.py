@@ -1,6 +1,6 @@
 """Synthetic long-document reasoning tasks: the embedded default's data.
 
-    samples = synthesize(["docmath", "multihop", "choice"], n=300, length=2000, seed=0)
+    samples = synthesize(["docmath", "multihop", "choice"], n=300, length=2000, seed=0, tokenizer=tokenizer)
 
 Three families mirror DocQA-RL-1.6K: `docmath` (arithmetic over figures in a report),
 `multihop` (entity chains with look-alike decoy chains), `choice` (A-D options checked
@@ -53,11 +53,12 @@ def synthesize(
     tokenizer=None,
     progress: Callable[[int], None] | None = None,
 ) -> list[Sample]:
-    """`n` samples, families round-robin, prompts of about `length` tokens (chat template included)."""
-    if tokenizer is None:
-        from longrl.models.tokenizer import load_default_tokenizer
+    """`n` samples, families round-robin, prompts of about `length` tokens (chat template included).
 
-        tokenizer = load_default_tokenizer()
+    `tokenizer` (required) counts the lengths: the tokenizer of the model the samples are for.
+    """
+    if tokenizer is None:
+        raise TypeError("synthesize() needs the tokenizer that counts prompt lengths (tokenizer=...)")
     drafters = [(name, FAMILIES.get(name)) for name in tasks]
     counters = {name: 0 for name in tasks}
     samples = []

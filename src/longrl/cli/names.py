@@ -1,0 +1,34 @@
+"""Resolve every registry name a config holds, once, before any work (`check_names`).
+
+The config package imports no stage, so the names it holds (synthetic families, verifiers,
+advantages, benchmarks) are checked here, at the command line, against the stages' registries.
+"""
+
+from __future__ import annotations
+
+from longrl.config import Config, data_sources
+from longrl.data.synthetic import FAMILIES
+from longrl.errors import ConfigError
+from longrl.eval.benchmarks import BENCHMARKS
+from longrl.rewards.verifiers import VERIFIERS
+from longrl.rl.algos import ADVANTAGES
+
+# (config key, the names it holds, the registry that must know them)
+NAME_CHECKS = [
+    ("synth.tasks", lambda cfg: [t for s in data_sources(cfg) if s.synth for t in s.synth.tasks], FAMILIES),
+    ("reward.judge_verifiers", lambda cfg: cfg.reward.judge_verifiers, VERIFIERS),
+    ("algo.advantage", lambda cfg: [cfg.algo.advantage], ADVANTAGES),
+    ("eval.benchmarks", lambda cfg: cfg.eval.benchmarks, BENCHMARKS),
+    ("pretrain.tasks", lambda cfg: cfg.pretrain.tasks, FAMILIES),
+]
+
+
+def check_names(cfg: Config) -> None:
+    """ConfigError listing every unknown name with the known ones; returns None when all resolve."""
+    problems = []
+    for key, names_of, registry in NAME_CHECKS:
+        for name in names_of(cfg):
+            if name not in registry:
+                problems.append(f"  {key}: unknown {registry.kind} {name!r}; known: {', '.join(registry.names())}")
+    if problems:
+        raise ConfigError("invalid config:\n" + "\n".join(problems))

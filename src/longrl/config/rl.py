@@ -1,0 +1,53 @@
+"""Config sections of the RL engine: `rollout`, `algo`, `optim`, `train`."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from longrl.config.base import Section
+
+
+class RolloutConfig(Section):
+    group_size: int = Field(8, ge=1)           # G samples per prompt (paper: 8)
+    max_new_tokens: int = Field(64, ge=1)      # response limit (paper: 10K)
+    max_input_tokens: int | None = Field(None, ge=16)  # prompt budget; longer documents are middle-truncated
+    temperature: float = Field(0.7, ge=0)      # paper: 0.7; 0 = greedy
+    top_p: float = Field(0.95, gt=0, le=1)     # paper: 0.95
+    top_k: int = Field(0, ge=0)                # 0 = off
+    groups_per_batch: int = Field(8, ge=1)     # prompts decoded together (each with its G samples)
+
+
+class AlgoConfig(Section):
+    advantage: str = "grpo"                    # ADVANTAGES key: grpo | drgrpo (no std normalisation)
+    adv_eps: float = Field(1e-6, gt=0)         # (r - mean) / (std + eps)
+    clip_eps_low: float = Field(0.2, ge=0)
+    clip_eps_high: float = Field(0.28, ge=0)   # DAPO clip-higher; == clip_eps_low gives the PPO clip
+    loss_agg: Literal["token-mean", "seq-mean-token-mean"] = "token-mean"  # DAPO | GRPO
+    kl_coef: float = Field(0.0, ge=0)          # 0 = no KL term (paper)
+    kl_estimator: Literal["k1", "k3"] = "k3"   # k3 = low_var_kl
+    track_kl: bool = False                     # compute KL to the reference for metrics even at kl_coef 0
+    entropy_coef: float = Field(0.0, ge=0)     # entropy bonus (paper: 0.001)
+    dynamic_sampling: bool = True              # DAPO: drop groups whose rewards are all equal, refill
+    max_refills: int = Field(2, ge=0)          # extra generation rounds per step when groups are dropped
+
+
+class OptimConfig(Section):
+    lr: float = Field(2e-6, gt=0)              # paper: 2e-6 constant
+    weight_decay: float = Field(0.01, ge=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = Field(1e-8, gt=0)
+    grad_clip: float = Field(1.0, gt=0)        # global grad-norm clip
+    schedule: Literal["constant", "cosine", "linear"] = "constant"  # lr after warmup, over RL steps (paper: constant)
+    warmup_steps: int = Field(0, ge=0)        # RL steps of linear warmup (not optimizer updates)
+
+
+class TrainConfig(Section):
+    steps: int = Field(4, ge=1)                # RL steps (each: rollout -> reward -> update)
+    prompts_per_step: int = Field(4, ge=1)     # informative groups wanted per step (paper: 128)
+    ppo_epochs: int = Field(1, ge=1)           # passes over each step's rollouts
+    mini_batches: int = Field(1, ge=1)         # optimizer updates per epoch (paper: 4)
+    micro_batch_tokens: int = Field(16384, ge=16)  # token budget of one forward/backward
+    logprob_chunk_tokens: int = Field(1024, ge=1)  # LM-head chunk size for log-probs and entropy
+    shared_prompt_forward: bool = True         # run each prompt once per group in the training forward
