@@ -120,7 +120,7 @@ def tls_context() -> ssl.SSLContext:
     """The system's trust store plus certifi's (building one costs ~30 ms: make one, share it)."""
     context = ssl.create_default_context()
     try:
-        import certifi
+        import certifi  # optional: an extra trust store when installed
 
         context.load_verify_locations(certifi.where())
     except (ImportError, OSError):

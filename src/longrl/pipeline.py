@@ -108,7 +108,6 @@ def run_retrospective(cfg: Config, out: Path, k: int, policy_path: str, earlier:
     nxt = cfg.curriculum.phases[k]
     fitting = filter_by_length(earlier, tokenizer, nxt.max_input_tokens).kept
     if retro.mode == "offline":
-
         next_cfg = phase_config(cfg, nxt, init_from=policy_path, steps=1)
         policy = load_policy(ModelConfig(**{**cfg.model.model_dump(), "path": policy_path}), resolve_device(cfg.run.device))
         scores = score_offline(next_cfg, policy, tokenizer, fitting, retro.samples, seed_key=f"retro{k}")

@@ -27,6 +27,7 @@ that succeeded.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import random
@@ -97,7 +98,6 @@ def focus_on_answers(example, sample, tokenizer, other_weight: float):
     question or the format; the looked-up value is the one token that needs retrieval. Lowering
     the weight of the others keeps them learned while the retrieval signal is not drowned.
     """
-    import dataclasses
 
     values = answer_token_ids(sample, tokenizer)
     weights = tuple(0.0 if t < example.n_prompt else (1.0 if token in values else other_weight)

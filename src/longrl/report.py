@@ -52,10 +52,10 @@ def eval_summaries(run_dir: Path) -> dict[str, dict[str, Any]]:
 
 
 def plot_dynamics(runs: list[tuple[str, list[dict[str, Any]]]], path: Path) -> bool:
-    import matplotlib
+    import matplotlib  # lazy: slow to import; only plots need it, and the Agg backend is set first
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: after the backend is chosen
 
     panels = [(k, label) for k, label in PANELS if any(k in row for _, rows in runs for row in rows)]
     if not panels:
@@ -83,10 +83,10 @@ def plot_dynamics(runs: list[tuple[str, list[dict[str, Any]]]], path: Path) -> b
 
 
 def plot_accuracy_by_length(summaries: dict[str, dict[str, Any]], path: Path) -> bool:
-    import matplotlib
+    import matplotlib  # lazy: slow to import; only plots need it, and the Agg backend is set first
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: after the backend is chosen
 
     curves = {}
     for model, summary in summaries.items():

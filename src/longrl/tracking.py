@@ -26,6 +26,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from longrl.console import progress_enabled, stderr_console
 from longrl.errors import ConfigError
@@ -177,7 +185,6 @@ class StepProgress:
     """
 
     def __init__(self, total: int, start: int = 0, mode: str = "auto", description: str = "train", every: int = 1):
-
         self.total, self.start, self.description, self.every = total, start, description, every
         self.kind = "none"
         if progress_enabled(mode):
@@ -187,16 +194,6 @@ class StepProgress:
 
     def __enter__(self) -> StepProgress:
         if self.kind == "rich":
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-
             self._progress = Progress(TextColumn("{task.description}"), BarColumn(bar_width=20), MofNCompleteColumn(),
                                       TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[line]}"),
                                       console=stderr_console(), transient=False)

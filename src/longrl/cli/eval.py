@@ -16,9 +16,11 @@ Writes OUT/config.yaml, OUT/<benchmark>/samples.jsonl, OUT/summary.json, OUT/res
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from longrl.cli.args import add_config_arguments
+from longrl.errors import ConfigError
 
 
 def register(sub) -> None:
@@ -41,11 +43,6 @@ def register(sub) -> None:
 
 def flag_overrides(args: argparse.Namespace) -> list[str]:
     """The `eval.*` overrides the command-line flags stand for (JSON values: valid YAML, never re-typed)."""
-    # lazy: stage code loads only when this command runs (`longrl --help` stays fast)
-    import json
-
-    from longrl.errors import ConfigError
-
     values: dict = {}
     for flag in ("model", "model_name", "tokenizer", "data_dir", "samples", "limit"):
         if getattr(args, flag) is not None:
@@ -61,9 +58,7 @@ def flag_overrides(args: argparse.Namespace) -> list[str]:
 
 def check_held_out(cfg) -> None:
     """Synthetic eval suites must use a seed no training source uses (else they repeat training items)."""
-    # lazy: stage code loads only when this command runs (`longrl --help` stays fast)
-    from longrl.config import data_sources
-    from longrl.errors import ConfigError
+    from longrl.config import data_sources  # lazy: config loads only when a command runs
 
     if not any(b.startswith("synthetic-") for b in cfg.eval.benchmarks):
         return
@@ -74,7 +69,8 @@ def check_held_out(cfg) -> None:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    import torch  # lazy (this and the stage imports below): keeps `longrl --help` fast
+    # lazy: torch and the stage load only when this command runs (`longrl --help` stays fast)
+    import torch
 
     from longrl.cli.names import check_names
     from longrl.config import load_config

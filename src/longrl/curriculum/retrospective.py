@@ -18,6 +18,7 @@ directory (`scores.jsonl`, `selection.json`).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -97,7 +98,6 @@ class DifficultyStore:
             self._latest[row["id"]] = ((str(row.get("phase", "")), int(row["step"])), [float(r) for r in row["rewards"]])
 
     def observe_file(self, path: str | Path) -> None:
-
         self.observe(read_metrics(path))
 
     def scores(self, ids: Iterable[str] | None = None) -> dict[str, list[float]]:
@@ -136,8 +136,6 @@ def score_offline(cfg, policy, tokenizer, items: Sequence[Sample], samples: int,
 
 
 def _stable_step(key: str) -> int:
-    import hashlib
-
     return int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "big")
 
 

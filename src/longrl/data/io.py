@@ -115,7 +115,7 @@ def _read_parquet(path: Path, skip_bad: bool) -> tuple[list[Sample], list[str]]:
 
 def read_parquet_table(path: str | Path):
     """A pyarrow Table; DataError if the file is missing or not readable parquet."""
-    import pyarrow.parquet as pq
+    import pyarrow.parquet as pq  # lazy: pyarrow is slow to import and only parquet files need it
 
     try:
         return pq.read_table(str(path))
@@ -128,7 +128,7 @@ def write_samples(path: str | Path, samples: Iterable[Sample]) -> int:
     path = Path(path)
     rows = [s.to_dict() for s in samples]
     if path.suffix == ".parquet":
-        import pyarrow as pa
+        import pyarrow as pa  # lazy: pyarrow is slow to import and only parquet files need it
         import pyarrow.parquet as pq
 
         for row in rows:

@@ -32,6 +32,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 IMPLEMENTATION = "longrl_cascade"
 CONTEXT_KWARG = "longrl_attention"
@@ -302,7 +305,6 @@ def _context_of(attention_mask, kwargs):
 
 def cascade_attention(module, query, key, value, attention_mask, scaling=None, dropout: float = 0.0, **kwargs):
     """The registered attention function: cascade modes with a context, plain SDPA without one."""
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     ctx = _context_of(attention_mask, kwargs)
     if ctx is None:
@@ -328,8 +330,6 @@ def _check_supported(module, dropout: float, kwargs: dict) -> None:
 
 def register_cascade_attention() -> None:
     """Register `longrl_cascade` with transformers (attention function + SDPA mask builder); idempotent."""
-    from transformers import AttentionInterface
-    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
     AttentionInterface.register(IMPLEMENTATION, cascade_attention)
     AttentionMaskInterface.register(IMPLEMENTATION, sdpa_mask)

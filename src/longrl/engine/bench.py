@@ -27,7 +27,9 @@ import time
 from pathlib import Path
 
 import torch
+from transformers import Qwen2Config, Qwen2ForCausalLM
 
+import longrl
 from longrl.bench import BENCHMARKS
 from longrl.config.model import TinyArchConfig
 from longrl.engine.generate import SamplingParams, SharedPrefixGenerator
@@ -43,7 +45,6 @@ GB = 1e9
 
 def bench_model(tiny: bool):
     """The benchmark policy: fp32, eval mode, seeded; hidden 256 / 4 layers, 32K vocab (tiny: 1.3K vocab)."""
-    from transformers import Qwen2Config, Qwen2ForCausalLM
 
 
     if tiny:
@@ -192,7 +193,6 @@ def bench_logprobs(args: argparse.Namespace) -> dict:
 
 def measure_in_subprocess(spec: dict) -> dict:
     """Run `measure_peak(spec)` in a fresh interpreter and return its result."""
-    import longrl
 
     env = dict(os.environ)
     src = str(Path(longrl.__file__).resolve().parents[1])

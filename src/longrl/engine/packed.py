@@ -26,6 +26,7 @@ from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
+from transformers import AttentionInterface
 
 IMPLEMENTATION = "longrl_packed"
 SEGMENTS_KWARG = "longrl_segments"
@@ -84,7 +85,6 @@ def packed_attention_forward(module, query, key, value, attention_mask, scaling=
 
 def register_packed_attention() -> None:
     """Register `longrl_packed` with transformers (idempotent); no mask builder on purpose."""
-    from transformers import AttentionInterface
 
     AttentionInterface.register(IMPLEMENTATION, packed_attention_forward)
 

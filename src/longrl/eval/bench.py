@@ -14,6 +14,7 @@ cost of one bare tokenizer pass over the same text (the floor any exact truncati
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import tempfile
 import time
@@ -35,14 +36,12 @@ from longrl.rewards.hybrid import HybridReward, RewardInput
 
 
 def _samples(n: int, words: int):
-
     filler = " ".join(f"Entry {i} notes that the ledger of unit {i % 97} was audited in period {i % 12}." for i in range(words // 12))
     return [Sample(f"item-{i:05d}", "qa", f"{filler} The code of item {i} is K{i}.", f"What is the code of item {i}?", [f"K{i}"])
             for i in range(n)]
 
 
 def _answer_from_prompt(path: str, body) -> tuple[int, dict]:
-
     content = body["messages"][0]["content"]
     start = content.rindex("What is the code of item ") + len("What is the code of item ")
     item = int(content[start: content.index("?", start)])
@@ -52,7 +51,6 @@ def _answer_from_prompt(path: str, body) -> tuple[int, dict]:
 
 @BENCHMARKS.register("eval-server")
 def bench_eval_server(args: argparse.Namespace) -> dict:
-
     n, latency, concurrency = (200 if args.quick else 1000), 0.2, 64
     tokenizer = load_default_tokenizer()
     samples = _samples(n, 600)
@@ -72,7 +70,6 @@ def bench_eval_server(args: argparse.Namespace) -> dict:
 
 def _long_sample(tokenizer, tokens: int, index: int):
     """A sample whose document is about `tokens` tokens of the default tokenizer (synthetic text, repeated)."""
-    import dataclasses
 
 
     base = synthesize(["multihop"], n=1, length=8000, seed=index, tokenizer=tokenizer)[0]
@@ -83,7 +80,6 @@ def _long_sample(tokenizer, tokens: int, index: int):
 
 @BENCHMARKS.register("eval-overhead")
 def bench_eval_overhead(args: argparse.Namespace) -> dict:
-
     tokenizer = load_default_tokenizer()
     budget, n = 120_000, (3 if args.quick else 10)
     reward = HybridReward(RewardConfig())

@@ -36,7 +36,7 @@ def fetch_missing(names: list[str], data_dir: str | None) -> list[Path]:
 def fetch(name: str, data_dir: str | Path) -> Path:
     """Download one benchmark from the hub into DATA_DIR/<name>.jsonl (atomic; validated by its loader)."""
     try:
-        import datasets
+        import datasets  # optional: the `datasets` library is not a dependency of longrl
     except ImportError:
         raise UserError("downloading benchmarks needs the `datasets` library: pip install datasets "
                         "(or place the JSONL files in the data directory yourself)") from None

@@ -190,7 +190,6 @@ async def _run_items(backend: ModelBackend, tokenizer, pending: list[tuple[str, 
 
 
 async def _score_and_record(chunk, prompts, completions, logs: dict[str, SampleLog], reward) -> None:
-
     inputs = [RewardInput(task=s.task, question=s.question, answers=list(s.answers), response=c.text, response_tokens=c.tokens)
               for (_, s), item in zip(chunk, completions) for c in item]
     results = await reward.ascore(inputs)

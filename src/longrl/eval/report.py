@@ -24,7 +24,6 @@ from longrl.rewards.hybrid import RewardResult, summarize
 
 
 def _reward_summary(rows: list[dict[str, Any]]) -> dict[str, float]:
-
     results = [RewardResult(score=float(r["score"]), rule_score=float(r["rule_score"]), judge_score=r.get("judge_score"),
                             prediction=r.get("prediction"), status=r.get("status", "ok"), penalty=0.0,
                             metrics=dict(r.get("metrics") or {}), judge_error=r.get("judge_error"),

@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from longrl.config.model import ModelConfig, TinyArchConfig
 from longrl.errors import ConfigError
@@ -46,10 +47,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 def load_tokenizer(cfg: ModelConfig):
-    from transformers import AutoTokenizer
-
     if (cfg.tokenizer or cfg.path) == RANDOM:
-
         return load_default_tokenizer()
     path = resolve_path(cfg.tokenizer or cfg.path)
     try:
@@ -63,10 +61,8 @@ def load_tokenizer(cfg: ModelConfig):
 
 def load_policy(cfg: ModelConfig, device: torch.device | str = "cpu"):
     """An `AutoModelForCausalLM` on `device`, in `cfg.dtype`, with config overrides applied."""
-    from transformers import AutoConfig, AutoModelForCausalLM
 
     if cfg.path == RANDOM:
-
         model = build_tiny_model(cfg.tiny or TinyArchConfig(), load_tokenizer(cfg))
         model.set_attn_implementation(cfg.attn_implementation)
         return model.to(device=device, dtype=torch.float32 if cfg.dtype == "auto" else DTYPES[cfg.dtype])

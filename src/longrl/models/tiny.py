@@ -12,14 +12,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from longrl.config.model import TinyArchConfig
 from longrl.models.tokenizer import IM_END, PAD, save_tokenizer
 
 
 def tiny_model_config(arch: TinyArchConfig, tokenizer):
-    from transformers import Qwen2Config
-
     return Qwen2Config(
         vocab_size=len(tokenizer),
         hidden_size=arch.hidden_size,
@@ -40,7 +39,6 @@ def tiny_model_config(arch: TinyArchConfig, tokenizer):
 
 def build_tiny_model(arch: TinyArchConfig, tokenizer):
     """A randomly initialised Qwen2ForCausalLM; the same `arch.init_seed` gives the same weights."""
-    from transformers import Qwen2ForCausalLM
 
     config = tiny_model_config(arch, tokenizer)
     devices = [torch.device("cpu")]

@@ -13,9 +13,22 @@ as ordinary added tokens (kept when decoding with skip_special_tokens).
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
+
+from tokenizers import (
+    AddedToken,
+    Regex,
+    Tokenizer,
+    decoders,
+    normalizers,
+    pre_tokenizers,
+    trainers,
+)
+from tokenizers.models import BPE
+from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 PAD, IM_START, IM_END = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
@@ -31,17 +44,6 @@ DEFAULT_TOKENIZER_DIR = "tokenizer"  # under longrl/assets
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int):
     """Train byte-level BPE on `texts`; returns a transformers tokenizer with the chat template."""
-    from tokenizers import (
-        AddedToken,
-        Regex,
-        Tokenizer,
-        decoders,
-        normalizers,
-        pre_tokenizers,
-        trainers,
-    )
-    from tokenizers.models import BPE
-    from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(BPE(unk_token=None, continuing_subword_prefix="", end_of_word_suffix="", fuse_unk=False, byte_fallback=False))
     tok.normalizer = normalizers.NFC()
@@ -63,7 +65,6 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int):
 
 def save_tokenizer(tokenizer, path: str | Path) -> None:
     """`save_pretrained`, recording Qwen2Tokenizer as the class (what AutoTokenizer would pick anyway)."""
-    import json
 
     tokenizer.save_pretrained(str(path))
     config_path = Path(path) / "tokenizer_config.json"
@@ -79,7 +80,6 @@ def assets_dir() -> Path:
 @functools.lru_cache(maxsize=1)
 def load_default_tokenizer():
     """The tokenizer shipped with longrl (also the tiny base model's)."""
-    from transformers import AutoTokenizer
 
     path = assets_dir() / DEFAULT_TOKENIZER_DIR
     if not (path / "tokenizer.json").exists():

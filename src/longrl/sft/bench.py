@@ -57,7 +57,6 @@ def bench_examples(budget: int, seed: int = 0, low: int = 128, high: int = 512) 
 
 
 def longrl_step(model, optimizer, examples: list, budget: int, row_tokens: int, bf16: bool = False) -> None:
-
     batches = micro_batches(examples, budget, row_tokens)
     n_labels = sum(b.n_labels for b in batches)
     optimizer.zero_grad(set_to_none=True)
@@ -95,7 +94,6 @@ def padded_step(model, optimizer, examples: list, budget: int) -> None:
 
 
 def measure(shape: tuple[int, int, int], budget: int, repeats: int) -> dict:
-
     hidden, layers, inter = shape
     model = build_tiny_model(TinyArchConfig(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=4,
                                             num_key_value_heads=2, intermediate_size=inter), load_default_tokenizer())
