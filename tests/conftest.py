@@ -46,6 +46,16 @@ def _loopback_only(self, address):
 socket.socket.connect = _loopback_only
 
 
+def pytest_collection_modifyitems(config, items):
+    """`gpu` tests need a CUDA device: skipped (with the reason) where there is none."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device (run benchmarks/gpu_check.sh on a GPU machine)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

@@ -210,9 +210,10 @@ class SharedPrefixGenerator:
         prefill = PrefillContext()
         if int(prefix_lengths.max()) > 0:
             ids = torch.full((n_prompts, int(prefix_lengths.max())), self.pad_token_id, dtype=torch.long,
-                             device=device)
+                             device="cpu")                      # filled on the CPU, moved in one copy
             for i, p in enumerate(prompts):
-                ids[i, :len(p) - 1] = torch.tensor(p[:-1], dtype=torch.long)
+                ids[i, :len(p) - 1] = torch.tensor(p[:-1], dtype=torch.long, device="cpu")
+            ids = ids.to(device)
             positions = torch.arange(ids.shape[1], device=device).expand(n_prompts, -1)
             base(input_ids=ids, position_ids=positions, use_cache=False, **prefill.forward_kwargs())
         cascade = CascadeContext(prefill, prefix_lengths.tolist(), [group_size] * n_prompts,
@@ -256,8 +257,10 @@ class SharedPrefixGenerator:
     def _uniforms(rows: list[int], group_size: int, generators, done) -> torch.Tensor:
         """One uniform per batch row: every group with a live sample draws group_size values per step."""
         live = sorted({r // group_size for r in rows if not done[r]})
-        table = torch.cat([torch.rand(group_size, generator=generators[g]) for g in live] + [torch.zeros(1)])
+        cpu = torch.device("cpu")                  # the groups' generators live on the CPU: results match on any device
+        table = torch.cat([torch.rand(group_size, generator=generators[g], device=cpu) for g in live]
+                          + [torch.zeros(1, device=cpu)])
         where = {g: i * group_size for i, g in enumerate(live)}
         index = [where[r // group_size] + r % group_size if r // group_size in where else len(table) - 1
                  for r in rows]
-        return table[torch.tensor(index)]
+        return table[torch.tensor(index, device=cpu)]

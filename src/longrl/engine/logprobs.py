@@ -147,11 +147,9 @@ def completion_stats(model, prompts: list[list[int]], completions: list[list[lis
     device = weight.device
     rows = [c for group in completions for c in group]
     length = max(len(c) for c in rows)
-    targets = torch.zeros(len(rows), length, dtype=torch.long, device=device)                  # (B, Tc)
-    mask = torch.zeros(len(rows), length, dtype=torch.bool, device=device)
-    for b, c in enumerate(rows):
-        targets[b, :len(c)] = torch.tensor(c, dtype=torch.long)
-        mask[b, :len(c)] = True
+    targets = _padded(rows, device)                                                             # (B, Tc)
+    lengths = torch.tensor([len(c) for c in rows], device=device)
+    mask = torch.arange(length, device=device)[None, :] < lengths[:, None]
     if shared_prompt:
         hidden = _shared_prompt_hidden(model, prompts, completions, targets)
     else:
@@ -197,10 +195,11 @@ def _check_inputs(prompts, completions, vocab: int) -> None:
 
 
 def _padded(rows: list[list[int]], device) -> torch.Tensor:
-    out = torch.zeros(len(rows), max(len(r) for r in rows), dtype=torch.long, device=device)
+    """Right-padded (with 0) int64 matrix of token rows, built on the CPU and moved to `device` in one copy."""
+    out = torch.zeros(len(rows), max(len(r) for r in rows), dtype=torch.long, device="cpu")
     for i, r in enumerate(rows):
-        out[i, :len(r)] = torch.tensor(r, dtype=torch.long)
-    return out
+        out[i, :len(r)] = torch.tensor(r, dtype=torch.long, device="cpu")
+    return out.to(device)
 
 
 def _shared_prompt_hidden(model, prompts, completions, comp_ids) -> torch.Tensor:

@@ -110,7 +110,8 @@ def split_mini_batches(n_groups: int, mini_batches: int, generator: torch.Genera
     Example: 10 groups, 4 mini-batches -> sizes 3, 3, 2, 2. Empty mini-batches (fewer groups
     than mini-batches) are left out.
     """
-    order = torch.randperm(n_groups, generator=generator).tolist() if generator is not None else list(range(n_groups))
+    order = (torch.randperm(n_groups, generator=generator, device=generator.device).tolist() if generator is not None
+             else list(range(n_groups)))
     k = min(mini_batches, n_groups)
     if k == 0:
         return []

@@ -319,7 +319,7 @@ def objective(cfg: Config) -> Objective:
 
 def rewards_tensor(groups: list[Group], group_size: int) -> torch.Tensor:
     """(P, G) final scores of the groups (P may be 0)."""
-    return torch.tensor([g.rewards for g in groups], dtype=torch.float32).reshape(len(groups), group_size)
+    return torch.tensor([g.rewards for g in groups], dtype=torch.float32, device="cpu").reshape(len(groups), group_size)
 
 
 def rollout_metrics(groups: list[Group]) -> dict[str, float]:

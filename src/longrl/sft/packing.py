@@ -185,13 +185,14 @@ def pack_rows(lengths: list[int], row_tokens: int) -> list[list[int]]:
 
 
 def collate(examples: list[Example], rows: list[list[int]], pad_id: int = 0) -> PackedBatch:
-    """Tensors of `rows` (indices into `examples`), padded to the longest row."""
+    """Tensors of `rows` (indices into `examples`), padded to the longest row, on the CPU (the loop moves them)."""
     width = max(sum(examples[i].n_tokens for i in row) for row in rows)
-    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    position_ids = torch.zeros((len(rows), width), dtype=torch.long)
-    labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+    cpu = torch.device("cpu")
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long, device=cpu)
+    position_ids = torch.zeros((len(rows), width), dtype=torch.long, device=cpu)
+    labels = torch.full((len(rows), width), IGNORE, dtype=torch.long, device=cpu)
     weighted = any(examples[i].weights is not None for row in rows for i in row)
-    weights = torch.zeros((len(rows), width), dtype=torch.float32) if weighted else None
+    weights = torch.zeros((len(rows), width), dtype=torch.float32, device=cpu) if weighted else None
     segments = []
     n_labels = 0
     for r, row in enumerate(rows):
@@ -199,14 +200,14 @@ def collate(examples: list[Example], rows: list[list[int]], pad_id: int = 0) -> 
         for i in row:
             ex = examples[i]
             end = start + ex.n_tokens
-            ids = torch.tensor(ex.ids, dtype=torch.long)
+            ids = torch.tensor(ex.ids, dtype=torch.long, device=cpu)
             input_ids[r, start:end] = ids
-            position_ids[r, start:end] = torch.arange(ex.n_tokens)
+            position_ids[r, start:end] = torch.arange(ex.n_tokens, device=cpu)
             # position p predicts token p + 1; reply tokens are ids[n_prompt:], predicted from n_prompt - 1 on
             first = max(ex.n_prompt - 1, 0)
             labels[r, start + first:end - 1] = ids[first + 1:]
             if weights is not None:
-                weights[r, start + first:end - 1] = (torch.tensor(ex.weights[first + 1:], dtype=torch.float32)
+                weights[r, start + first:end - 1] = (torch.tensor(ex.weights[first + 1:], dtype=torch.float32, device=cpu)
                                                      if ex.weights is not None else 1.0)
             n_labels += ex.n_tokens - 1 - first
             start = end
