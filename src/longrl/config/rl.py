@@ -20,16 +20,17 @@ class RolloutConfig(Section):
 
 
 class AlgoConfig(Section):
-    advantage: str = "grpo"                    # ADVANTAGES key: grpo | drgrpo (no std normalisation)
+    advantage: str = "grpo"                    # ADVANTAGES key: grpo | drgrpo (no std normalisation; pair with loss_agg seq-mean-token-sum-norm)
     adv_eps: float = Field(1e-6, gt=0)         # (r - mean) / (std + eps)
     clip_eps_low: float = Field(0.2, ge=0)
     clip_eps_high: float = Field(0.28, ge=0)   # DAPO clip-higher; == clip_eps_low gives the PPO clip
-    loss_agg: Literal["token-mean", "seq-mean-token-mean"] = "token-mean"  # DAPO | GRPO
+    loss_agg: Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"] = "token-mean"  # DAPO | GRPO | Dr. GRPO (constant normaliser: the response limit)
     kl_coef: float = Field(0.0, ge=0)          # 0 = no KL term (paper)
     kl_estimator: Literal["k1", "k3"] = "k3"   # k3 = low_var_kl
     track_kl: bool = False                     # compute KL to the reference for metrics even at kl_coef 0
     entropy_coef: float = Field(0.0, ge=0)     # entropy bonus (paper: 0.001)
-    dynamic_sampling: bool = True              # DAPO: drop groups whose rewards are all equal, refill
+    dynamic_sampling: bool = True              # DAPO: drop groups whose `filter_metric` is all equal, refill
+    filter_metric: Literal["accuracy", "reward"] = "accuracy"  # what must vary in a group: accuracy = 0 < #correct < G (DAPO's acc); reward = the shaped reward
     max_refills: int = Field(2, ge=0)          # extra generation rounds per step when groups are dropped
 
 
