@@ -110,15 +110,17 @@ def run_retrospective(cfg: Config, out: Path, k: int, policy_path: str, earlier:
     if retro.mode == "offline":
         next_cfg = phase_config(cfg, nxt, init_from=policy_path, steps=1)
         policy = load_policy(ModelConfig(**{**cfg.model.model_dump(), "path": policy_path}), resolve_device(cfg.run.device))
-        scores = score_offline(next_cfg, policy, tokenizer, fitting, retro.samples, seed_key=f"retro{k}")
+        scores = score_offline(next_cfg, policy, tokenizer, fitting, retro.samples, seed_key=f"retro{k}",
+                               metric=retro.metric)
     else:
         store = DifficultyStore()
         for j in range(1, k + 1):
             store.observe_file(out / f"phase{j}" / "item_scores.jsonl")
         store.save(stage / "difficulty.jsonl")
-        scores = store.scores(s.id for s in fitting)
+        scores = store.scores((s.id for s in fitting), retro.metric)
     selected, scored = select_hard(scores, retro)
-    save_selection(stage, scored, selected, {"mode": retro.mode, "difficulty": retro.difficulty, "policy": policy_path})
+    save_selection(stage, scored, selected, {"mode": retro.mode, "metric": retro.metric, "difficulty": retro.difficulty,
+                                             "policy": policy_path})
     info(f"[pipeline] retro{k}: carrying {len(selected)} of {len(scored)} earlier items into {nxt.name}")
     mark_done(stage, selected=[s.id for s in selected])
     return [by_id[s.id] for s in selected]

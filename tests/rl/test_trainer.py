@@ -66,6 +66,7 @@ def stoppy_model_dir(tmp_path_factory, tiny_arch, tokenizer):
 def config(model_dir, *overrides):
     base = [f"model.path={model_dir}", "run.progress=none", "run.torch_threads=1", "reward.overlong.buffer=16",
             "rollout.max_new_tokens=16", "rollout.group_size=4", "train.prompts_per_step=3", "algo.dynamic_sampling=true",
+            "algo.filter_metric=reward",   # the tiny policy is never right: only the shaped reward varies
             "algo.max_refills=2", "train.micro_batch_tokens=300"]
     return load_config(SMOKE, base + list(overrides))
 
@@ -254,3 +255,28 @@ def test_sigkill_at_several_points_then_resume_gives_identical_weights(tmp_path,
     assert [r["step"] for r in read_metrics(metrics)] == [1, 2, 3, 4, 5]
     assert stable(read_metrics(metrics)) == stable(read_metrics(straight / "metrics.jsonl"))
     assert read_metrics(out / "item_scores.jsonl") == read_metrics(straight / "item_scores.jsonl")
+
+
+def test_dynamic_sampling_keeps_groups_by_accuracy_not_by_the_shaped_reward(samples):
+    """DAPO filters on accuracy (0 < #correct < G): an all-wrong group whose lengths differ is uniform."""
+    from longrl.config.reward import RewardConfig
+    from longrl.rewards.hybrid import HybridReward, RewardInput
+    from longrl.rl.dynamic import is_informative
+    from longrl.rl.sampler import Draw
+    from longrl.rl.trainer import FILTER_SIGNALS
+
+    reward = HybridReward(RewardConfig(overlong={"enabled": True, "buffer": 8}))
+
+    def group(answers: list[str]) -> Group:
+        inputs = [RewardInput("multihop", "Who?", ["Tamo"], f"<think>x</think>Therefore, the answer is {a}.",
+                              response_tokens=n, max_response_tokens=16) for a, n in zip(answers, (4, 10, 14, 16))]
+        results = reward.score(inputs)
+        return Group(Draw(0, samples[0]), [1], [[1]] * 4, [False] * 4, [""] * 4, results, [r.score for r in results])
+
+    wrong = group(["Gire"] * 4)                      # all wrong, penalised by length: rewards differ
+    assert is_informative(FILTER_SIGNALS["reward"](wrong)) and not is_informative(FILTER_SIGNALS["accuracy"](wrong))
+    right = group(["Tamo"] * 4)                      # all right, penalised by length: solved K/K
+    assert wrong.correct == [0.0] * 4 and right.correct == [1.0] * 4
+    assert not is_informative(FILTER_SIGNALS["accuracy"](right))
+    mixed = group(["Tamo", "Gire", "Tamo", "Gire"])
+    assert is_informative(FILTER_SIGNALS["accuracy"](mixed))

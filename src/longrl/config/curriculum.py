@@ -23,6 +23,7 @@ class PhaseConfig(Section):
 class RetrospectiveConfig(Section):
     mode: Literal["off", "offline", "online"] = "offline"  # offline = extra rollouts at the transition
     samples: int = Field(4, ge=1)              # K rollouts per earlier item (offline)
+    metric: Literal["accuracy", "reward"] = "accuracy"  # what K/K and difficulty are measured on: correctness (before shaping) or the shaped reward
     difficulty: Literal["one_minus_mean", "inverse_mean"] = "one_minus_mean"
     count: int | None = Field(None, ge=0)      # carry the hardest N items, or
     fraction: float | None = Field(0.25, ge=0, le=1)  # the hardest fraction of scored items

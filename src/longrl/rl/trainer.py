@@ -12,18 +12,21 @@ Each step:
      resumed or re-batched run samples the same tokens.
   2. Reward. The hybrid reward (`rewards/hybrid.py`): rule verification, the LLM judge when the rule
      says 0 (if configured), DAPO overlong shaping (if enabled).
-  3. Dynamic sampling (`rl/dynamic.py`, DAPO): groups whose G rewards are all equal are dropped and
-     more prompts are drawn, at most `algo.max_refills` extra rounds; then the step trains on what it
+  3. Dynamic sampling (`rl/dynamic.py`, DAPO): groups whose `algo.filter_metric` is the same for all G
+     samples are dropped (accuracy, the default: all right or all wrong, 0 < #correct < G is kept,
+     whatever overlong shaping did to the rewards; reward: the shaped rewards all equal) and more
+     prompts are drawn, at most `algo.max_refills` extra rounds; then the step trains on what it
      has. No informative group at all: the update is skipped and logged (`update/skipped`).
-  4. Advantages (`algos.ADVANTAGES`): GRPO (r - mean) / (std + eps) per group, or Dr. GRPO r - mean.
+  4. Advantages (`algos.ADVANTAGES`): GRPO (r - mean) / (std + eps) per group, or Dr. GRPO r - mean
+     (pair it with `algo.loss_agg: seq-mean-token-sum-norm`, Dr. GRPO's constant normaliser).
   5. Update: `train.ppo_epochs` passes; each splits the groups into `train.mini_batches` shuffled
      mini-batches (one AdamW step each, global grad-norm clip); each mini-batch runs as token-budget
      micro-batches (`rl/batching.py`) with gradient accumulation. Log-probs come from the
      shared-prompt training forward with a chunked LM head (`engine/logprobs.py`). Per-token loss =
      clipped PPO term (clip-higher) + kl_coef * KL(policy || ref) + entropy bonus, aggregated as
      `algo.loss_agg` with the normaliser of the whole mini-batch, so micro-batching is exact.
-  6. Metrics (one `metrics.jsonl` line per step), item scores (`item_scores.jsonl`: the G rewards of
-     every item rolled out, read by the curriculum's difficulty store), sample dumps (`samples/`),
+  6. Metrics (one `metrics.jsonl` line per step), item scores (`item_scores.jsonl`: the G rewards and
+     G correctness flags of every item rolled out, read by the curriculum's difficulty store), sample dumps (`samples/`),
      checkpoint (`checkpoints/step-N/`, every `run.save_every` steps and at the last one).
 
 Metrics (metrics.jsonl, one line per step; reward, length and accuracy figures cover every response
@@ -114,6 +117,11 @@ class Group:
     results: list[Any]                # G RewardResults
     rewards: list[float]              # G final scores (what advantages are computed from)
 
+    @property
+    def correct(self) -> list[float]:
+        """1.0 per response the rule or the judge marks correct (before any shaping), else 0.0."""
+        return [float(is_correct(r)) for r in self.results]
+
 
 @dataclass
 class Objective:
@@ -125,6 +133,15 @@ class Objective:
     clip_high: float
     kl_coef: float
     entropy_coef: float
+
+
+def is_correct(result) -> bool:
+    """The rule or the judge marks the response correct (a RewardResult, before overlong shaping)."""
+    return max(result.rule_score, result.judge_score or 0.0) >= 1.0
+
+
+# `algo.filter_metric` -> what must vary within a group for DAPO's dynamic sampling to keep it.
+FILTER_SIGNALS = {"accuracy": lambda g: g.correct, "reward": lambda g: g.rewards}
 
 
 def seed_everything(cfg: Config) -> None:
@@ -263,7 +280,8 @@ def policy_update(policy, ref, optimizer, groups: list[Group], adv: torch.Tensor
         order = torch.Generator().manual_seed(stream_seed(cfg.run.seed, "minibatch", step, epoch))
         for mini in split_mini_batches(len(groups), t.mini_batches, order):
             m_prompts, m_comps = [prompts[i] for i in mini], [comps[i] for i in mini]
-            normaliser = max(obj.agg.count(completion_mask([len(c) for cs in m_comps for c in cs])), 1.0)
+            normaliser = max(obj.agg.count(completion_mask([len(c) for cs in m_comps for c in cs]),
+                                           cfg.rollout.max_new_tokens), 1.0)
             plan = plan_micro_batches([len(p) for p in m_prompts], [[len(c) for c in cs] for cs in m_comps],
                                       t.micro_batch_tokens, t.shared_prompt_forward)
             optimizer.zero_grad(set_to_none=True)
@@ -327,7 +345,7 @@ def rollout_metrics(groups: list[Group]) -> dict[str, float]:
     results = [r for g in groups for r in g.results]
     lengths = [len(c) for g in groups for c in g.completions]
     truncated = [t for g in groups for t in g.truncated]
-    correct = [max(r.rule_score, r.judge_score or 0.0) >= 1.0 for r in results]
+    correct = [is_correct(r) for r in results]
     n = max(len(lengths), 1)
     return {
         **summarize(results),
@@ -341,7 +359,9 @@ def rollout_metrics(groups: list[Group]) -> dict[str, float]:
 
 
 def item_score_rows(step: int, phase: str, groups: list[Group]) -> list[dict[str, Any]]:
-    return [{"step": step, "phase": phase, "id": g.draw.item.id, "rewards": g.rewards} for g in groups]
+    """One row per item rolled out: its G rewards (shaped) and G correctness flags (read by the curriculum)."""
+    return [{"step": step, "phase": phase, "id": g.draw.item.id, "rewards": g.rewards, "correct": g.correct}
+            for g in groups]
 
 
 def sample_rows(step: int, groups: list[Group]) -> list[dict[str, Any]]:
@@ -399,7 +419,7 @@ def train(cfg: Config, out: str | Path, items: list[Sample] | None = None, phase
             began, began_cpu = time.perf_counter(), time.process_time()
             lr = set_learning_rate(optimizer, cfg, step)
             # 1-3) rollout -> reward, refilled until the step has its informative groups (DAPO dynamic sampling)
-            collected = collect_groups(lambda n: roller.roll(step, sampler.next(n)), lambda g: g.rewards,
+            collected = collect_groups(lambda n: roller.roll(step, sampler.next(n)), FILTER_SIGNALS[cfg.algo.filter_metric],
                                        cfg.train.prompts_per_step, cfg.algo.max_refills, cfg.algo.dynamic_sampling)
             # 4) advantages, 5) policy update (skipped, and logged, when no group is informative)
             with timers.time("update"):
