@@ -123,7 +123,7 @@ def eval_items(pcfg, tokenizer, seed: int) -> list:
 
 @torch.no_grad()
 def greedy_replies(model, tokenizer, samples: list, max_new_tokens: int, batch_size: int) -> list[str]:
-    """Greedy replies to the method.md prompt of each sample (left-padded batches of similar length)."""
+    """Greedy replies to the QwenLong-L1 prompt (`longrl.data.prompt`) of each sample (left-padded batches of similar length)."""
     device = model.get_input_embeddings().weight.device
     prompts = [encode_prompt(tokenizer, s).ids for s in samples]
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))

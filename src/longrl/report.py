@@ -19,6 +19,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from longrl.files import atomic_write_text
 from longrl.tracking import read_metrics
 
@@ -139,12 +141,21 @@ def eval_table(summaries: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
+def run_label(run_dir: Path) -> str:
+    """`run.name` of the run's config.yaml with the directory (`demo (runs/demo)`), or the directory alone."""
+    try:
+        name = (yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}).get("run", {}).get("name")
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError):
+        name = None
+    return f"{name} ({run_dir.name})" if isinstance(name, str) and name and name != run_dir.name else run_dir.name
+
+
 def write_report(run_dir: str | Path) -> Path:
     """Write `report.md` (+ PNGs) for the run in `run_dir`; returns the report path."""
     run_dir = Path(run_dir)
     runs = phase_runs(run_dir)
     summaries = eval_summaries(run_dir)
-    lines = [f"# longrl report: {run_dir.name}", ""]
+    lines = [f"# longrl report: {run_label(run_dir)}", ""]
     if summaries:
         lines += ["## Evaluation", "", "Scores are mean accuracy x 100 (pass@1).", "", *eval_table(summaries), ""]
         if plot_accuracy_by_length(summaries, run_dir / "accuracy_by_length.png"):

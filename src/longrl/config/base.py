@@ -14,7 +14,7 @@ class Section(BaseModel):
 
 
 class RunConfig(Section):
-    name: str = "longrl"                      # free-form label written to metrics and reports
+    name: str = "longrl"                      # free-form label of the run: the title of report.md
     seed: int = 0                             # every random stream derives from it (data, init, sampling)
     torch_threads: int = Field(0, ge=0)       # torch intra-op threads; 0 = torch's default
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")  # auto = cuda if available

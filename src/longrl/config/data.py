@@ -34,5 +34,4 @@ class DataSource(Section):
 
 class DataConfig(Section):
     train: list[DataSource] = [DataSource(synth=SynthSpec())]  # RL training items
-    eval: list[DataSource] = []               # held-out items scored during and after training
     skip_bad: bool = False                    # skip malformed rows (and report how many) instead of failing

@@ -176,9 +176,8 @@ def _model_class(annotation: Any) -> type[BaseModel] | None:
 
 
 def data_sources(cfg: Config):
-    """Every DataSource the config names (training, eval, SFT, curriculum phases)."""
+    """Every DataSource the config names (training, SFT, curriculum phases)."""
     yield from cfg.data.train
-    yield from cfg.data.eval
     yield from cfg.sft.data
     for phase in cfg.curriculum.phases:
         yield from phase.data

@@ -3,7 +3,7 @@
     summary = evaluate(backend, tokenizer, {"hotpotqa": suite}, cfg.eval, HybridReward(cfg.reward), Path("runs/eval"))
     summary["benchmarks"]["hotpotqa"]["score"], summary["average"]
 
-Protocol (defaults as published, all in `EvalConfig`): the method.md prompt; the document
+Protocol (defaults as published, all in `EvalConfig`): the QwenLong-L1 prompt (`longrl.data.prompt`); the document
 middle-truncated to `max_input_tokens` with the model's tokenizer; `samples` completions per item
 at temperature 0.7, top_p 0.95, up to `max_new_tokens`; each scored by the hybrid reward (rule,
 then the judge when configured; no overlong shaping in evaluation); benchmark score = mean over

@@ -8,7 +8,7 @@ summary.json = {"benchmarks": {name: {"score", "n", "samples", "version", "displ
 "prompt_tokens/mean", "prompt_truncated_frac", "response_tokens/mean", "response_truncated_frac",
 "reward/*"}}, "average", "model", "judge", "config"}. The table has one column per benchmark
 (DocMath | Frames | 2Wiki | HotpotQA | MuSiQue | NarrativeQA | Qasper) and the average, as in
-method.md's reference results, so rows can be pasted next to the published ones.
+the published reference results, so rows can be pasted next to the published ones.
 """
 
 from __future__ import annotations

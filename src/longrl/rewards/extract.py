@@ -5,7 +5,7 @@
     extract_prediction("<think>still thinking")           # status='unfinished_think'
     extract_prediction("<think>x</think>It is 4.")        # status='no_answer'
 
-Rules (method.md, closing the published holes):
+Rules (the published ones, with their known holes closed):
 1. The answer part is the text after the last `</think>`. A response that opens `<think>` and never
    closes it (also after the last `</think>`) is `unfinished_think`. With `require_think` (the
    default, for reasoning models) a response without `</think>` counts the same; with it off the

@@ -10,7 +10,7 @@ A demonstration is a Sample whose `meta.trace` is the reply to train on, so `lon
 the output directly. From traces, each sample whose programmatic trace passes its task's rule
 verifier is written as it is (a trace that fails is counted, never kept).
 
-From a teacher, every item gets K replies (`sft.teacher.samples`) to the method.md prompt; each
+From a teacher, every item gets K replies (`sft.teacher.samples`) to the QwenLong-L1 prompt (`longrl.data.prompt`); each
 reply is scored by the hybrid reward (`reward`: rule, then the judge if configured) against the
 gold answers and only correct ones are kept (rejection sampling), at most `keep_per_item`. A kept
 reply becomes the row `{item id}#t{j}` (j = its index among the K) with meta.trace = the reply,

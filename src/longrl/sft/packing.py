@@ -5,7 +5,7 @@
     for batch in micro_batches([examples[i] for i in steps[0]], micro_batch_tokens=8192, row_tokens=2048):
         batch.input_ids, batch.position_ids, batch.labels, batch.segments       # (R, T) x 3, lengths per row
 
-An example is one user turn (the method.md prompt, `longrl.data.prompt`) followed by the
+An example is one user turn (the QwenLong-L1 prompt (`longrl.data.prompt`), `longrl.data.prompt`) followed by the
 assistant's reply: the demonstration (`meta.trace`: `<think>...</think>` then the answer
 sentence) and the end-of-turn token (the tokenizer's eos). Only reply tokens carry labels. When
 the chat template already opens the thinking block (R1-Distill templates end with `<think>\n`),

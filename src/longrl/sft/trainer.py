@@ -1,4 +1,4 @@
-"""Warm-up SFT: one readable loop over packed demonstrations (method.md, recipe step 1).
+"""Warm-up SFT: one readable loop over packed demonstrations (the QwenLong-L1 recipe, step 1).
 
     longrl sft --config configs/demo.yaml --out runs/sft                 # rerun the same command = resume
     longrl sft --config configs/demo.yaml --out runs/sft sft.lr=2e-5 sft.epochs=2
@@ -6,7 +6,7 @@
     final = train_sft(cfg, Path("runs/sft"))              # Python: returns runs/sft/final
     final = train_sft(cfg, out, examples=samples)         # Samples whose meta.trace is the reply
 
-Each demonstration is a chat example: user = the method.md prompt over the document, assistant =
+Each demonstration is a chat example: user = the QwenLong-L1 prompt (`longrl.data.prompt`) over the document, assistant =
 the trace (`<think>...</think>` + answer sentence) and the end-of-turn token; the loss is the
 negative log-likelihood of the assistant tokens only, averaged over all assistant tokens of the
 optimizer step (token-level, across micro-batches). Examples are packed into rows of
