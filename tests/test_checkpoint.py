@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from longrl import checkpoint
+from longrl.errors import CheckpointError
 
 
 class Net(torch.nn.Module):
@@ -97,5 +98,5 @@ def test_a_failed_save_leaves_the_previous_checkpoint_intact(tmp_path, monkeypat
 def test_loading_into_a_different_model_is_an_error(tmp_path):
     net, opt = trained()
     path = checkpoint.save(tmp_path, 1, net, opt, None, {})
-    with pytest.raises(RuntimeError, match="does not match the model"):
+    with pytest.raises(CheckpointError, match="does not match the model"):
         checkpoint.load(path, torch.nn.Sequential(torch.nn.Linear(4, 4)))

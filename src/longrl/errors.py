@@ -14,6 +14,10 @@ class ConfigError(UserError):
     """A config file or override that does not validate."""
 
 
+class CheckpointError(UserError):
+    """A checkpoint that cannot be restored into this run (another model, optimizer or config wrote it)."""
+
+
 class DataError(UserError):
     """A malformed data file: the message names the file, the line or row, and the field."""
 

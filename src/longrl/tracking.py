@@ -80,11 +80,15 @@ class MetricsLog:
 
     On resume from a checkpoint taken after step `resume_step`, lines of later steps (logged
     after that checkpoint, about to be redone) are dropped first, so each step appears once.
-    A torn last line (a kill mid-write) is dropped too.
+    A torn last line (a kill mid-write) is dropped too. With `write=False` (ranks other than 0
+    under torchrun) nothing is read or written.
     """
 
-    def __init__(self, path: str | Path, resume_step: int | None = None):
+    def __init__(self, path: str | Path, resume_step: int | None = None, write: bool = True):
         self.path = Path(path)
+        self._fh = None
+        if not write:               # not the writing rank: the log neither touches the file nor writes
+            return
         kept = [row for row in read_metrics(self.path) if resume_step is not None and row.get("step", -1) <= resume_step]
         with atomic_open(self.path, "w") as fh:
             for row in kept:
@@ -92,11 +96,14 @@ class MetricsLog:
         self._fh = open(self.path, "a", encoding="utf-8")
 
     def log(self, row: dict[str, Any]) -> None:
+        if self._fh is None:
+            return
         self._fh.write(json.dumps({k: _jsonable(v) for k, v in row.items()}) + "\n")
         self._fh.flush()
 
     def close(self) -> None:
-        self._fh.close()
+        if self._fh is not None:
+            self._fh.close()
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:

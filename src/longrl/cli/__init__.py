@@ -66,6 +66,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"longrl {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        close_process_group()
+
+
+def close_process_group() -> None:
+    """Under torchrun, destroy the process group the command created (nothing to do otherwise)."""
+    distributed = sys.modules.get("longrl.engine.distributed")   # loaded only by commands that set one up
+    if distributed is not None:
+        distributed.shutdown()
 
 
 if __name__ == "__main__":

@@ -102,10 +102,18 @@ class _AttentionWithLSE(torch.autograd.Function):
             lse[:, start:end] = (peak + denom.log()).squeeze(-1)
         ctx.save_for_backward(q, k, v, out, lse, q_pos, k_pos, key_valid)
         ctx.scale, ctx.block = scale, block
+        enabled = torch.is_autocast_enabled(q.device.type)   # the backward recomputes scores as the forward did
+        ctx.autocast = {"device_type": q.device.type, "enabled": enabled,
+                        "dtype": torch.get_autocast_dtype(q.device.type) if enabled else torch.bfloat16}
         return out, lse
 
     @staticmethod
     def backward(ctx, d_out, d_lse):
+        with torch.autocast(**ctx.autocast):
+            return _AttentionWithLSE._backward(ctx, d_out, d_lse)
+
+    @staticmethod
+    def _backward(ctx, d_out, d_lse):
         q, k, v, out, lse, q_pos, k_pos, key_valid = ctx.saved_tensors
         scale, block = ctx.scale, ctx.block
         dq = torch.zeros_like(q, dtype=torch.float32)

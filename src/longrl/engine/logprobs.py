@@ -29,6 +29,7 @@ from longrl.engine.attention import (
     PrefillContext,
     enable_cascade_attention,
 )
+from longrl.engine.sharding import keep_for_backward, run_forward
 
 # Config attributes that change logits after the LM head; longrl's chunked head does not apply them.
 UNSUPPORTED_HEAD_CONFIG = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_logits_scale")
@@ -70,10 +71,16 @@ class _ChunkedTokenStats(torch.autograd.Function):
             del z, p
         ctx.save_for_backward(hidden, weight, targets, lse, entropy)
         ctx.chunk, ctx.with_entropy = chunk, with_entropy
+        ctx.autocast = autocast_state(hidden.device.type)
         return logprobs, entropy
 
     @staticmethod
     def backward(ctx, g_logprobs, g_entropy):
+        with torch.autocast(**ctx.autocast):     # recompute the logits as the forward did (same dtype)
+            return _ChunkedTokenStats._backward(ctx, g_logprobs, g_entropy)
+
+    @staticmethod
+    def _backward(ctx, g_logprobs, g_entropy):
         hidden, weight, targets, lse, entropy = ctx.saved_tensors
         need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         grad_h = torch.empty_like(hidden) if need_h else None
@@ -97,6 +104,13 @@ class _ChunkedTokenStats(torch.autograd.Function):
                 grad_w.addmm_(dz.t(), h.float())
             del dz, logp
         return grad_h, (grad_w.to(weight.dtype) if need_w else None), None, None, None
+
+
+def autocast_state(device_type: str) -> dict:
+    """torch.autocast(**state) re-enters the autocast state in force now (custom backward passes run outside it)."""
+    enabled = torch.is_autocast_enabled(device_type)
+    dtype = torch.get_autocast_dtype(device_type) if enabled else torch.bfloat16
+    return {"device_type": device_type, "dtype": dtype, "enabled": enabled}
 
 
 def chunked_token_stats(hidden: torch.Tensor, lm_head_weight: torch.Tensor, targets: torch.Tensor,
@@ -138,10 +152,18 @@ def completion_stats(model, prompts: list[list[int]], completions: list[list[lis
         with_entropy: also compute per-token entropy.
         shared_prompt: run each prompt once and attend its completions to it (cascade attention);
             False runs the per-sample reference (prompt + completion concatenated, ordinary forward).
+
+    A model prepared by `engine.sharding.prepare` runs this as one of its forwards (FSDP gathers when
+    sharded, autocast for one-device mixed precision).
     Returns:
         TokenStats with (B, Tc) tensors, Tc = longest completion; entry [b, j] scores token j of
         completion b given its prompt and tokens < j.
     """
+    return run_forward(model, _completion_stats, prompts, completions, chunk_tokens, with_entropy, shared_prompt)
+
+
+def _completion_stats(model, prompts, completions, chunk_tokens: int, with_entropy: bool,
+                      shared_prompt: bool) -> TokenStats:
     weight = lm_head_weight(model)
     _check_inputs(prompts, completions, weight.shape[0])
     device = weight.device
@@ -218,6 +240,7 @@ def _shared_prompt_hidden(model, prompts, completions, comp_ids) -> torch.Tensor
         prefix_ids = _padded([p[:-1] or [0] for p in prompts], device)                          # (P, Lp)
         positions = torch.arange(prefix_ids.shape[1], device=device).expand(len(prompts), -1)
         base(input_ids=prefix_ids, position_ids=positions, use_cache=False, **prefill.forward_kwargs())
+        keep_for_backward(model, prefill.layers)        # sharded: the layers' weights return for these K,V
     sizes = [len(g) for g in completions]
     group = torch.repeat_interleave(torch.arange(len(prompts), device=device), torch.tensor(sizes, device=device))
     last = torch.tensor([p[-1] for p in prompts], device=device)[group]                          # (B,)

@@ -17,6 +17,7 @@ from torch.utils.checkpoint import checkpoint as recompute
 
 from longrl.engine.logprobs import output_head
 from longrl.engine.packed import segment_kwargs
+from longrl.engine.sharding import run_forward
 
 IGNORE = -100  # label of positions without a target
 
@@ -37,9 +38,16 @@ def token_nll(model, batch, logits_chunk_mb: float = 256.0) -> torch.Tensor:
             `packed_attention(model)`.
         batch: packed rows.        # input_ids, position_ids, labels: (R, T); segments: lengths per row
         logits_chunk_mb: size of one chunk of logits.
+
+    A model prepared by `engine.sharding.prepare` runs this as one of its forwards (FSDP gathers when
+    sharded, autocast for one-device mixed precision).
     Returns:
         (N,) float32 NLL in nats, N = the number of labels that are not IGNORE.
     """
+    return run_forward(model, _token_nll, batch, logits_chunk_mb)
+
+
+def _token_nll(model, batch, logits_chunk_mb: float) -> torch.Tensor:
     device = model.get_input_embeddings().weight.device
     hidden = model.base_model(input_ids=batch.input_ids.to(device), position_ids=batch.position_ids.to(device),
                               use_cache=False, **segment_kwargs(batch.segments)).last_hidden_state   # (R, T, H)

@@ -59,9 +59,36 @@ def load_tokenizer(cfg: ModelConfig):
     return tokenizer
 
 
-def load_policy(cfg: ModelConfig, device: torch.device | str = "cpu"):
-    """An `AutoModelForCausalLM` on `device`, in `cfg.dtype`, with config overrides applied."""
+def compute_dtype(cfg: ModelConfig) -> torch.dtype:
+    """The dtype a training stage computes in: `model.dtype`, or the checkpoint's own dtype for "auto".
 
+    Training keeps fp32 master weights and optimizer state whatever this is (autocast on one
+    device, FSDP2's mixed precision under torchrun). float16 is refused: without loss scaling,
+    small gradients underflow.
+    """
+    if cfg.dtype != "auto":
+        dtype = DTYPES[cfg.dtype]
+    elif cfg.path == RANDOM:
+        dtype = torch.float32
+    else:
+        try:
+            config = AutoConfig.from_pretrained(resolve_path(cfg.path), trust_remote_code=cfg.trust_remote_code)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot load model config from {cfg.path!r}: {exc}") from None
+        stored = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
+        dtype = DTYPES.get(str(stored).replace("torch.", ""), torch.float32)
+    if dtype == torch.float16:
+        raise ConfigError("model.dtype=float16 cannot train (no loss scaling: small gradients underflow); "
+                          "use bfloat16 (fp32 master weights, bf16 math) or float32")
+    return dtype
+
+
+def load_policy(cfg: ModelConfig, device: torch.device | str = "cpu", dtype: str | None = None):
+    """An `AutoModelForCausalLM` on `device`, in `dtype` (default `cfg.dtype`), with config overrides applied.
+
+    Training stages load fp32 master weights (`dtype="float32"`) and compute in `compute_dtype(cfg)`.
+    """
+    cfg = cfg if dtype is None else cfg.model_copy(update={"dtype": dtype})
     if cfg.path == RANDOM:
         model = build_tiny_model(cfg.tiny or TinyArchConfig(), load_tokenizer(cfg))
         model.set_attn_implementation(cfg.attn_implementation)

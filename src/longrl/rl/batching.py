@@ -154,3 +154,28 @@ def pad_rows(rows: Sequence[torch.Tensor], width: int | None = None, value: floa
     for i, r in enumerate(rows):
         out[i, : len(r)] = r[:width]
     return out
+
+
+def plan_groups(group_ids: Sequence[int], prompt_lens: Sequence[int], completion_lens: Sequence[Sequence[int]],
+                budget: int, shared_prompt: bool = True) -> list[MicroBatch]:
+    """`plan_micro_batches` over the groups `group_ids` (indices into the step's groups), pieces keeping those indices."""
+    plan = plan_micro_batches([prompt_lens[g] for g in group_ids], [completion_lens[g] for g in group_ids], budget,
+                              shared_prompt)
+    return [MicroBatch([Piece(group_ids[p.group], p.rows) for p in m.pieces], m.tokens) for m in plan]
+
+
+def lockstep(plans: Sequence[list[MicroBatch]], rank: int, spare_group: int) -> list[tuple[MicroBatch, float]]:
+    """Rank `rank`'s micro-batches with their loss weight, padded to the longest plan of any rank.
+
+    Sharded (FSDP) ranks must run the same number of forwards and backwards: each one gathers
+    weights and reduces gradients with the others. A rank with fewer micro-batches runs extra ones
+    of weight 0 (one completion of its first group, or of `spare_group` when it has none): they
+    add nothing to the gradient or the metrics.
+
+    Example: plans of 3 and 1 micro-batches -> rank 1 runs [(m, 1.0), (d, 0.0), (d, 0.0)].
+    """
+    mine = list(plans[rank])
+    rounds = max((len(p) for p in plans), default=0)
+    first = mine[0].pieces[0].group if mine else spare_group
+    dummy = MicroBatch([Piece(first, (0,))], 0)
+    return [(m, 1.0) for m in mine] + [(dummy, 0.0)] * (rounds - len(mine))

@@ -81,20 +81,23 @@ from longrl.engine.generate import (
     group_seed,
     stop_token_ids,
 )
+from longrl.engine.distributed import SINGLE, Dist, setup
 from longrl.engine.logprobs import completion_stats
+from longrl.engine.sharding import prepare, rollout_weights, save_hf_folder
 from longrl.errors import ConfigError
-from longrl.files import atomic_dir
-from longrl.models.loading import load_policy, load_tokenizer, resolve_device
+from longrl.models.loading import compute_dtype, load_policy, load_tokenizer
 from longrl.rewards.hybrid import HybridReward, RewardInput, summarize
 from longrl.rl import algos
 from longrl.rl.batching import (
     completion_mask,
     gather,
+    lockstep,
     pad_rows,
-    plan_micro_batches,
+    plan_groups,
     split_mini_batches,
 )
 from longrl.rl.dynamic import collect_groups
+from longrl.rl.groups import Group, check_split, is_correct, roll_across_ranks
 from longrl.rl.sampler import Draw, PromptSampler
 from longrl.tracking import (
     MetricsLog,
@@ -103,24 +106,6 @@ from longrl.tracking import (
     dump_samples,
     prepare_run_dir,
 )
-
-
-@dataclass
-class Group:
-    """One prompt and its G scored completions."""
-
-    draw: Draw
-    prompt_ids: list[int]
-    completions: list[list[int]]      # G token lists (stop token included when emitted)
-    truncated: list[bool]             # hit the length limit without a stop token
-    texts: list[str]                  # decoded responses (stop token removed)
-    results: list[Any]                # G RewardResults
-    rewards: list[float]              # G final scores (what advantages are computed from)
-
-    @property
-    def correct(self) -> list[float]:
-        """1.0 per response the rule or the judge marks correct (before any shaping), else 0.0."""
-        return [float(is_correct(r)) for r in self.results]
 
 
 @dataclass
@@ -133,11 +118,6 @@ class Objective:
     clip_high: float
     kl_coef: float
     entropy_coef: float
-
-
-def is_correct(result) -> bool:
-    """The rule or the judge marks the response correct (a RewardResult, before overlong shaping)."""
-    return max(result.rule_score, result.judge_score or 0.0) >= 1.0
 
 
 # `algo.filter_metric` -> what must vary within a group for DAPO's dynamic sampling to keep it.
@@ -184,13 +164,13 @@ def set_learning_rate(optimizer: torch.optim.Optimizer, cfg: Config, step: int) 
     return lr
 
 
-def load_reference(cfg: Config, device: torch.device):
-    """The frozen starting policy, or None when no KL is computed."""
+def load_reference(cfg: Config, device: torch.device, dist: Dist = SINGLE):
+    """The frozen starting policy (computed exactly as the policy is), or None when no KL is computed."""
     if cfg.algo.kl_coef == 0 and not cfg.algo.track_kl:
         return None
-    ref = load_policy(cfg.model, device).eval()
+    ref = load_policy(cfg.model, device, dtype="float32").eval()
     ref.requires_grad_(False)
-    return ref
+    return prepare(ref, dist, compute_dtype(cfg.model), trainable=False)
 
 
 class Roller:
@@ -214,11 +194,12 @@ class Roller:
 
     def roll(self, step: int, draws: list[Draw]) -> list[Group]:
         G = self.cfg.rollout.group_size
-        with self.timers.time("rollout"), torch.no_grad():
+        with self.timers.time("rollout"), torch.no_grad(), rollout_weights(self.policy) as model:
             self.policy.eval()
+            self.generator.model = model                 # the policy, or its twin holding gathered weights
             prompts = [self.encode(d.item) for d in draws]
             seeds = [group_seed(self.cfg.run.seed, step, d.index) for d in draws]
-            outs = self.generator.generate(prompts, G, self.params, seeds)
+            outs = self.generator.generate(prompts, G, self.params, seeds) if draws else []
         with self.timers.time("reward"):
             texts = [[self.decode(c) for c in out.completions] for out in outs]
             inputs = [RewardInput(task=d.item.task, question=d.item.question, answers=list(d.item.answers), response=t,
@@ -238,78 +219,94 @@ class Roller:
         return self.tokenizer.decode(ids, skip_special_tokens=False)
 
 
-def no_grad_logprobs(model, groups: list[Group], cfg: Config) -> dict[tuple[int, int], torch.Tensor]:
-    """Per-sequence log-probs of every completion under `model`, micro-batched, without grad."""
+def no_grad_logprobs(model, groups: list[Group], cfg: Config, shares: list[list[int]] | None = None,
+                     dist: Dist = SINGLE) -> dict[tuple[int, int], torch.Tensor]:
+    """Per-sequence log-probs of the completions of this rank's groups (`shares[rank]`; default all), without grad."""
     prompts = [g.prompt_ids for g in groups]
     comps = [g.completions for g in groups]
-    plan = plan_micro_batches([len(p) for p in prompts], [[len(c) for c in cs] for cs in comps],
-                              cfg.train.micro_batch_tokens, cfg.train.shared_prompt_forward)
+    lens = [[len(c) for c in cs] for cs in comps]
+    shares = shares or [list(range(len(groups)))]
+    plans = [plan_groups(share, [len(p) for p in prompts], lens, cfg.train.micro_batch_tokens,
+                         cfg.train.shared_prompt_forward) for share in shares]
     out: dict[tuple[int, int], torch.Tensor] = {}
     with torch.no_grad():
-        for micro in plan:
+        for micro, weight in lockstep(plans, dist.rank if len(shares) > 1 else 0, spare_group=0):
             p, c = gather(micro, prompts, comps)
             stats = completion_stats(model, p, c, cfg.train.logprob_chunk_tokens, with_entropy=False,
                                      shared_prompt=cfg.train.shared_prompt_forward)
-            for b, (g, r) in enumerate(micro.sequences):
+            for b, (g, r) in enumerate(micro.sequences if weight else []):
                 out[(g, r)] = stats.logprobs[b, : len(comps[g][r])].detach()
     return out
 
 
 def policy_update(policy, ref, optimizer, groups: list[Group], adv: torch.Tensor, cfg: Config, obj: Objective,
-                  step: int) -> dict[str, float]:
+                  step: int, dist: Dist = SINGLE) -> dict[str, float]:
     """`ppo_epochs` x mini-batches of micro-batches; one AdamW step per mini-batch.
+
+    Under torchrun every rank holds all groups; each trains on its whole groups of each mini-batch
+    (`dist.shard`), with the mini-batch's global normaliser, and the sharded gradients are summed.
 
     Args:
         groups: the P groups to train on.
         adv: (P, G) advantages.
 
     Returns:
-        loss/*, optim/grad_norm, entropy, kl (when a reference is loaded), update counts.
+        loss/*, optim/grad_norm, entropy, kl (when a reference is loaded), update counts (all ranks summed).
     """
     t = cfg.train
     prompts = [g.prompt_ids for g in groups]
     comps = [g.completions for g in groups]
-    updates = t.ppo_epochs * min(t.mini_batches, len(groups))
-    old = no_grad_logprobs(policy, groups, cfg) if updates > 1 else None
-    ref_lp = no_grad_logprobs(ref, groups, cfg) if ref is not None else None
-    params = [p for p in policy.parameters() if p.requires_grad]
+    lens = [[len(c) for c in cs] for cs in comps]
+    minis = [split_mini_batches(len(groups), t.mini_batches,
+                                torch.Generator().manual_seed(stream_seed(cfg.run.seed, "minibatch", step, epoch)))
+             for epoch in range(t.ppo_epochs)]
+    shares = [sorted({g for epoch in minis for mini in epoch for g in mini[r::dist.world]}) for r in range(dist.world)]
+    updates = sum(len(epoch) for epoch in minis)
+    old = no_grad_logprobs(policy, groups, cfg, shares, dist) if updates > 1 else None
+    ref_lp = no_grad_logprobs(ref, groups, cfg, shares, dist) if ref is not None else None
+    params = [p for group in optimizer.param_groups for p in group["params"]]   # (FSDP's root may show gathered copies)
     sums = {"loss/policy": 0.0, "loss/total": 0.0, "loss/clip_frac": 0.0, "entropy": 0.0, "kl": 0.0}
     tokens, norms = 0.0, []
     policy.train()
-    for epoch in range(t.ppo_epochs):
-        order = torch.Generator().manual_seed(stream_seed(cfg.run.seed, "minibatch", step, epoch))
-        for mini in split_mini_batches(len(groups), t.mini_batches, order):
-            m_prompts, m_comps = [prompts[i] for i in mini], [comps[i] for i in mini]
-            normaliser = max(obj.agg.count(completion_mask([len(c) for cs in m_comps for c in cs]),
-                                           cfg.rollout.max_new_tokens), 1.0)
-            plan = plan_micro_batches([len(p) for p in m_prompts], [[len(c) for c in cs] for cs in m_comps],
-                                      t.micro_batch_tokens, t.shared_prompt_forward)
+    for epoch in minis:
+        for mini in epoch:
+            normaliser = max(obj.agg.count(completion_mask([n for g in mini for n in lens[g]]),
+                                           cfg.rollout.max_new_tokens), 1.0)           # the whole mini-batch's
+            plans = [plan_groups(mini[r::dist.world], [len(p) for p in prompts], lens, t.micro_batch_tokens,
+                                 t.shared_prompt_forward) for r in range(dist.world)]
             optimizer.zero_grad(set_to_none=True)
-            for micro in plan:
-                seqs = [(mini[g], r) for g, r in micro.sequences]        # step-level (group, row)
-                p, c = gather(micro, m_prompts, m_comps)
+            for micro, weight in lockstep(plans, dist.rank, spare_group=mini[0]):
+                seqs = micro.sequences                                   # step-level (group, row)
+                p, c = gather(micro, prompts, comps)
                 stats = completion_stats(policy, p, c, t.logprob_chunk_tokens, with_entropy=True,
                                          shared_prompt=t.shared_prompt_forward)
                 mask = stats.mask.to(stats.logprobs.dtype)                                   # (B, T)
                 width = mask.shape[1]
-                old_lp = pad_rows([old[s] for s in seqs], width) if old is not None else stats.logprobs.detach()
+                old_lp = pad_rows([old[s] for s in seqs], width) if old is not None and weight else stats.logprobs.detach()
                 a = torch.stack([adv[g, r] for g, r in seqs]).to(stats.logprobs)            # (B,)
                 pg, clip_frac = algos.ppo_clip_loss(stats.logprobs, old_lp, a, mask, obj.clip_low, obj.clip_high)
                 per_token = pg + algos.entropy_bonus(stats.entropy, obj.entropy_coef)      # (B, T)
                 if ref_lp is not None:
-                    kl = obj.kl(stats.logprobs, pad_rows([ref_lp[s] for s in seqs], width))
+                    ref_rows = [ref_lp[s] for s in seqs] if weight else [stats.logprobs[0].detach()]
+                    kl = obj.kl(stats.logprobs, pad_rows(ref_rows, width))
                     per_token = per_token + obj.kl_coef * kl
-                    sums["kl"] += float((kl.detach() * mask).sum())
-                loss = obj.agg.reduce(per_token, mask) / normaliser
+                    sums["kl"] += weight * float((kl.detach() * mask).sum())
+                loss = obj.agg.reduce(per_token, mask) / normaliser * weight   # weight 0: a lockstep filler
                 loss.backward()
+                if not weight:
+                    continue
                 n = float(mask.sum())
                 tokens += n
                 sums["loss/total"] += float(loss.detach())      # micro-batch parts add up to the mini-batch loss
                 sums["loss/policy"] += float((pg.detach() * mask).sum())
                 sums["loss/clip_frac"] += float(clip_frac) * n
                 sums["entropy"] += float((stats.entropy.detach() * mask).sum())
-            norms.append(float(torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)))
+            norm = torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)      # global over shards
+            norms.append(float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm))
             optimizer.step()
+    keys = list(sums)
+    totals = dist.all_sum([sums[k] for k in keys] + [tokens])
+    sums, tokens = dict(zip(keys, totals[:-1])), totals[-1]
     out = {k: v / max(tokens, 1.0) for k, v in sums.items() if k != "loss/total"}
     out["loss/total"] = sums["loss/total"] / max(len(norms), 1)    # mean over updates of the aggregated loss
     if ref_lp is None:
@@ -377,12 +374,10 @@ def is_finished(out: Path, cfg: Config) -> bool:
     return (out / "final").is_dir() and bool(found) and found[-1][0] >= cfg.train.steps
 
 
-def save_final(path: Path, policy, tokenizer) -> Path:
-    """The policy as a Hugging Face folder (config, safetensors, tokenizer), written atomically."""
-    with atomic_dir(path) as tmp:
-        policy.save_pretrained(str(tmp), safe_serialization=True)
-        tokenizer.save_pretrained(str(tmp))
-    return path
+def save_final(path: Path, policy, tokenizer, cfg: Config | None = None, dist: Dist = SINGLE) -> Path:
+    """The policy as a plain Hugging Face folder (config, safetensors, tokenizer) in its compute dtype, atomically."""
+    dtype = compute_dtype(cfg.model) if cfg is not None else None
+    return save_hf_folder(path, policy, tokenizer, None if dtype == torch.float32 else dtype, dist)
 
 
 def train(cfg: Config, out: str | Path, items: list[Sample] | None = None, phase: str = "rl") -> Path:
@@ -398,44 +393,49 @@ def train(cfg: Config, out: str | Path, items: list[Sample] | None = None, phase
     if is_finished(out, cfg):
         return out / "final"
     seed_everything(cfg)
-    device = resolve_device(cfg.run.device)
+    dist, device = setup(cfg.run.device)                                    # torchrun: this rank's place and device
+    check_split(cfg.train.prompts_per_step, cfg.train.mini_batches, dist.world)
     tokenizer = load_tokenizer(cfg.model)
-    policy = load_policy(cfg.model, device)
-    ref = load_reference(cfg, device)                                       # None unless KL is used
+    policy = load_policy(cfg.model, device, dtype="float32")                # fp32 master weights
+    policy = prepare(policy, dist, compute_dtype(cfg.model))               # sharded (torchrun) or autocast
+    ref = load_reference(cfg, device, dist)                                 # None unless KL is used
     optimizer = make_optimizer(cfg, policy)
     state = checkpoint.resume(out, policy, optimizer)                       # {} on a fresh run
     start = state.get("step", 0)
-    metrics = MetricsLog(out / "metrics.jsonl", resume_step=state.get("step"))
-    item_scores = MetricsLog(out / "item_scores.jsonl", resume_step=state.get("step"))
+    metrics = MetricsLog(out / "metrics.jsonl", resume_step=state.get("step"), write=dist.is_main)
+    item_scores = MetricsLog(out / "item_scores.jsonl", resume_step=state.get("step"), write=dist.is_main)
     items = items if items is not None else load_items(cfg.data.train, tokenizer, cfg.data.skip_bad)
     sampler = PromptSampler(items, cfg.run.seed, cursor=state.get("cursor", 0))
     timers = Timers()
     roller = Roller(cfg, policy, tokenizer, timers)
     advantage_fn = algos.ADVANTAGES.get(cfg.algo.advantage)                 # names resolved once, up front
     obj = objective(cfg)
-    progress = StepProgress(cfg.train.steps, start, cfg.run.progress, phase, cfg.run.log_every)
+    progress = StepProgress(cfg.train.steps, start, cfg.run.progress if dist.is_main else "none", phase,
+                            cfg.run.log_every)
     with progress:
         for step in range(start + 1, cfg.train.steps + 1):
             began, began_cpu = time.perf_counter(), time.process_time()
             lr = set_learning_rate(optimizer, cfg, step)
             # 1-3) rollout -> reward, refilled until the step has its informative groups (DAPO dynamic sampling)
-            collected = collect_groups(lambda n: roller.roll(step, sampler.next(n)), FILTER_SIGNALS[cfg.algo.filter_metric],
-                                       cfg.train.prompts_per_step, cfg.algo.max_refills, cfg.algo.dynamic_sampling)
+            collected = collect_groups(lambda n: roll_across_ranks(roller.roll, step, sampler.next(n), dist),
+                                       FILTER_SIGNALS[cfg.algo.filter_metric], cfg.train.prompts_per_step,
+                                       cfg.algo.max_refills, cfg.algo.dynamic_sampling)
             # 4) advantages, 5) policy update (skipped, and logged, when no group is informative)
             with timers.time("update"):
                 adv = advantage_fn(rewards_tensor(collected.groups, cfg.rollout.group_size), eps=cfg.algo.adv_eps)
-                update = (policy_update(policy, ref, optimizer, collected.groups, adv, cfg, obj, step)
+                update = (policy_update(policy, ref, optimizer, collected.groups, adv, cfg, obj, step, dist)
                           if collected.groups else skipped_update(ref is not None))
             # 6) metrics, item scores, sample dumps, checkpoint
             elapsed = time.perf_counter() - began
             stats = rollout_metrics(collected.all)
             row = {"step": step, "phase": phase, **stats, **collected.metrics(), **update, "optim/lr": lr,
                    "tokens_per_s": stats["rollout/tokens"] / max(elapsed, 1e-9), **timers.pop(),
-                   "time/step": round(elapsed, 4), "time/step_cpu": round(time.process_time() - began_cpu, 4)}
+                   "time/step": round(elapsed, 4), "time/step_cpu": round(time.process_time() - began_cpu, 4),
+                   "dist/world_size": dist.world}
             for score_row in item_score_rows(step, phase, collected.all):
                 item_scores.log(score_row)
             metrics.log(row)
-            if cfg.run.dump_samples_every and step % cfg.run.dump_samples_every == 0:
+            if dist.is_main and cfg.run.dump_samples_every and step % cfg.run.dump_samples_every == 0:
                 dump_samples(out, step, sample_rows(step, collected.all))
             if step % cfg.run.save_every == 0 or step == cfg.train.steps:
                 checkpoint.save(out, step, policy, optimizer, None, {"cursor": sampler.cursor, "phase": phase},
@@ -443,4 +443,4 @@ def train(cfg: Config, out: str | Path, items: list[Sample] | None = None, phase
             progress.update(step, row)
     metrics.close()
     item_scores.close()
-    return save_final(out / "final", policy, tokenizer)
+    return save_final(out / "final", policy, tokenizer, cfg, dist)

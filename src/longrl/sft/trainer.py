@@ -20,9 +20,15 @@ Per step: AdamW, linear warmup then constant / cosine / linear decay, global gra
 the same `--out` resumes from the newest one and ends with the same weights as an uninterrupted
 run. The model goes to `DIR/final` (config + safetensors + tokenizer, written atomically).
 
-One process, one device (CPU or a GPU); long demonstrations fit by lowering `sft.micro_batch_tokens`
-and setting `model.gradient_checkpointing: true`. `sft.bf16_autocast: true` runs the forward in
-bfloat16 autocast (fp32 weights and optimizer): 1.2-1.7x faster on CPUs with AMX (`longrl bench sft`).
+Weights and AdamW state are fp32; `model.dtype: bfloat16` computes in bf16 (autocast on one
+device, FSDP2 mixed precision under torchrun), as does `sft.bf16_autocast: true`: 1.2-1.7x faster on
+CPUs with AMX (`longrl bench sft`). Long demonstrations fit by lowering `sft.micro_batch_tokens` and
+setting `model.gradient_checkpointing: true`.
+
+Under `torchrun --nproc_per_node N -m longrl.cli sft ...` the model is sharded with FSDP2
+(`engine/sharding.py`); each rank packs and trains on every N-th example of a step, the loss is
+normalised by the reply tokens of the whole step (summed over ranks), and rank 0 alone writes
+metrics; checkpoints are sharded and `final/` is a plain Hugging Face folder.
 
 `train_loop` is the loop itself; `longrl pretrain` runs it too, on a stream of fresh synthetic
 items instead of a fixed plan. metrics.jsonl keys: step, phase, loss/total (train NLL per reply
@@ -47,11 +53,13 @@ from longrl import checkpoint
 from longrl.config import Config
 from longrl.console import info
 from longrl.data.sources import load_items
+from longrl.engine.distributed import SINGLE, Dist, setup
 from longrl.engine.nll import IGNORE, autocast, token_nll
 from longrl.engine.packed import packed_attention
+from longrl.engine.sharding import prepare, save_hf_folder
 from longrl.errors import ConfigError
-from longrl.files import atomic_dir, atomic_write_json
-from longrl.models.loading import load_policy, load_tokenizer, resolve_device
+from longrl.files import atomic_write_json
+from longrl.models.loading import compute_dtype, load_policy, load_tokenizer
 from longrl.sft.packing import (
     Example,
     PackedBatch,
@@ -114,21 +122,26 @@ def weight_total(batch: PackedBatch) -> float:
 
 
 @torch.no_grad()
-def evaluate_loss(model, batches: list[PackedBatch], logits_chunk_mb: float = 256.0, bf16_autocast: bool = False) -> float:
-    """Mean NLL per labelled token over `batches` (eval mode, no grad)."""
+def evaluate_loss(model, batches: list[PackedBatch], logits_chunk_mb: float = 256.0, bf16_autocast: bool = False,
+                  dist: Dist = SINGLE) -> float:
+    """Mean NLL per labelled token over `batches` (eval mode, no grad; split across ranks when launched)."""
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
-    for batch in batches:
+    mine = dist.shard(batches)
+    for k in range(dist.all_max(len(mine))):            # sharded ranks run the same number of forwards
+        batch = mine[k] if k < len(mine) else batches[0]
         with autocast(model, bf16_autocast):
-            total += float(token_nll(model, batch, logits_chunk_mb).sum())
-        count += batch.n_labels
+            nll = float(token_nll(model, batch, logits_chunk_mb).sum())
+        if k < len(mine):
+            total, count = total + nll, count + batch.n_labels
     model.train(was_training)
+    total, count = dist.all_sum([total, count])
     return total / max(count, 1)
 
 
 def train_loop(model, examples_at: Callable[[int], list[Example]], settings: LoopSettings, out: Path,
-               eval_examples: list[Example] | None = None, pad_id: int = 0) -> dict:
+               eval_examples: list[Example] | None = None, pad_id: int = 0, dist: Dist = SINGLE) -> dict:
     """Train `model` for `settings.steps` steps (resuming from `out/checkpoints`); returns the last metrics row.
 
     Args:
@@ -139,18 +152,21 @@ def train_loop(model, examples_at: Callable[[int], list[Example]], settings: Loo
         out: run directory (metrics.jsonl, checkpoints/).
         eval_examples: held-out examples for loss/eval (none = no eval loss).
         pad_id: token id written after the last segment of a row.
+        dist: this process's rank (a model sharded by `engine.sharding.prepare` when launched).
     """
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay, betas=settings.betas)
     state = checkpoint.resume(out, model, optimizer)                          # {} on a fresh run
     start = state.get("step", 0)
-    metrics = MetricsLog(out / "metrics.jsonl", resume_step=state.get("step"))
+    metrics = MetricsLog(out / "metrics.jsonl", resume_step=state.get("step"), write=dist.is_main)
     eval_batches = micro_batches(eval_examples or [], settings.micro_batch_tokens, settings.row_tokens, pad_id)
-    prepare = lambda step: micro_batches(examples_at(step), settings.micro_batch_tokens, settings.row_tokens, pad_id)  # noqa: E731
+    prepare = lambda step: micro_batches(dist.shard(examples_at(step)), settings.micro_batch_tokens,  # noqa: E731
+                                         settings.row_tokens, pad_id)           # this rank's every N-th example
     row: dict = {}
     model.train()
     with packed_attention(model), ThreadPoolExecutor(1) as pool, \
-            StepProgress(settings.steps, start, settings.progress, settings.phase, settings.log_every) as progress:
+            StepProgress(settings.steps, start, settings.progress if dist.is_main else "none", settings.phase,
+                         settings.log_every) as progress:
         pending = pool.submit(prepare, start + 1) if start < settings.steps else None
         for step in range(start + 1, settings.steps + 1):
             began = time.perf_counter()
@@ -161,30 +177,35 @@ def train_loop(model, examples_at: Callable[[int], list[Example]], settings: Loo
                                          settings.min_lr_ratio)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            # forward/backward per micro-batch; token-level mean over the whole step's reply tokens
-            n_labels = sum(b.n_labels for b in batches)
-            total_weight = sum(weight_total(b) for b in batches)        # = n_labels unless examples carry weights
+            # forward/backward per micro-batch; token-level mean over the whole step's reply tokens (all ranks)
+            n_labels, total_weight = dist.all_sum([sum(b.n_labels for b in batches),
+                                                   sum(weight_total(b) for b in batches)])  # weight = labels unless weighted
             optimizer.zero_grad(set_to_none=True)
             nll = 0.0
-            for batch in batches:
+            for k in range(dist.all_max(len(batches))):        # sharded ranks run the same number of backwards
+                batch, scale = (batches[k], 1.0) if k < len(batches) else (filler(batches, examples_at(step), settings,
+                                                                                    pad_id), 0.0)
                 with autocast(model, settings.bf16_autocast):
                     losses = token_nll(model, batch, settings.logits_chunk_mb)                # (N,) float32
                 w = label_weights(batch)
-                ((losses if w is None else losses * w.to(losses.device)).sum() / max(total_weight, 1e-12)).backward()
-                nll += float(losses.detach().sum())
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, settings.grad_clip)
+                ((losses if w is None else losses * w.to(losses.device)).sum() * scale / max(total_weight, 1e-12)).backward()
+                nll += scale * float(losses.detach().sum())
+            norm = torch.nn.utils.clip_grad_norm_(params, settings.grad_clip)              # global over shards
+            grad_norm = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
             optimizer.step()
             elapsed = time.perf_counter() - began
-            n_tokens = sum(b.n_tokens for b in batches)
-            padded = sum(b.input_ids.numel() for b in batches)
+            nll, n_tokens, padded, n_examples, n_rows = dist.all_sum([
+                nll, sum(b.n_tokens for b in batches), sum(b.input_ids.numel() for b in batches),
+                sum(len(s) for b in batches for s in b.segments), sum(len(b.segments) for b in batches)])
             row = {"step": step, "phase": settings.phase, "loss/total": nll / n_labels, "optim/lr": lr,
-                   "optim/grad_norm": float(grad_norm), "tokens_per_s": n_tokens / max(elapsed, 1e-9),
-                   "batch/examples": sum(len(s) for b in batches for s in b.segments), "batch/tokens": n_tokens,
-                   "batch/label_tokens": n_labels, "batch/rows": sum(len(b.segments) for b in batches),
-                   "batch/pad_frac": 1 - n_tokens / padded, "time/data": round(waited, 4), "time/step": round(elapsed, 4)}
+                   "optim/grad_norm": grad_norm, "tokens_per_s": n_tokens / max(elapsed, 1e-9),
+                   "batch/examples": int(n_examples), "batch/tokens": int(n_tokens), "batch/label_tokens": int(n_labels),
+                   "batch/rows": int(n_rows), "batch/pad_frac": 1 - n_tokens / padded, "time/data": round(waited, 4),
+                   "time/step": round(elapsed, 4), "dist/world_size": dist.world}
             if eval_batches and (step % settings.eval_every == 0 or step == settings.steps):
                 t0 = time.perf_counter()
-                row["loss/eval"] = evaluate_loss(model, eval_batches, settings.logits_chunk_mb, settings.bf16_autocast)
+                row["loss/eval"] = evaluate_loss(model, eval_batches, settings.logits_chunk_mb, settings.bf16_autocast,
+                                                 dist)
                 row["time/eval"] = round(time.perf_counter() - t0, 4)
             metrics.log(row)
             if step % settings.save_every == 0 or step == settings.steps:
@@ -195,6 +216,12 @@ def train_loop(model, examples_at: Callable[[int], list[Example]], settings: Loo
     return row
 
 
+def filler(batches: list[PackedBatch], examples: list[Example], settings: LoopSettings, pad_id: int) -> PackedBatch:
+    """A micro-batch to run with loss weight 0 (a rank with fewer micro-batches than another: FSDP's lockstep)."""
+    return batches[0] if batches else micro_batches(examples[:1], settings.micro_batch_tokens, settings.row_tokens,
+                                                    pad_id)[0]
+
+
 def settings_from_sft(cfg, steps: int) -> LoopSettings:
     s = cfg.sft
     return LoopSettings(phase="sft", steps=steps, lr=s.lr, min_lr_ratio=s.min_lr_ratio, warmup_steps=s.warmup_steps,
@@ -203,6 +230,10 @@ def settings_from_sft(cfg, steps: int) -> LoopSettings:
                         logits_chunk_mb=s.logits_chunk_mb, bf16_autocast=s.bf16_autocast, eval_every=s.eval_every,
                         save_every=cfg.run.save_every,
                         keep_checkpoints=cfg.run.keep_checkpoints, log_every=cfg.run.log_every, progress=cfg.run.progress)
+
+
+def _quiet(message: str) -> None:
+    """Ranks other than 0 print nothing."""
 
 
 def seed_everything(run) -> None:
@@ -220,12 +251,9 @@ def is_finished(out: Path, steps: int) -> bool:
     return (out / "final").is_dir() and bool(found) and found[-1][0] >= steps
 
 
-def save_final(path: Path, model, tokenizer) -> Path:
-    """The model as a Hugging Face folder (config, safetensors, tokenizer), written atomically."""
-    with atomic_dir(path) as tmp:
-        model.save_pretrained(str(tmp), safe_serialization=True)
-        tokenizer.save_pretrained(str(tmp))
-    return path
+def save_final(path: Path, model, tokenizer, dtype: torch.dtype = torch.float32, dist: Dist = SINGLE) -> Path:
+    """The model as a plain Hugging Face folder (config, safetensors, tokenizer) in `dtype`, written atomically."""
+    return save_hf_folder(path, model, tokenizer, None if dtype == torch.float32 else dtype, dist)
 
 
 def train_sft(cfg: Config, out: str | Path, examples=None) -> Path:
@@ -240,6 +268,7 @@ def train_sft(cfg: Config, out: str | Path, examples=None) -> Path:
     """
     out = prepare_run_dir(out, cfg)                                           # refuses a different config
     seed_everything(cfg.run)
+    dist, device = setup(cfg.run.device)                                      # torchrun: this rank's place and device
     tokenizer = load_tokenizer(cfg.model)
     if examples is None:
         if not cfg.sft.data:
@@ -251,13 +280,15 @@ def train_sft(cfg: Config, out: str | Path, examples=None) -> Path:
     summary = {"examples": len(encoded) + dropped, "dropped_too_long": dropped, "train_examples": len(train),
                "eval_examples": len(held), "steps": len(plan), "train_tokens": sum(e.n_tokens for e in train),
                "train_label_tokens": sum(e.n_labels for e in train)}
-    atomic_write_json(out / "data.json", summary)
+    if dist.is_main:
+        atomic_write_json(out / "data.json", summary)
     if is_finished(out, len(plan)):
         return out / "final"
-    info(f"sft: {summary['train_examples']} training examples ({summary['train_tokens']:,} tokens), "
+    (info if dist.is_main else _quiet)(f"sft: {summary['train_examples']} training examples ({summary['train_tokens']:,} tokens), "
          f"{len(held)} held out, {dropped} dropped over sft.max_seq_tokens; {len(plan)} steps")
-    model = load_policy(cfg.model, resolve_device(cfg.run.device))
+    compute = compute_dtype(cfg.model)
+    model = prepare(load_policy(cfg.model, device, dtype="float32"), dist, compute)   # fp32 master weights
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     train_loop(model, lambda step: [train[i] for i in plan[step - 1]], settings_from_sft(cfg, len(plan)), out,
-               held, pad_id)
-    return save_final(out / "final", model, tokenizer)
+               held, pad_id, dist)
+    return save_final(out / "final", model, tokenizer, compute, dist)
