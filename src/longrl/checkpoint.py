@@ -222,7 +222,8 @@ def _save_sharded(run_dir, target: Path, step: int, model, optimizer, scheduler,
 
 def _load_shards(path: Path, model, optimizer) -> None:
     """Sharded checkpoint -> model (and optimizer), plain or sharded, any number of ranks."""
-    import torch.distributed.checkpoint as dcp  # lazy: only sharded checkpoints need it
+    import torch.distributed as tdist  # lazy: only sharded checkpoints need it
+    import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import (
         StateDictOptions,
         set_model_state_dict,
@@ -231,7 +232,8 @@ def _load_shards(path: Path, model, optimizer) -> None:
 
     tensors, groups = _tensor_state(model, optimizer)
     try:
-        dcp.load(tensors, storage_reader=dcp.HuggingFaceStorageReader(str(path / "shards")))
+        dcp.load(tensors, storage_reader=dcp.HuggingFaceStorageReader(str(path / "shards")),
+                 no_dist=not (tdist.is_available() and tdist.is_initialized()))   # one process reads every shard
     except Exception as exc:  # DCP reports a mismatch as assorted exception types, wrapped per rank
         raise CheckpointError(f"{path}: checkpoint does not match this model/optimizer ({_first_line(exc)}); "
                               "it was written by a run with another model or config") from None

@@ -45,6 +45,8 @@ from longrl.config.reward import RewardConfig
 from longrl.console import info
 from longrl.data.prompt import encode_prompt
 from longrl.data.synthetic import synthesize
+from longrl.engine.distributed import launched
+from longrl.errors import ConfigError
 from longrl.files import atomic_dir
 from longrl.models.loading import DTYPES, load_policy, resolve_device
 from longrl.models.tiny import build_tiny_model
@@ -212,6 +214,9 @@ def pretrain(cfg: Config, out: str | Path) -> dict:
     A run whose `final/PROVENANCE.json` exists returns that record at once.
     """
     pcfg = cfg.pretrain
+    if launched():
+        raise ConfigError("longrl pretrain runs in one process (the tiny base model needs no sharding); "
+                          "start it without torchrun")
     out = prepare_run_dir(out, cfg)
     final = out / "final"
     if (final / "PROVENANCE.json").exists():

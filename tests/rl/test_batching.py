@@ -120,3 +120,18 @@ def test_micro_batched_gradient_equals_one_big_batch(tiny_model, agg_name):
     assert n_big == 1 and n_small >= 4
     for a, b in zip(big, small):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_plan_groups_keeps_step_indices_and_lockstep_pads_with_weight_zero():
+    from longrl.rl.batching import lockstep, plan_groups
+
+    prompt_lens, comp_lens = [10, 10, 10, 10], [[5, 5], [5, 5], [5, 5], [5, 5]]
+    plans = [plan_groups(ids, prompt_lens, comp_lens, budget=20) for ids in ([0, 2], [1, 3], [])]
+    assert [[p.group for m in plan for p in m.pieces] for plan in plans] == [[0, 2], [1, 3], []]
+    assert [len(p) for p in plans] == [2, 2, 0]
+    rank2 = lockstep(plans, 2, spare_group=3)
+    assert [w for _, w in rank2] == [0.0, 0.0] and rank2[0][0].sequences == [(3, 0)]
+    plans[1] = plans[1][:1]
+    rank1 = lockstep(plans, 1, spare_group=0)
+    assert [w for _, w in rank1] == [1.0, 0.0] and rank1[1][0].sequences == [(1, 0)]
+    assert [w for _, w in lockstep(plans, 0, spare_group=0)] == [1.0, 1.0]

@@ -374,10 +374,13 @@ def is_finished(out: Path, cfg: Config) -> bool:
     return (out / "final").is_dir() and bool(found) and found[-1][0] >= cfg.train.steps
 
 
-def save_final(path: Path, policy, tokenizer, cfg: Config | None = None, dist: Dist = SINGLE) -> Path:
-    """The policy as a plain Hugging Face folder (config, safetensors, tokenizer) in its compute dtype, atomically."""
-    dtype = compute_dtype(cfg.model) if cfg is not None else None
-    return save_hf_folder(path, policy, tokenizer, None if dtype == torch.float32 else dtype, dist)
+def save_final(path: Path, policy, tokenizer, dist: Dist = SINGLE) -> Path:
+    """The policy as a plain Hugging Face folder (config, fp32 safetensors, tokenizer), written atomically.
+
+    The fp32 master weights: rounded to bf16, a phase's updates at lr 2e-6 would mostly be lost at the
+    next phase's start.
+    """
+    return save_hf_folder(path, policy, tokenizer, dist=dist)
 
 
 def train(cfg: Config, out: str | Path, items: list[Sample] | None = None, phase: str = "rl") -> Path:
@@ -443,4 +446,4 @@ def train(cfg: Config, out: str | Path, items: list[Sample] | None = None, phase
             progress.update(step, row)
     metrics.close()
     item_scores.close()
-    return save_final(out / "final", policy, tokenizer, cfg, dist)
+    return save_final(out / "final", policy, tokenizer, dist)

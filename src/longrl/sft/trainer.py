@@ -251,9 +251,9 @@ def is_finished(out: Path, steps: int) -> bool:
     return (out / "final").is_dir() and bool(found) and found[-1][0] >= steps
 
 
-def save_final(path: Path, model, tokenizer, dtype: torch.dtype = torch.float32, dist: Dist = SINGLE) -> Path:
-    """The model as a plain Hugging Face folder (config, safetensors, tokenizer) in `dtype`, written atomically."""
-    return save_hf_folder(path, model, tokenizer, None if dtype == torch.float32 else dtype, dist)
+def save_final(path: Path, model, tokenizer, dist: Dist = SINGLE) -> Path:
+    """The model as a plain Hugging Face folder (config, fp32 safetensors, tokenizer), written atomically."""
+    return save_hf_folder(path, model, tokenizer, dist=dist)
 
 
 def train_sft(cfg: Config, out: str | Path, examples=None) -> Path:
@@ -286,9 +286,8 @@ def train_sft(cfg: Config, out: str | Path, examples=None) -> Path:
         return out / "final"
     (info if dist.is_main else _quiet)(f"sft: {summary['train_examples']} training examples ({summary['train_tokens']:,} tokens), "
          f"{len(held)} held out, {dropped} dropped over sft.max_seq_tokens; {len(plan)} steps")
-    compute = compute_dtype(cfg.model)
-    model = prepare(load_policy(cfg.model, device, dtype="float32"), dist, compute)   # fp32 master weights
+    model = prepare(load_policy(cfg.model, device, dtype="float32"), dist, compute_dtype(cfg.model))  # fp32 master
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     train_loop(model, lambda step: [train[i] for i in plan[step - 1]], settings_from_sft(cfg, len(plan)), out,
                held, pad_id, dist)
-    return save_final(out / "final", model, tokenizer, compute, dist)
+    return save_final(out / "final", model, tokenizer, dist)
