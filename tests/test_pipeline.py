@@ -52,10 +52,17 @@ def write_config(tmp_path: Path, steps: int = 2) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def single_run(tmp_path_factory):
+    """The recipe in this process: (config file, run directory, result)."""
+    root = tmp_path_factory.mktemp("pipe")
+    config = write_config(root)
+    return config, root / "run", run_pipeline(load_config(config), root / "run")
+
+
 @pytest.mark.slow
-def test_pipeline_end_to_end(tmp_path):
-    out = tmp_path / "run"
-    result = run_pipeline(load_config(write_config(tmp_path)), out)
+def test_pipeline_end_to_end(single_run):
+    config, out, result = single_run
     for stage in ("sft", "phase1", "retro1", "phase2", "eval/sft", "eval/rl"):
         assert json.loads((out / stage / "stage.json").read_text())["status"] == "done", stage
     # phase filtering: the two 400-token items do not fit phase 1's 200-token limit
@@ -74,7 +81,7 @@ def test_pipeline_end_to_end(tmp_path):
     assert (out / "report.md").exists() and (out / "dynamics.png").exists() and (out / "accuracy_by_length.png").exists()
     # a rerun redoes nothing
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
-    run_pipeline(load_config(write_config(tmp_path)), out)
+    run_pipeline(load_config(config), out)
     changed = [p for p in before if p.stat().st_mtime_ns != before[p] and p.name not in ("report.md", "pipeline.json")
                and p.suffix != ".png"]
     assert changed == []
@@ -103,3 +110,33 @@ def test_pipeline_resumes_after_kill_in_phase(tmp_path):
     steps = [json.loads(x)["step"] for x in (out / "phase2" / "metrics.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 13))
     assert (out / "eval" / "rl" / "summary.json").exists()
+
+
+@pytest.mark.slow
+def test_pipeline_under_torchrun_matches_one_process(single_run, tmp_path):
+    """`torchrun --nproc_per_node 2 -m longrl.cli pipeline`: the same stages, sharded; rank 0 writes; same weights."""
+    from safetensors.torch import load_file
+
+    config, one, _ = single_run
+    out = tmp_path / "two"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src"), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "longrl.cli",
+           "pipeline", "--config", str(config), "--out", str(out)]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    for stage in ("sft", "phase1", "retro1", "phase2", "eval/sft", "eval/rl"):
+        assert json.loads((out / stage / "stage.json").read_text())["status"] == "done", stage
+    assert (out / "report.md").exists() and (out / "pipeline.json").exists()
+    for phase in ("phase1", "phase2"):
+        rows = [json.loads(x) for x in (out / phase / "metrics.jsonl").read_text().splitlines()]
+        assert [r["step"] for r in rows] == [1, 2] and {r["dist/world_size"] for r in rows} == {2}
+    assert json.loads((out / "sft" / "metrics.jsonl").read_text().splitlines()[0])["dist/world_size"] == 2
+
+    def diff(stage):
+        a, b = (load_file(str(run / stage / "final" / "model.safetensors")) for run in (one, out))
+        return max(float((a[k] - b[k]).norm() / a[k].norm()) for k in a)
+
+    assert diff("sft") < 1e-4
+    selected = [json.loads((run / "retro1" / "selection.json").read_text())["selected"] for run in (one, out)]
+    assert selected[0] == selected[1]
+    assert diff("phase2") < 1e-4

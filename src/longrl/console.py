@@ -29,8 +29,13 @@ def stdout_console() -> Console:
     return Console(highlight=False, soft_wrap=True)
 
 
+def secondary_rank() -> bool:
+    """A torchrun process other than rank 0: it prints no progress and no messages (rank 0 speaks for all)."""
+    return os.environ.get("RANK", "0") != "0"
+
+
 def progress_enabled(mode: str = "auto") -> bool:
-    if mode == "none" or os.environ.get("LONGRL_NO_PROGRESS"):
+    if mode == "none" or os.environ.get("LONGRL_NO_PROGRESS") or secondary_rank():
         return False
     return mode in ("rich", "plain") or sys.stderr.isatty()
 
@@ -63,4 +68,5 @@ def _fmt(value: Any) -> str:
 
 
 def info(message: str) -> None:
-    stderr_console().print(message, markup=False)
+    if not secondary_rank():
+        stderr_console().print(message, markup=False)

@@ -17,6 +17,11 @@ Each stage runs in its own subdirectory of --out:
 A stage that finished writes `stage.json`; rerunning the same command after a crash or Ctrl-C
 skips finished stages and resumes the one in progress from its newest checkpoint, so nothing
 finished is redone. Each phase's item list is frozen in `phaseK/items.jsonl` on first entry.
+
+Under torchrun (`torchrun --nproc_per_node N -m longrl.cli pipeline ...`) SFT and the RL phases
+run sharded on every rank, offline retrospective scoring splits its items across ranks by whole
+groups, and rank 0 alone writes run files. Evaluation and the report run on rank 0 alone once
+the training stages are done (the other ranks end there).
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from longrl.curriculum.retrospective import (
 from longrl.data.io import read_samples, write_samples
 from longrl.data.schema import Sample
 from longrl.data.sources import load_items
+from longrl.engine.distributed import SINGLE, Dist, setup
 from longrl.eval.backends import LocalBackend
 from longrl.eval.benchmarks import load_suites
 from longrl.eval.harness import build_reward, evaluate
@@ -54,13 +60,14 @@ def stage_done(path: Path) -> dict[str, Any] | None:
     return json.loads(marker.read_text()) if marker.exists() else None
 
 
-def mark_done(path: Path, **record: Any) -> dict[str, Any]:
+def mark_done(path: Path, dist: Dist = SINGLE, **record: Any) -> dict[str, Any]:
     record = {"status": "done", **record}
-    atomic_write_json(path / "stage.json", record)
+    if dist.is_main:
+        atomic_write_json(path / "stage.json", record)
     return record
 
 
-def run_sft(cfg: Config, out: Path) -> str:
+def run_sft(cfg: Config, out: Path, dist: Dist = SINGLE) -> str:
     """Warm-up SFT; returns the weights RL starts from."""
     stage = out / "sft"
     if not cfg.sft.data:
@@ -70,10 +77,10 @@ def run_sft(cfg: Config, out: Path) -> str:
 
     info(f"[pipeline] stage sft -> {stage}")
     final = train_sft(cfg, stage)
-    return mark_done(stage, final=str(final))["final"]
+    return mark_done(stage, dist, final=str(final))["final"]
 
 
-def phase_items(cfg: Config, k: int, tokenizer, carried: list[Sample], stage: Path) -> list[Sample]:
+def phase_items(cfg: Config, k: int, tokenizer, carried: list[Sample], stage: Path, dist: Dist = SINGLE) -> list[Sample]:
     """Phase k's new items plus the carried ones, filtered to its input limit; frozen on first entry."""
     frozen = stage / "items.jsonl"
     if frozen.exists():
@@ -89,12 +96,14 @@ def phase_items(cfg: Config, k: int, tokenizer, carried: list[Sample], stage: Pa
     info(f"[pipeline] {phase.name}: {counts['kept']} items fit {phase.max_input_tokens} tokens "
          f"({counts['dropped']} dropped; {counts['carried']} carried from earlier phases)")
     stage.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(stage / "items.json", counts)
-    write_samples(frozen, kept.kept)
+    if dist.is_main:                    # every rank made the same list; one writes it
+        atomic_write_json(stage / "items.json", counts)
+        write_samples(frozen, kept.kept)
     return kept.kept
 
 
-def run_retrospective(cfg: Config, out: Path, k: int, policy_path: str, earlier: list[Sample], tokenizer) -> list[Sample]:
+def run_retrospective(cfg: Config, out: Path, k: int, policy_path: str, earlier: list[Sample], tokenizer,
+                      dist: Dist = SINGLE) -> list[Sample]:
     """Between phase k and k+1: the hardest earlier items (under phase k+1's limits), saved in retroK/."""
 
     stage = out / f"retro{k}"
@@ -109,36 +118,40 @@ def run_retrospective(cfg: Config, out: Path, k: int, policy_path: str, earlier:
     fitting = filter_by_length(earlier, tokenizer, nxt.max_input_tokens).kept
     if retro.mode == "offline":
         next_cfg = phase_config(cfg, nxt, init_from=policy_path, steps=1)
-        policy = load_policy(ModelConfig(**{**cfg.model.model_dump(), "path": policy_path}), resolve_device(cfg.run.device))
+        policy = load_policy(ModelConfig(**{**cfg.model.model_dump(), "path": policy_path}), resolve_device(
+            cfg.run.device) if not dist.launched else dist.device)
         scores = score_offline(next_cfg, policy, tokenizer, fitting, retro.samples, seed_key=f"retro{k}",
-                               metric=retro.metric)
+                               metric=retro.metric, dist=dist)
     else:
         store = DifficultyStore()
         for j in range(1, k + 1):
             store.observe_file(out / f"phase{j}" / "item_scores.jsonl")
-        store.save(stage / "difficulty.jsonl")
+        if dist.is_main:
+            store.save(stage / "difficulty.jsonl")
         scores = store.scores((s.id for s in fitting), retro.metric)
     selected, scored = select_hard(scores, retro)
-    save_selection(stage, scored, selected, {"mode": retro.mode, "metric": retro.metric, "difficulty": retro.difficulty,
-                                             "policy": policy_path})
+    if dist.is_main:
+        save_selection(stage, scored, selected, {"mode": retro.mode, "metric": retro.metric,
+                                                 "difficulty": retro.difficulty, "policy": policy_path})
     info(f"[pipeline] retro{k}: carrying {len(selected)} of {len(scored)} earlier items into {nxt.name}")
-    mark_done(stage, selected=[s.id for s in selected])
+    mark_done(stage, dist, selected=[s.id for s in selected])
     return [by_id[s.id] for s in selected]
 
 
-def run_phases(cfg: Config, out: Path, start_from: str, tokenizer) -> str:
+def run_phases(cfg: Config, out: Path, start_from: str, tokenizer, dist: Dist = SINGLE) -> str:
     """Every curriculum phase in turn (with retrospective sampling between); returns the final weights."""
 
     weights, earlier, carried = start_from, [], []
     for k, phase in enumerate(cfg.curriculum.phases, start=1):
         if k > 1:
-            carried = run_retrospective(cfg, out, k - 1, weights, earlier, tokenizer)
+            carried = run_retrospective(cfg, out, k - 1, weights, earlier, tokenizer, dist)
         stage = out / f"phase{k}"
-        items = phase_items(cfg, k, tokenizer, carried, stage)
+        items = phase_items(cfg, k, tokenizer, carried, stage, dist)
         if (done := stage_done(stage)) is None:
             info(f"[pipeline] stage phase{k} ({phase.name}) -> {stage}")
             phase_cfg = phase_config(cfg, phase, init_from=weights, steps=phase_steps(phase, len(items), cfg.train.prompts_per_step))
-            done = mark_done(stage, final=str(train(phase_cfg, stage, items=items, phase=phase.name)), phase=phase.name)
+            done = mark_done(stage, dist, final=str(train(phase_cfg, stage, items=items, phase=phase.name)),
+                             phase=phase.name)
         weights = done["final"]
         earlier += [s for s in items if s.id not in {e.id for e in earlier}]
     return weights
@@ -168,10 +181,13 @@ def run_pipeline(cfg: Config, out: str | Path) -> dict[str, Any]:
     """Run (or resume) the whole recipe in `out`; returns {"models": {...}, "eval": {name: summary}}."""
 
     out = prepare_run_dir(out, cfg)
+    dist, _ = setup(cfg.run.device)                                 # torchrun: this rank's place
     tokenizer = load_tokenizer(cfg.model)
-    sft_weights = run_sft(cfg, out)
-    final = run_phases(cfg, out, sft_weights, tokenizer)
+    sft_weights = run_sft(cfg, out, dist)
+    final = run_phases(cfg, out, sft_weights, tokenizer, dist)
     models = {"sft" if cfg.sft.data else "base": sft_weights, "rl": final}
+    if not dist.is_main:                                            # evaluation and report: rank 0 alone
+        return {"models": models, "eval": {}}
     summaries = run_eval(cfg, out, models, tokenizer)
     write_report(out)
     result = {"models": models, "eval": summaries}

@@ -32,6 +32,8 @@ from longrl.config.curriculum import RetrospectiveConfig
 from longrl.data.schema import Sample
 from longrl.files import atomic_open, atomic_write_json
 from longrl.registry import Registry
+from longrl.engine.distributed import SINGLE, Dist
+from longrl.rl.groups import roll_across_ranks
 from longrl.rl.sampler import Draw
 from longrl.rl.trainer import Roller
 from longrl.tracking import Timers, read_metrics
@@ -124,21 +126,22 @@ class DifficultyStore:
 
 
 def score_offline(cfg, policy, tokenizer, items: Sequence[Sample], samples: int, seed_key: str,
-                  metric: str = "accuracy") -> dict[str, list[float]]:
+                  metric: str = "accuracy", dist: Dist = SINGLE) -> dict[str, list[float]]:
     """Roll `policy` out `samples` times on each item under `cfg`'s limits; per item, the K values of `metric`.
 
     `cfg` is the next phase's config (its max_input_tokens / max_new_tokens apply); `metric` is
     accuracy (1.0 when the rule or the judge marks a response correct) or reward (the shaped reward).
-    Randomness comes from (run seed, `seed_key`, item position), independent of batching.
+    Randomness comes from (run seed, `seed_key`, item position), independent of batching and of the
+    number of ranks (under torchrun each rank rolls out every N-th item; all get every score).
     """
     cfg = apply_overrides(cfg, {"rollout.group_size": samples})
     roller = Roller(cfg, policy, tokenizer, Timers())
     step = _stable_step(seed_key)
-    batch = max(1, cfg.rollout.groups_per_batch)
+    batch = max(1, cfg.rollout.groups_per_batch) * dist.world      # each rank rolls out groups_per_batch
     scores: dict[str, list[float]] = {}
     for start in range(0, len(items), batch):
         draws = [Draw(start + i, item) for i, item in enumerate(items[start:start + batch])]
-        for group in roller.roll(step, draws):
+        for group in roll_across_ranks(roller.roll, step, draws, dist):
             scores[group.draw.item.id] = list(group.correct if metric == "accuracy" else group.rewards)
     return scores
 

@@ -413,8 +413,7 @@ def train(cfg: Config, out: str | Path, items: list[Sample] | None = None, phase
     roller = Roller(cfg, policy, tokenizer, timers)
     advantage_fn = algos.ADVANTAGES.get(cfg.algo.advantage)                 # names resolved once, up front
     obj = objective(cfg)
-    progress = StepProgress(cfg.train.steps, start, cfg.run.progress if dist.is_main else "none", phase,
-                            cfg.run.log_every)
+    progress = StepProgress(cfg.train.steps, start, cfg.run.progress, phase, cfg.run.log_every)
     with progress:
         for step in range(start + 1, cfg.train.steps + 1):
             began, began_cpu = time.perf_counter(), time.process_time()

@@ -165,8 +165,7 @@ def train_loop(model, examples_at: Callable[[int], list[Example]], settings: Loo
     row: dict = {}
     model.train()
     with packed_attention(model), ThreadPoolExecutor(1) as pool, \
-            StepProgress(settings.steps, start, settings.progress if dist.is_main else "none", settings.phase,
-                         settings.log_every) as progress:
+            StepProgress(settings.steps, start, settings.progress, settings.phase, settings.log_every) as progress:
         pending = pool.submit(prepare, start + 1) if start < settings.steps else None
         for step in range(start + 1, settings.steps + 1):
             began = time.perf_counter()
@@ -232,10 +231,6 @@ def settings_from_sft(cfg, steps: int) -> LoopSettings:
                         keep_checkpoints=cfg.run.keep_checkpoints, log_every=cfg.run.log_every, progress=cfg.run.progress)
 
 
-def _quiet(message: str) -> None:
-    """Ranks other than 0 print nothing."""
-
-
 def seed_everything(run) -> None:
     """Threads and the global RNGs from the `run` section (the loop itself draws nothing random)."""
     if run.torch_threads:
@@ -284,7 +279,7 @@ def train_sft(cfg: Config, out: str | Path, examples=None) -> Path:
         atomic_write_json(out / "data.json", summary)
     if is_finished(out, len(plan)):
         return out / "final"
-    (info if dist.is_main else _quiet)(f"sft: {summary['train_examples']} training examples ({summary['train_tokens']:,} tokens), "
+    info(f"sft: {summary['train_examples']} training examples ({summary['train_tokens']:,} tokens), "
          f"{len(held)} held out, {dropped} dropped over sft.max_seq_tokens; {len(plan)} steps")
     model = prepare(load_policy(cfg.model, device, dtype="float32"), dist, compute_dtype(cfg.model))  # fp32 master
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
