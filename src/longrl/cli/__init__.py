@@ -26,6 +26,7 @@ from longrl.cli import (
     eval,
     model,
     pipeline,
+    plan,
     pretrain,
     report,
     rl,
@@ -36,7 +37,7 @@ from longrl.cli import (
 from longrl.errors import UserError
 
 # Command groups in the order `longrl --help` lists them; each defines register(subparsers).
-COMMANDS = [data, model, tools, demo, bench, score, rl, eval, sft, pretrain, pipeline, report]
+COMMANDS = [data, model, tools, demo, bench, score, rl, eval, sft, pretrain, pipeline, plan, report]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,7 +15,8 @@ import time
 from longrl.errors import UserError
 
 # Modules whose import registers benchmarks (imported only when `longrl bench` or `longrl ls benchmarks` runs).
-BENCH_MODULES = ["longrl.rewards.bench", "longrl.engine.bench", "longrl.eval.bench", "longrl.sft.bench"]
+BENCH_MODULES = ["longrl.rewards.bench", "longrl.engine.bench", "longrl.eval.bench", "longrl.sft.bench",
+                 "longrl.engine.memory_bench"]
 
 
 def register(sub) -> None:

@@ -304,6 +304,7 @@ def policy_update(policy, ref, optimizer, groups: list[Group], adv: torch.Tensor
             norm = torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)      # global over shards
             norms.append(float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm))
             optimizer.step()
+    optimizer.zero_grad(set_to_none=True)          # no gradients held through the next rollout
     keys = list(sums)
     totals = dist.all_sum([sums[k] for k in keys] + [tokens])
     sums, tokens = dict(zip(keys, totals[:-1])), totals[-1]

@@ -1,0 +1,119 @@
+"""`longrl plan --config FILE --gpus N --gpu-memory-gb M [key=value ...]`: memory per GPU of every phase, before launching.
+
+    longrl plan --config configs/qwenlong_l1_14b.yaml --gpus 32 --gpu-memory-gb 80
+    longrl plan --config configs/qwenlong_l1_1p5b.yaml --gpus 1 --gpu-memory-gb 80 --json plan.json
+
+For SFT (when `sft.data` is set) and each curriculum phase (its overrides applied; or the single
+`rollout` limits without phases) it prints, in GB per GPU, the fp32 master weights, the bf16 copies
+the math reads, gradients, AdamW state (all sharded 1/N under torchrun + FSDP2 when N > 1), the
+reference policy, the activations of the worst update micro-batch with and without activation
+checkpointing, the log-prob chunk, the attention score blocks and the rollout's KV cache; whether
+each phase fits (90% of M); and the largest `train.micro_batch_tokens` (with checkpointing only if
+needed) and `rollout.groups_per_batch` that fit. A phase that does not fit as configured is an
+error (exit status 2) naming it and what to change. The model is read from its config.json (no
+weights are loaded); estimates: engine/memory.py, checked against measured peaks by
+`longrl bench memory`.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from longrl.cli.args import add_config_arguments, load_config_from_args
+
+PARTS = ["weights", "compute copies", "grads", "optimizer", "reference", "activations", "recompute", "block gradients",
+         "embedding gradients", "log-prob chunk", "attention", "rollout KV", "rollout transient"]
+
+
+def register(sub) -> None:
+    p = sub.add_parser("plan", help="memory per GPU of each phase on N GPUs; whether it fits; settings that fit",
+                       description="Estimate the memory of SFT and every RL phase per GPU on --gpus GPUs of "
+                                   "--gpu-memory-gb GB (torchrun + FSDP2 when more than one), say whether each fits, "
+                                   "and propose train.micro_batch_tokens, checkpointing and rollout.groups_per_batch.")
+    add_config_arguments(p, out=False, config_required=True)
+    p.add_argument("--gpus", type=int, required=True, help="GPUs (ranks) the run uses, over all nodes")
+    p.add_argument("--gpu-memory-gb", type=float, required=True, help="memory of one GPU in GB (e.g. 80)")
+    p.add_argument("--json", metavar="FILE", help="also write the plan as JSON")
+    p.set_defaults(handler=run_plan)
+
+
+def phase_specs(cfg) -> list:
+    """The PhaseSpecs of a config: SFT when it has data, then each curriculum phase (or the one RL run)."""
+    # lazy: stage code loads only when this command runs (`longrl --help` stays fast)
+    from longrl.curriculum.phases import phase_config
+    from longrl.engine.plan import PhaseSpec
+    from longrl.errors import ConfigError
+
+    specs = []
+    if cfg.sft.data:
+        specs.append(PhaseSpec("sft", "sft", prompt_len=cfg.sft.row_tokens, response_len=0, group_size=1,
+                               micro_batch_tokens=cfg.sft.micro_batch_tokens or cfg.sft.batch_tokens,
+                               checkpointing=cfg.model.gradient_checkpointing, chunk_tokens=0,
+                               logits_chunk_mb=cfg.sft.logits_chunk_mb))
+    phases = [(p.name, phase_config(cfg, p, init_from=cfg.model.path, steps=1)) for p in cfg.curriculum.phases]
+    for name, c in phases or [("rl", cfg)]:
+        if c.rollout.max_input_tokens is None:
+            raise ConfigError(f"phase {name!r}: rollout.max_input_tokens is not set; the plan needs the longest prompt")
+        specs.append(PhaseSpec(name, "rl", prompt_len=c.rollout.max_input_tokens, response_len=c.rollout.max_new_tokens,
+                               group_size=c.rollout.group_size, micro_batch_tokens=c.train.micro_batch_tokens,
+                               checkpointing=c.model.gradient_checkpointing, chunk_tokens=c.train.logprob_chunk_tokens,
+                               groups_per_batch=c.rollout.groups_per_batch,
+                               reference=c.algo.kl_coef > 0 or c.algo.track_kl))
+    return specs
+
+
+def run_plan(args: argparse.Namespace) -> int:
+    # lazy: stage code loads only when this command runs (`longrl --help` stays fast)
+    from longrl.console import print_table
+    from longrl.engine.memory import GB, Layout
+    from longrl.engine.plan import plan_phase
+    from longrl.errors import ConfigError
+    from longrl.files import atomic_write_json
+    from longrl.models.shapes import architecture
+    from longrl.rl.groups import check_split
+
+    if args.gpus < 1 or args.gpu_memory_gb <= 0:
+        raise ConfigError("--gpus must be >= 1 and --gpu-memory-gb > 0")
+    cfg = load_config_from_args(args)
+    check_split(cfg.train.prompts_per_step, cfg.train.mini_batches, args.gpus)
+    shape = architecture(cfg.model)
+    compute = "fp32" if cfg.model.dtype == "float32" or (cfg.model.dtype == "auto" and cfg.model.path == "random") else "bf16"
+    layout = Layout(gpus=args.gpus, compute=compute)
+    how = f"torchrun + FSDP2, {args.gpus} ranks" if layout.sharded else "one process"
+    print(f"{cfg.model.path}: {shape.params / 1e9:.2f}B parameters, {compute} math, fp32 master weights; {how}; "
+          f"{args.gpu_memory_gb:g} GB per GPU ({100 * 0.9:.0f}% planned)")
+    plans = [plan_phase(shape, spec, layout, args.gpu_memory_gb) for spec in phase_specs(cfg)]
+    failing = []
+    for plan in plans:
+        s = plan.spec
+        columns = ["GB per GPU", "update", "rollout"] if plan.rollout is not None else ["GB per GPU", "update"]
+        rows = []
+        for part in PARTS:
+            values = [plan.update.parts.get(part, 0.0)] + ([plan.rollout.parts.get(part, 0.0)] if plan.rollout else [])
+            if any(values):
+                rows.append([part, *[v / GB for v in values]])
+        rows.append(["peak", plan.update.total / GB] + ([plan.rollout.total / GB] if plan.rollout else []))
+        title = (f"{s.name}: prompts <= {s.prompt_len}, responses <= {s.response_len}, G={s.group_size}, "
+                 f"micro_batch_tokens {s.micro_batch_tokens}, checkpointing {'on' if s.checkpointing else 'off'}"
+                 if s.kind == "rl" else f"{s.name}: micro-batches of {s.micro_batch_tokens} tokens, "
+                 f"checkpointing {'on' if s.checkpointing else 'off'}")
+        print_table(title, columns, rows)
+        acts = ", ".join(f"{k} {v / GB:.1f} GB" for k, v in plan.activations.items())
+        print(f"  activations of the worst micro-batch: {acts}")
+        proposal = ", ".join(f"{k}={v}" for k, v in plan.proposal.items()) or "none (use more GPUs, or lower the limits)"
+        print(f"  {'fits' if plan.fits else 'DOES NOT FIT'}; settings that fit: {proposal}")
+        if not plan.fits:
+            failing.append(f"{s.name} (needs {max(plan.update.total, plan.rollout.total if plan.rollout else 0) / GB:.1f} GB;"
+                           f" fits with: {proposal})")
+    if args.json:
+        atomic_write_json(args.json, {
+            "model": cfg.model.path, "params": shape.params, "gpus": args.gpus, "gpu_memory_gb": args.gpu_memory_gb,
+            "phases": [{"name": p.spec.name, "fits": p.fits, "update_gb": p.update.total / GB,
+                        "rollout_gb": p.rollout.total / GB if p.rollout else None,
+                        "update": {k: v / GB for k, v in p.update.parts.items()},
+                        "rollout": {k: v / GB for k, v in p.rollout.parts.items()} if p.rollout else None,
+                        "activations_gb": {k: v / GB for k, v in p.activations.items()},
+                        "proposal": p.proposal} for p in plans]})
+    if failing:
+        raise ConfigError(f"does not fit {args.gpus} x {args.gpu_memory_gb:g} GB: " + "; ".join(failing))
+    return 0

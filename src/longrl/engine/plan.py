@@ -1,0 +1,123 @@
+"""A phase's memory on N GPUs of M GB, whether it fits, and the micro-batch and checkpointing that make it fit.
+
+    spec = PhaseSpec("p2_60k", "rl", prompt_len=60000, response_len=10000, group_size=8, micro_batch_tokens=72000,
+                     checkpointing=True, chunk_tokens=1024, groups_per_batch=1, reference=False)
+    result = plan_phase(shape, spec, Layout(gpus=32), gpu_memory_gb=80)
+    result.fits, result.update.total, result.proposal      # {"train.micro_batch_tokens": 71680, ...}
+
+`longrl plan` (cli/plan.py) builds the specs from a config (SFT, then each curriculum phase with
+its overrides) and prints the tables. An update micro-batch is planned for its worst case: the
+longest prompt with completions filling the rest of the token budget, or short prompts (a tenth
+of the budget) with completions filling the rest (completion tokens keep more than prompt tokens).
+A usable fraction (`USABLE`) of each GPU's memory is planned for, the rest is left to the CUDA
+context and the allocator's fragmentation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from longrl.engine.memory import GB, Estimate, Layout, rollout_memory, sft_memory, train_memory
+from longrl.models.shapes import Shape
+
+USABLE = 0.9          # planned fraction of a GPU's memory
+STEP = 1024           # proposed token budgets are multiples of this
+
+
+@dataclass(frozen=True)
+class PhaseSpec:
+    """What a phase asks of each GPU (from the config)."""
+
+    name: str
+    kind: str                      # "rl" or "sft"
+    prompt_len: int                # longest prompt (rl: rollout.max_input_tokens; sft: a packed row's length)
+    response_len: int              # response limit (rl); 0 for sft
+    group_size: int                # G (rl)
+    micro_batch_tokens: int        # train.micro_batch_tokens (rl) / sft.micro_batch_tokens (sft)
+    checkpointing: bool            # model.gradient_checkpointing
+    chunk_tokens: int              # train.logprob_chunk_tokens (rl)
+    groups_per_batch: int = 1      # rollout.groups_per_batch (rl)
+    reference: bool = False        # a reference policy is loaded (algo.kl_coef > 0 or algo.track_kl)
+    logits_chunk_mb: float = 256.0  # sft.logits_chunk_mb (sft)
+
+
+@dataclass
+class PhasePlan:
+    spec: PhaseSpec
+    update: Estimate                       # the update (or SFT) micro-batch as configured
+    rollout: Estimate | None               # rl phases
+    usable: float                          # bytes planned per GPU
+    proposal: dict[str, object] = field(default_factory=dict)   # settings that fit (empty: none does)
+    activations: dict[str, float] = field(default_factory=dict)  # activations with and without checkpointing
+
+    @property
+    def fits(self) -> bool:
+        return self.update.total <= self.usable and (self.rollout is None or self.rollout.total <= self.usable)
+
+
+def update_estimate(shape: Shape, spec: PhaseSpec, layout: Layout, budget: int, checkpointing: bool) -> Estimate:
+    """The worst micro-batch of `budget` tokens (see the module docstring)."""
+    if spec.kind == "sft":
+        return sft_memory(shape, layout, budget, budget, checkpointing, spec.logits_chunk_mb)
+    longest = min(spec.prompt_len, max(budget - spec.response_len, 1))
+    scenarios = [(longest, max(budget - longest, spec.response_len), spec.prompt_len)]
+    short = max(1, min(spec.prompt_len, budget // 10))
+    scenarios.append((short, max(budget - short, spec.response_len), short))
+    estimates = [train_memory(shape, layout, p, c, length, checkpointing, spec.chunk_tokens, spec.reference)
+                 for p, c, length in scenarios]
+    return max(estimates, key=lambda e: e.total)
+
+
+def minimum_budget(spec: PhaseSpec) -> int:
+    """The smallest token budget that runs: one longest prompt and one longest completion (a split group)."""
+    return spec.prompt_len + spec.response_len if spec.kind == "rl" else min(spec.micro_batch_tokens, spec.prompt_len)
+
+
+def plan_phase(shape: Shape, spec: PhaseSpec, layout: Layout, gpu_memory_gb: float) -> PhasePlan:
+    """Estimates as configured, whether they fit, and a proposal (largest budget that fits, checkpointing if needed)."""
+    usable = USABLE * gpu_memory_gb * GB
+    update = update_estimate(shape, spec, layout, spec.micro_batch_tokens, spec.checkpointing)
+    rollout = None
+    if spec.kind == "rl":
+        rollout = rollout_memory(shape, layout, spec.prompt_len, spec.response_len, spec.group_size,
+                                 spec.groups_per_batch, spec.reference)
+    plan = PhasePlan(spec, update, rollout, usable)
+    plan.activations = {
+        "without checkpointing": update_estimate(shape, spec, layout, spec.micro_batch_tokens, False).parts["activations"],
+        "with checkpointing": update_estimate(shape, spec, layout, spec.micro_batch_tokens, True).parts["activations"]}
+    low = minimum_budget(spec)
+    high = max(spec.micro_batch_tokens, spec.prompt_len + spec.group_size * spec.response_len if spec.kind == "rl" else 0)
+    for checkpointing in (False, True):
+        budget = largest_budget(shape, spec, layout, usable, checkpointing, low, high)
+        if budget is not None:
+            key = "train.micro_batch_tokens" if spec.kind == "rl" else "sft.micro_batch_tokens"
+            plan.proposal = {key: budget, "model.gradient_checkpointing": checkpointing}
+            break
+    if rollout is not None and plan.proposal:
+        groups = spec.groups_per_batch
+        while groups > 1 and rollout_memory(shape, layout, spec.prompt_len, spec.response_len, spec.group_size,
+                                            groups, spec.reference).total > usable:
+            groups //= 2
+        if rollout_memory(shape, layout, spec.prompt_len, spec.response_len, spec.group_size, groups,
+                          spec.reference).total > usable:
+            plan.proposal = {}
+        elif groups != spec.groups_per_batch:
+            plan.proposal["rollout.groups_per_batch"] = groups
+    return plan
+
+
+def largest_budget(shape: Shape, spec: PhaseSpec, layout: Layout, usable: float, checkpointing: bool, low: int,
+                   high: int) -> int | None:
+    """The largest multiple of STEP in [low, high] (at least `low`) whose worst micro-batch fits; None if `low` does not."""
+    fits = lambda b: update_estimate(shape, spec, layout, b, checkpointing).total <= usable  # noqa: E731
+    if not fits(low):
+        return None
+    best, top = low, max(low, (high // STEP) * STEP)
+    lo, hi = (low + STEP - 1) // STEP, top // STEP                  # search multiples of STEP
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        if fits(mid * STEP):
+            best, lo = max(best, mid * STEP), mid + 1
+        else:
+            hi = mid - 1
+    return best

@@ -1,0 +1,46 @@
+"""`longrl plan`: every recipe plans for 8 and 32 GPUs; a phase that does not fit is a clear error."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from longrl.cli import main
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+RECIPES = ["qwenlong_l1_1p5b.yaml", "qwenlong_l1_14b.yaml", "qwenlong_l1_32b.yaml"]
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+@pytest.mark.parametrize("gpus", [8, 32])
+def test_every_recipe_plans_for_8_and_32_gpus(recipe, gpus, tmp_path, capsys):
+    out = tmp_path / "plan.json"
+    status = main(["plan", "--config", str(CONFIGS / recipe), "--gpus", str(gpus), "--gpu-memory-gb", "80",
+                   "--json", str(out)])
+    plan = json.loads(out.read_text())
+    names = [p["name"] for p in plan["phases"]]
+    assert names == ["sft", "p1_20k", "p2_60k"] and plan["gpus"] == gpus
+    assert all(p["update_gb"] > 0 and p["activations_gb"]["with checkpointing"] > 0 for p in plan["phases"])
+    printed = capsys.readouterr()
+    assert "p2_60k" in printed.out and "rollout KV" in printed.out
+    fits = all(p["fits"] for p in plan["phases"])
+    assert status == (0 if fits else 2)
+    if not fits:
+        assert "does not fit" in printed.err and "fits with" in printed.err
+
+
+def test_the_1p5b_recipe_fits_one_80gb_gpu(tmp_path):
+    out = tmp_path / "plan.json"
+    assert main(["plan", "--config", str(CONFIGS / "qwenlong_l1_1p5b.yaml"), "--gpus", "1", "--gpu-memory-gb", "80",
+                 "--json", str(out)]) == 0
+    phases = json.loads(out.read_text())["phases"]
+    assert all(p["fits"] for p in phases) and max(p["update_gb"] for p in phases) < 72
+
+
+def test_a_phase_that_does_not_fit_and_a_rank_count_that_does_not_divide_are_errors(capsys):
+    assert main(["plan", "--config", str(CONFIGS / "qwenlong_l1_32b.yaml"), "--gpus", "8", "--gpu-memory-gb", "80"]) == 2
+    assert "does not fit 8 x 80 GB: sft" in capsys.readouterr().err
+    assert main(["plan", "--config", str(CONFIGS / "qwenlong_l1_14b.yaml"), "--gpus", "3", "--gpu-memory-gb", "80"]) == 2
+    assert "cannot share train.prompts_per_step=128" in capsys.readouterr().err
