@@ -46,6 +46,36 @@ else
   timeout 240 "$PY" -m pytest -q -p no:cacheprovider -m gpu tests 2>&1 | tail -1 | tee "$OUTDIR/gpu_tests.log"
 fi
 
+step "planner vs measured peaks (longrl bench memory)"
+timeout 150 "$PY" - "$OUTDIR/bench_memory.json" "$MODE" <<'PY' > "$OUTDIR/bench_memory.log" 2>&1 || { tail -20 "$OUTDIR/bench_memory.log"; fail "bench memory"; }
+import argparse, json, sys
+from longrl.engine.memory_bench import bench_memory
+result = bench_memory(argparse.Namespace(device=sys.argv[2], quick=sys.argv[2] == "cpu"))
+open(sys.argv[1], "w").write(json.dumps({"benchmark": "memory", **result}, indent=2) + "\n")
+print(json.dumps(result))
+PY
+tail -1 "$OUTDIR/bench_memory.log"
+
+# One RL step under torchrun with FSDP2 on one rank: the 0.5B-shaped model (hidden 896, 24 layers; the default
+# tokenizer's vocabulary), an 8K-token prompt, G=8, 256 new tokens (--cpu: a tiny shape and a short prompt).
+step "RL step under torchrun (FSDP2, 1 rank)"
+RL_OUT="$OUTDIR/rl_fsdp"
+rm -rf "$RL_OUT"
+if [ "$MODE" = cuda ]; then
+  SHAPE="{hidden_size: 896, num_hidden_layers: 24, num_attention_heads: 14, num_key_value_heads: 2, intermediate_size: 4864, max_position_embeddings: 16384}"
+  RL_ARGS=(run.device=cuda model.dtype=bfloat16 "model.tiny=$SHAPE" "data.train=[{synth: {tasks: [docmath], n: 2, length: 8000, seed: 0}}]"
+           rollout.max_input_tokens=8192 rollout.max_new_tokens=256 train.micro_batch_tokens=16384)
+else
+  RL_ARGS=(run.device=cpu rollout.max_input_tokens=512 rollout.max_new_tokens=16 train.micro_batch_tokens=1024)
+fi
+RL_ARGS+=(rollout.group_size=8 rollout.groups_per_batch=1 train.steps=1 train.prompts_per_step=1 train.mini_batches=1
+          algo.track_kl=false algo.dynamic_sampling=false reward.overlong.enabled=false run.progress=none)
+timeout 300 "$PY" -m torch.distributed.run --standalone --nproc_per_node 1 -m longrl.cli rl --config configs/smoke.yaml \
+  --out "$RL_OUT" "${RL_ARGS[@]}" > "$OUTDIR/rl_fsdp.log" 2>&1 || { tail -30 "$OUTDIR/rl_fsdp.log"; fail "RL step under torchrun"; }
+"$PY" -m longrl.cli plan --config configs/smoke.yaml --gpus 1 --torchrun --gpu-memory-gb 141 --json "$OUTDIR/rl_fsdp_plan.json" \
+  "${RL_ARGS[@]}" > "$OUTDIR/rl_fsdp_plan.log" 2>&1 || true
+tail -1 "$RL_OUT/metrics.jsonl"
+
 # Benchmarks: each writes its own JSON; sizes as the GPU-speed issue states them (--quick on the CPU).
 BENCH_ARGS=(--device "$MODE")
 [ "$MODE" = cpu ] && BENCH_ARGS+=(--quick)
@@ -65,6 +95,15 @@ figures = {"environment": json.loads((out / "environment.json").read_text()),
            "gpu_tests": (out / "gpu_tests.log").read_text().strip().splitlines()[-1:]}
 for path in sorted(out.glob("bench_*.json")):
     figures[path.stem] = json.loads(path.read_text())
+metrics = out / "rl_fsdp" / "metrics.jsonl"
+if metrics.exists():
+    row = json.loads(metrics.read_text().splitlines()[-1])
+    keep = ("time/", "memory/", "dist/", "rollout/tokens", "response_len/mean", "update/tokens")
+    figures["rl_fsdp_step"] = {k: v for k, v in row.items() if k.startswith(keep)}
+    plan_file = out / "rl_fsdp_plan.json"
+    if plan_file.exists():
+        phase = json.loads(plan_file.read_text())["phases"][0]
+        figures["rl_fsdp_step"]["plan_peak_gb"] = max(phase["update_gb"], phase["rollout_gb"] or 0)
 (out / "gpu_figures.json").write_text(json.dumps(figures, indent=2) + "\n")
 print(f"wrote {out / 'gpu_figures.json'}")
 PY

@@ -62,3 +62,22 @@ def test_pretrain_on_cuda(tmp_path):
 
 def test_cuda_is_really_used():
     assert torch.cuda.is_available() and torch.zeros(1, device="cuda").device.type == "cuda"
+
+
+def test_rl_smoke_under_torchrun_with_fsdp2_on_cuda(tmp_path):
+    """`torchrun --nproc_per_node 1`: FSDP2 on one GPU, bf16 math, sharded checkpoints, a plain final folder."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "rl-fsdp"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1", "-m", "longrl.cli",
+           "rl", "--config", SMOKE, "--out", str(out), "run.device=cuda", "model.dtype=bfloat16", "train.steps=2",
+           "run.progress=none"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    rows = read_metrics(out / "metrics.jsonl")
+    assert [r["dist/world_size"] for r in rows] == [1, 1] and all(r["memory/peak_gb"] > 0 for r in rows)
+    state = json.loads((out / "checkpoints" / "step-00000002" / "state.json").read_text())
+    assert state["format"] == "sharded" and (out / "final" / "model.safetensors").exists()

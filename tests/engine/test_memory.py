@@ -76,3 +76,11 @@ def test_the_proposal_is_the_largest_budget_that_fits():
     assert update_estimate(R1_1P5B, spec, Layout(gpus=1), budget + STEP, True).total > usable
     tiny = plan_phase(R1_1P5B, spec, Layout(gpus=1), gpu_memory_gb=20)
     assert not tiny.fits and tiny.proposal == {}                             # nothing fits 20 GB
+
+
+@pytest.mark.gpu
+def test_estimates_are_within_25_percent_of_cuda_peaks():
+    rows = [compare(case, torch.device("cuda")) for case in cases()]
+    for row in rows:
+        print(row)
+    assert all(0.75 <= row["ratio"] <= 1.25 for row in rows), rows

@@ -33,6 +33,8 @@ def register(sub) -> None:
     add_config_arguments(p, out=False, config_required=True)
     p.add_argument("--gpus", type=int, required=True, help="GPUs (ranks) the run uses, over all nodes")
     p.add_argument("--gpu-memory-gb", type=float, required=True, help="memory of one GPU in GB (e.g. 80)")
+    p.add_argument("--torchrun", action="store_true",
+                   help="plan for torchrun + FSDP2 even on one GPU (default: FSDP2 only when --gpus > 1)")
     p.add_argument("--json", metavar="FILE", help="also write the plan as JSON")
     p.set_defaults(handler=run_plan)
 
@@ -78,7 +80,7 @@ def run_plan(args: argparse.Namespace) -> int:
     check_split(cfg.train.prompts_per_step, cfg.train.mini_batches, args.gpus)
     shape = architecture(cfg.model)
     compute = "fp32" if cfg.model.dtype == "float32" or (cfg.model.dtype == "auto" and cfg.model.path == "random") else "bf16"
-    layout = Layout(gpus=args.gpus, compute=compute)
+    layout = Layout(gpus=args.gpus, compute=compute, fsdp=True if args.torchrun else None)
     how = f"torchrun + FSDP2, {args.gpus} ranks" if layout.sharded else "one process"
     print(f"{cfg.model.path}: {shape.params / 1e9:.2f}B parameters, {compute} math, fp32 master weights; {how}; "
           f"{args.gpu_memory_gb:g} GB per GPU ({100 * 0.9:.0f}% planned)")

@@ -142,6 +142,19 @@ def setup(device: str = "auto") -> tuple[Dist, torch.device]:
     return Dist(rank=rank, world=world, local_rank=local, launched=True, device=dev), dev
 
 
+def reset_peak_memory(device: torch.device) -> None:
+    """Start a new peak-memory window on a CUDA device (nothing to do elsewhere)."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory(device: torch.device) -> dict[str, float]:
+    """{"memory/peak_gb": GiB allocated at most since the last reset} on a CUDA device, else {}."""
+    if device.type != "cuda":
+        return {}
+    return {"memory/peak_gb": round(torch.cuda.max_memory_allocated(device) / 2**30, 3)}
+
+
 def shutdown() -> None:
     """Destroy the process group if this process created one (the end of a command)."""
     if tdist.is_available() and tdist.is_initialized():

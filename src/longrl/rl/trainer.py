@@ -37,7 +37,7 @@ generated in the step, refills included; loss figures cover the trained tokens):
   truncated_frac, filtered_groups_frac (generated groups not trained on), rollout/* (refills, groups,
   uniform_groups_frac, fill_frac, tokens), loss/{policy,total,clip_frac}, optim/{lr,grad_norm,updates},
   update/{skipped,tokens}, tokens_per_s (prompt + completion tokens rolled out / step wall time),
-  time/{rollout,reward,update,step,step_cpu}.
+  time/{rollout,reward,update,step,step_cpu}, dist/world_size (ranks), memory/peak_gb (CUDA: this rank's peak).
 
 Departures from the papers, and choices they left open:
   - Old log-probs (the PPO ratio's denominator) come from the current policy before the step's
@@ -56,6 +56,12 @@ optimizer, RNG states, data cursor); metrics.jsonl and item_scores.jsonl are cut
 to the checkpoint, so each step appears once. A run whose `final/` exists and whose last checkpoint
 is the last step returns at once. On CPU in fp32, a run killed at any point and resumed ends with
 the same weights as an uninterrupted one (`tests/rl/test_trainer.py`).
+
+Scale-out: `torchrun --nproc_per_node N -m longrl.cli rl ...` runs this loop on N ranks. The policy
+(and reference) are sharded with FSDP2 (`engine/sharding.py`), each rank rolls out whole groups and
+all ranks then hold the step's groups (`rl/groups.py`), each trains on its whole groups of every
+mini-batch with the mini-batch's normaliser, and rank 0 alone writes; checkpoints are sharded. A
+2-rank run ends with the weights of a 1-rank run (`tests/rl/test_distributed.py`).
 """
 
 from __future__ import annotations
@@ -81,7 +87,7 @@ from longrl.engine.generate import (
     group_seed,
     stop_token_ids,
 )
-from longrl.engine.distributed import SINGLE, Dist, setup
+from longrl.engine.distributed import SINGLE, Dist, peak_memory, reset_peak_memory, setup
 from longrl.engine.logprobs import completion_stats
 from longrl.engine.sharding import prepare, rollout_weights, save_hf_folder
 from longrl.errors import ConfigError
@@ -418,6 +424,7 @@ def train(cfg: Config, out: str | Path, items: list[Sample] | None = None, phase
     with progress:
         for step in range(start + 1, cfg.train.steps + 1):
             began, began_cpu = time.perf_counter(), time.process_time()
+            reset_peak_memory(device)
             lr = set_learning_rate(optimizer, cfg, step)
             # 1-3) rollout -> reward, refilled until the step has its informative groups (DAPO dynamic sampling)
             collected = collect_groups(lambda n: roll_across_ranks(roller.roll, step, sampler.next(n), dist),
@@ -434,7 +441,7 @@ def train(cfg: Config, out: str | Path, items: list[Sample] | None = None, phase
             row = {"step": step, "phase": phase, **stats, **collected.metrics(), **update, "optim/lr": lr,
                    "tokens_per_s": stats["rollout/tokens"] / max(elapsed, 1e-9), **timers.pop(),
                    "time/step": round(elapsed, 4), "time/step_cpu": round(time.process_time() - began_cpu, 4),
-                   "dist/world_size": dist.world}
+                   "dist/world_size": dist.world, **peak_memory(device)}
             for score_row in item_score_rows(step, phase, collected.all):
                 item_scores.log(score_row)
             metrics.log(row)
