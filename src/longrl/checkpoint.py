@@ -230,12 +230,16 @@ def _load_shards(path: Path, model, optimizer) -> None:
         set_state_dict,
     )
 
+    from torch.distributed.checkpoint.api import CheckpointException
+
     tensors, groups = _tensor_state(model, optimizer)
     try:
         dcp.load(tensors, storage_reader=dcp.HuggingFaceStorageReader(str(path / "shards")),
                  no_dist=not (tdist.is_available() and tdist.is_initialized()))   # one process reads every shard
-    except Exception as exc:  # DCP reports a mismatch as assorted exception types, wrapped per rank
-        raise CheckpointError(f"{path}: checkpoint does not match this model/optimizer ({_first_line(exc)}); "
+    except (CheckpointException, ValueError, KeyError, RuntimeError) as exc:  # a mismatch, wrapped per rank
+        failures = getattr(exc, "failures", None)                               # rank -> (exception, traceback)
+        cause = next(iter(failures.values()))[0] if failures else exc
+        raise CheckpointError(f"{path}: checkpoint does not match this model/optimizer ({_first_line(cause)}); "
                               "it was written by a run with another model or config") from None
     options = StateDictOptions(strict=False)          # tied aliases are not in the files
     if optimizer is None:

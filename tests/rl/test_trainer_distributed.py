@@ -86,11 +86,12 @@ def test_two_ranks_end_with_the_weights_of_one(runs, stoppy_model_dir):
     one, two = runs
     start = load_file(str(stoppy_model_dir / "model.safetensors"))
     a, b = weights(one), weights(two)
-    assert relative_difference(b, a) < 1e-4
-    # The updates themselves agree (weights alone would hide a wrong update under the initial values).
+    # The updates themselves agree too (weights alone would hide a wrong update under the initial values).
     moved = {k: a[k] - start[k] for k in a}
+    weight_diff, update_diff = relative_difference(b, a), relative_difference({k: b[k] - start[k] for k in b}, moved)
+    print(f"2 ranks vs 1: relative difference of weights {weight_diff:.2e}, of the updates {update_diff:.2e}")
+    assert weight_diff < 1e-4 and update_diff < 1e-3
     assert all(float(v.abs().max()) > 0 for v in moved.values())
-    assert relative_difference({k: b[k] - start[k] for k in b}, moved) < 1e-3
     rows1, rows2 = read_metrics(one / "metrics.jsonl"), read_metrics(two / "metrics.jsonl")
     assert [r["step"] for r in rows2] == list(range(1, STEPS + 1))
     assert {r["dist/world_size"] for r in rows1} == {1} and {r["dist/world_size"] for r in rows2} == {2}

@@ -106,10 +106,10 @@ def cases(quick: bool = False) -> list[Case]:
         Case("sft fp32", WIDE, "fp32", "sft", 2048),
         Case("sft ckpt", WIDE, "fp32", "sft", 2048, checkpointing=True),
         # Shapes and settings the coefficients were not fitted on.
-        Case("update autocast ckpt, other shape", OTHER, "autocast", "update", 2000, 64, 8, checkpointing=True),
-        Case("update bf16 long answers, other shape", OTHER, "bf16", "update", 300, 200, 6),
-        Case("rollout bf16, other shape", OTHER, "bf16", "rollout", 1200, 96, 8),
-        Case("sft autocast, other shape", OTHER, "autocast", "sft", 3000),
+        Case("update autocast ckpt, other shape", OTHER, "autocast", "update", 1200, 48, 8, checkpointing=True),
+        Case("update bf16 long answers, other shape", OTHER, "bf16", "update", 300, 150, 4),
+        Case("rollout bf16, other shape", OTHER, "bf16", "rollout", 1200, 48, 8),
+        Case("sft autocast, other shape", OTHER, "autocast", "sft", 1536),
     ]
     return out[:2] if quick else out
 
