@@ -260,11 +260,12 @@ def _load_plain_into_sharded(path: Path, model, optimizer, optim_state: dict | N
     )
 
     full = load_file(str(path / "model.safetensors"))
-    expected = {k for k in model.state_dict() if not _is_tied(model, k)}
-    if set(full) != expected:
-        raise CheckpointError(f"{path}: checkpoint does not match the model (missing {sorted(expected - set(full))[:3]}, "
-                              f"unexpected {sorted(set(full) - expected)[:3]}); it was written by a run with another "
-                              "model or config")
+    names = set(model.state_dict())
+    missing = sorted(k for k in names - set(full) if not _is_tied(model, k))   # a tied tensor is stored under one name
+    unexpected = sorted(set(full) - names)
+    if missing or unexpected:
+        raise CheckpointError(f"{path}: checkpoint does not match the model (missing {missing[:3]}, unexpected "
+                              f"{unexpected[:3]}); it was written by a run with another model or config")
     options = StateDictOptions(full_state_dict=True, strict=False)
     try:
         set_model_state_dict(model, full, options=options)

@@ -180,3 +180,17 @@ def test_a_checkpoint_of_another_model_is_a_clear_error(runs, tiny_arch, tokeniz
     other = build_tiny_model(tiny_arch.model_copy(update={"intermediate_size": 96}), tokenizer)
     with pytest.raises(CheckpointError, match="does not match this model"):
         checkpoint.load(two / "checkpoints" / f"step-{STEPS:08d}", other, torch.optim.AdamW(other.parameters()))
+
+
+@pytest.mark.slow
+def test_a_single_process_checkpoint_resumes_on_two_ranks(runs, stoppy_model_dir, tmp_path):
+    """One process wrote step 4 (plain format); two ranks shard it, optimizer state included, and finish."""
+    one, _ = runs
+    copy = tmp_path / "copy"
+    shutil.copytree(one, copy)
+    shutil.rmtree(copy / "final")
+    shutil.rmtree(copy / "checkpoints" / f"step-{STEPS:08d}")
+    assert (copy / "checkpoints" / "step-00000004" / "model.safetensors").exists()     # the plain format
+    finish(torchrun(copy, stoppy_model_dir))
+    assert relative_difference(weights(copy), weights(one)) < 1e-4
+    assert [r["dist/world_size"] for r in read_metrics(copy / "metrics.jsonl")] == [1, 1, 1, 1, 2, 2]

@@ -61,6 +61,12 @@ def decoder_layers(model) -> torch.nn.ModuleList:
     return layers
 
 
+def load_device(dist: Dist, device: torch.device) -> torch.device:
+    """Where to load a model before `prepare`: the CPU under torchrun (fully_shard moves each rank's shards to
+    its GPU one block at a time, so no GPU ever holds the whole fp32 model), else the run's device."""
+    return torch.device("cpu") if dist.launched else device
+
+
 def prepare(model, dist: Dist, compute: torch.dtype, trainable: bool = True):
     """Ready `model` (fp32 master weights) for training or frozen use with `compute`-dtype math.
 

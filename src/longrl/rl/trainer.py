@@ -89,7 +89,7 @@ from longrl.engine.generate import (
 )
 from longrl.engine.distributed import SINGLE, Dist, peak_memory, reset_peak_memory, setup
 from longrl.engine.logprobs import completion_stats
-from longrl.engine.sharding import prepare, rollout_weights, save_hf_folder
+from longrl.engine.sharding import load_device, prepare, rollout_weights, save_hf_folder
 from longrl.errors import ConfigError
 from longrl.models.loading import compute_dtype, load_policy, load_tokenizer
 from longrl.rewards.hybrid import HybridReward, RewardInput, summarize
@@ -174,7 +174,7 @@ def load_reference(cfg: Config, device: torch.device, dist: Dist = SINGLE):
     """The frozen starting policy (computed exactly as the policy is), or None when no KL is computed."""
     if cfg.algo.kl_coef == 0 and not cfg.algo.track_kl:
         return None
-    ref = load_policy(cfg.model, device, dtype="float32").eval()
+    ref = load_policy(cfg.model, load_device(dist, device), dtype="float32").eval()
     ref.requires_grad_(False)
     return prepare(ref, dist, compute_dtype(cfg.model), trainable=False)
 
@@ -406,7 +406,7 @@ def train(cfg: Config, out: str | Path, items: list[Sample] | None = None, phase
     dist, device = setup(cfg.run.device)                                    # torchrun: this rank's place and device
     check_split(cfg.train.prompts_per_step, cfg.train.mini_batches, dist.world)
     tokenizer = load_tokenizer(cfg.model)
-    policy = load_policy(cfg.model, device, dtype="float32")                # fp32 master weights
+    policy = load_policy(cfg.model, load_device(dist, device), dtype="float32")   # fp32 master weights
     policy = prepare(policy, dist, compute_dtype(cfg.model))               # sharded (torchrun) or autocast
     ref = load_reference(cfg, device, dist)                                 # None unless KL is used
     optimizer = make_optimizer(cfg, policy)

@@ -56,7 +56,7 @@ from longrl.data.sources import load_items
 from longrl.engine.distributed import SINGLE, Dist, setup
 from longrl.engine.nll import IGNORE, autocast, token_nll
 from longrl.engine.packed import packed_attention
-from longrl.engine.sharding import prepare, save_hf_folder
+from longrl.engine.sharding import load_device, prepare, save_hf_folder
 from longrl.errors import ConfigError
 from longrl.files import atomic_write_json
 from longrl.models.loading import compute_dtype, load_policy, load_tokenizer
@@ -281,7 +281,8 @@ def train_sft(cfg: Config, out: str | Path, examples=None) -> Path:
         return out / "final"
     info(f"sft: {summary['train_examples']} training examples ({summary['train_tokens']:,} tokens), "
          f"{len(held)} held out, {dropped} dropped over sft.max_seq_tokens; {len(plan)} steps")
-    model = prepare(load_policy(cfg.model, device, dtype="float32"), dist, compute_dtype(cfg.model))  # fp32 master
+    model = load_policy(cfg.model, load_device(dist, device), dtype="float32")          # fp32 master weights
+    model = prepare(model, dist, compute_dtype(cfg.model))                               # sharded or autocast
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     train_loop(model, lambda step: [train[i] for i in plan[step - 1]], settings_from_sft(cfg, len(plan)), out,
                held, pad_id, dist)
