@@ -78,7 +78,7 @@ class Dist:
         if not self.launched:
             return [payload]
         data = json.dumps(payload, separators=(",", ":")).encode("utf-8")
-        local = torch.frombuffer(bytearray(data), dtype=torch.uint8) if data else torch.empty(0, dtype=torch.uint8)
+        local = torch.frombuffer(bytearray(data), dtype=torch.uint8) if data else torch.empty(0, dtype=torch.uint8, device="cpu")
         size = torch.tensor([local.numel()], dtype=torch.int64, device=self.device)
         sizes = [torch.zeros(1, dtype=torch.int64, device=self.device) for _ in range(self.world)]
         tdist.all_gather(sizes, size)

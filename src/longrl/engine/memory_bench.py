@@ -150,7 +150,7 @@ def _peak(device: torch.device, work) -> int:
 
 
 def _tokens(n: int, vocab: int, g: torch.Generator) -> list[int]:
-    return torch.randint(1, vocab, (n,), generator=g).tolist()
+    return torch.randint(1, vocab, (n,), generator=g, device="cpu").tolist()
 
 
 @dataclass
