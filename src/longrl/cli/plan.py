@@ -100,7 +100,7 @@ def run_plan(args: argparse.Namespace) -> int:
                  if s.kind == "rl" else f"{s.name}: micro-batches of {s.micro_batch_tokens} tokens, "
                  f"checkpointing {'on' if s.checkpointing else 'off'}")
         print_table(title, columns, rows)
-        acts = ", ".join(f"{k} {v / GB:.1f} GB" for k, v in plan.activations.items())
+        acts = ", ".join(f"{k} {v / GB:.3g} GB" for k, v in plan.activations.items())
         print(f"  activations of the worst micro-batch: {acts}")
         proposal = ", ".join(f"{k}={v}" for k, v in plan.proposal.items()) or "none (use more GPUs, or lower the limits)"
         print(f"  {'fits' if plan.fits else 'DOES NOT FIT'}; settings that fit: {proposal}")

@@ -118,7 +118,12 @@ def run_forward(model, fn: Callable, *args, **kwargs):
     """`fn(model, *args, **kwargs)` as a forward of `model`: FSDP's gathers when sharded, autocast when asked."""
     method = getattr(model, FORWARD_METHOD, None)
     with autocast(model):
-        return method(fn, *args, **kwargs) if method is not None else fn(model, *args, **kwargs)
+        if method is None:
+            return fn(model, *args, **kwargs)
+        out = method(fn, *args, **kwargs)
+    if not torch.is_grad_enabled():
+        model.reshard()             # FSDP's root stays gathered for a backward; none follows a no-grad forward
+    return out
 
 
 def autocast(model):
