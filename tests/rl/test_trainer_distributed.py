@@ -24,6 +24,7 @@ from safetensors.torch import load_file
 from longrl.cli import main
 from longrl.tracking import read_metrics
 
+pytestmark = pytest.mark.slow          # each module run starts torchrun a few times (about 40 s each on 2 cores)
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "configs" / "smoke.yaml"
 STEPS = 6
@@ -146,7 +147,6 @@ def _rank_of(pid: int) -> int | None:
     return int(ranks[0]) if ranks else None
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="finds the rank processes through /proc (Linux)")
 def test_killing_a_rank_mid_run_and_rerunning_resumes_to_the_same_weights(runs, stoppy_model_dir, tmp_path):
     _, two = runs
@@ -182,7 +182,6 @@ def test_a_checkpoint_of_another_model_is_a_clear_error(runs, tiny_arch, tokeniz
         checkpoint.load(two / "checkpoints" / f"step-{STEPS:08d}", other, torch.optim.AdamW(other.parameters()))
 
 
-@pytest.mark.slow
 def test_a_single_process_checkpoint_resumes_on_two_ranks(runs, stoppy_model_dir, tmp_path):
     """One process wrote step 4 (plain format); two ranks shard it, optimizer state included, and finish."""
     one, _ = runs

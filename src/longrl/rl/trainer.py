@@ -61,7 +61,7 @@ Scale-out: `torchrun --nproc_per_node N -m longrl.cli rl ...` runs this loop on 
 (and reference) are sharded with FSDP2 (`engine/sharding.py`), each rank rolls out whole groups and
 all ranks then hold the step's groups (`rl/groups.py`), each trains on its whole groups of every
 mini-batch with the mini-batch's normaliser, and rank 0 alone writes; checkpoints are sharded. A
-2-rank run ends with the weights of a 1-rank run (`tests/rl/test_distributed.py`).
+2-rank run ends with the weights of a 1-rank run (`tests/rl/test_trainer_distributed.py`).
 """
 
 from __future__ import annotations
@@ -288,7 +288,8 @@ def policy_update(policy, ref, optimizer, groups: list[Group], adv: torch.Tensor
                                          shared_prompt=t.shared_prompt_forward)
                 mask = stats.mask.to(stats.logprobs.dtype)                                   # (B, T)
                 width = mask.shape[1]
-                old_lp = pad_rows([old[s] for s in seqs], width) if old is not None and weight else stats.logprobs.detach()
+                fresh = old is None or not weight                       # one update, or a lockstep filler
+                old_lp = stats.logprobs.detach() if fresh else pad_rows([old[s] for s in seqs], width)
                 a = torch.stack([adv[g, r] for g, r in seqs]).to(stats.logprobs)            # (B,)
                 pg, clip_frac = algos.ppo_clip_loss(stats.logprobs, old_lp, a, mask, obj.clip_low, obj.clip_high)
                 per_token = pg + algos.entropy_bonus(stats.entropy, obj.entropy_coef)      # (B, T)
