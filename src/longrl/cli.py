@@ -10,7 +10,10 @@
 Every command that produces a run takes `--out DIR`; config commands take `--config FILE`
 followed by dotted `key=value` overrides. Bad input exits with status 2 and a message that
 names the file, line and field; `main(argv)` returns the exit status (it is what tests call).
-Multi-process: `torchrun --nproc-per-node N -m longrl.cli rl --config ...`.
+Multi-process: `torchrun --nproc-per-node N -m longrl.cli rl --config ...`. Python puts the working
+directory first on the import path under `-m`; run as a module, longrl takes it off again before it
+loads any command, so a file next to your data never shadows a module longrl imports
+(`PYTHONSAFEPATH=1`, Python 3.11+, keeps it off from the start).
 """
 
 from __future__ import annotations
@@ -85,5 +88,14 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def drop_working_directory_from_path() -> None:
+    """Undo what `python -m` does to the import path: its first entry, the working directory."""
+    import os
+
+    if sys.path and not sys.flags.safe_path and sys.path[0] in ("", os.getcwd()):
+        del sys.path[0]
+
+
 if __name__ == "__main__":
+    drop_working_directory_from_path()
     sys.exit(main())
