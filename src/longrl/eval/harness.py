@@ -192,7 +192,8 @@ async def _run_items(backend: ModelBackend, tokenizer, pending: list[tuple[str, 
 async def _score_and_record(chunk, prompts, completions, logs: dict[str, SampleLog], reward) -> None:
     from longrl.rewards.hybrid import RewardInput
 
-    inputs = [RewardInput(task=s.task, question=s.question, answers=list(s.answers), response=c.text, response_tokens=c.tokens)
+    inputs = [RewardInput(task=s.task, question=s.question, answers=list(s.answers), response=c.text, response_tokens=c.tokens,
+                          context=s.context)
               for (_, s), item in zip(chunk, completions) for c in item]
     results = await reward.ascore(inputs)
     position = 0

@@ -54,7 +54,7 @@ def golds_from(ground_truth: Any, task: str) -> list[str]:
 
 
 def compute_score(data_source: str, solution_str: str, ground_truth: Any, extra_info: dict | None = None,
-                  require_think: bool = True, numeric_rel_tol: float = 0.0015, **_: Any) -> float:
+                  require_think: bool = True, numeric_rel_tol: float = 0.0015, protocol: str = "strict", **_: Any) -> float:
     """verl's custom reward function: the rule score (0.0 or 1.0) of one response.
 
     Args:
@@ -64,9 +64,14 @@ def compute_score(data_source: str, solution_str: str, ground_truth: Any, extra_
         extra_info: verl's per-row extras (unused).
         require_think: a response without `</think>` scores 0.
         numeric_rel_tol: docmath relative tolerance.
+        protocol: "strict" (default) or "published" (the published evaluation scripts' rules).
     """
     task = task_for(data_source)
-    reward = HybridReward(RewardConfig(require_think=require_think, numeric_rel_tol=numeric_rel_tol))
+    try:
+        cfg = RewardConfig(require_think=require_think, numeric_rel_tol=numeric_rel_tol, protocol=protocol)
+    except ValueError as exc:
+        raise UserError(f"compute_score: {exc}") from None
+    reward = HybridReward(cfg)
     item = RewardInput(task=task, question="", answers=golds_from(ground_truth, task), response=solution_str)
     return reward.rule(item).verdict.score
 

@@ -190,7 +190,7 @@ _STATED_UNIT_RE = re.compile(
 )
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=32)
 def stated_scales(text: str) -> tuple[float, ...]:
     """Unit multipliers a question or document states for its figures, sorted.
 
