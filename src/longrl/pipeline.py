@@ -142,7 +142,7 @@ def run_eval(cfg: Config, out: Path, models: dict[str, str]) -> dict[str, dict[s
     from longrl.models.config import ModelConfig
     from longrl.models.loading import load_policy, load_tokenizer, resolve_device
 
-    suites = load_suites(cfg.eval.benchmarks, cfg.eval.data_dir, cfg.eval.synthetic, cfg.eval.limit)
+    suites = load_suites(cfg.eval.benchmarks, cfg.eval.data_dir, cfg.eval.synthetic, cfg.eval.limit, cfg.eval.protocol)
     summaries = {}
     for name, path in models.items():
         stage = out / "eval" / name
