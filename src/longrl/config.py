@@ -174,7 +174,10 @@ def _model_class(annotation: Any) -> type[BaseModel] | None:
 
 
 def to_yaml(cfg: BaseModel) -> str:
-    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+    """The resolved config as YAML, for run directories: URL credentials shown as *** (longrl.secrets)."""
+    from longrl.secrets import scrub_urls
+
+    return yaml.safe_dump(scrub_urls(cfg.model_dump(mode="json")), sort_keys=False, allow_unicode=True)
 
 
 def data_sources(cfg: Config):

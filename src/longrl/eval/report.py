@@ -21,6 +21,7 @@ from typing import Any
 
 from longrl.eval.metrics import benchmark_metrics
 from longrl.files import atomic_write_text
+from longrl.secrets import scrub_urls
 
 PROTOCOL_WORDS = {"published": "prompts and rule scoring as the published QwenLong-L1 scripts",
                   "strict": "longrl's prompts and rule scoring, published holes closed"}
@@ -55,7 +56,7 @@ def build_summary(suites: dict, finished: dict[str, dict[str, list[dict[str, Any
         "model": model,
         "judge": judge.model if judge is not None else None,
         "protocol": cfg.protocol,
-        "config": cfg.model_dump(mode="json"),
+        "config": scrub_urls(cfg.model_dump(mode="json")),
     }
 
 
