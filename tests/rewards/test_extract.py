@@ -150,3 +150,21 @@ def test_answer_line_longer_than_the_limit_is_no_answer():
     fits = "<think>a</think>Therefore, the answer is " + "x" * MAX_ANSWER_CHARS
     assert extract_prediction(fits).status == OK
     assert extract_prediction(fits + "x") == extract_prediction("<think>a</think>It is.")  # (None, no_answer)
+
+
+def test_last_phrase_found_backwards_is_the_last_forward_match():
+    import random
+    import re
+
+    from longrl.rewards.extract import find_last_phrase
+
+    forward = re.compile(r"[Tt](?<![A-Za-z][Tt])(?i:he\s+(?:correct\s+)?answer\s+is)\b[\s:]*")
+    rng = random.Random(1)
+    pieces = ["the answer is", "The Correct answer is", "THE ANSWER IS", "the  answer\nis", "atthe answer is",
+              "the answer isn't", " ", ":", "x", "7", "\n", "the answer is:", "tthe answer is"]
+    for _ in range(3000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 6)))
+        last = None
+        for last in forward.finditer(text):
+            pass
+        assert find_last_phrase(text) == (None if last is None else last.end()), repr(text)

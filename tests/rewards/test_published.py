@@ -163,3 +163,39 @@ def test_published_golds_and_metrics():
     with pytest.raises(GoldError):
         published_rule("choice", T + "x", ["Paris"])
     assert published_rule("numeric", "<think>x", ["5"])[0].status == "unfinished_think"
+
+
+def test_qa_f1_matches_a_reference_loop():
+    import random
+    from collections import Counter
+
+    from longrl.rewards.published import qa_f1
+
+    def reference(pred: str, gold: str) -> float:
+        if (pred in ("yes", "no", "noanswer") or gold in ("yes", "no", "noanswer")) and pred != gold:
+            return 0.0
+        same = sum((Counter(pred.split()) & Counter(gold.split())).values())
+        if same == 0:
+            return 0.0
+        p, r = same / len(pred.split()), same / len(gold.split())
+        return 2 * p * r / (p + r)
+
+    rng = random.Random(0)
+    for _ in range(3000):
+        pred = " ".join(rng.choice(["a", "b", "ab", "yes", "no", "c"]) for _ in range(rng.randint(0, 6)))
+        gold = " ".join(rng.choice(["a", "b", "ab", "yes", "c"]) for _ in range(rng.randint(1, 4)))
+        assert qa_f1(pred, gold) == pytest.approx(reference(pred, gold)), (pred, gold)
+    assert qa_normalize("The Caf\u00e9, (an) \u0661\u0662!") == "caf\u00e9 \u0661\u0662"
+
+
+def test_docmath_phrase_search_folds_case_like_the_script():
+    import re
+    import sys
+
+    from longrl.rewards.published import _FOLDS_TO_PHRASE_LETTERS
+
+    everything = "".join(chr(c) for c in range(128, sys.maxunicode + 1) if not 0xD800 <= c < 0xE000)
+    folding = set(re.findall(r"[theanswri]", everything, re.IGNORECASE))
+    assert folding == set(_FOLDS_TO_PHRASE_LETTERS)
+    assert docmath_literal("THE ANSWER IS 5") == "5" and docmath_literal("the an\u017fwer is 6") == "6"
+    assert docmath_literal("The Answer \u0130s 7") == "7"

@@ -20,8 +20,9 @@ Rules (method.md, closing the published holes):
    and `\\boxed{...}` / `\\text{...}` are unwrapped. Chat special tokens (`<|im_end|>`) are dropped.
    An answer that trims to nothing is `no_answer`.
 5. An answer line longer than MAX_ANSWER_CHARS (4,000 characters, ~1,000 tokens) is `no_answer`:
-   it is an essay or a list of candidates, not a final answer, and it keeps the cost of scoring
-   bounded whatever a policy writes.
+   it is an essay or a list of candidates, not a final answer. The phrase is looked for in the
+   last ANSWER_WINDOW_CHARS (100,000 characters, ~25K tokens, more than any generation limit of
+   the recipe) of the answer part. Both keep the cost of scoring bounded whatever a policy writes.
 
 This is the `strict` protocol's extraction; `published.py` holds the published scripts' own.
 Nothing here interprets the text: it is sliced and compared, never evaluated. Every step is
@@ -38,14 +39,16 @@ from typing import Literal
 Status = Literal["ok", "unfinished_think", "no_answer"]
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
-# "the answer is" / "the correct answer is", any case, not inside a word. Written with a leading
-# character class and a look-behind instead of re.IGNORECASE and \b so the engine can skip ahead
-# (7x faster on a 40 KB answer part).
-_ANSWER_PHRASE_RE = re.compile(r"[Tt](?<![A-Za-z][Tt])(?i:he\s+(?:correct\s+)?answer\s+is)\b[\s:]*")
+# "the answer is" / "the correct answer is", any case, not inside a word, then spaces and colons.
+# The LAST one is wanted: the pattern is written backwards and run on the reversed text, so the
+# first match found is the last phrase, however many come before it.
+_PHRASE_REVERSED_RE = re.compile(r"(?<!\w)(?i:si\s+rewsna\s+(?:tcerroc\s+)?eh)[Tt](?![A-Za-z])")
+_AFTER_PHRASE_RE = re.compile(r"[\s:]*")
 MAX_ANSWER_CHARS = 4000  # a longer answer line is not a final answer (rule 5)
-# A run of "_" is emphasis unless it sits between two ASCII letters/digits (snake_case). Written so
-# that no position is tried twice: a run inside a longer one fails its look-behind at once.
-_EMPHASIS_UNDERSCORES_RE = re.compile(r"(?<![A-Za-z0-9_])_+|(?<=[A-Za-z0-9])_+(?![A-Za-z0-9_])")
+ANSWER_WINDOW_CHARS = 100_000  # the phrase is looked for in this many last characters of the answer part (rule 5)
+# A run of "_" is emphasis unless it sits between two ASCII letters/digits (snake_case). Each branch starts with "_" (the engine jumps from one "_" to the next) and matches only at the
+# start of a run, the second through a look-ahead and back-reference that never backtracks.
+_EMPHASIS_UNDERSCORES_RE = re.compile(r"_(?<![A-Za-z0-9_]_)_*|_(?<!__)(?=(_*))\1(?![A-Za-z0-9_])")
 _SPECIAL_TOKEN_RE = re.compile(r"<\|[^|<>\n]{1,40}\|>|<\uff5c[^\uff5c<>\n]{1,40}\uff5c>")
 _WRAPPERS = [('"', '"'), ("'", "'"), ("\u201c", "\u201d"), ("\u2018", "\u2019"), ("`", "`"), ("$", "$"), ("(", ")")]
 _LATEX_COMMANDS = ("\\boxed{", "\\text{", "\\textbf{", "\\mathrm{")
@@ -80,19 +83,25 @@ def extract_prediction(response: str, require_think: bool = True) -> Extraction:
         tail = response
     if THINK_OPEN in tail:
         return Extraction(None, "unfinished_think")
-    tail = remove_emphasis(tail)
-    last = None
-    for last in _ANSWER_PHRASE_RE.finditer(tail):
-        pass
-    if last is None:
+    tail = remove_emphasis(tail[-ANSWER_WINDOW_CHARS:])
+    end = find_last_phrase(tail)
+    if end is None:
         return Extraction(None, "no_answer")
-    line = tail[last.end():].split("\n", 1)[0]
+    line = tail[end:].split("\n", 1)[0]
     if len(line) > MAX_ANSWER_CHARS:
         return Extraction(None, "no_answer")
     prediction = clean_prediction(line)
     if not prediction:
         return Extraction(None, "no_answer")
     return Extraction(prediction, "ok")
+
+
+def find_last_phrase(text: str) -> int | None:
+    """Where the answer starts: the end of the last "the (correct) answer is" and the spaces or colons after it."""
+    match = _PHRASE_REVERSED_RE.search(text[::-1])
+    if match is None:
+        return None
+    return _AFTER_PHRASE_RE.match(text, len(text) - match.start()).end()
 
 
 def remove_emphasis(text: str) -> str:

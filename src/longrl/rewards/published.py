@@ -54,18 +54,24 @@ from __future__ import annotations
 import math
 import re
 import string
+from collections import Counter
 
 from longrl.rewards.extract import Extraction
 from longrl.rewards.verifiers import GoldError, Verdict
 
 THINK_CLOSE = "</think>"
 _DEEPSEEK_TOKENS = ("<\uff5cAssistant\uff5c>", "<\uff5cend\u2581of\u2581sentence\uff5c>")
-_PUNCTUATION = str.maketrans("", "", string.punctuation)
-_ARTICLES_RE = re.compile(r"\b(a|an|the)\b")
+_PUNCTUATION = string.punctuation.encode()
+# \b(a|an|the)\b written to start with a letter, so the engine jumps between "a"/"t" characters.
+_ARTICLES_RE = re.compile(r"a(?<!\wa)n?(?!\w)|the(?<!\wthe)(?!\w)")
 _YES_NO = ("yes", "no", "noanswer")
 _DOCMATH_SYMBOLS = "=≈`%$°£€¥"
 _DOCMATH_RE = re.compile("the answer is (" + "".join(re.escape(c) + "?" for c in _DOCMATH_SYMBOLS) + r"-?[0-9.,]+)",
                          re.IGNORECASE)
+_DOCMATH_LOWER_RE = re.compile(_DOCMATH_RE.pattern)  # the same, case-sensitive: run on a lower-cased copy
+# Non-ASCII characters re.IGNORECASE matches to a letter of "the answer is" (İ, ı, ſ); without them,
+# lower-casing keeps every position and the case-sensitive search finds the same match, ~2x faster.
+_FOLDS_TO_PHRASE_LETTERS = "\u0130\u0131\u017f"
 _LEADING_POINTS_RE = re.compile(r"\.{1,2}(\d*\.*\d+)")
 _CHOICE_BRACKETED_RE = re.compile(r"The correct answer is \(([A-D])\)")
 _CHOICE_BARE_RE = re.compile(r"The correct answer is ([A-D])")
@@ -121,25 +127,31 @@ def qa_prediction(response: str) -> str | None:
 
 def qa_normalize(text: str) -> str:
     """Lower case, ASCII punctuation deleted, articles dropped, whitespace collapsed."""
-    return " ".join(_ARTICLES_RE.sub(" ", text.lower().translate(_PUNCTUATION)).split())
+    return " ".join(_ARTICLES_RE.sub(" ", delete_ascii_punctuation(text.lower())).split())
+
+
+def delete_ascii_punctuation(text: str) -> str:
+    """`text` without the ASCII punctuation characters, at C speed on any text: deleted from the
+    UTF-8 bytes (no multi-byte sequence holds an ASCII byte; str.translate is slow off ASCII)."""
+    raw = text.encode("utf-8", "surrogatepass")
+    return raw.translate(None, _PUNCTUATION).decode("utf-8", "surrogatepass")
 
 
 def qa_f1(prediction: str, gold: str) -> float:
-    """Token F1 of normalised strings; 0 when one side is yes/no/noanswer and they differ."""
+    """Token F1 of normalised strings; 0 when one side is yes/no/noanswer and they differ.
+
+    Counts each gold word's occurrences in the prediction with `str.count` (words padded by their
+    own spaces), so a prediction of 200,000 words costs a few C scans, not a Python loop.
+    """
     if (prediction in _YES_NO or gold in _YES_NO) and prediction != gold:
         return 0.0
-    pred_tokens, gold_tokens = prediction.split(), gold.split()
-    counts: dict[str, int] = {}
-    for token in gold_tokens:
-        counts[token] = counts.get(token, 0) + 1
-    same = 0
-    for token in pred_tokens:
-        if counts.get(token, 0) > 0:
-            counts[token] -= 1
-            same += 1
+    if not prediction or not gold:
+        return 0.0
+    padded = " " + prediction.replace(" ", "  ") + " "
+    same = sum(min(count, padded.count(f" {token} ")) for token, count in Counter(gold.split()).items())
     if same == 0:
         return 0.0
-    precision, recall = same / len(pred_tokens), same / len(gold_tokens)
+    precision, recall = same / (prediction.count(" ") + 1), same / (gold.count(" ") + 1)
     return 2 * precision * recall / (precision + recall)
 
 
@@ -161,7 +173,11 @@ def docmath_literal(text: str) -> str | None:
     """The literal after the first "the answer is " (commas deleted, trailing points stripped); None if none."""
     for ch in "*()":
         text = text.replace(ch, "")
-    match = _DOCMATH_RE.search(text)
+    if any(ch in text for ch in _FOLDS_TO_PHRASE_LETTERS):
+        match = _DOCMATH_RE.search(text)
+    else:
+        match = _DOCMATH_LOWER_RE.search(text.lower())
+        match = match and _DOCMATH_RE.match(text, match.start())
     return match.group(1).replace(",", "").rstrip(".") if match else None
 
 

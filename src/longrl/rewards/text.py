@@ -29,7 +29,7 @@ import re
 from collections import Counter
 
 _PUNCT_RE = re.compile(r"[^\w\s]|_")
-_ARTICLES_RE = re.compile(r"\b(?:a|an|the)\b")
+_ARTICLES_RE = re.compile(r"a(?<!\wa)n?(?!\w)|the(?<!\wthe)(?!\w)")  # \b(a|an|the)\b, scanned letter-first
 _TAG_RE = re.compile(r"</?[A-Za-z][^<>]{0,200}>")  # bounded: each "<" is looked at once, <= 200 characters on
 _POSSESSIVE_RE = re.compile(r"(?<=\w)['\u2019]s\b")
 _ORDINAL_DIGITS_RE = re.compile(r"\b(\d+)(?:st|nd|rd|th)\b")
