@@ -23,6 +23,7 @@ PARSE_CASES = [
     (".25", (0.25, 1.0), "bare decimal"),
     ("(42).", (42.0, 1.0), "brackets and punctuation around the number"),
     ("5-year", (5.0, 1.0), "a hyphenated unit"),
+    ("\u00a312.5\u00b0", (12.5, 1.0), "a degree sign after the number"),
     ("3rd", (3.0, 1.0), "an ordinal suffix"),
     ("in 2019 it was 7", (2019.0, 1.0), "the FIRST number"),
     ("no digits here", None, "no number"),

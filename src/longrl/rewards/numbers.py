@@ -8,7 +8,7 @@
 Model output is never evaluated as code (no eval/exec/sympify). The reader takes the first
 whitespace-separated word that holds a digit and reads it only if the whole word is a number:
 opening brackets or quotes, a sign (ASCII or Unicode minus), a currency symbol (`$`, `€`, `£`, `¥`,
-`₹`, `US$`), the digits, an exponent, `%`, a unit of letters (`10m`, `5-year`, `3rd`), closing
+`₹`, `US$`), the digits, an exponent, `%`, a currency symbol or `°`, a unit of letters (`10m`, `5-year`, `3rd`), closing
 brackets or punctuation. Anything else in that word (a path, an identifier, code, `12-5`, `3/4`)
 means the answer states no number it can read; the reader never looks further for one.
 
@@ -44,7 +44,7 @@ _NUMBER_WORD_RE = re.compile(
     rf"(?P<sign1>[-+\u2212])?(?:[A-Z]{{0,3}}[{_CURRENCY}])?(?P<sign2>[-+\u2212])?"
     r"(?P<digits>\d+(?:,\d+)*(?:\.\d+)?|\.\d+)"
     r"(?P<exp>[eE][-+]?\d+)?"
-    rf"(?P<percent>%)?[{_CURRENCY}]?"
+    rf"(?P<percent>%)?[{_CURRENCY}°]?"
     r"(?P<unit>-?[^\W\d_]+)?"                              # letters: 10m, 5-year, 3rd, 12.5percent
     r"[)\]}\"'”’»,.;:!?]*"                                 # closing brackets, quotes, punctuation
 )
