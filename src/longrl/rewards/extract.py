@@ -55,6 +55,8 @@ _LATEX_COMMANDS = ("\\boxed{", "\\text{", "\\textbf{", "\\mathrm{")
 _BRACKET_CLOSERS = {right: left for left, right in _WRAPPERS if left != right}
 _BRACKET_RE = re.compile("[" + re.escape("".join(ch for pair in _BRACKET_CLOSERS.items() for ch in pair)) + "]")
 _BRACE_RE = re.compile(r"[{}]")
+_WRAPPER_OPENERS = frozenset(left for left, _ in _WRAPPERS)
+_WRAPPER_CLOSERS = frozenset(right for _, right in _WRAPPERS)
 
 
 @dataclass(frozen=True)
@@ -122,8 +124,13 @@ def clean_prediction(text: str) -> str:
     precomputed brace pairs, and the wrappers are peeled by moving two indices inward, with the
     bracket pairs and quote counts known in advance (5,000 nested parentheses: ~2 ms).
     """
-    text = _SPECIAL_TOKEN_RE.sub("", text)
-    text = unwrap_commands(text, _LATEX_COMMANDS)
+    if "<" in text:
+        text = _SPECIAL_TOKEN_RE.sub("", text)
+    if "\\" in text:
+        text = unwrap_commands(text, _LATEX_COMMANDS)
+    trimmed = text.strip().rstrip(".").strip()
+    if not trimmed or (trimmed[0] not in _WRAPPER_OPENERS and trimmed[-1] not in _WRAPPER_CLOSERS):
+        return trimmed  # nothing to peel: the common case, without the bracket analysis
     partner = _bracket_partners(text)
     quote_counts = {left: text.count(left) for left, right in _WRAPPERS if left == right}
     i, j = 0, len(text)

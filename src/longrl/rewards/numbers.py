@@ -51,8 +51,7 @@ _NUMBER_WORD_RE = re.compile(
 _FIRST_DIGIT_RE = re.compile(r"\d")
 _SPACE_RE = re.compile(r"\s")
 _SPACES_RE = re.compile(r"\s*")
-# What str.isspace() and the regex \s call whitespace: a word starts after the last of them.
-_WHITESPACE = "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u2028\u2029\u202f\u205f\u3000"
+MAX_PREFIX_CHARS = 32  # a word with more characters before its first digit is not a number word
 _GROUPED_RE = re.compile(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 _BASE_PREFIX_RE = re.compile(r"0[xXbBoO][0-9A-Fa-f]")
 _THREE_DIGITS_RE = re.compile(r"\d{3}(?:\.\d+)?[)\]}\"'”’»,.;:!?%]*")
@@ -74,8 +73,10 @@ class ParsedNumber:
         return (self.value,) if self.scale == 1.0 else (self.value, self.value * self.scale)
 
 
+@lru_cache(maxsize=4096)
 def parse_first_number(text: str) -> ParsedNumber | None:
     """The first number in `text` (see the module rules), or None when it has none it can read exactly.
+    Cached (the result is immutable): the golds of a group are read once.
 
     Args:
         text: any string (model output or a gold answer).
@@ -86,7 +87,11 @@ def parse_first_number(text: str) -> ParsedNumber | None:
     first = _FIRST_DIGIT_RE.search(text)
     if first is None:
         return None
-    start = 1 + max(text.rfind(ch, 0, first.start()) for ch in _WHITESPACE)
+    start = first.start()
+    while start > 0 and not text[start - 1].isspace():
+        start -= 1
+        if first.start() - start > MAX_PREFIX_CHARS:
+            return None  # brackets, quotes, signs and currency never run this long before a number
     space = _SPACE_RE.search(text, first.end())
     end = space.start() if space else len(text)
     match = _NUMBER_WORD_RE.fullmatch(text, start, end)

@@ -27,15 +27,15 @@ from __future__ import annotations
 import html
 import re
 from collections import Counter
+from functools import lru_cache
 
 _PUNCT_RE = re.compile(r"[^\w\s]|_")
 _ARTICLES_RE = re.compile(r"a(?<!\wa)n?(?!\w)|the(?<!\wthe)(?!\w)")  # \b(a|an|the)\b, scanned letter-first
 _TAG_RE = re.compile(r"</?[A-Za-z][^<>]{0,200}>")  # bounded: each "<" is looked at once, <= 200 characters on
 _POSSESSIVE_RE = re.compile(r"(?<=\w)['\u2019]s\b")
-_ORDINAL_DIGITS_RE = re.compile(r"\b(\d+)(?:st|nd|rd|th)\b")
+_ORDINAL_DIGITS_RE = re.compile(r"(\d+)(?:st|nd|rd|th)")
 _ORDINAL_WORDS = {w: str(i) for i, w in enumerate(
     ["first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth"], 1)}
-_ORDINAL_WORD_RE = re.compile(r"\b(?:" + "|".join(_ORDINAL_WORDS) + r")\b")
 _PLURAL_RE = re.compile(r"\b([^\W\d_]{2,}[^\W\d_siu])s\b")
 _DEMONYM_RE = re.compile(r"\b([^\W\d_]{4,}a)n\b")
 
@@ -46,10 +46,12 @@ def normalize_answer(text: str) -> str:
     return " ".join(_ARTICLES_RE.sub(" ", text).split())
 
 
+@lru_cache(maxsize=4096)
 def strict_normalize(text: str) -> str:
     """SQuAD normalisation with markup and possessives removed first and canonical word forms after.
 
     Example: "<b>The Americans'</b> 3rd" -> "america 3"; "Ian Fleming's" -> "ian fleming"
+    Cached: the golds of a group are normalised once.
     """
     if "<" in text:
         text = _TAG_RE.sub(" ", text)
@@ -57,11 +59,19 @@ def strict_normalize(text: str) -> str:
         text = html.unescape(text)
     if "'" in text or "\u2019" in text:
         text = _POSSESSIVE_RE.sub("", text)
-    text = normalize_answer(text)
-    text = _ORDINAL_DIGITS_RE.sub(r"\1", text)
-    text = _ORDINAL_WORD_RE.sub(lambda m: _ORDINAL_WORDS[m.group()], text)
-    text = _PLURAL_RE.sub(r"\1", text)
-    return _DEMONYM_RE.sub(r"\1", text)
+    return " ".join(map(canonical_word, normalize_answer(text).split()))
+
+
+@lru_cache(maxsize=65536)
+def canonical_word(word: str) -> str:
+    """One normalised word in canonical form: ordinals as numbers, no plural "s", demonym "-an" -> "-a"."""
+    if word in _ORDINAL_WORDS:
+        return _ORDINAL_WORDS[word]
+    ordinal = _ORDINAL_DIGITS_RE.fullmatch(word)
+    if ordinal:
+        return ordinal.group(1)
+    word = _PLURAL_RE.sub(r"\1", word)
+    return _DEMONYM_RE.sub(r"\1", word)
 
 
 def contains_words(haystack: str, needle: str) -> bool:

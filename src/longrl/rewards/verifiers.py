@@ -96,12 +96,13 @@ def verify_numeric(prediction: str, golds: list[str], opts: VerifyOptions) -> Ve
     if pred.scale != 1.0:
         scaled[1] = (pred.value * pred.scale, pred.scale)
     scaled += [(v * s, m * s) for v, m in list(scaled) for s in opts.scales]
-    for value, unit in scaled:
-        for gold in gold_values:
-            if numbers_match(value, gold, opts.numeric_rel_tol):
-                return Verdict(1.0, {"parsed": 1.0})
-            for target in (gold, gold * 100.0, gold / 100.0):
-                if rounds_to(value / unit, target / unit, pred.decimals, pred.significant):
+    if any(numbers_match(value, gold, opts.numeric_rel_tol) for value, _ in scaled for gold in gold_values):
+        return Verdict(1.0, {"parsed": 1.0})
+    if pred.decimals is not None and pred.decimals >= 1 and pred.significant >= 2:  # stated precision: rounding
+        for value, unit in scaled:
+            for gold in gold_values:
+                if any(rounds_to(value / unit, target / unit, pred.decimals, pred.significant)
+                       for target in (gold, gold * 100.0, gold / 100.0)):
                     return Verdict(1.0, {"parsed": 1.0})
     return Verdict(0.0, {"parsed": 1.0})
 
