@@ -199,3 +199,19 @@ def test_docmath_phrase_search_folds_case_like_the_script():
     assert folding == set(_FOLDS_TO_PHRASE_LETTERS)
     assert docmath_literal("THE ANSWER IS 5") == "5" and docmath_literal("the an\u017fwer is 6") == "6"
     assert docmath_literal("The Answer \u0130s 7") == "7"
+
+
+def test_qa_normalize_matches_the_regex_definition():
+    import random
+    import re
+    import string
+
+    def reference(text: str) -> str:
+        text = "".join(ch for ch in text.lower() if ch not in set(string.punctuation))
+        return " ".join(re.sub(r"\b(a|an|the)\b", " ", text).split())
+
+    rng = random.Random(2)
+    pieces = ["a", "an", "the", "The", "x", " ", "\n", ".", "\u201c", "\u2014", "_", "\u00e9", "1", "A."]
+    for _ in range(5000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 8)))
+        assert qa_normalize(text) == reference(text), repr(text)
