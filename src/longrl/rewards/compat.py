@@ -6,7 +6,7 @@ verl (`custom_reward_function`), rule verification only; extra keyword arguments
     custom_reward_function:
       path: <site-packages>/longrl/rewards/compat.py
       name: compute_score
-      reward_kwargs: {require_think: true}
+      reward_kwargs: {require_think: true}          # or {protocol: published}: the published scripts' rules
 
     compute_score("docmath_qa", "<think>...</think>Therefore, the answer is 30.", "Therefore, the answer is 30.")  # 1.0
 
