@@ -19,12 +19,18 @@ def test_register_get_and_errors():
         reg.get("c")
 
 
-def test_import_spec():
-    reg = Registry("function")
-    import os.path
+def test_module_attribute_names_are_unknown_names_never_imports():
+    """"module:attr" resolves like any unregistered name: KeyError, and the module is not imported."""
+    import sys
 
-    assert reg.get("os.path:join") is os.path.join
-    with pytest.raises(KeyError, match="cannot import module"):
-        reg.get("no_such_module_xyz:f")
-    with pytest.raises(KeyError, match="has no attribute"):
-        reg.get("os.path:no_such_attr")
+    reg = Registry("function")
+    reg.add("join", 1)
+    for name in ["os.path:join", "this:nothing", "antigravity:fly", ":", "join:"]:
+        assert name not in reg
+        with pytest.raises(KeyError, match="unknown function"):
+            reg.get(name)
+    assert "this" not in sys.modules and "antigravity" not in sys.modules
+    with pytest.raises(KeyError):
+        reg.get(None)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="non-empty strings"):
+        reg.add("", 2)

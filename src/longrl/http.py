@@ -16,7 +16,10 @@ Failures raise ServerError, whose `problem` the callers put in their own words.
 
 The API key is read from the environment variable `api_key_env` (unset: no key is sent, and a 401
 says which variable to set, so keyless local servers work with the default config), sent as a
-Bearer token, and replaced by "***" in every error text; reprs never hold it.
+Bearer token, and replaced by "***" in every error text, in any encoding a server may echo it in
+(raw, JSON-escaped, percent-encoded: `longrl.secrets`); reprs never hold it. Credentials in the
+base URL (`http://user:key@host/v1`) are used for the requests but shown as `http://***@host/v1`
+(`base_url`, `url()`, errors) and redacted like the key.
 
 Connections: `concurrency` slots spread over lanes of LANE_CONNECTIONS keep-alive connections, one
 httpx.AsyncClient per lane, sharing one TLS context. A single httpx pool rescans all its connections
@@ -38,6 +41,7 @@ from typing import Any
 import httpx
 
 from longrl.errors import UserError
+from longrl.secrets import display_url, redact, url_secrets
 
 LANE_CONNECTIONS = 8        # connections per httpx client: its pool does work quadratic in its size on every request
 MAX_RETRY_AFTER_S = 3600.0  # a Retry-After of an hour or more is not a retry hint: ignored (exponential backoff instead)
@@ -92,11 +96,6 @@ def parse_retry_after(value: str | None) -> float | None:
     return seconds if seconds is not None and 0 <= seconds < MAX_RETRY_AFTER_S else None  # nan fails both
 
 
-def redact(text: str, secret: str) -> str:
-    """`text` with every occurrence of `secret` replaced by "***" (nothing to hide when secret is "")."""
-    return text.replace(secret, "***") if secret else text
-
-
 def snippet(text: str, limit: int = 200) -> str:
     """`text` on one line (whitespace runs collapsed), cut to `limit` characters plus "..." when longer."""
     text = " ".join(text.split())
@@ -135,9 +134,11 @@ class OpenAIClient:
                  lane_connections: int = LANE_CONNECTIONS):
         if concurrency < 1 or lane_connections < 1:
             raise ValueError(f"concurrency and lane_connections must be >= 1, got {concurrency} and {lane_connections}")
-        self.base_url = base_url.rstrip("/")
+        self._base_url = base_url.rstrip("/")           # what requests go to (credentials included)
+        self.base_url = display_url(self._base_url)     # what is shown: credentials replaced by ***
         self.api_key_env, self.concurrency, self.retry, self.lane_connections = api_key_env, concurrency, retry, lane_connections
         self._api_key = api_key_from_env(api_key_env)
+        self._secrets = [self._api_key, *url_secrets(self._base_url)]
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lanes: list[httpx.AsyncClient] = []
         self._slots: asyncio.Queue[int] | None = None  # one entry per request that may be in flight: its lane
@@ -148,12 +149,12 @@ class OpenAIClient:
         return f"OpenAIClient(url={self.base_url!r}, api_key_env={self.api_key_env!r}, concurrency={self.concurrency})"
 
     def url(self, path: str) -> str:
-        """The full URL of `path` ("/chat/completions") on this server."""
+        """The full URL of `path` ("/chat/completions") on this server, as shown (no credentials)."""
         return self.base_url + path
 
     def redact(self, text: str) -> str:
-        """`text` with the API key replaced by "***"."""
-        return redact(text, self._api_key)
+        """`text` with the API key and the URL's credentials replaced by "***", in any encoding."""
+        return redact(text, self._secrets)
 
     async def request(self, method: str, path: str, body: dict | None = None) -> Reply:
         """Send `body` as JSON to `path`, retrying as the policy says; the parsed 200 reply.
@@ -162,7 +163,7 @@ class OpenAIClient:
             ServerError: a non-retryable status, a 200 that is not JSON, or the last failure once
                 `max_attempts` are spent ("... (gave up after N attempts)").
         """
-        url, retry = self.url(path), self.retry
+        url, retry = self._base_url + path, self.retry
         problem = "no attempt made"
         for attempt in range(1, retry.max_attempts + 1):
             retry_after = None
@@ -232,4 +233,4 @@ class OpenAIClient:
         return problem
 
     def _error(self, url: str, problem: str, attempts: int) -> ServerError:
-        return ServerError(url, self.redact(problem), attempts)
+        return ServerError(self.redact(display_url(url)), self.redact(problem), attempts)

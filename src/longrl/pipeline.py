@@ -147,7 +147,8 @@ def run_phases(cfg: Config, out: Path, start_from: str, tokenizer) -> str:
 def run_eval(cfg: Config, out: Path, models: dict[str, str], tokenizer) -> dict[str, dict[str, Any]]:
     """Each named model on the same `eval.benchmarks` items; results under eval/<name>/."""
 
-    suites = load_suites(cfg.eval.benchmarks, cfg.eval.data_dir, cfg.eval.synthetic, cfg.eval.limit, tokenizer)
+    suites = load_suites(cfg.eval.benchmarks, cfg.eval.data_dir, cfg.eval.synthetic, cfg.eval.limit, tokenizer,
+                         protocol=cfg.eval.protocol)
     summaries = {}
     for name, path in models.items():
         stage = out / "eval" / name

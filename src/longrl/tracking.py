@@ -38,11 +38,12 @@ from rich.progress import (
 from longrl.console import progress_enabled, stderr_console
 from longrl.errors import ConfigError
 from longrl.files import atomic_open, atomic_write_text
+from longrl.secrets import scrub_urls
 
 
 def to_yaml(cfg) -> str:
-    """A config (any pydantic model) as the YAML written to `config.yaml`."""
-    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+    """A config (any pydantic model) as the YAML written to `config.yaml`: URL credentials shown as ***."""
+    return yaml.safe_dump(scrub_urls(cfg.model_dump(mode="json")), sort_keys=False, allow_unicode=True)
 
 
 def prepare_run_dir(out: str | Path, cfg) -> Path:

@@ -118,3 +118,15 @@ def test_check_names_rejects_unknown_family():
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
 def test_every_shipped_config_validates(path):
     check_names(load_config(path))
+
+
+def test_resolved_config_shows_urls_without_credentials():
+    from longrl.config import load_config
+    from longrl.tracking import to_yaml
+
+    cfg = load_config(None, ["eval.model=http://me:sk-in-url-123@host:8000/v1",
+                             "reward.judge={base_url: 'https://sk-judge-token@judge.example/v1', model: j}"])
+    text = to_yaml(cfg)
+    assert "sk-in-url-123" not in text and "sk-judge-token" not in text
+    assert "http://***@host:8000/v1" in text and "https://***@judge.example/v1" in text
+    assert cfg.eval.model == "http://me:sk-in-url-123@host:8000/v1"   # the config itself keeps them for the requests

@@ -24,7 +24,6 @@ from longrl.config import load_config
 from longrl.rl.trainer import (
     Group,
     lr_factor,
-    make_optimizer,
     objective,
     policy_update,
     train,

@@ -11,6 +11,10 @@ Every command that produces a run takes `--out DIR`; config commands take `--con
 followed by dotted `key=value` overrides. Bad input exits with status 2 and a message that
 names the file, line and field; `main(argv)` returns the exit status (it is what tests call).
 Each command module imports the stage it runs inside its handler, so `longrl --help` stays fast.
+Multi-process: `torchrun --nproc-per-node N -m longrl.cli rl --config ...`. Python puts the working
+directory first on the import path under `-m`; run as a module, longrl takes it off again before it
+loads any command, so a file next to your data never shadows a module longrl imports
+(`PYTHONSAFEPATH=1`, Python 3.11+, keeps it off from the start).
 """
 
 from __future__ import annotations
@@ -66,7 +70,3 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"longrl {args.command}: interrupted", file=sys.stderr)
         return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

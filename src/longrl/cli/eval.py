@@ -5,6 +5,11 @@
         --judge-url https://api.deepseek.com/v1 --judge-model deepseek-chat
     longrl eval --config configs/eval_docqa7.yaml --out runs/eval eval.model=runs/x/final eval.samples=4
     longrl eval --model builtin:tiny-base --benchmarks synthetic-512,synthetic-2048 --out runs/eval-tiny
+    longrl eval --protocol published ...   # prompts and rule scoring exactly as the published scripts
+
+`--protocol` (eval.protocol): `strict` (default) builds prompts and scores with longrl's rules
+(published holes closed); `published` joins documents, truncates and scores as the published
+QwenLong-L1 scripts do, for numbers comparable with the paper's table. Reports name the protocol.
 
 Flags are `eval.*` overrides of the config file, applied before the trailing `key=value` ones
 (so `--judge-url U --judge-model M eval.judge.concurrency=8` works). Rerunning the same command on the
@@ -35,6 +40,8 @@ def register(sub) -> None:
     p.add_argument("--data-dir", metavar="DIR", help="folder with one JSONL per benchmark (docmath.jsonl, ...)")
     p.add_argument("--judge-url", metavar="URL", help="OpenAI-compatible judge server (…/v1); with --judge-model")
     p.add_argument("--judge-model", metavar="NAME", help="judge model name (paper: DeepSeek-V3, i.e. deepseek-chat)")
+    p.add_argument("--protocol", choices=["strict", "published"],
+                   help="prompts and rule scoring: strict (default) or published (as the paper's evaluation scripts)")
     p.add_argument("--samples", type=int, metavar="N", help="completions per item (pass@1 averaged over them)")
     p.add_argument("--limit", type=int, metavar="N", help="first N items of each benchmark")
     p.add_argument("--download", action="store_true", help="fetch missing benchmark files into --data-dir (needs `datasets` and the hub)")
@@ -44,7 +51,7 @@ def register(sub) -> None:
 def flag_overrides(args: argparse.Namespace) -> list[str]:
     """The `eval.*` overrides the command-line flags stand for (JSON values: valid YAML, never re-typed)."""
     values: dict = {}
-    for flag in ("model", "model_name", "tokenizer", "data_dir", "samples", "limit"):
+    for flag in ("model", "model_name", "tokenizer", "data_dir", "samples", "limit", "protocol"):
         if getattr(args, flag) is not None:
             values[flag] = getattr(args, flag)
     if args.benchmarks is not None:
@@ -87,21 +94,20 @@ def run_eval(args: argparse.Namespace) -> int:
     check_held_out(cfg)
     ev = cfg.eval
     if args.download:
-        from longrl.eval.fetch import (
-            fetch_missing,  # lazy: the optional `datasets` library
-        )
+        from longrl.eval.fetch import fetch_missing  # lazy: the optional `datasets` library
 
         fetch_missing(ev.benchmarks, ev.data_dir)
     if cfg.run.torch_threads:
         torch.set_num_threads(cfg.run.torch_threads)
     tokenizer = eval_tokenizer(cfg)
-    suites = load_suites(ev.benchmarks, ev.data_dir, ev.synthetic, ev.limit, tokenizer)   # files checked before the model loads
+    suites = load_suites(ev.benchmarks, ev.data_dir, ev.synthetic, ev.limit, tokenizer,   # files checked before the
+                         protocol=ev.protocol)                                             # model loads
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.yaml", to_yaml(cfg))
     backend = build_backend(cfg, tokenizer)
     label = getattr(backend, "base_url", None) or backend.name  # a server's model name is asked for on first use
-    info(f"evaluating {label} on {', '.join(f'{n} ({len(s.samples)})' for n, s in suites.items())} -> {out}")
+    info(f"evaluating {label} (protocol: {ev.protocol}) on {', '.join(f'{n} ({len(s.samples)})' for n, s in suites.items())} -> {out}")
     summary = evaluate(backend, tokenizer, suites, ev, build_reward(cfg), out, seed=cfg.run.seed, progress=cfg.run.progress)
     print_results(summary)
     info(f"results: {out / 'results.md'}, {out / 'summary.json'}; per-sample rows under {out}/<benchmark>/samples.jsonl")

@@ -6,7 +6,7 @@ verl (`custom_reward_function`), rule verification only; extra keyword arguments
     custom_reward_function:
       path: <site-packages>/longrl/rewards/compat.py
       name: compute_score
-      reward_kwargs: {require_think: true}
+      reward_kwargs: {require_think: true}          # or {protocol: published}: the published scripts' rules
 
     compute_score("docmath_qa", "<think>...</think>Therefore, the answer is 30.", "Therefore, the answer is 30.")  # 1.0
 
@@ -59,7 +59,7 @@ def golds_from(ground_truth: Any, task: str) -> list[str]:
 
 
 def compute_score(data_source: str, solution_str: str, ground_truth: Any, extra_info: dict | None = None,
-                  require_think: bool = True, numeric_rel_tol: float = 0.0015, **_: Any) -> float:
+                  require_think: bool = True, numeric_rel_tol: float = 0.0015, protocol: str = "strict", **_: Any) -> float:
     """verl's custom reward function: the rule score (0.0 or 1.0) of one response.
 
     Args:
@@ -69,9 +69,14 @@ def compute_score(data_source: str, solution_str: str, ground_truth: Any, extra_
         extra_info: verl's per-row extras (unused).
         require_think: a response without `</think>` scores 0.
         numeric_rel_tol: docmath relative tolerance.
+        protocol: "strict" (default) or "published" (the published evaluation scripts' rules).
     """
     task = task_for(data_source)
-    reward = HybridReward(RewardConfig(require_think=require_think, numeric_rel_tol=numeric_rel_tol))
+    try:
+        cfg = RewardConfig(require_think=require_think, numeric_rel_tol=numeric_rel_tol, protocol=protocol)
+    except ValueError as exc:
+        raise UserError(f"compute_score: {exc}") from None
+    reward = HybridReward(cfg)
     item = RewardInput(task=task, question="", answers=golds_from(ground_truth, task), response=solution_str)
     return reward.rule(item).verdict.score
 

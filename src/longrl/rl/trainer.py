@@ -222,7 +222,8 @@ class Roller:
         with self.timers.time("reward"):
             texts = [[self.decode(c) for c in out.completions] for out in outs]
             inputs = [RewardInput(task=d.item.task, question=d.item.question, answers=list(d.item.answers), response=t,
-                                  response_tokens=len(c), max_response_tokens=self.params.max_new_tokens)
+                                  response_tokens=len(c), max_response_tokens=self.params.max_new_tokens,
+                                  context=d.item.context)
                       for d, out, ts in zip(draws, outs, texts) for t, c in zip(ts, out.completions)]
             results = self.reward.score(inputs)
         groups = []
