@@ -28,3 +28,21 @@ def test_import_spec():
         reg.get("no_such_module_xyz:f")
     with pytest.raises(KeyError, match="has no attribute"):
         reg.get("os.path:no_such_attr")
+
+
+def test_declared_names_reads_decorators_without_importing(tmp_path, monkeypatch):
+    import sys
+
+    from longrl.registry import declared_names
+
+    (tmp_path / "fake_registering_mod.py").write_text(
+        "import no_such_heavy_dependency\n"                     # importing the module would fail
+        "@WIDGETS.register('b')\ndef b(): pass\n"
+        "@WIDGETS.register('a')\nclass A: pass\n"
+        "@OTHER.register('x')\ndef x(): pass\n"
+        "@WIDGETS.register(name_from_variable)\ndef y(): pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert declared_names("fake_registering_mod", "WIDGETS") == ["a", "b"]
+    assert "fake_registering_mod" not in sys.modules
+    with pytest.raises(KeyError, match="cannot find module"):
+        declared_names("no_such_module_xyz", "WIDGETS")
