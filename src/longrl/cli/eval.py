@@ -19,7 +19,7 @@ import argparse
 import json
 from pathlib import Path
 
-from longrl.cli.args import add_config_arguments
+from longrl.cli.args import add_config_arguments, follow_progress_setting
 from longrl.errors import ConfigError
 
 
@@ -74,7 +74,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
     from longrl.cli.names import check_names
     from longrl.config import load_config
-    from longrl.console import info
+    from longrl.console import info, start_run_log
     from longrl.eval.backends import build_backend, eval_tokenizer
     from longrl.eval.benchmarks import load_suites
     from longrl.eval.harness import build_reward, evaluate
@@ -83,6 +83,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from longrl.tracking import to_yaml
 
     cfg = load_config(args.config, flag_overrides(args) + list(args.overrides))
+    follow_progress_setting(cfg)
     check_names(cfg)
     check_held_out(cfg)
     ev = cfg.eval
@@ -97,12 +98,17 @@ def run_eval(args: argparse.Namespace) -> int:
     tokenizer = eval_tokenizer(cfg)
     suites = load_suites(ev.benchmarks, ev.data_dir, ev.synthetic, ev.limit, tokenizer)   # files checked before the model loads
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "config.yaml", to_yaml(cfg))
     backend = build_backend(cfg, tokenizer)
     label = getattr(backend, "base_url", None) or backend.name  # a server's model name is asked for on first use
     info(f"evaluating {label} on {', '.join(f'{n} ({len(s.samples)})' for n, s in suites.items())} -> {out}")
-    summary = evaluate(backend, tokenizer, suites, ev, build_reward(cfg), out, seed=cfg.run.seed, progress=cfg.run.progress)
+
+    def start() -> None:  # every protocol checked: the evaluation starts for real
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "config.yaml", to_yaml(cfg))
+        start_run_log(out)
+
+    summary = evaluate(backend, tokenizer, suites, ev, build_reward(cfg), out, seed=cfg.run.seed,
+                       progress=cfg.run.progress, on_start=start)
     print_results(summary)
     info(f"results: {out / 'results.md'}, {out / 'summary.json'}; per-sample rows under {out}/<benchmark>/samples.jsonl")
     return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 from longrl.config import Config, data_sources
 from longrl.data.synthetic import FAMILIES
 from longrl.errors import ConfigError
+from longrl.trackers import check_available
 from longrl.eval.benchmarks import BENCHMARKS
 from longrl.rewards.verifiers import VERIFIERS
 from longrl.rl.algos import ADVANTAGES
@@ -32,3 +33,4 @@ def check_names(cfg: Config) -> None:
                 problems.append(f"  {key}: unknown {registry.kind} {name!r}; known: {', '.join(registry.names())}")
     if problems:
         raise ConfigError("invalid config:\n" + "\n".join(problems))
+    check_available(cfg.run.trackers)            # an optional tracker package missing: said before any work

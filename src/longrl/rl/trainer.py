@@ -93,10 +93,12 @@ from longrl.rl.batching import (
 )
 from longrl.rl.dynamic import collect_groups
 from longrl.rl.sampler import Draw, PromptSampler
+from longrl.trackers import Trackers
 from longrl.tracking import (
     MetricsLog,
     StepProgress,
     Timers,
+    check_run_dir,
     dump_samples,
     prepare_run_dir,
 )
@@ -374,7 +376,7 @@ def train(cfg: Config, out: str | Path, items: list[Sample] | None = None, phase
         items: training items; None = load `cfg.data.train`.
         phase: label written to every metrics line, item score and checkpoint (curriculum phases).
     """
-    out = prepare_run_dir(out, cfg)                                         # refuses a different config
+    out = check_run_dir(out, cfg)                                           # refuses a different config; writes nothing
     if is_finished(out, cfg):
         return out / "final"
     seed_everything(cfg)
@@ -382,12 +384,13 @@ def train(cfg: Config, out: str | Path, items: list[Sample] | None = None, phase
     tokenizer = load_tokenizer(cfg.model)
     policy = load_policy(cfg.model, device)
     ref = load_reference(cfg, device)                                       # None unless KL is used
+    items = items if items is not None else load_items(cfg.data.train, tokenizer, cfg.data.skip_bad)
+    prepare_run_dir(out, cfg)                                               # the run starts: config.yaml, log.txt
     optimizer = make_optimizer(cfg, policy)
     state = checkpoint.resume(out, policy, optimizer)                       # {} on a fresh run
     start = state.get("step", 0)
-    metrics = MetricsLog(out / "metrics.jsonl", resume_step=state.get("step"))
+    metrics = MetricsLog(out / "metrics.jsonl", resume_step=state.get("step"), trackers=Trackers.from_config(cfg, out))
     item_scores = MetricsLog(out / "item_scores.jsonl", resume_step=state.get("step"))
-    items = items if items is not None else load_items(cfg.data.train, tokenizer, cfg.data.skip_bad)
     sampler = PromptSampler(items, cfg.run.seed, cursor=state.get("cursor", 0))
     timers = Timers()
     roller = Roller(cfg, policy, tokenizer, timers)

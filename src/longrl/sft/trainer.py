@@ -60,7 +60,8 @@ from longrl.sft.packing import (
     plan_steps,
     split_examples,
 )
-from longrl.tracking import MetricsLog, StepProgress, prepare_run_dir
+from longrl.trackers import Trackers
+from longrl.tracking import MetricsLog, StepProgress, check_run_dir, prepare_run_dir
 
 
 @dataclass(frozen=True)
@@ -128,7 +129,7 @@ def evaluate_loss(model, batches: list[PackedBatch], logits_chunk_mb: float = 25
 
 
 def train_loop(model, examples_at: Callable[[int], list[Example]], settings: LoopSettings, out: Path,
-               eval_examples: list[Example] | None = None, pad_id: int = 0) -> dict:
+               eval_examples: list[Example] | None = None, pad_id: int = 0, trackers: Trackers | None = None) -> dict:
     """Train `model` for `settings.steps` steps (resuming from `out/checkpoints`); returns the last metrics row.
 
     Args:
@@ -139,12 +140,13 @@ def train_loop(model, examples_at: Callable[[int], list[Example]], settings: Loo
         out: run directory (metrics.jsonl, checkpoints/).
         eval_examples: held-out examples for loss/eval (none = no eval loss).
         pad_id: token id written after the last segment of a row.
+        trackers: experiment trackers fed from metrics.jsonl (`run.trackers`); None = none.
     """
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay, betas=settings.betas)
     state = checkpoint.resume(out, model, optimizer)                          # {} on a fresh run
     start = state.get("step", 0)
-    metrics = MetricsLog(out / "metrics.jsonl", resume_step=state.get("step"))
+    metrics = MetricsLog(out / "metrics.jsonl", resume_step=state.get("step"), trackers=trackers)
     eval_batches = micro_batches(eval_examples or [], settings.micro_batch_tokens, settings.row_tokens, pad_id)
     prepare = lambda step: micro_batches(examples_at(step), settings.micro_batch_tokens, settings.row_tokens, pad_id)  # noqa: E731
     row: dict = {}
@@ -238,7 +240,7 @@ def train_sft(cfg: Config, out: str | Path, examples=None) -> Path:
     Returns:
         `out/final`, a folder that `load_policy(ModelConfig(path=...))` loads.
     """
-    out = prepare_run_dir(out, cfg)                                           # refuses a different config
+    out = check_run_dir(out, cfg)                                             # refuses a different config; writes nothing
     seed_everything(cfg.run)
     tokenizer = load_tokenizer(cfg.model)
     if examples is None:
@@ -251,13 +253,14 @@ def train_sft(cfg: Config, out: str | Path, examples=None) -> Path:
     summary = {"examples": len(encoded) + dropped, "dropped_too_long": dropped, "train_examples": len(train),
                "eval_examples": len(held), "steps": len(plan), "train_tokens": sum(e.n_tokens for e in train),
                "train_label_tokens": sum(e.n_labels for e in train)}
-    atomic_write_json(out / "data.json", summary)
     if is_finished(out, len(plan)):
         return out / "final"
+    model = load_policy(cfg.model, resolve_device(cfg.run.device))
+    prepare_run_dir(out, cfg)                                                 # the run starts: config.yaml, log.txt
+    atomic_write_json(out / "data.json", summary)
     info(f"sft: {summary['train_examples']} training examples ({summary['train_tokens']:,} tokens), "
          f"{len(held)} held out, {dropped} dropped over sft.max_seq_tokens; {len(plan)} steps")
-    model = load_policy(cfg.model, resolve_device(cfg.run.device))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     train_loop(model, lambda step: [train[i] for i in plan[step - 1]], settings_from_sft(cfg, len(plan)), out,
-               held, pad_id)
+               held, pad_id, Trackers.from_config(cfg, out))
     return save_final(out / "final", model, tokenizer)
