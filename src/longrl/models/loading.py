@@ -7,7 +7,9 @@
 longrl (`builtin:tiny-base`, the embedded default), or `random`: a seeded random-init tiny
 Qwen2 model of shape `model.tiny` with the default tokenizer (tests and smoke runs). dtype, attention implementation,
 `rope_scaling` (YaRN and friends) and the context window come from config. Weights load
-with safetensors only.
+with safetensors only. A LoRA adapter folder (`final/` of a run with `model.lora.final: adapter`)
+loads as its base model with the adapter merged in. `model.lora` itself is applied by the training
+loops (`models/lora.py`), not here: evaluation and references load plain models.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from transformers.utils import logging as hf_logging
 from longrl.config.model import ModelConfig, TinyArchConfig
 from longrl.console import hub_bars_enabled
 from longrl.errors import ConfigError
+from longrl.models.lora import adapter_base, is_adapter_folder, load_adapter_into
 from longrl.models.tiny import build_tiny_model
 from longrl.models.tokenizer import assets_dir, load_default_tokenizer
 
@@ -85,6 +88,9 @@ def load_policy(cfg: ModelConfig, device: torch.device | str = "cpu"):
         model.set_attn_implementation(cfg.attn_implementation)
         return model.to(device=device, dtype=torch.float32 if cfg.dtype == "auto" else DTYPES[cfg.dtype])
     path = resolve_path(cfg.path)
+    if is_adapter_folder(path):                 # a LoRA run's `final: adapter`: its base, with the adapter merged in
+        return load_adapter_into(load_policy(cfg.model_copy(update={"path": adapter_base(path), "lora": None}), device),
+                                 path)
     try:
         config = AutoConfig.from_pretrained(path, trust_remote_code=cfg.trust_remote_code)
     except (OSError, ValueError) as exc:

@@ -20,6 +20,9 @@ Per step: AdamW, linear warmup then constant / cosine / linear decay, global gra
 the same `--out` resumes from the newest one and ends with the same weights as an uninterrupted
 run. The model goes to `DIR/final` (config + safetensors + tokenizer, written atomically).
 
+With `model.lora` only LoRA adapters train (`models/lora.py`; checkpoints hold the adapters alone) and
+`final/` is the merged model or the adapter folder (`model.lora.final`).
+
 One process, one device (CPU or a GPU); long demonstrations fit by lowering `sft.micro_batch_tokens`
 and setting `model.gradient_checkpointing: true`. `sft.bf16_autocast: true` runs the forward in
 bfloat16 autocast (fp32 weights and optimizer): 1.2-1.7x faster on CPUs with AMX (`longrl bench sft`).
@@ -52,6 +55,7 @@ from longrl.engine.packed import packed_attention
 from longrl.errors import ConfigError
 from longrl.files import atomic_dir, atomic_write_json
 from longrl.models.loading import load_policy, load_tokenizer, resolve_device
+from longrl.models.lora import attach_adapters, save_model_folder
 from longrl.sft.packing import (
     Example,
     PackedBatch,
@@ -222,11 +226,11 @@ def is_finished(out: Path, steps: int) -> bool:
     return (out / "final").is_dir() and bool(found) and found[-1][0] >= steps
 
 
-def save_final(path: Path, model, tokenizer) -> Path:
-    """The model as a Hugging Face folder (config, safetensors, tokenizer), written atomically."""
+def save_final(path: Path, model, tokenizer, model_cfg) -> Path:
+    """The model as a Hugging Face folder (config, safetensors, tokenizer), written atomically; with
+    LoRA, merged or as the adapter folder (`model.lora.final`)."""
     with atomic_dir(path) as tmp:
-        model.save_pretrained(str(tmp), safe_serialization=True)
-        tokenizer.save_pretrained(str(tmp))
+        save_model_folder(model, tokenizer, tmp, model_cfg)
     return path
 
 
@@ -255,7 +259,7 @@ def train_sft(cfg: Config, out: str | Path, examples=None) -> Path:
                "train_label_tokens": sum(e.n_labels for e in train)}
     if is_finished(out, len(plan)):
         return out / "final"
-    model = load_policy(cfg.model, resolve_device(cfg.run.device))
+    model = attach_adapters(load_policy(cfg.model, resolve_device(cfg.run.device)), cfg.model.lora)  # LoRA: adapters train
     prepare_run_dir(out, cfg)                                                 # the run starts: config.yaml, log.txt
     atomic_write_json(out / "data.json", summary)
     info(f"sft: {summary['train_examples']} training examples ({summary['train_tokens']:,} tokens), "
@@ -263,4 +267,4 @@ def train_sft(cfg: Config, out: str | Path, examples=None) -> Path:
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     train_loop(model, lambda step: [train[i] for i in plan[step - 1]], settings_from_sft(cfg, len(plan)), out,
                held, pad_id, Trackers.from_config(cfg, out))
-    return save_final(out / "final", model, tokenizer)
+    return save_final(out / "final", model, tokenizer, cfg.model)
