@@ -136,3 +136,11 @@ def test_overlong_rows_need_lengths(tmp_path, capsys):
 def test_ls_verifiers(capsys):
     assert main(["ls", "verifiers"]) == 0
     assert capsys.readouterr().out.split() == ["choice", "numeric", "qa"]
+
+
+def test_answers_as_one_plain_string(tmp_path):
+    # what the verl and TRL adapters accept, `longrl score` accepts too
+    rows = [{**ROWS[0], "answers": "Paris"}, {**ROWS[1], "answers": "Paris"}]
+    out = tmp_path / "out.jsonl"
+    assert main(["score", "--input", write_rows(tmp_path / "in.jsonl", rows), "--output", str(out)]) == 0
+    assert [r["score"] for r in read_rows(out)] == [1.0, 0.0]
