@@ -9,7 +9,9 @@
 Flags are `eval.*` overrides of the config file, applied before the trailing `key=value` ones
 (so `--judge-url U --judge-model M eval.judge.concurrency=8` works). Rerunning the same command on the
 same --out resumes: finished items are read back, not asked again. `--download` fetches missing
-benchmark files into --data-dir with the `datasets` library when the hub is reachable.
+benchmark files into --data-dir from the parquet files the hub serves (no extra package needed).
+A server is evaluated with the tokenizer named by --tokenizer, else through the server's own
+`/tokenize` endpoint (vLLM, SGLang).
 Writes OUT/config.yaml, OUT/<benchmark>/samples.jsonl, OUT/summary.json, OUT/results.md.
 """
 
@@ -37,7 +39,8 @@ def register(sub) -> None:
     p.add_argument("--judge-model", metavar="NAME", help="judge model name (paper: DeepSeek-V3, i.e. deepseek-chat)")
     p.add_argument("--samples", type=int, metavar="N", help="completions per item (pass@1 averaged over them)")
     p.add_argument("--limit", type=int, metavar="N", help="first N items of each benchmark")
-    p.add_argument("--download", action="store_true", help="fetch missing benchmark files into --data-dir (needs `datasets` and the hub)")
+    p.add_argument("--download", action="store_true",
+                   help="fetch missing benchmark files into --data-dir (the parquet files the hub serves)")
     p.set_defaults(handler=run_eval)
 
 
@@ -89,7 +92,7 @@ def run_eval(args: argparse.Namespace) -> int:
     ev = cfg.eval
     if args.download:
         from longrl.eval.fetch import (
-            fetch_missing,  # lazy: the optional `datasets` library
+            fetch_missing,  # lazy: the download code loads only when asked for
         )
 
         fetch_missing(ev.benchmarks, ev.data_dir)
