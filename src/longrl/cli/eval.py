@@ -32,7 +32,8 @@ def register(sub) -> None:
     add_config_arguments(p)
     p.add_argument("--model", metavar="PATH_OR_URL", help="local model folder / builtin:NAME, or http(s) URL of a server (…/v1)")
     p.add_argument("--model-name", metavar="NAME", help="model name sent to the server (default: first of GET /models)")
-    p.add_argument("--tokenizer", metavar="PATH", help="tokenizer for counting and truncating prompts (required for a server)")
+    p.add_argument("--tokenizer", metavar="PATH",
+                   help="tokenizer for counting and truncating prompts (a server without it: its /tokenize endpoint)")
     p.add_argument("--benchmarks", metavar="A,B", help="comma-separated benchmark names (default: the seven DocQA sets)")
     p.add_argument("--data-dir", metavar="DIR", help="folder with one JSONL per benchmark (docmath.jsonl, ...)")
     p.add_argument("--judge-url", metavar="URL", help="OpenAI-compatible judge server (…/v1); with --judge-model")
