@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -74,7 +75,9 @@ def test_wandb_offline_needs_no_network(tmp_path, monkeypatch):
     trackers.log({"step": 2, "phase": "rl", "reward/mean": 0.625})
     trackers.close()
     (record,) = list((run_dir / "wandb").glob("offline-run-*/run-longrl-*.wandb"))
-    data = record.read_bytes()
+    deadline = time.monotonic() + 20          # W&B's service process writes the records just after finish() returns
+    while b"0.625" not in (data := record.read_bytes()) and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert b"reward/mean" in data and b"0.625" in data and b"grpo" in data    # history rows and the config
 
 

@@ -13,29 +13,29 @@ HEAVY = ("torch", "transformers")
 PROBE = """
 import contextlib, io, json, sys
 from longrl.cli import main
-argv = json.loads(sys.argv[1])
-with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.redirect_stderr(io.StringIO()):
-    try:
-        code = main(argv)
-    except SystemExit as exc:  # --help exits
-        code = exc.code
-print(json.dumps({"code": code, "out": out.getvalue(), "heavy": [m for m in %r if m in sys.modules]}))
+results = []
+for argv in json.loads(sys.argv[1]):
+    with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.redirect_stderr(io.StringIO()):
+        try:
+            code = main(argv)
+        except SystemExit as exc:  # --help exits
+            code = exc.code
+    results.append({"argv": argv, "code": code, "out": out.getvalue()})
+print(json.dumps({"results": results, "heavy": [m for m in %r if m in sys.modules]}))
 """ % (HEAVY,)
+COMMANDS = [["--help"], *[["ls", kind] for kind in KINDS]]
 
 
-def run_fresh(argv: list[str]) -> dict:
-    """main(argv) in a fresh interpreter; which heavy modules it imported."""
-    done = subprocess.run([sys.executable, "-c", PROBE, json.dumps(argv)], capture_output=True, text=True, timeout=120)
+def test_help_and_ls_import_neither_torch_nor_transformers():
+    # every command in one fresh interpreter: if none of them imported torch, none of them did alone
+    done = subprocess.run([sys.executable, "-c", PROBE, json.dumps(COMMANDS)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
-
-
-@pytest.mark.parametrize("argv", [["--help"], *[["ls", kind] for kind in KINDS]])
-def test_help_and_ls_import_neither_torch_nor_transformers(argv):
-    result = run_fresh(argv)
-    assert result["code"] == 0 and result["heavy"] == [], result
-    if argv[0] == "ls":
-        assert result["out"].split() == names_of(argv[1])
+    report = json.loads(done.stdout)
+    assert report["heavy"] == []
+    for result in report["results"]:
+        assert result["code"] == 0, result
+        if result["argv"][0] == "ls":
+            assert result["out"].split() == names_of(result["argv"][1])
 
 
 @pytest.mark.parametrize("kind", KINDS)
