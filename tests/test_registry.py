@@ -34,3 +34,21 @@ def test_module_attribute_names_are_unknown_names_never_imports():
         reg.get(None)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="non-empty strings"):
         reg.add("", 2)
+
+
+def test_declared_names_reads_decorators_without_importing(tmp_path, monkeypatch):
+    import sys
+
+    from longrl.registry import declared_names
+
+    (tmp_path / "fake_registering_mod.py").write_text(
+        "import no_such_heavy_dependency\n"                     # importing the module would fail
+        "@WIDGETS.register('b')\ndef b(): pass\n"
+        "@WIDGETS.register('a')\nclass A: pass\n"
+        "@OTHER.register('x')\ndef x(): pass\n"
+        "@WIDGETS.register(name_from_variable)\ndef y(): pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert declared_names("fake_registering_mod", "WIDGETS") == ["a", "b"]
+    assert "fake_registering_mod" not in sys.modules
+    with pytest.raises(KeyError, match="cannot find module"):
+        declared_names("no_such_module_xyz", "WIDGETS")

@@ -93,6 +93,10 @@ def test_step_progress_is_silent_when_disabled(capsys, monkeypatch):
     monkeypatch.setenv("LONGRL_NO_PROGRESS", "1")
     with StepProgress(total=2, mode="plain") as progress:
         progress.update(1, {"reward/mean": 1.0})
-    with StepProgress(total=2, mode="auto") as progress:                 # not a terminal: silent
+    monkeypatch.delenv("LONGRL_NO_PROGRESS")
+    with StepProgress(total=2, mode="none") as progress:
         progress.update(1, {"reward/mean": 1.0})
     assert capsys.readouterr().err == ""
+    with StepProgress(total=2, mode="auto") as progress:                 # not a terminal: plain lines
+        progress.update(1, {"reward/mean": 1.0})
+    assert capsys.readouterr().err == "train step 1/2  reward 1.000\n"

@@ -7,7 +7,9 @@
 A checkpoint is a directory `checkpoints/step-00000012/` built under a temporary name and
 renamed when complete (a kill at any point leaves the previous checkpoint intact):
 
-    model.safetensors     weights (shared tensors such as tied embeddings stored once)
+    model.safetensors     weights (shared tensors such as tied embeddings stored once); or, when some
+                          parameters are frozen (LoRA), trainable.safetensors: the trainable ones only
+                          (the frozen ones never change: they come from the model path on resume)
     trainer.pt            optimizer + scheduler state and torch RNG states (loaded with weights_only=True)
     state.json            step, caller state (data cursor, phase, ...), Python and NumPy RNG states
 
@@ -26,11 +28,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_file, load_model, save_file, save_model
 
 from longrl.files import atomic_dir
 
 STEP_DIR = re.compile(r"^step-(\d{8})$")
+TRAINABLE = "trainable.safetensors"
 
 
 def checkpoint_dir(run_dir: str | Path) -> Path:
@@ -74,7 +77,11 @@ def save(run_dir: str | Path, step: int, model: torch.nn.Module, optimizer: torc
     """Write checkpoint `step` atomically, then drop all but the newest `keep`."""
     target = checkpoint_dir(run_dir) / f"step-{step:08d}"
     with atomic_dir(target) as tmp:
-        save_model(_unwrap(model), str(tmp / "model.safetensors"))
+        trainable = trainable_state(model)
+        if trainable is None:
+            save_model(_unwrap(model), str(tmp / "model.safetensors"))
+        else:
+            save_file(trainable, str(tmp / TRAINABLE))
         trainer = {
             "optimizer": optimizer.state_dict() if optimizer is not None else None,
             "scheduler": scheduler.state_dict() if scheduler is not None else None,
@@ -92,11 +99,14 @@ def load(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimi
          scheduler: Any | None = None, restore_rng: bool = True) -> dict[str, Any]:
     """Restore a checkpoint directory into the given objects; returns {"step": int, **caller state}."""
     path = Path(path)
-    missing, unexpected = load_model(_unwrap(model), str(path / "model.safetensors"), strict=False)
-    missing = sorted(m for m in missing if not _is_tied(model, m))
-    if unexpected or missing:
-        raise RuntimeError(f"{path}: checkpoint does not match the model "
-                           f"(missing {missing[:3]}, unexpected {sorted(unexpected)[:3]})")
+    if (path / TRAINABLE).exists():
+        load_trainable(model, path / TRAINABLE)
+    else:
+        missing, unexpected = load_model(_unwrap(model), str(path / "model.safetensors"), strict=False)
+        missing = sorted(m for m in missing if not _is_tied(model, m))
+        if unexpected or missing:
+            raise RuntimeError(f"{path}: checkpoint does not match the model "
+                               f"(missing {missing[:3]}, unexpected {sorted(unexpected)[:3]})")
     trainer = torch.load(path / "trainer.pt", map_location="cpu", weights_only=True)
     if optimizer is not None and trainer["optimizer"] is not None:
         optimizer.load_state_dict(trainer["optimizer"])
@@ -109,6 +119,27 @@ def load(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimi
             torch.cuda.set_rng_state_all(trainer["cuda_rng"])
         set_rng_state(payload["rng"])
     return {"step": payload["step"], **payload["state"]}
+
+
+def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor] | None:
+    """The trainable parameters by name when some parameters are frozen (LoRA); None when all train."""
+    params = list(_unwrap(model).named_parameters())
+    if all(p.requires_grad for _, p in params):
+        return None
+    return {name: p.detach().contiguous() for name, p in params if p.requires_grad}
+
+
+def load_trainable(model: torch.nn.Module, file: Path) -> None:
+    """Copy a trainable-only checkpoint into the model's trainable parameters (names must match exactly)."""
+    saved = load_file(str(file))
+    params = {name: p for name, p in _unwrap(model).named_parameters() if p.requires_grad}
+    if set(saved) != set(params):
+        missing, unexpected = sorted(set(params) - set(saved)), sorted(set(saved) - set(params))
+        raise RuntimeError(f"{file}: checkpoint does not match the model's trainable parameters "
+                           f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    with torch.no_grad():
+        for name, param in params.items():
+            param.copy_(saved[name])
 
 
 def resume(run_dir: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None,

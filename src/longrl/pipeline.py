@@ -46,7 +46,7 @@ from longrl.models.loading import load_policy, load_tokenizer, resolve_device
 from longrl.report import write_report
 from longrl.rl.trainer import train
 from longrl.sft.trainer import train_sft
-from longrl.tracking import prepare_run_dir
+from longrl.tracking import check_run_dir, prepare_run_dir
 
 
 def stage_done(path: Path) -> dict[str, Any] | None:
@@ -168,8 +168,9 @@ def run_eval(cfg: Config, out: Path, models: dict[str, str], tokenizer) -> dict[
 def run_pipeline(cfg: Config, out: str | Path) -> dict[str, Any]:
     """Run (or resume) the whole recipe in `out`; returns {"models": {...}, "eval": {name: summary}}."""
 
-    out = prepare_run_dir(out, cfg)
-    tokenizer = load_tokenizer(cfg.model)
+    out = check_run_dir(out, cfg)                  # refuses a different config; writes nothing
+    tokenizer = load_tokenizer(cfg.model)          # a bad model.path fails here, before the run directory is made
+    prepare_run_dir(out, cfg)
     sft_weights = run_sft(cfg, out)
     final = run_phases(cfg, out, sft_weights, tokenizer)
     models = {"sft" if cfg.sft.data else "base": sft_weights, "rl": final}

@@ -29,10 +29,16 @@ from it, so what runs is exactly what you imported:
 
 There is no automatic plugin discovery (no entry points, no import by name): installing or
 placing a package never changes what a longrl command runs.
+
+`declared_names("longrl.rl.algos", "ADVANTAGES")` reads the names a longrl module registers with
+`@ADVANTAGES.register("...")` from its source, without importing it: `longrl ls` lists registries of
+modules that import torch without paying for torch (a test checks it against the imported registry).
 """
 
 from __future__ import annotations
 
+import ast
+import importlib.util
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
@@ -77,3 +83,24 @@ class Registry(Generic[T]):
 
     def __len__(self) -> int:
         return len(self._items)
+
+
+def declared_names(module: str, registry: str) -> list[str]:
+    """Names `module` registers with `@REGISTRY.register("name")` decorators, read from its source.
+
+    The module itself is not imported (its parent packages are). Registrations made any other way
+    (`REGISTRY.add(...)`, loops) are not seen: the registries listed this way use decorators only.
+    """
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        raise KeyError(f"cannot find module {module!r}")
+    with open(spec.origin, encoding="utf-8") as fh:
+        tree = ast.parse(fh.read(), spec.origin)
+    names = []
+    for node in ast.walk(tree):
+        for deco in getattr(node, "decorator_list", []):
+            if (isinstance(deco, ast.Call) and isinstance(deco.func, ast.Attribute) and deco.func.attr == "register"
+                    and isinstance(deco.func.value, ast.Name) and deco.func.value.id == registry
+                    and len(deco.args) == 1 and isinstance(deco.args[0], ast.Constant)):
+                names.append(str(deco.args[0].value))
+    return sorted(names)

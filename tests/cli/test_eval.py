@@ -107,3 +107,22 @@ def test_eval_command_errors(tmp_path, capsys, extra, message):
     argv = ["eval", "--out", str(tmp_path / "out")] + [x.replace("{tmp}", str(tmp_path)) for x in extra]
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_refused_eval_rerun_changes_nothing(tmp_path, tiny_model_dir, docqa_dir, capsys):
+    data = docqa_dir(tmp_path / "data")
+    out = tmp_path / "out"
+    with LoopbackServer(answer) as server:
+        argv = ["eval", "--model", server.url, "--model-name", "m", "--tokenizer", str(tiny_model_dir),
+                "--benchmarks", "hotpotqa,qasper", "--data-dir", str(data), "--out", str(out), "--limit", "2"]
+        assert main(argv) == 0
+        assert any("$ longrl eval" in line for line in (out / "log.txt").read_text().splitlines())
+        before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+        assert main(argv + ["--samples", "3"]) == 2                       # another protocol: refused
+        assert "another protocol" in capsys.readouterr().err
+        assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    # An unreachable server fails while its model name is asked for (GET /models): before the run starts.
+    never = tmp_path / "never"
+    assert main(["eval", "--model", server.url, "--tokenizer", str(tiny_model_dir), "--benchmarks", "qasper",
+                 "--data-dir", str(data), "--out", str(never), "eval.max_attempts=1"]) == 2
+    assert not never.exists()

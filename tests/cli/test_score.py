@@ -156,3 +156,11 @@ def test_score_protocol_flag_and_context(tmp_path, capsys):
     bad = write_rows(tmp_path / "bad.jsonl", [{**rows[1], "context": 3}])
     assert main(["score", "--input", bad, "--output", str(tmp_path / "x.jsonl")]) == 2
     assert "context" in capsys.readouterr().err
+
+
+def test_answers_as_one_plain_string(tmp_path):
+    # what the verl and TRL adapters accept, `longrl score` accepts too
+    rows = [{**ROWS[0], "answers": "Paris"}, {**ROWS[1], "answers": "Paris"}]
+    out = tmp_path / "out.jsonl"
+    assert main(["score", "--input", write_rows(tmp_path / "in.jsonl", rows), "--output", str(out)]) == 0
+    assert [r["score"] for r in read_rows(out)] == [1.0, 0.0]

@@ -40,7 +40,8 @@ def test_broken_line_3_is_named(tmp_path):
     ({k: v for k, v in GOOD.items() if k != "question"}, "question", "missing"),      # a required field absent
     ({**GOOD, "context": "  "}, "context", "empty"),                                   # whitespace only
     ({**GOOD, "answers": []}, "answers", "non-empty list"),                            # no gold answer
-    ({**GOOD, "answers": "x"}, "answers", "non-empty list"),                           # a string, not a list
+    ({**GOOD, "answers": 7}, "answers", "non-empty list"),                             # a number, not a list
+    ({**GOOD, "answers": " "}, "answers", "non-empty string"),                         # one blank string
     ({**GOOD, "answers": ["x", ""]}, "answers", "non-empty string"),                   # an empty gold
     ({**GOOD, "task": "sudoku"}, "task", "unknown task 'sudoku'; known: choice"),      # not a registered task
     ({**GOOD, "id": 7}, "id", "expected a string"),                                     # wrong type
@@ -54,6 +55,11 @@ def test_bad_rows_name_line_and_field(tmp_path, row, field, problem):
         read_samples(path)
     assert err.value.where == "line 2" and err.value.field == field
     assert problem in str(err.value) and str(path) in str(err.value)
+
+
+def test_answers_may_be_one_plain_string(tmp_path):
+    (sample,) = read_samples(lines(tmp_path, [{**GOOD, "answers": "Tamo"}])).samples
+    assert sample.answers == ["Tamo"]
 
 
 def test_non_object_line(tmp_path):

@@ -20,7 +20,9 @@ loads any command, so a file next to your data never shadows a module longrl imp
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
+import traceback
 
 from longrl import __version__
 from longrl.cli import (
@@ -62,11 +64,18 @@ def main(argv: list[str] | None = None) -> int:
     if handler is None:
         parser.print_help(sys.stderr)
         return 2
-    try:
-        return int(handler(args) or 0)
-    except UserError as exc:
-        print(f"longrl {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"longrl {args.command}: interrupted", file=sys.stderr)
-        return 130
+    from longrl.console import command_log, error, log_only  # lazy: rich loads only when a command runs
+
+    command = "longrl " + shlex.join(sys.argv[1:] if argv is None else argv)
+    with command_log(f"$ {command}"):            # the lines go to DIR/log.txt once the run starts
+        try:
+            return int(handler(args) or 0)
+        except UserError as exc:
+            error(f"longrl {args.command}: error: {exc}")
+            return 2
+        except KeyboardInterrupt:
+            error(f"longrl {args.command}: interrupted")
+            return 130
+        except BaseException:
+            log_only(traceback.format_exc())      # a bug: the traceback goes to the log too, then up
+            raise

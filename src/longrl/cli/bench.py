@@ -10,12 +10,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
+import sys
 import time
 
 from longrl.errors import UserError
 
 # Modules whose import registers benchmarks (imported only when `longrl bench` or `longrl ls benchmarks` runs).
-BENCH_MODULES = ["longrl.rewards.bench", "longrl.engine.bench", "longrl.eval.bench", "longrl.sft.bench"]
+BENCH_MODULES = ["longrl.rewards.bench", "longrl.engine.bench", "longrl.eval.bench", "longrl.sft.bench",
+                 "longrl.cli.bench"]
+# Commands whose start-up `longrl bench startup` times (they must not import torch or transformers).
+STARTUP_COMMANDS = [["--help"], ["ls", "advantages"], ["ls", "benchmarks"], ["ls", "evals"], ["ls", "tasks"]]
 
 
 def register(sub) -> None:
@@ -60,3 +66,41 @@ def run_bench(args: argparse.Namespace) -> int:
     if args.json:
         atomic_write_json(args.json, result)
     return 0
+
+
+def time_command(argv: list[str], repeats: int) -> dict[str, float]:
+    """Fastest wall and CPU seconds (child user + system) of `python ARGV` over `repeats` runs."""
+    best_wall, best_cpu = float("inf"), float("inf")
+    for _ in range(repeats):
+        before = os.times()
+        began = time.perf_counter()
+        subprocess.run([sys.executable, *argv], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+        wall = time.perf_counter() - began
+        after = os.times()
+        cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
+        best_wall, best_cpu = min(best_wall, wall), min(best_cpu, cpu)
+    return {"wall_s": round(best_wall, 3), "cpu_s": round(best_cpu, 3)}
+
+
+# Registered by `load_benchmarks` importing this module (see BENCH_MODULES).
+from longrl.bench import BENCHMARKS  # noqa: E402 - after the command's own code, which must not need it
+
+
+@BENCHMARKS.register("startup")
+def bench_startup(args: argparse.Namespace) -> dict:
+    """Start-up of `longrl --help` and `longrl ls KIND` against a bare interpreter and `import torch`.
+
+    Each command runs in a fresh `python -m longrl.cli` process, `repeats` times, keeping the fastest
+    wall and CPU time; the CPU time (user + system of the child) is what an idle core would take.
+    Target: < 1 s each (neither torch nor transformers is imported; tests/cli/test_tools.py checks that).
+    """
+    repeats = 2 if args.quick else 5
+    python = time_command(["-c", "pass"], repeats)
+    torch_import = time_command(["-c", "import torch"], repeats)
+    transformers_import = time_command(["-c", "import transformers"], 1 if args.quick else 3)
+    commands = {" ".join(argv): time_command(["-m", "longrl.cli", *argv], repeats) for argv in STARTUP_COMMANDS}
+    slowest = max(c["cpu_s"] for c in commands.values())
+    return {"repeats": repeats, "python": python, "import_torch": torch_import, "import_transformers": transformers_import,
+            "commands": commands, "slowest_cpu_s": slowest, "target_s": 1.0, "meets_target": slowest < 1.0,
+            "ratio_to_import_torch": round(slowest / max(torch_import["cpu_s"], 1e-9), 3),
+            "load_average": list(os.getloadavg())}

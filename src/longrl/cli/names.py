@@ -9,8 +9,10 @@ from __future__ import annotations
 from longrl.config import Config, data_sources
 from longrl.data.synthetic import FAMILIES
 from longrl.errors import ConfigError
+from longrl.trackers import check_available
 from longrl.eval.benchmarks import BENCHMARKS
 from longrl.rewards.verifiers import VERIFIERS
+from longrl.models.lora import check_available as check_lora_available
 from longrl.rl.algos import ADVANTAGES
 
 # (config key, the names it holds, the registry that must know them)
@@ -32,3 +34,5 @@ def check_names(cfg: Config) -> None:
                 problems.append(f"  {key}: unknown {registry.kind} {name!r}; known: {', '.join(registry.names())}")
     if problems:
         raise ConfigError("invalid config:\n" + "\n".join(problems))
+    check_available(cfg.run.trackers)            # an optional package missing: said before any work
+    check_lora_available(cfg.model.lora)

@@ -6,11 +6,12 @@
     longrl score --config configs/eval_docqa7.yaml --input r.jsonl --output s.jsonl reward.numeric_rel_tol=0.01
     longrl score --protocol published --input responses.jsonl --output scored.jsonl   # as the paper's scripts score
 
-Input rows: {"id", "task", "question", "response", "answers"} (+ "response_tokens" and
-"max_response_tokens" when reward.overlong.enabled; an optional "context", the document, lets the
-strict numeric verifier see the units it states, e.g. "in thousands"). `--protocol` (reward.protocol)
-picks the rule scoring: `strict` (default; published holes closed) or `published` (as QwenLong-L1's
-evaluation scripts score, `rewards/published.py`). Every output row keeps its input fields and
+Input rows: {"id", "task", "question", "response", "answers"} ("answers": a list of gold strings, or one
+string) (+ "response_tokens" and "max_response_tokens" when reward.overlong.enabled; an optional
+"context", the document, lets the strict numeric verifier see the units it states, e.g. "in
+thousands"). `--protocol` (reward.protocol) picks the rule scoring: `strict` (default; published
+holes closed) or `published` (as QwenLong-L1's evaluation scripts score, `rewards/published.py`).
+Every output row keeps its input fields and
 adds "prediction", "status", "rule_score", "judge_score" (null when the judge was not asked),
 "score", "metrics" (and "judge_error" / "penalty" when they apply). A summary per task goes to
 stdout. A bad row stops the command with an error naming its line; the output is written
@@ -31,7 +32,8 @@ def register(sub) -> None:
     p = sub.add_parser("score", help="score responses (rule verifiers + optional LLM judge) in a JSONL file",
                        description="Score a JSONL file of responses with the hybrid reward; writes the rows with "
                                    "prediction, rule_score, judge_score and score, and prints a summary per task.")
-    p.add_argument("--input", required=True, metavar="FILE", help='JSONL rows {"id","task","question","response","answers"}')
+    p.add_argument("--input", required=True, metavar="FILE",
+                   help='JSONL rows {"id","task","question","response","answers"} (answers: a list or one string)')
     p.add_argument("--output", required=True, metavar="FILE", help="scored JSONL (written atomically)")
     p.add_argument("--judge-url", metavar="URL", help="OpenAI-compatible base URL of the judge, e.g. http://127.0.0.1:8000/v1")
     p.add_argument("--judge-model", metavar="NAME", help="judge model name sent in requests")
@@ -88,6 +90,8 @@ def parse_row(obj: Any, path: str, where: str, overlong: bool):
     if obj["task"] not in TASKS:
         raise DataError(path, where, "task", f"unknown task {obj['task']!r}; known: {', '.join(TASKS.names())}")
     answers = obj.get("answers")
+    if isinstance(answers, str):
+        answers = [answers]                       # one gold answer as a plain string
     if not isinstance(answers, list) or not answers or not all(isinstance(a, str) and a.strip() for a in answers):
         raise DataError(path, where, "answers", "expected a non-empty list of non-empty strings")
     lengths = {}

@@ -22,4 +22,6 @@ class RunConfig(Section):
     save_every: int = Field(50, ge=1)         # steps between checkpoints (the last step always saves)
     keep_checkpoints: int = Field(2, ge=1)    # newest N checkpoints kept
     dump_samples_every: int = Field(10, ge=0)  # steps between rollout sample dumps; 0 = never
-    progress: Literal["auto", "rich", "plain", "none"] = "auto"  # console progress display
+    progress: Literal["auto", "rich", "plain", "none"] = "auto"  # console progress: auto = bars on a terminal, plain lines otherwise
+    trackers: list[Literal["tensorboard", "wandb"]] = []  # experiment trackers fed from metrics.jsonl (optional packages)
+    wandb_project: str = "longrl"             # W&B project of the `wandb` tracker (entity, key, mode: W&B's own env vars)

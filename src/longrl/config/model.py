@@ -31,6 +31,22 @@ class TinyArchConfig(Section):
         return self
 
 
+class LoraSettings(Section):
+    """LoRA adapters (`peft`, optional): only they train; the base model stays frozen (models/lora.py)."""
+
+    rank: int = Field(16, ge=1)               # r: rank of each update matrix (verl lora_rank, TRL LoraConfig.r)
+    alpha: float = Field(32.0, gt=0)          # lora_alpha: the update is scaled by alpha / rank
+    target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]  # layer names that get adapters (Qwen/Llama linear layers)
+    dropout: float = Field(0.0, ge=0, lt=1)   # lora_dropout on the adapter input (training only)
+    final: Literal["merged", "adapter"] = "merged"  # DIR/final: weights with the adapters merged in, or the PEFT adapter folder
+
+    @model_validator(mode="after")
+    def _check_targets(self) -> LoraSettings:
+        if not self.target_modules:
+            raise ValueError("target_modules must name at least one layer (e.g. [q_proj, v_proj])")
+        return self
+
+
 class ModelConfig(Section):
     path: str = "builtin:tiny-base"           # HF hub name, local folder, builtin:NAME (shipped), or "random" (tiny, below)
     tokenizer: str | None = None              # tokenizer location; None = same as `path`
@@ -41,6 +57,7 @@ class ModelConfig(Section):
     trust_remote_code: bool = False           # never needed for longrl's own models
     gradient_checkpointing: bool = False      # recompute layer activations in backward (long prompts)
     tiny: TinyArchConfig | None = None        # shape of the random-init model when path is "random" (None = defaults)
+    lora: LoraSettings | None = None          # train LoRA adapters instead of every weight (SFT and RL); None = full fine-tuning
 
 
 class TokenizerBuildConfig(Section):

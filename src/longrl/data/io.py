@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from longrl.data.schema import Sample, sample_from_dict
+from longrl.data.schema import Sample, foreign_hint, sample_from_dict
 from longrl.errors import DataError
 from longrl.files import atomic_open
 
@@ -95,6 +95,9 @@ def read_samples(path: str | Path, skip_bad: bool = False) -> Loaded:
 
 def _read_parquet(path: Path, skip_bad: bool) -> tuple[list[Sample], list[str]]:
     table = read_parquet_table(path)
+    hint = foreign_hint(table.column_names, str(path))
+    if hint:                                     # a whole file of another format: say so once, before any row
+        raise DataError(str(path), "schema", None, f"not a file of Samples (columns: {', '.join(table.column_names)}){hint}")
     samples: list[Sample] = []
     skipped: list[str] = []
     for index, row in enumerate(table.to_pylist()):

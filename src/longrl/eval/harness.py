@@ -27,6 +27,7 @@ import asyncio
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +87,7 @@ def protocol_of(suite: Suite, backend: ModelBackend, tokenizer, cfg: EvalConfig,
 
 
 def check_protocol(path: Path, protocol: dict[str, Any]) -> None:
-    """Write `protocol.json` the first time; refuse a different one later."""
+    """Refuse a `protocol.json` that differs from `protocol` (ConfigError); writes nothing."""
 
     if path.exists():
         old = json.loads(path.read_text(encoding="utf-8"))
@@ -95,12 +96,11 @@ def check_protocol(path: Path, protocol: dict[str, Any]) -> None:
             detail = ", ".join(f"{k}: {old.get(k)!r} -> {protocol.get(k)!r}" for k in changed[:6])
             raise ConfigError(f"{path.parent} holds results produced under another protocol ({detail}); "
                               "use another --out, or delete that folder to evaluate the benchmark again")
-        return
-    atomic_write_json(path, protocol)
 
 
 def evaluate(backend: ModelBackend, tokenizer, suites: dict[str, Suite | list[Sample]], cfg: EvalConfig, reward,
-             out: str | Path, seed: int = 0, progress: str = "auto") -> dict[str, Any]:
+             out: str | Path, seed: int = 0, progress: str = "auto",
+             on_start: Callable[[], None] | None = None) -> dict[str, Any]:
     """Evaluate `backend` on `suites` under `cfg`; resumes from what `out` holds.
 
     Args:
@@ -112,14 +112,17 @@ def evaluate(backend: ModelBackend, tokenizer, suites: dict[str, Suite | list[Sa
         out: results folder: OUT/<benchmark>/samples.jsonl, OUT/summary.json, OUT/results.md.
         seed: run seed; item i's samples are seeded from (seed, benchmark, item id).
         progress: console progress mode (auto | rich | plain | none).
+        on_start: called once every benchmark's protocol is checked, before anything is written
+            (the command line writes OUT/config.yaml there, so a refused rerun changes nothing).
     Returns:
         The summary: {"benchmarks": {name: {"score", "n", "version", ...}}, "average", "model", "config"}.
     """
-    return asyncio.run(aevaluate(backend, tokenizer, suites, cfg, reward, out, seed, progress))
+    return asyncio.run(aevaluate(backend, tokenizer, suites, cfg, reward, out, seed, progress, on_start))
 
 
 async def aevaluate(backend: ModelBackend, tokenizer, suites: dict[str, Suite | list[Sample]], cfg: EvalConfig, reward,
-                    out: str | Path, seed: int = 0, progress: str = "auto") -> dict[str, Any]:
+                    out: str | Path, seed: int = 0, progress: str = "auto",
+                    on_start: Callable[[], None] | None = None) -> dict[str, Any]:
     """`evaluate` for callers already inside an event loop."""
     out = Path(out)
     if reward.cfg.overlong.enabled:
@@ -138,9 +141,15 @@ async def aevaluate(backend: ModelBackend, tokenizer, suites: dict[str, Suite | 
     try:
         if hasattr(backend, "resolve_model_name"):
             await backend.resolve_model_name()  # the protocol names the served model
+        protocols = {name: protocol_of(suite, backend, tokenizer, cfg, reward, seed) for name, suite in resolved.items()}
+        for name, protocol in protocols.items():                 # every benchmark checked before anything is written
+            check_protocol(out / name / "protocol.json", protocol)
+        if on_start is not None:
+            on_start()
         pending: list[tuple[str, Sample]] = []
         for name, suite in resolved.items():
-            check_protocol(out / name / "protocol.json", protocol_of(suite, backend, tokenizer, cfg, reward, seed))
+            if not (out / name / "protocol.json").exists():
+                atomic_write_json(out / name / "protocol.json", protocols[name])
             logs[name] = SampleLog.open(out / name / "samples.jsonl", cfg.samples)
             pending += [(name, s) for s in suite.samples if s.id not in logs[name].finished]
         await _run_items(backend, tokenizer, pending, logs, cfg, reward, seed, progress)

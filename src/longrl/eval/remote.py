@@ -28,6 +28,7 @@ from typing import Any
 
 from longrl.errors import UserError
 from longrl.eval.protocol import Completion, GenerationParams, Request
+from longrl.eval.server_tokenizer import ServerTokenizer
 from longrl.http import OpenAIClient, RetryPolicy, ServerError, snippet
 
 MAX_BACKOFF_S = 60.0  # cap on one wait between attempts (EvalConfig has no knob for it)
@@ -105,6 +106,8 @@ class OpenAIBackend:
             body["prompt"] = request.prompt.text
             path = "/completions"
         payload = await self._send("POST", path, body, request.key)
+        if isinstance(self.tokenizer, ServerTokenizer):   # counting tokens is an HTTP call: off the event loop
+            return await asyncio.to_thread(self._read_choices, payload, n, request.key)
         return self._read_choices(payload, n, request.key)
 
     def _read_choices(self, payload: Any, n: int, key: str) -> list[Completion]:

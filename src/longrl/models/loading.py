@@ -7,7 +7,9 @@
 longrl (`builtin:tiny-base`, the embedded default), or `random`: a seeded random-init tiny
 Qwen2 model of shape `model.tiny` with the default tokenizer (tests and smoke runs). dtype, attention implementation,
 `rope_scaling` (YaRN and friends) and the context window come from config. Weights load
-with safetensors only.
+with safetensors only. A LoRA adapter folder (`final/` of a run with `model.lora.final: adapter`)
+loads as its base model with the adapter merged in. `model.lora` itself is applied by the training
+loops (`models/lora.py`), not here: evaluation and references load plain models.
 """
 
 from __future__ import annotations
@@ -16,9 +18,12 @@ from pathlib import Path
 
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+from transformers.utils import logging as hf_logging
 
 from longrl.config.model import ModelConfig, TinyArchConfig
+from longrl.console import hub_bars_enabled
 from longrl.errors import ConfigError
+from longrl.models.lora import adapter_base, is_adapter_folder, load_adapter_into
 from longrl.models.tiny import build_tiny_model
 from longrl.models.tokenizer import assets_dir, load_default_tokenizer
 
@@ -27,9 +32,23 @@ BUILTIN = "builtin:"
 RANDOM = "random"
 
 
-def resolve_path(name: str) -> str:
-    """`builtin:NAME` -> the shipped folder; anything else unchanged (local path or hub name)."""
+def looks_local(name: str) -> bool:
+    """A name that can only be a local path: absolute, ./ ../ ~, a trailing slash, or 2+ slashes.
+
+    A hub id is `repo` or `namespace/repo`; anything else the hub would reject with "Repo id must be
+    in the form ...", which is no help to someone who mistyped a folder.
+    """
+    return name.startswith(("/", "./", "../", "~", ".\\")) or name.endswith("/") or name.count("/") >= 2 or "\\" in name
+
+
+def resolve_path(name: str, key: str = "model.path") -> str:
+    """`builtin:NAME` -> the shipped folder; a local folder (checked: it must exist); a hub name unchanged."""
     if not name.startswith(BUILTIN):
+        local = Path(name).expanduser()
+        if local.exists():
+            return str(local)
+        if looks_local(name):
+            raise ConfigError(f"{key}={name!r}: no such local folder (a hub model is named 'namespace/repo')")
         return name
     folder = assets_dir() / name[len(BUILTIN):]
     if not folder.is_dir():
@@ -47,12 +66,13 @@ def resolve_device(name: str) -> torch.device:
 
 
 def load_tokenizer(cfg: ModelConfig):
+    follow_progress_setting()
     if (cfg.tokenizer or cfg.path) == RANDOM:
         return load_default_tokenizer()
-    path = resolve_path(cfg.tokenizer or cfg.path)
+    path = resolve_path(cfg.tokenizer or cfg.path, "model.tokenizer" if cfg.tokenizer else "model.path")
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=cfg.trust_remote_code)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # ValueError: the hub's id check (HFValidationError)
         raise ConfigError(f"cannot load tokenizer from {path!r}: {exc}") from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -61,12 +81,16 @@ def load_tokenizer(cfg: ModelConfig):
 
 def load_policy(cfg: ModelConfig, device: torch.device | str = "cpu"):
     """An `AutoModelForCausalLM` on `device`, in `cfg.dtype`, with config overrides applied."""
+    follow_progress_setting()
 
     if cfg.path == RANDOM:
         model = build_tiny_model(cfg.tiny or TinyArchConfig(), load_tokenizer(cfg))
         model.set_attn_implementation(cfg.attn_implementation)
         return model.to(device=device, dtype=torch.float32 if cfg.dtype == "auto" else DTYPES[cfg.dtype])
     path = resolve_path(cfg.path)
+    if is_adapter_folder(path):                 # a LoRA run's `final: adapter`: its base, with the adapter merged in
+        return load_adapter_into(load_policy(cfg.model_copy(update={"path": adapter_base(path), "lora": None}), device),
+                                 path)
     try:
         config = AutoConfig.from_pretrained(path, trust_remote_code=cfg.trust_remote_code)
     except (OSError, ValueError) as exc:
@@ -87,6 +111,15 @@ def load_policy(cfg: ModelConfig, device: torch.device | str = "cpu"):
     if cfg.gradient_checkpointing:
         enable_activation_checkpointing(model)
     return model.to(device)
+
+
+def follow_progress_setting() -> None:
+    """transformers' and the hub's tqdm bars ("Loading weights", downloads) follow `run.progress`:
+    shown only where longrl draws rich bars (a terminal), never as carriage-return noise in logs."""
+    if hub_bars_enabled():
+        hf_logging.enable_progress_bar()
+    else:
+        hf_logging.disable_progress_bar()
 
 
 def enable_activation_checkpointing(model) -> None:

@@ -49,7 +49,8 @@ Departures from the papers, and choices they left open:
     generating "too many" batches); surplus informative groups of the last round are not trained on.
   - The learning rate is a pure function of the RL step (warmup counts steps, not optimizer updates).
   - The reference model for KL is the starting policy (`model.path`), loaded only when
-    `algo.kl_coef > 0` or `algo.track_kl`; the paper uses kl_coef 0.
+    `algo.kl_coef > 0` or `algo.track_kl`; the paper uses kl_coef 0. With LoRA (`model.lora`) only the
+    adapters train and the reference is the policy with its adapters switched off (no second copy).
 
 Resume: rerunning the same command on the same `--out` continues from the newest checkpoint (model,
 optimizer, RNG states, data cursor); metrics.jsonl and item_scores.jsonl are cut back
@@ -85,6 +86,7 @@ from longrl.engine.logprobs import completion_stats
 from longrl.errors import ConfigError
 from longrl.files import atomic_dir
 from longrl.models.loading import load_policy, load_tokenizer, resolve_device
+from longrl.models.lora import adapters_disabled, attach_adapters, has_adapters, save_model_folder
 from longrl.rewards.hybrid import HybridReward, RewardInput, summarize
 from longrl.rl import algos
 from longrl.rl.batching import (
@@ -96,10 +98,12 @@ from longrl.rl.batching import (
 )
 from longrl.rl.dynamic import collect_groups
 from longrl.rl.sampler import Draw, PromptSampler
+from longrl.trackers import Trackers
 from longrl.tracking import (
     MetricsLog,
     StepProgress,
     Timers,
+    check_run_dir,
     dump_samples,
     prepare_run_dir,
 )
@@ -184,10 +188,13 @@ def set_learning_rate(optimizer: torch.optim.Optimizer, cfg: Config, step: int) 
     return lr
 
 
-def load_reference(cfg: Config, device: torch.device):
-    """The frozen starting policy, or None when no KL is computed."""
+def load_reference(cfg: Config, device: torch.device, policy):
+    """The frozen starting policy, or None when no KL is computed. With LoRA the reference is the
+    policy itself, run with its adapters switched off (`reference_logprobs`): no second copy."""
     if cfg.algo.kl_coef == 0 and not cfg.algo.track_kl:
         return None
+    if has_adapters(policy):
+        return policy
     ref = load_policy(cfg.model, device).eval()
     ref.requires_grad_(False)
     return ref
@@ -256,6 +263,12 @@ def no_grad_logprobs(model, groups: list[Group], cfg: Config) -> dict[tuple[int,
     return out
 
 
+def reference_logprobs(ref, groups: list[Group], cfg: Config) -> dict[tuple[int, int], torch.Tensor]:
+    """Log-probs under the reference: the frozen starting model, or the LoRA policy with its adapters off."""
+    with adapters_disabled(ref):                 # a no-op for a model without adapters
+        return no_grad_logprobs(ref, groups, cfg)
+
+
 def policy_update(policy, ref, optimizer, groups: list[Group], adv: torch.Tensor, cfg: Config, obj: Objective,
                   step: int) -> dict[str, float]:
     """`ppo_epochs` x mini-batches of micro-batches; one AdamW step per mini-batch.
@@ -272,7 +285,7 @@ def policy_update(policy, ref, optimizer, groups: list[Group], adv: torch.Tensor
     comps = [g.completions for g in groups]
     updates = t.ppo_epochs * min(t.mini_batches, len(groups))
     old = no_grad_logprobs(policy, groups, cfg) if updates > 1 else None
-    ref_lp = no_grad_logprobs(ref, groups, cfg) if ref is not None else None
+    ref_lp = reference_logprobs(ref, groups, cfg) if ref is not None else None
     params = [p for p in policy.parameters() if p.requires_grad]
     sums = {"loss/policy": 0.0, "loss/total": 0.0, "loss/clip_frac": 0.0, "entropy": 0.0, "kl": 0.0}
     tokens, norms = 0.0, []
@@ -378,11 +391,11 @@ def is_finished(out: Path, cfg: Config) -> bool:
     return (out / "final").is_dir() and bool(found) and found[-1][0] >= cfg.train.steps
 
 
-def save_final(path: Path, policy, tokenizer) -> Path:
-    """The policy as a Hugging Face folder (config, safetensors, tokenizer), written atomically."""
+def save_final(path: Path, policy, tokenizer, model_cfg) -> Path:
+    """The policy as a Hugging Face folder (config, safetensors, tokenizer), written atomically; with
+    LoRA, merged or as the adapter folder (`model.lora.final`)."""
     with atomic_dir(path) as tmp:
-        policy.save_pretrained(str(tmp), safe_serialization=True)
-        tokenizer.save_pretrained(str(tmp))
+        save_model_folder(policy, tokenizer, tmp, model_cfg)
     return path
 
 
@@ -395,20 +408,21 @@ def train(cfg: Config, out: str | Path, items: list[Sample] | None = None, phase
         items: training items; None = load `cfg.data.train`.
         phase: label written to every metrics line, item score and checkpoint (curriculum phases).
     """
-    out = prepare_run_dir(out, cfg)                                         # refuses a different config
+    out = check_run_dir(out, cfg)                                           # refuses a different config; writes nothing
     if is_finished(out, cfg):
         return out / "final"
     seed_everything(cfg)
     device = resolve_device(cfg.run.device)
     tokenizer = load_tokenizer(cfg.model)
-    policy = load_policy(cfg.model, device)
-    ref = load_reference(cfg, device)                                       # None unless KL is used
+    policy = attach_adapters(load_policy(cfg.model, device), cfg.model.lora)  # model.lora: only adapters train
+    ref = load_reference(cfg, device, policy)                               # None unless KL is used
+    items = items if items is not None else load_items(cfg.data.train, tokenizer, cfg.data.skip_bad)
+    prepare_run_dir(out, cfg)                                               # the run starts: config.yaml, log.txt
     optimizer = make_optimizer(cfg, policy)
     state = checkpoint.resume(out, policy, optimizer)                       # {} on a fresh run
     start = state.get("step", 0)
-    metrics = MetricsLog(out / "metrics.jsonl", resume_step=state.get("step"))
+    metrics = MetricsLog(out / "metrics.jsonl", resume_step=state.get("step"), trackers=Trackers.from_config(cfg, out))
     item_scores = MetricsLog(out / "item_scores.jsonl", resume_step=state.get("step"))
-    items = items if items is not None else load_items(cfg.data.train, tokenizer, cfg.data.skip_bad)
     sampler = PromptSampler(items, cfg.run.seed, cursor=state.get("cursor", 0))
     timers = Timers()
     roller = Roller(cfg, policy, tokenizer, timers)
@@ -444,4 +458,4 @@ def train(cfg: Config, out: str | Path, items: list[Sample] | None = None, phase
             progress.update(step, row)
     metrics.close()
     item_scores.close()
-    return save_final(out / "final", policy, tokenizer)
+    return save_final(out / "final", policy, tokenizer, cfg.model)

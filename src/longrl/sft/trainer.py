@@ -20,6 +20,9 @@ Per step: AdamW, linear warmup then constant / cosine / linear decay, global gra
 the same `--out` resumes from the newest one and ends with the same weights as an uninterrupted
 run. The model goes to `DIR/final` (config + safetensors + tokenizer, written atomically).
 
+With `model.lora` only LoRA adapters train (`models/lora.py`; checkpoints hold the adapters alone) and
+`final/` is the merged model or the adapter folder (`model.lora.final`).
+
 One process, one device (CPU or a GPU); long demonstrations fit by lowering `sft.micro_batch_tokens`
 and setting `model.gradient_checkpointing: true`. `sft.bf16_autocast: true` runs the forward in
 bfloat16 autocast (fp32 weights and optimizer): 1.2-1.7x faster on CPUs with AMX (`longrl bench sft`).
@@ -52,6 +55,7 @@ from longrl.engine.packed import packed_attention
 from longrl.errors import ConfigError
 from longrl.files import atomic_dir, atomic_write_json
 from longrl.models.loading import load_policy, load_tokenizer, resolve_device
+from longrl.models.lora import attach_adapters, save_model_folder
 from longrl.sft.packing import (
     Example,
     PackedBatch,
@@ -60,7 +64,8 @@ from longrl.sft.packing import (
     plan_steps,
     split_examples,
 )
-from longrl.tracking import MetricsLog, StepProgress, prepare_run_dir
+from longrl.trackers import Trackers
+from longrl.tracking import MetricsLog, StepProgress, check_run_dir, prepare_run_dir
 
 
 @dataclass(frozen=True)
@@ -128,7 +133,7 @@ def evaluate_loss(model, batches: list[PackedBatch], logits_chunk_mb: float = 25
 
 
 def train_loop(model, examples_at: Callable[[int], list[Example]], settings: LoopSettings, out: Path,
-               eval_examples: list[Example] | None = None, pad_id: int = 0) -> dict:
+               eval_examples: list[Example] | None = None, pad_id: int = 0, trackers: Trackers | None = None) -> dict:
     """Train `model` for `settings.steps` steps (resuming from `out/checkpoints`); returns the last metrics row.
 
     Args:
@@ -139,12 +144,13 @@ def train_loop(model, examples_at: Callable[[int], list[Example]], settings: Loo
         out: run directory (metrics.jsonl, checkpoints/).
         eval_examples: held-out examples for loss/eval (none = no eval loss).
         pad_id: token id written after the last segment of a row.
+        trackers: experiment trackers fed from metrics.jsonl (`run.trackers`); None = none.
     """
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay, betas=settings.betas)
     state = checkpoint.resume(out, model, optimizer)                          # {} on a fresh run
     start = state.get("step", 0)
-    metrics = MetricsLog(out / "metrics.jsonl", resume_step=state.get("step"))
+    metrics = MetricsLog(out / "metrics.jsonl", resume_step=state.get("step"), trackers=trackers)
     eval_batches = micro_batches(eval_examples or [], settings.micro_batch_tokens, settings.row_tokens, pad_id)
     prepare = lambda step: micro_batches(examples_at(step), settings.micro_batch_tokens, settings.row_tokens, pad_id)  # noqa: E731
     row: dict = {}
@@ -220,11 +226,11 @@ def is_finished(out: Path, steps: int) -> bool:
     return (out / "final").is_dir() and bool(found) and found[-1][0] >= steps
 
 
-def save_final(path: Path, model, tokenizer) -> Path:
-    """The model as a Hugging Face folder (config, safetensors, tokenizer), written atomically."""
+def save_final(path: Path, model, tokenizer, model_cfg) -> Path:
+    """The model as a Hugging Face folder (config, safetensors, tokenizer), written atomically; with
+    LoRA, merged or as the adapter folder (`model.lora.final`)."""
     with atomic_dir(path) as tmp:
-        model.save_pretrained(str(tmp), safe_serialization=True)
-        tokenizer.save_pretrained(str(tmp))
+        save_model_folder(model, tokenizer, tmp, model_cfg)
     return path
 
 
@@ -238,7 +244,7 @@ def train_sft(cfg: Config, out: str | Path, examples=None) -> Path:
     Returns:
         `out/final`, a folder that `load_policy(ModelConfig(path=...))` loads.
     """
-    out = prepare_run_dir(out, cfg)                                           # refuses a different config
+    out = check_run_dir(out, cfg)                                             # refuses a different config; writes nothing
     seed_everything(cfg.run)
     tokenizer = load_tokenizer(cfg.model)
     if examples is None:
@@ -251,13 +257,14 @@ def train_sft(cfg: Config, out: str | Path, examples=None) -> Path:
     summary = {"examples": len(encoded) + dropped, "dropped_too_long": dropped, "train_examples": len(train),
                "eval_examples": len(held), "steps": len(plan), "train_tokens": sum(e.n_tokens for e in train),
                "train_label_tokens": sum(e.n_labels for e in train)}
-    atomic_write_json(out / "data.json", summary)
     if is_finished(out, len(plan)):
         return out / "final"
+    model = attach_adapters(load_policy(cfg.model, resolve_device(cfg.run.device)), cfg.model.lora)  # LoRA: adapters train
+    prepare_run_dir(out, cfg)                                                 # the run starts: config.yaml, log.txt
+    atomic_write_json(out / "data.json", summary)
     info(f"sft: {summary['train_examples']} training examples ({summary['train_tokens']:,} tokens), "
          f"{len(held)} held out, {dropped} dropped over sft.max_seq_tokens; {len(plan)} steps")
-    model = load_policy(cfg.model, resolve_device(cfg.run.device))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     train_loop(model, lambda step: [train[i] for i in plan[step - 1]], settings_from_sft(cfg, len(plan)), out,
-               held, pad_id)
-    return save_final(out / "final", model, tokenizer)
+               held, pad_id, Trackers.from_config(cfg, out))
+    return save_final(out / "final", model, tokenizer, cfg.model)
