@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from longrl.config.base import Section
+from longrl.config.base import Beta, Section
 
 
 class TinyArchConfig(Section):
@@ -72,7 +72,7 @@ class PretrainConfig(Section):
     min_lr_ratio: float = Field(0.1, ge=0, le=1)  # decay ends at lr * min_lr_ratio
     warmup_steps: int = Field(100, ge=0)
     weight_decay: float = Field(0.01, ge=0)
-    betas: tuple[float, float] = (0.9, 0.999)  # AdamW moment decay rates
+    betas: tuple[Beta, Beta] = (0.9, 0.999)  # AdamW moment decay rates
     grad_clip: float = Field(1.0, gt=0)
     logits_chunk_mb: float = Field(256.0, gt=0)  # fp32 logits computed at once (see sft.logits_chunk_mb)
     bf16_autocast: bool = False               # forward in bfloat16 autocast (see sft.bf16_autocast); slow on CPUs without AMX
