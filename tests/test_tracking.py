@@ -40,6 +40,32 @@ def test_prepare_run_dir_accepts_settings_added_by_a_newer_version(tmp_path):
     assert "track_kl" in yaml.safe_load((out / "config.yaml").read_text())["algo"]
 
 
+def test_prepare_run_dir_clears_what_a_killed_run_left(tmp_path):
+    cfg = load_config(None)
+    out = prepare_run_dir(tmp_path / "run", cfg)
+    leftovers = [out / "checkpoints" / ".step-00000004.x1.tmp", out / ".final.x2.tmp", out / "samples" / ".step-00000002.jsonl.x3.tmp"]
+    for path in leftovers:
+        path.parent.mkdir(exist_ok=True)
+        path.mkdir() if "jsonl" not in path.name else path.write_text("{")
+    (out / "checkpoints" / "step-00000002").mkdir()
+    prepare_run_dir(out, cfg)
+    assert not any(path.exists() for path in leftovers)
+    assert (out / "checkpoints" / "step-00000002").is_dir()
+
+
+def test_prepare_run_dir_refuses_an_unreadable_recorded_config(tmp_path):
+    out = prepare_run_dir(tmp_path, load_config(None))
+    (out / "config.yaml").write_bytes(b"run: {seed: \xff}\n")
+    with pytest.raises(ConfigError, match=r"config.yaml: the recorded config of this run is unreadable"):
+        prepare_run_dir(out, load_config(None))
+
+
+def test_read_metrics_skips_lines_that_are_not_utf8_or_too_deep(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_bytes(b'{"step": 1}\n\xff\xfe\n' + b"[" * 5000 + b"]" * 5000 + b'\n{"step": 2}\n{"step": 3}\n{"step": 4')
+    assert read_metrics(path) == [{"step": 1}, {"step": 2}, {"step": 3}]
+
+
 def test_metrics_log_keeps_each_step_once_across_resumes(tmp_path):
     path = tmp_path / "metrics.jsonl"
     log = MetricsLog(path)

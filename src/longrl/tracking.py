@@ -9,7 +9,9 @@
     with StepProgress(total=8, start=2, mode=cfg.run.progress) as progress:
         progress.update(3, row)                  # one live line: bar + the step's key metrics
 
-Rerunning a command on the same directory resumes it, so a directory whose config.yaml differs
+Preparing a directory again removes what a killed write left in it (`.NAME.XXXX.tmp` files and
+folders in the run directory, `checkpoints/` and `samples/`). Rerunning a command on the same
+directory resumes it, so a directory whose config.yaml differs
 from the new config is refused (use a new --out, or delete the directory). Settings present on
 one side only (added by a newer longrl) do not count as differences.
 """
@@ -37,7 +39,8 @@ from rich.progress import (
 
 from longrl.console import progress_enabled, stderr_console
 from longrl.errors import ConfigError
-from longrl.files import atomic_open, atomic_write_text
+from longrl.files import atomic_open, atomic_write_text, make_dirs, remove_leftovers
+from longrl.limits import load_json, load_yaml
 
 
 def to_yaml(cfg) -> str:
@@ -46,12 +49,17 @@ def to_yaml(cfg) -> str:
 
 
 def prepare_run_dir(out: str | Path, cfg) -> Path:
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_dirs(out)
+    for folder in (out, out / "checkpoints", out / "samples"):  # temporaries of writes a kill interrupted
+        remove_leftovers(folder)
     text = to_yaml(cfg)
     existing = out / "config.yaml"
     if existing.exists():
-        old = yaml.safe_load(existing.read_text())
+        try:
+            old = load_yaml(existing.read_bytes().decode("utf-8"))
+        except (ValueError, yaml.YAMLError) as exc:  # UnicodeDecodeError and LimitError are ValueErrors
+            raise ConfigError(f"{existing}: the recorded config of this run is unreadable ({exc}); "
+                              "use another --out, or delete that file to start the run again") from None
         new = yaml.safe_load(text)
         changed = sorted(_diff_keys(old, new))
         if changed:
@@ -100,15 +108,15 @@ class MetricsLog:
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
-    """Rows of a metrics.jsonl (a torn or corrupt line is skipped)."""
+    """Rows of a metrics.jsonl (a torn or corrupt line, or one that is not UTF-8, is skipped)."""
     path = Path(path)
     if not path.exists():
         return []
     rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in path.read_bytes().splitlines():
         try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
+            row = load_json(line)
+        except ValueError:  # not UTF-8, not JSON, or nested past longrl.limits
             continue
         if isinstance(row, dict):
             rows.append(row)
