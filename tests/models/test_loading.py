@@ -50,3 +50,18 @@ def test_refuses_pickle_weights(tiny_model_dir, tmp_path):
     (folder / "pytorch_model.bin").write_bytes(b"pickle")
     with pytest.raises(ConfigError, match="safetensors only"):
         load_policy(ModelConfig(path=str(folder)))
+
+
+def test_folders_without_tokenizer_or_with_cut_weights_are_config_errors(tiny_model_dir, tmp_path):
+    import shutil
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ConfigError, match=r"empty: no tokenizer files \(tokenizer.json, .*set model.tokenizer"):
+        load_tokenizer(ModelConfig(path=str(empty)))
+    folder = tmp_path / "cut"
+    shutil.copytree(tiny_model_dir, folder)
+    weights = next(folder.glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(ConfigError, match=r"cannot load model weights from .*cut': Error while deserializing header"):
+        load_policy(ModelConfig(path=str(folder)))

@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from longrl.config.model import ModelConfig, TinyArchConfig
@@ -25,6 +26,7 @@ from longrl.models.tokenizer import assets_dir, load_default_tokenizer
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 BUILTIN = "builtin:"
 RANDOM = "random"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")  # any one will do
 
 
 def resolve_path(name: str) -> str:
@@ -50,10 +52,13 @@ def load_tokenizer(cfg: ModelConfig):
     if (cfg.tokenizer or cfg.path) == RANDOM:
         return load_default_tokenizer()
     path = resolve_path(cfg.tokenizer or cfg.path)
+    if Path(path).is_dir() and not any((Path(path) / name).exists() for name in TOKENIZER_FILES):
+        raise ConfigError(f"{path}: no tokenizer files ({', '.join(TOKENIZER_FILES)}); "
+                          "set model.tokenizer to the folder that has them")
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=cfg.trust_remote_code)
-    except OSError as exc:
-        raise ConfigError(f"cannot load tokenizer from {path!r}: {exc}") from None
+    except (OSError, ValueError) as exc:  # transformers says "no files" or "cannot build one" with either
+        raise ConfigError(f"cannot load tokenizer from {path!r}: {_one_line(exc)}") from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -80,13 +85,22 @@ def load_policy(cfg: ModelConfig, device: torch.device | str = "cpu"):
     dtype = "auto" if cfg.dtype == "auto" else DTYPES[cfg.dtype]
     if Path(path).is_dir() and not any(Path(path).glob("*.safetensors")):
         raise ConfigError(f"{path}: no *.safetensors weights (longrl loads safetensors only)")
-    model = AutoModelForCausalLM.from_pretrained(
-        path, config=config, dtype=dtype, attn_implementation=cfg.attn_implementation,
-        trust_remote_code=cfg.trust_remote_code, use_safetensors=True,
-    )
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            path, config=config, dtype=dtype, attn_implementation=cfg.attn_implementation,
+            trust_remote_code=cfg.trust_remote_code, use_safetensors=True,
+        )
+    except (OSError, ValueError, SafetensorError) as exc:  # missing, truncated or mismatched weight files
+        raise ConfigError(f"cannot load model weights from {path!r}: {_one_line(exc)}") from None
     if cfg.gradient_checkpointing:
         enable_activation_checkpointing(model)
     return model.to(device)
+
+
+def _one_line(exc: Exception) -> str:
+    """The library's message on one line (some span a page)."""
+    text = " ".join(str(exc).split())
+    return (text[:300] + " ...") if len(text) > 300 else text or type(exc).__name__
 
 
 def enable_activation_checkpointing(model) -> None:
