@@ -31,6 +31,8 @@ def test_json_depth_is_bounded():
         load_json(nested(100_000))
     with pytest.raises(LimitError):
         load_json('{"a": ' * 500 + "1" + "}" * 500)
+    with pytest.raises(LimitError, match="holds an integer of more than"):
+        load_json('{"n": 1' + "0" * 5000 + "}")
     assert isinstance(LimitError("x"), ValueError)  # callers catching ValueError catch it too
 
 

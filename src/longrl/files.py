@@ -135,6 +135,8 @@ def make_dirs(path: str | os.PathLike) -> Path:
 
 def explain(path: Path, exc: OSError) -> str:
     """The reason an output could not be written, in words that point at the fix."""
+    if isinstance(exc, FileExistsError) and path.exists() and not path.is_dir():
+        return "a file of that name exists; name a directory"
     for parent in [path, *path.parents]:
         if parent.exists():
             if not parent.is_dir() and parent != path:

@@ -13,6 +13,7 @@ with a `LimitError`; callers turn it into a DataError or ConfigError naming the 
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 import yaml
@@ -31,6 +32,11 @@ def load_json(text: str | bytes) -> Any:
         obj = json.loads(text)
     except RecursionError:
         raise LimitError(f"nested deeper than {MAX_DEPTH} levels") from None
+    except json.JSONDecodeError:
+        raise
+    except ValueError as exc:  # Python's own bound: an integer of more than 4300 digits
+        digits = getattr(sys, "get_int_max_str_digits", lambda: 4300)()
+        raise LimitError(f"holds an integer of more than {digits} digits") from None
     check_depth(obj)
     return obj
 

@@ -159,6 +159,15 @@ def test_non_finite_and_absurd_values_are_refused(override, message):
         load_config(None, [override])
 
 
+def test_phase_overrides_are_validated_with_the_config_not_when_the_phase_starts():
+    phase = "curriculum.phases=[{name: p1, max_input_tokens: 64, max_response_tokens: 8, overrides: {%s}}]"
+    with pytest.raises(ConfigError, match=r"curriculum.phases.0.overrides \(phase 'p1'\)\):\n  algo.clip_eps_hihg \(from algo.clip_eps_hihg=0.3\): unknown key"):
+        load_config(None, [phase % "algo.clip_eps_hihg: 0.3"])
+    with pytest.raises(ConfigError, match=r"reward.overlong.buffer .*greater than or equal to 1"):
+        load_config(None, [phase % "reward.overlong.buffer: 0"])
+    assert load_config(None, [phase % "algo.clip_eps_high: 0.3"]).curriculum.phases[0].overrides == {"algo.clip_eps_high": 0.3}
+
+
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
 def test_every_shipped_config_validates(path):
     check_names(load_config(path))

@@ -65,3 +65,5 @@ def test_folders_without_tokenizer_or_with_cut_weights_are_config_errors(tiny_mo
     weights.write_bytes(weights.read_bytes()[:1000])
     with pytest.raises(ConfigError, match=r"cannot load model weights from .*cut': Error while deserializing header"):
         load_policy(ModelConfig(path=str(folder)))
+    with pytest.raises(ConfigError, match=r"model.attn_implementation='nope': Specified `attn_implementation=\"nope\"` is not"):
+        load_policy(ModelConfig(path="random", attn_implementation="nope"))

@@ -79,7 +79,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from longrl.eval.benchmarks import load_suites
     from longrl.eval.harness import build_reward, evaluate
     from longrl.eval.report import print_results
-    from longrl.files import atomic_write_text
+    from longrl.files import atomic_write_text, make_dirs
     from longrl.tracking import to_yaml
 
     cfg = load_config(args.config, flag_overrides(args) + list(args.overrides))
@@ -97,7 +97,7 @@ def run_eval(args: argparse.Namespace) -> int:
     tokenizer = eval_tokenizer(cfg)
     suites = load_suites(ev.benchmarks, ev.data_dir, ev.synthetic, ev.limit, tokenizer)   # files checked before the model loads
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    make_dirs(out)
     atomic_write_text(out / "config.yaml", to_yaml(cfg))
     backend = build_backend(cfg, tokenizer)
     label = getattr(backend, "base_url", None) or backend.name  # a server's model name is asked for on first use

@@ -92,9 +92,30 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 def validate_config(raw: dict[str, Any], source: str = "<config>", override_keys: dict[str, str] | None = None) -> Config:
     try:
-        return Config.model_validate(raw)
+        cfg = Config.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, source, override_keys or {})) from None
+    check_phase_overrides(cfg, source)
+    return cfg
+
+
+def check_phase_overrides(cfg: Config, source: str) -> None:
+    """Validate each curriculum phase's `overrides` now, as the phase will apply them (with its
+    length limits), so a bad key in phase 3 fails before phases 1 and 2 have trained."""
+    if not any(phase.overrides for phase in cfg.curriculum.phases):
+        return
+    base = cfg.model_dump(mode="python")
+    base["curriculum"]["phases"] = []
+    for i, phase in enumerate(cfg.curriculum.phases):
+        raw = copy.deepcopy(base)
+        where = f"{source}, curriculum.phases.{i}.overrides (phase {phase.name!r})"
+        limits = {"rollout.max_input_tokens": phase.max_input_tokens, "rollout.max_new_tokens": phase.max_response_tokens}
+        for key, value in {**limits, **phase.overrides}.items():
+            set_dotted(raw, key, copy.deepcopy(value), source=where)
+        try:
+            Config.model_validate(raw)
+        except ValidationError as exc:
+            raise ConfigError(format_validation_error(exc, where, {k: f"{k}={v!r}" for k, v in phase.overrides.items()})) from None
 
 
 def apply_overrides(cfg: Config, overrides: dict[str, Any], source: str = "<overrides>") -> Config:

@@ -69,7 +69,10 @@ def load_policy(cfg: ModelConfig, device: torch.device | str = "cpu"):
 
     if cfg.path == RANDOM:
         model = build_tiny_model(cfg.tiny or TinyArchConfig(), load_tokenizer(cfg))
-        model.set_attn_implementation(cfg.attn_implementation)
+        try:
+            model.set_attn_implementation(cfg.attn_implementation)
+        except ValueError as exc:  # transformers lists the implementations it knows
+            raise ConfigError(f"model.attn_implementation={cfg.attn_implementation!r}: {_one_line(exc)}") from None
         return model.to(device=device, dtype=torch.float32 if cfg.dtype == "auto" else DTYPES[cfg.dtype])
     path = resolve_path(cfg.path)
     try:
