@@ -54,12 +54,31 @@ def check_depth(obj: Any, limit: int = MAX_DEPTH) -> None:
         stack.extend((child, depth + 1) for child in children)
 
 
+class _DepthBoundLoader(yaml.SafeLoader):
+    """SafeLoader whose composer stops past MAX_DEPTH (PyYAML composes nodes recursively)."""
+
+    _depth = 0
+
+    def compose_node(self, parent, index):
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise LimitError(f"nested deeper than {MAX_DEPTH} levels")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
 def load_yaml(text: str) -> Any:
-    """`yaml.safe_load`, then `check_expansion`; YAML syntax errors stay yaml.YAMLError."""
+    """`yaml.safe_load` with nesting bounded while composing, then `check_expansion`;
+    YAML syntax errors stay yaml.YAMLError."""
+    loader = _DepthBoundLoader(text)
     try:
-        data = yaml.safe_load(text)
+        data = loader.get_single_data()
     except RecursionError:
         raise LimitError(f"nested deeper than {MAX_DEPTH} levels") from None
+    finally:
+        loader.dispose()
     check_expansion(data)
     return data
 

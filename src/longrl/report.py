@@ -99,7 +99,8 @@ def plot_dynamics(runs: list[tuple[str, list[dict[str, Any]]]], path: Path) -> b
         for ax in axes[:, 0]:
             if i < len(runs) - 1:
                 ax.axvline(offset + 0.5, color="grey", linewidth=0.5, linestyle=":")
-    axes[0, 0].legend(loc="best", fontsize="small")
+    if axes[0, 0].get_legend_handles_labels()[0]:  # no line when the first panel's values are all missing
+        axes[0, 0].legend(loc="best", fontsize="small")
     axes[-1, 0].set_xlabel("RL step (all phases)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
