@@ -101,10 +101,14 @@ def test_outputs_follow_the_umask(tmp_path, mask, file_mode, dir_mode):
         atomic_write_json(tmp_path / "f.json", {})
         with atomic_dir(tmp_path / "d") as tmp:
             (tmp / "inner").write_text("x")
+            os.close(os.open(tmp / "weights", os.O_CREAT | os.O_WRONLY, 0o600))  # as safetensors writes them
+            (tmp / "sub").mkdir(mode=0o700)
     finally:
         os.umask(old)
     assert (tmp_path / "f.json").stat().st_mode & 0o777 == file_mode
     assert (tmp_path / "d").stat().st_mode & 0o777 == dir_mode
+    assert {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "d").iterdir()} == {
+        "inner": file_mode, "weights": file_mode, "sub": dir_mode}
 
 
 def test_remove_leftovers_clears_only_what_killed_writes_leave(tmp_path):

@@ -76,7 +76,8 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Build a directory under a temporary name; rename it to `path` when the block succeeds.
 
     An existing `path` is replaced only after the new one is complete; a file at `path` is
-    refused (OutputError), never replaced. The folder gets 0777 less the umask, like `mkdir`.
+    refused (OutputError), never replaced. The folder and everything in it get the modes
+    `mkdir`/`open` give under the umask (safetensors writes its files 0600 whatever the umask).
     """
     path = Path(path)
     if path.exists() and not path.is_dir():
@@ -84,13 +85,13 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-        os.chmod(tmp, 0o777 & ~umask())
     except OSError as exc:
         raise OutputError(str(path), explain(path, exc)) from None
     finishing = False
     try:
         yield tmp
         finishing = True
+        follow_umask(tmp)
         if path.exists():
             old = path.with_name(f".{path.name}.old")
             shutil.rmtree(old, ignore_errors=True)
@@ -104,6 +105,18 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
         if isinstance(exc, OSError) and (finishing or exc.errno in WRITE_ERRNOS):
             raise OutputError(str(path), explain(path, exc)) from None
         raise
+
+
+def follow_umask(root: Path) -> None:
+    """Give `root` and everything under it `mkdir`/`open` modes under the umask (executables stay executable)."""
+    mask = umask()
+    for folder, dirs, files in os.walk(root):
+        os.chmod(folder, 0o777 & ~mask)
+        for name in files:
+            file = os.path.join(folder, name)
+            if not os.path.islink(file):
+                executable = os.stat(file).st_mode & 0o111
+                os.chmod(file, (0o777 if executable else 0o666) & ~mask)
 
 
 def remove_leftovers(directory: str | os.PathLike) -> list[str]:
