@@ -42,6 +42,13 @@ class ModelConfig(Section):
     gradient_checkpointing: bool = False      # recompute layer activations in backward (long prompts)
     tiny: TinyArchConfig | None = None        # shape of the random-init model when path is "random" (None = defaults)
 
+    @model_validator(mode="after")
+    def _check_random(self) -> ModelConfig:
+        if self.path == "random" and (self.rope_scaling or self.max_position_embeddings):
+            raise ValueError("rope_scaling and max_position_embeddings apply to a loaded model, not path=random "
+                             "(they would be ignored); shape the random model with model.tiny")
+        return self
+
 
 class TokenizerBuildConfig(Section):
     """Byte-level BPE trained on the synthetic corpus (Qwen2 pre-tokenizer split pattern)."""

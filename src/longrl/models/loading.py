@@ -83,6 +83,7 @@ def load_policy(cfg: ModelConfig, device: torch.device | str = "cpu"):
         params = dict(getattr(config, "rope_parameters", None) or {})
         params.update(cfg.rope_scaling)
         config.rope_parameters = params
+        check_rope(config)
     if cfg.max_position_embeddings:
         config.max_position_embeddings = cfg.max_position_embeddings
     dtype = "auto" if cfg.dtype == "auto" else DTYPES[cfg.dtype]
@@ -98,6 +99,21 @@ def load_policy(cfg: ModelConfig, device: torch.device | str = "cpu"):
     if cfg.gradient_checkpointing:
         enable_activation_checkpointing(model)
     return model.to(device)
+
+
+def check_rope(config) -> None:
+    """ConfigError for a `model.rope_scaling` transformers cannot build (it fails later with a bare KeyError)."""
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS  # lazy: only configs with rope_scaling need it
+
+    params = config.rope_parameters
+    rope_type = params.get("rope_type", params.get("type", "default"))
+    known = sorted({"default", *ROPE_INIT_FUNCTIONS})
+    if rope_type not in known:
+        raise ConfigError(f"model.rope_scaling: unknown rope_type {rope_type!r}; known: {', '.join(known)}")
+    try:
+        config.validate_rope()
+    except (KeyError, ValueError, TypeError) as exc:  # KeyError: "Missing required keys ... for 'rope_type'='yarn'"
+        raise ConfigError(f"model.rope_scaling: {exc.args[0] if exc.args else type(exc).__name__}") from None
 
 
 def _one_line(exc: Exception) -> str:
