@@ -1,4 +1,4 @@
-"""report.py: whatever a run directory holds, `write_report` writes a report or names the file it cannot read."""
+"""report.py (the run report): whatever a run directory holds, `write_report` writes a report or names the file it cannot read."""
 
 import json
 
