@@ -195,13 +195,16 @@ def test_a_full_disk_is_exit_2_and_leaves_no_output(tmp_path):
             "resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))\n"
             "from longrl.cli import main\n"
             "sys.exit(main(sys.argv[1:]))\n")
-    out = tmp_path / "x.jsonl"
+    rows = tmp_path / "in.jsonl"
+    rows.write_text(jsonl(*[{"id": f"r{i}", "task": "qa", "question": "q", "response": "<think>a</think>blue",
+                             "answers": ["blue"]} for i in range(100)]))  # scored rows: ~20 KB, past the 4 KB limit
+    out = tmp_path / "scored.jsonl"
     env = {**os.environ, "LONGRL_NO_PROGRESS": "1"}
-    proc = subprocess.run([sys.executable, "-c", code, "data", "synth", "--n", "4", "--length", "256", "--out", str(out)],
+    proc = subprocess.run([sys.executable, "-c", code, "score", "--input", str(rows), "--output", str(out)],
                           capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 2, proc.stderr
-    assert f"longrl data: error: cannot write {out}: File too large" in proc.stderr and "Traceback" not in proc.stderr
-    assert list(tmp_path.iterdir()) == []
+    assert f"longrl score: error: cannot write {out}: File too large" in proc.stderr and "Traceback" not in proc.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["in.jsonl"]
 
 
 def test_a_read_only_folder_is_exit_2(tmp_path, capsys):
