@@ -124,6 +124,9 @@ CASES = [
          r"curriculum.phases.0.overrides \(phase 'p1'\)\):\n  algo.clip_eps_hihg .*unknown key"),
     Case("validate synth decoys no document can hold", ["validate", "--config", SMOKE, "data.train.0.synth.distractors=500"], 2,
          r"synth: synthetic family 'choice' places at most 81 distractors at 1 hops"),
+    Case("bench --threads 99999999999", ["bench", "verifiers", "--threads", "99999999999"], 2,
+         r"longrl bench: error: --threads 99999999999: use 0 \(torch's default\) to 4096"),
+    Case("bench --threads -1", ["bench", "verifiers", "--threads", "-1"], 2, r"--threads -1: use 0"),
     # Models.
     Case("rl model.path: folder with nothing in it", ["rl", "--config", SMOKE, "--out", "{d}/run", *TINY_RL, "model.path={d}/empty"], 2,
          r"longrl rl: error: {d}/empty: no tokenizer files \(tokenizer.json, .*\); set model.tokenizer", {"empty/": ""}),
