@@ -122,3 +122,24 @@ def test_step_progress_is_silent_when_disabled(capsys, monkeypatch):
     with StepProgress(total=2, mode="auto") as progress:                 # not a terminal: silent
         progress.update(1, {"reward/mean": 1.0})
     assert capsys.readouterr().err == ""
+
+
+def test_metrics_log_names_its_file_when_the_disk_is_full(tmp_path):
+    """RLIMIT_FSIZE fails appends the way a full disk does; the error names metrics.jsonl (an fd write has no name)."""
+    import subprocess
+    import sys
+
+    code = ("import resource, signal, sys\n"
+            "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+            "resource.setrlimit(resource.RLIMIT_FSIZE, (1024, 1024))\n"
+            "from longrl.errors import OutputError\n"
+            "from longrl.tracking import MetricsLog\n"
+            "log = MetricsLog(sys.argv[1])\n"
+            "try:\n"
+            "    for step in range(1000):\n"
+            "        log.log({'step': step, 'reward/mean': 0.5})\n"
+            "except OutputError as exc:\n"
+            "    print(exc)\n")
+    path = tmp_path / "metrics.jsonl"
+    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == f"cannot write {path}: File too large"

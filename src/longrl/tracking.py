@@ -38,8 +38,8 @@ from rich.progress import (
 )
 
 from longrl.console import progress_enabled, stderr_console
-from longrl.errors import ConfigError
-from longrl.files import atomic_open, atomic_write_text, make_dirs, remove_leftovers
+from longrl.errors import ConfigError, OutputError
+from longrl.files import atomic_open, atomic_write_text, explain, make_dirs, remove_leftovers
 from longrl.limits import load_json, load_yaml
 
 
@@ -100,8 +100,11 @@ class MetricsLog:
         self._fh = open(self.path, "a", encoding="utf-8")
 
     def log(self, row: dict[str, Any]) -> None:
-        self._fh.write(json.dumps({k: _jsonable(v) for k, v in row.items()}) + "\n")
-        self._fh.flush()
+        try:
+            self._fh.write(json.dumps({k: _jsonable(v) for k, v in row.items()}) + "\n")
+            self._fh.flush()
+        except OSError as exc:  # a full disk: say which file (a write to an open file has no name)
+            raise OutputError(str(self.path), explain(self.path, exc)) from None
 
     def close(self) -> None:
         self._fh.close()
