@@ -9,11 +9,11 @@
     with StepProgress(total=8, start=2, mode=cfg.run.progress) as progress:
         progress.update(3, row)                  # one live line: bar + the step's key metrics
 
-Preparing a directory again removes what a killed write left in it (`.NAME.XXXX.tmp` files and
-folders in the run directory, `checkpoints/` and `samples/`). Rerunning a command on the same
-directory resumes it, so a directory whose config.yaml differs
+Rerunning a command on the same directory resumes it, so a directory whose config.yaml differs
 from the new config is refused (use a new --out, or delete the directory). Settings present on
-one side only (added by a newer longrl) do not count as differences.
+one side only (added by a newer longrl) do not count as differences. Preparing a directory
+again removes what a killed write left in it (`.NAME.XXXX.tmp` files and folders in the run
+directory, `checkpoints/` and `samples/`).
 """
 
 from __future__ import annotations
