@@ -13,7 +13,8 @@
 Rerunning a command on the same directory resumes it, so a directory whose config.yaml differs
 from the new config is refused (use a new --out, or delete the directory). Settings present on
 one side only (added by a newer longrl) and display settings (DISPLAY_KEYS: progress, trackers)
-do not count as differences.
+do not count as differences. Preparing a directory again removes what a killed write left in it
+(`.NAME.XXXX.tmp` files and folders in the run directory, `checkpoints/` and `samples/`).
 """
 
 from __future__ import annotations
@@ -37,8 +38,9 @@ from rich.progress import (
 )
 
 from longrl.console import plain_progress, progress_kind, start_run_log, stderr_console
-from longrl.errors import ConfigError
-from longrl.files import atomic_open, atomic_write_text
+from longrl.errors import ConfigError, OutputError
+from longrl.files import atomic_open, atomic_write_text, explain, make_dirs, remove_leftovers
+from longrl.limits import load_json, load_yaml
 from longrl.secrets import scrub_urls
 from longrl.trackers import Trackers
 
@@ -52,6 +54,15 @@ def to_yaml(cfg) -> str:
 DISPLAY_KEYS = {"run.progress", "run.log_every", "run.trackers", "run.wandb_project"}
 
 
+def recorded_config(existing: Path):
+    """The config a run directory recorded (bounded YAML); ConfigError when it is unreadable."""
+    try:
+        return load_yaml(existing.read_bytes().decode("utf-8"))
+    except (ValueError, yaml.YAMLError) as exc:  # UnicodeDecodeError and LimitError are ValueErrors
+        raise ConfigError(f"{existing}: the recorded config of this run is unreadable ({exc}); "
+                          "use another --out, or delete that file to start the run again") from None
+
+
 def check_run_dir(out: str | Path, cfg) -> Path:
     """Refuse a directory whose config.yaml differs from `cfg` (ConfigError); writes nothing.
 
@@ -61,7 +72,7 @@ def check_run_dir(out: str | Path, cfg) -> Path:
     out = Path(out)
     existing = out / "config.yaml"
     if existing.exists():
-        changed = sorted(set(_diff_keys(yaml.safe_load(existing.read_text()), yaml.safe_load(to_yaml(cfg)))) - DISPLAY_KEYS)
+        changed = sorted(set(_diff_keys(recorded_config(existing), yaml.safe_load(to_yaml(cfg)))) - DISPLAY_KEYS)
         if changed:
             raise ConfigError(f"{out} holds a run with a different config (changed: {', '.join(changed[:8])}); "
                               "use another --out to start a new run, or the same config to resume")
@@ -74,11 +85,12 @@ def prepare_run_dir(out: str | Path, cfg) -> Path:
     Refuses a directory that holds a run with a different config (`check_run_dir`). Settings present
     on one side only (added by a newer longrl) are recorded, not refused.
     """
-    out = check_run_dir(out, cfg)
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_dirs(check_run_dir(out, cfg))
+    for folder in (out, out / "checkpoints", out / "samples"):  # temporaries of writes a kill interrupted
+        remove_leftovers(folder)
     text = to_yaml(cfg)
     existing = out / "config.yaml"
-    if not existing.exists() or yaml.safe_load(existing.read_text()) != yaml.safe_load(text):
+    if not existing.exists() or recorded_config(existing) != yaml.safe_load(text):
         atomic_write_text(existing, text)
     start_run_log(out)
     return out
@@ -117,8 +129,11 @@ class MetricsLog:
     def log(self, row: dict[str, Any]) -> None:
         """Append `row` (flushed), then send it to the trackers: metrics.jsonl is the source of truth."""
         row = {k: _jsonable(v) for k, v in row.items()}
-        self._fh.write(json.dumps(row) + "\n")
-        self._fh.flush()
+        try:
+            self._fh.write(json.dumps(row) + "\n")
+            self._fh.flush()
+        except OSError as exc:  # a full disk: say which file (a write to an open file has no name)
+            raise OutputError(str(self.path), explain(self.path, exc)) from None
         if self.trackers is not None:
             self.trackers.log(row)
 
@@ -129,15 +144,15 @@ class MetricsLog:
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
-    """Rows of a metrics.jsonl (a torn or corrupt line is skipped)."""
+    """Rows of a metrics.jsonl (a torn or corrupt line, or one that is not UTF-8, is skipped)."""
     path = Path(path)
     if not path.exists():
         return []
     rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in path.read_bytes().splitlines():
         try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
+            row = load_json(line)
+        except ValueError:  # not UTF-8, not JSON, or nested past longrl.limits
             continue
         if isinstance(row, dict):
             rows.append(row)

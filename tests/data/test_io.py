@@ -119,3 +119,24 @@ def test_write_is_atomic(tmp_path):
     with pytest.raises(RuntimeError):
         write_jsonl(path, rows())
     assert path.read_text() == '{"a": 1}\n'
+
+
+def test_deeply_nested_rows_are_refused_with_their_line(tmp_path):
+    deep = '{"id": "b", "meta": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    path = lines(tmp_path, [GOOD, deep])
+    with pytest.raises(DataError, match=r"s.jsonl, line 2: refused: JSON nested deeper than 64 levels"):
+        read_samples(path)
+    loaded = read_samples(path, skip_bad=True)
+    assert [s.id for s in loaded.samples] == ["a"] and "line 2" in loaded.skipped[0]
+
+
+def test_parquet_meta_nesting_is_bounded(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    write_samples(tmp_path / "ok.parquet", [Sample(**GOOD)])
+    table = pq.read_table(tmp_path / "ok.parquet").to_pylist()
+    table[0]["meta"] = "[" * 5000 + "]" * 5000
+    pq.write_table(pa.Table.from_pylist(table), tmp_path / "deep.parquet")
+    with pytest.raises(DataError, match=r"row 0, field 'meta': refused: JSON nested deeper than 64"):
+        read_samples(tmp_path / "deep.parquet")

@@ -93,6 +93,12 @@ def test_bad_json_missing_file_duplicate_ids(tmp_path, docqa_rows):
         load_suites(["hotpot"], tmp_path)
 
 
+def test_an_empty_benchmark_file_is_refused_not_scored_zero(tmp_path):
+    (tmp_path / "frames.jsonl").write_text("\n\n")
+    with pytest.raises(DataError, match=r"frames.jsonl, file: no items: benchmark 'frames' would score 0 on nothing"):
+        load_suites(["frames"], tmp_path)
+
+
 def test_synthetic_suites_are_held_out_and_deterministic(tokenizer):
     suite = BENCHMARKS.get("synthetic-256").load(None, SyntheticSuiteConfig(n=3, seed=77), tokenizer)
     assert suite.name == "synthetic-256" and suite.display == "Synth-256" and "seed=77" in suite.version

@@ -10,6 +10,9 @@
 Every command that produces a run takes `--out DIR`; config commands take `--config FILE`
 followed by dotted `key=value` overrides. Bad input exits with status 2 and a message that
 names the file, line and field; `main(argv)` returns the exit status (it is what tests call).
+`main` is the one error boundary: a UserError (bad config, data, path, server) or an OSError
+that reached it (the system refused a file or device) prints one line and exits 2; anything else
+is a bug in longrl and keeps its traceback.
 Each command module imports the stage it runs inside its handler, so `longrl --help` stays fast.
 Multi-process: `torchrun --nproc-per-node N -m longrl.cli rl --config ...`. Python puts the working
 directory first on the import path under `-m`; run as a module, longrl takes it off again before it
@@ -73,9 +76,19 @@ def main(argv: list[str] | None = None) -> int:
         except UserError as exc:
             error(f"longrl {args.command}: error: {exc}")
             return 2
+        except OSError as exc:  # the system refused a path or a device (disk full, read-only, no such folder)
+            error(f"longrl {args.command}: error: {describe_os_error(exc)}")
+            return 2
         except KeyboardInterrupt:
             error(f"longrl {args.command}: interrupted")
             return 130
         except BaseException:
             log_only(traceback.format_exc())      # a bug: the traceback goes to the log too, then up
             raise
+
+
+def describe_os_error(exc: OSError) -> str:
+    """`PATH: reason` for an OSError that reached the command line (UserErrors say more; this is the net)."""
+    paths = [str(p) for p in (exc.filename, exc.filename2) if p is not None]
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return f"{' -> '.join(paths)}: {reason}" if paths else reason

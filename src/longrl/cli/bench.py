@@ -54,6 +54,8 @@ def run_bench(args: argparse.Namespace) -> int:
     from longrl.bench import machine_info
     from longrl.files import atomic_write_json
 
+    if not 0 <= args.threads <= 4096:
+        raise UserError(f"--threads {args.threads}: use 0 (torch's default) to 4096")
     registry = load_benchmarks()
     if args.name not in registry.names():
         raise UserError(f"unknown benchmark {args.name!r}; known: {', '.join(registry.names()) or '(none)'}")

@@ -76,14 +76,16 @@ def run_synth(args: argparse.Namespace) -> int:
     # lazy: stage code loads only when this command runs (`longrl --help` stays fast)
     from longrl.console import info, progress_bar
     from longrl.data.io import write_samples
-    from longrl.data.synthetic import FAMILIES, synthesize
+    from longrl.data.synthetic import FAMILIES, plan_knobs, synthesize
 
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     for task in tasks:
         if task not in FAMILIES:
             raise UserError(f"--tasks: unknown family {task!r}; known: {', '.join(FAMILIES.names())}")
-    if args.n < 1 or args.length < 32:
-        raise UserError("--n must be >= 1 and --length >= 32")
+    if args.n < 1:
+        raise UserError(f"--n {args.n}: must be at least 1")
+    for task in tasks:  # --length, --hops, --distractors: refused before the tokenizer loads
+        plan_knobs(task, args.length, args.hops, args.distractors)
     tokenizer = _tokenizer(args.tokenizer)
     with progress_bar(args.n, f"synthesizing {args.n} samples") as advance:
         samples = synthesize(tasks, args.n, args.length, args.seed, args.hops, args.distractors, tokenizer,

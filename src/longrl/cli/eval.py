@@ -90,7 +90,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from longrl.eval.benchmarks import load_suites
     from longrl.eval.harness import build_reward, evaluate
     from longrl.eval.report import print_results
-    from longrl.files import atomic_write_text
+    from longrl.files import atomic_write_text, make_dirs
     from longrl.tracking import to_yaml
 
     cfg = load_config(args.config, flag_overrides(args) + list(args.overrides))
@@ -113,7 +113,7 @@ def run_eval(args: argparse.Namespace) -> int:
     info(f"evaluating {label} (protocol: {ev.protocol}) on {', '.join(f'{n} ({len(s.samples)})' for n, s in suites.items())} -> {out}")
 
     def start() -> None:  # every protocol checked: the evaluation starts for real
-        out.mkdir(parents=True, exist_ok=True)
+        make_dirs(out)
         atomic_write_text(out / "config.yaml", to_yaml(cfg))
         start_run_log(out)
 

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from longrl.config.base import Section
+from longrl.config.base import Beta, Section
 
 
 class TinyArchConfig(Section):
@@ -59,6 +59,13 @@ class ModelConfig(Section):
     tiny: TinyArchConfig | None = None        # shape of the random-init model when path is "random" (None = defaults)
     lora: LoraSettings | None = None          # train LoRA adapters instead of every weight (SFT and RL); None = full fine-tuning
 
+    @model_validator(mode="after")
+    def _check_random(self) -> ModelConfig:
+        if self.path == "random" and (self.rope_scaling or self.max_position_embeddings):
+            raise ValueError("rope_scaling and max_position_embeddings apply to a loaded model, not path=random "
+                             "(they would be ignored); shape the random model with model.tiny")
+        return self
+
 
 class TokenizerBuildConfig(Section):
     """Byte-level BPE trained on the synthetic corpus (Qwen2 pre-tokenizer split pattern)."""
@@ -89,7 +96,7 @@ class PretrainConfig(Section):
     min_lr_ratio: float = Field(0.1, ge=0, le=1)  # decay ends at lr * min_lr_ratio
     warmup_steps: int = Field(100, ge=0)
     weight_decay: float = Field(0.01, ge=0)
-    betas: tuple[float, float] = (0.9, 0.999)  # AdamW moment decay rates
+    betas: tuple[Beta, Beta] = (0.9, 0.999)  # AdamW moment decay rates
     grad_clip: float = Field(1.0, gt=0)
     logits_chunk_mb: float = Field(256.0, gt=0)  # fp32 logits computed at once (see sft.logits_chunk_mb)
     bf16_autocast: bool = False               # forward in bfloat16 autocast (see sft.bf16_autocast); slow on CPUs without AMX

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from longrl.config.base import Section
+from longrl.config.base import Beta, Section
 
 
 class RolloutConfig(Section):
@@ -37,7 +37,7 @@ class AlgoConfig(Section):
 class OptimConfig(Section):
     lr: float = Field(2e-6, gt=0)              # paper: 2e-6 constant
     weight_decay: float = Field(0.01, ge=0)
-    betas: tuple[float, float] = (0.9, 0.999)
+    betas: tuple[Beta, Beta] = (0.9, 0.999)
     eps: float = Field(1e-8, gt=0)
     grad_clip: float = Field(1.0, gt=0)        # global grad-norm clip
     schedule: Literal["constant", "cosine", "linear"] = "constant"  # lr after warmup, over RL steps (paper: constant)

@@ -79,6 +79,9 @@ class BenchmarkSpec:
         if not path.exists():
             raise DataError(str(path), "open", None, f"no such file; benchmark {self.name!r} reads {self.filename} from the data directory")
         samples, _ = read_rows(path, lambda row, p, where: self.parse(row, p, where, self.task, protocol))
+        if not samples:
+            raise DataError(str(path), "file", None, f"no items: benchmark {self.name!r} would score 0 on nothing and "
+                            "pull the average down; fill the file, or drop the benchmark from --benchmarks / eval.benchmarks")
         check_unique_ids(samples, str(path))
         return Suite(self.name, samples, self.version, self.display, str(path), file_digest(path))
 

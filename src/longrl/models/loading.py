@@ -17,6 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
@@ -30,6 +31,7 @@ from longrl.models.tokenizer import assets_dir, load_default_tokenizer
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 BUILTIN = "builtin:"
 RANDOM = "random"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")  # any one will do
 
 
 def looks_local(name: str) -> bool:
@@ -70,10 +72,13 @@ def load_tokenizer(cfg: ModelConfig):
     if (cfg.tokenizer or cfg.path) == RANDOM:
         return load_default_tokenizer()
     path = resolve_path(cfg.tokenizer or cfg.path, "model.tokenizer" if cfg.tokenizer else "model.path")
+    if Path(path).is_dir() and not any((Path(path) / name).exists() for name in TOKENIZER_FILES):
+        raise ConfigError(f"{path}: no tokenizer files ({', '.join(TOKENIZER_FILES)}); "
+                          "set model.tokenizer to the folder that has them")
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=cfg.trust_remote_code)
-    except (OSError, ValueError) as exc:  # ValueError: the hub's id check (HFValidationError)
-        raise ConfigError(f"cannot load tokenizer from {path!r}: {exc}") from None
+    except (OSError, ValueError) as exc:  # transformers says "no files" or "cannot build one" with either
+        raise ConfigError(f"cannot load tokenizer from {path!r}: {_one_line(exc)}") from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -85,7 +90,10 @@ def load_policy(cfg: ModelConfig, device: torch.device | str = "cpu"):
 
     if cfg.path == RANDOM:
         model = build_tiny_model(cfg.tiny or TinyArchConfig(), load_tokenizer(cfg))
-        model.set_attn_implementation(cfg.attn_implementation)
+        try:
+            model.set_attn_implementation(cfg.attn_implementation)
+        except ValueError as exc:  # transformers lists the implementations it knows
+            raise ConfigError(f"model.attn_implementation={cfg.attn_implementation!r}: {_one_line(exc)}") from None
         return model.to(device=device, dtype=torch.float32 if cfg.dtype == "auto" else DTYPES[cfg.dtype])
     path = resolve_path(cfg.path)
     if is_adapter_folder(path):                 # a LoRA run's `final: adapter`: its base, with the adapter merged in
@@ -99,15 +107,19 @@ def load_policy(cfg: ModelConfig, device: torch.device | str = "cpu"):
         params = dict(getattr(config, "rope_parameters", None) or {})
         params.update(cfg.rope_scaling)
         config.rope_parameters = params
+        check_rope(config)
     if cfg.max_position_embeddings:
         config.max_position_embeddings = cfg.max_position_embeddings
     dtype = "auto" if cfg.dtype == "auto" else DTYPES[cfg.dtype]
     if Path(path).is_dir() and not any(Path(path).glob("*.safetensors")):
         raise ConfigError(f"{path}: no *.safetensors weights (longrl loads safetensors only)")
-    model = AutoModelForCausalLM.from_pretrained(
-        path, config=config, dtype=dtype, attn_implementation=cfg.attn_implementation,
-        trust_remote_code=cfg.trust_remote_code, use_safetensors=True,
-    )
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            path, config=config, dtype=dtype, attn_implementation=cfg.attn_implementation,
+            trust_remote_code=cfg.trust_remote_code, use_safetensors=True,
+        )
+    except (OSError, ValueError, SafetensorError) as exc:  # missing, truncated or mismatched weight files
+        raise ConfigError(f"cannot load model weights from {path!r}: {_one_line(exc)}") from None
     if cfg.gradient_checkpointing:
         enable_activation_checkpointing(model)
     return model.to(device)
@@ -120,6 +132,27 @@ def follow_progress_setting() -> None:
         hf_logging.enable_progress_bar()
     else:
         hf_logging.disable_progress_bar()
+
+
+def check_rope(config) -> None:
+    """ConfigError for a `model.rope_scaling` transformers cannot build (it fails later with a bare KeyError)."""
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS  # lazy: only configs with rope_scaling need it
+
+    params = config.rope_parameters
+    rope_type = params.get("rope_type", params.get("type", "default"))
+    known = sorted({"default", *ROPE_INIT_FUNCTIONS})
+    if rope_type not in known:
+        raise ConfigError(f"model.rope_scaling: unknown rope_type {rope_type!r}; known: {', '.join(known)}")
+    try:
+        config.validate_rope()
+    except (KeyError, ValueError, TypeError) as exc:  # KeyError: "Missing required keys ... for 'rope_type'='yarn'"
+        raise ConfigError(f"model.rope_scaling: {exc.args[0] if exc.args else type(exc).__name__}") from None
+
+
+def _one_line(exc: Exception) -> str:
+    """The library's message on one line (some span a page)."""
+    text = " ".join(str(exc).split())
+    return (text[:300] + " ...") if len(text) > 300 else text or type(exc).__name__
 
 
 def enable_activation_checkpointing(model) -> None:
