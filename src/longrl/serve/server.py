@@ -85,6 +85,8 @@ class ModelServer:
             return getattr(self, route)(body)
         except RequestError as exc:
             return exc.status, _error(exc.status, exc.message)
+        except Exception as exc:  # a server bug must still answer (the client would retry a dropped connection)
+            return 500, _error(500, f"{type(exc).__name__}: {exc}")
 
     def models(self, body) -> tuple[int, Any]:
         card = {"id": self.served.name, "object": "model", "owned_by": "longrl", "root": self.worker.path,
@@ -120,7 +122,7 @@ class ModelServer:
                      "weight_version": now}
 
     def model_info(self, body) -> tuple[int, Any]:
-        return 200, {"model_path": self.worker.path, "tokenizer_path": self.worker.path, "is_generation": True,
+        return 200, {"model_path": self.worker.path, "tokenizer_path": self.worker.source, "is_generation": True,
                      "weight_version": self.worker.version}
 
     def weight_version(self, body) -> tuple[int, Any]:

@@ -5,12 +5,13 @@
     worker.reload("/runs/x/served/step-3", "step-3")   # between batches, never during one
     worker.close()
 
-HTTP handler threads hand jobs over and wait; the worker takes the oldest job, waits `batch_window_s`
-for company, and decodes it with every queued job of the same sampling parameters and `n` in one
-`SharedPrefixGenerator.generate` call (groups from different requests share the batch; each keeps
-its own seed, so its tokens are the same as when run alone). A reload waits for the jobs queued
-before it and holds back those queued after it, so every reply comes from one set of weights,
-named by `version`.
+HTTP handler threads hand jobs over and wait; the worker takes the oldest job, waits while more
+keep arriving (`batch_window_s` at a time, `max_wait_s` at most: the G-sample requests of one RL
+step come as a burst), and decodes it with every queued job of the same sampling parameters and
+`n` in one `SharedPrefixGenerator.generate` call (groups from different requests share the batch;
+each keeps its own seed, so its tokens are the same as when run alone). A reload waits for the jobs
+queued before it and holds back those queued after it, so every reply comes from one set of
+weights, named by `version`.
 """
 
 from __future__ import annotations
@@ -43,19 +44,21 @@ class ModelWorker:
 
     Args:
         model, tokenizer: what is served (eval mode is set here).
-        name: the served model name; path: where its weights came from.
+        name: the served model name; path: where its weights came from (then: the folder loaded last).
         groups_per_batch: prompts decoded together (the generator's batch).
         decode: the generator's decode path (auto: a CUDA graph on CUDA).
-        batch_window_s: how long the first job of a batch waits for others to arrive.
+        batch_window_s, max_wait_s: the first job of a batch waits while others keep arriving,
+            batch_window_s at a time, at most max_wait_s.
         max_batch_prompts: most prompts taken into one generate() call.
     """
 
     def __init__(self, model, tokenizer, name: str, path: str, groups_per_batch: int = 8, decode: str = "auto",
-                 batch_window_s: float = 0.005, max_batch_prompts: int = 64):
+                 batch_window_s: float = 0.005, max_wait_s: float = 0.05, max_batch_prompts: int = 64):
         self.model, self.tokenizer, self.name, self.path = model.eval(), tokenizer, name, path
+        self.source = path                             # where the model (and its tokenizer) came from
         self.generator = SharedPrefixGenerator(model, tokenizer.pad_token_id, groups_per_batch=groups_per_batch,
                                                decode=decode)
-        self.batch_window_s, self.max_batch_prompts = batch_window_s, max_batch_prompts
+        self.batch_window_s, self.max_batch_prompts, self.max_wait_s = batch_window_s, max_batch_prompts, max_wait_s
         self.version = INITIAL_VERSION
         self.batches = 0                               # generate() calls made (tests and stats)
         self._tasks: deque[_Task] = deque()
@@ -101,9 +104,24 @@ class ModelWorker:
                     self._tasks.popleft()
                 self._run_reload(first)
                 continue
-            if self.batch_window_s:
-                time.sleep(self.batch_window_s)
+            self._wait_for_company()
             self._run_batch(self._take_batch())
+
+    def _wait_for_company(self) -> None:
+        """Let a burst of requests (one per group of an RL step) arrive: wait while they keep coming,
+        `batch_window_s` at a time, at most `max_wait_s` in all."""
+        if not self.batch_window_s:
+            return
+        deadline = time.monotonic() + self.max_wait_s
+        with self._ready:
+            seen = len(self._tasks)
+        while time.monotonic() < deadline:
+            time.sleep(self.batch_window_s)
+            with self._ready:
+                now = len(self._tasks)
+            if now == seen:
+                return
+            seen = now
 
     def _take_batch(self) -> list[_Task]:
         """The oldest job and the queued jobs it can share a batch with (none from beyond a reload)."""
