@@ -215,3 +215,13 @@ def test_a_server_holding_other_weights_is_never_rolled_out(tiny_model, tmp_path
         with pytest.raises(RolloutServerError, match="reports weight version 'default'.*published 'step-3'.*rerun"):
             generator.generate([PROMPT], 2, PARAMS, [0])
         assert not any(s.path == "/v1/completions" for s in server.requests)
+
+
+def test_a_reply_from_other_weights_is_refused(tiny_model, tmp_path):
+    with FakeSGLang() as server:
+        generator = RemoteGenerator(config(server.url, model_name="served"), tmp_path)
+        generator.sync_weights(tiny_model, "step-1")
+        server.script = [Answer(json={"weight_version": "step-1"}),
+                         Answer(json=reply(choice([4, 2]), metadata={"weight_version": "step-0"}))]
+        with pytest.raises(RolloutServerError, match="answered by weight version 'step-0', not the published 'step-1'"):
+            generator.generate([PROMPT], 1, PARAMS, [0])

@@ -46,6 +46,7 @@ class FlakyServer(ModelServer):
     fail_version: str | None = None
 
     def reload(self, body):
+        self.asked.append(body.get("weight_version"))
         if body.get("weight_version") == self.fail_version:
             self.fail_version = None
             return 400, {"success": False, "message": "disk full"}
@@ -59,6 +60,7 @@ def server(tiny_arch, tokenizer):
 
     model = build_tiny_model(tiny_arch.model_copy(update={"init_seed": 7}), tokenizer)
     with FlakyServer(ModelWorker(model, tokenizer, "policy", "startup"), port=0) as srv:
+        srv.asked = []                                    # weight versions asked for, in order
         yield srv
 
 
@@ -96,8 +98,9 @@ def test_server_rollouts_equal_in_process_rollouts(tmp_path, policy_dir, samples
     assert stable(rows) == stable(read_metrics(engine_run / "metrics.jsonl"))
     assert read_metrics(out / "item_scores.jsonl") == read_metrics(engine_run / "item_scores.jsonl")
     assert all(r["time/sync"] > 0 for r in rows)
-    # The server holds the final policy, under the last step's version; only that folder is kept.
-    assert server.worker.version == "step-3"
+    # A reload before the first rollout and after every update; the server ends with the final policy,
+    # under the last step's version; only that folder is kept.
+    assert server.asked == ["step-0", "step-1", "step-2", "step-3"] and server.worker.version == "step-3"
     final = weights(out)
     for name, tensor in server.worker.model.state_dict().items():
         assert torch.equal(tensor, final.get(name, tensor)), name
@@ -113,6 +116,7 @@ def test_a_failed_reload_stops_the_run_and_a_rerun_resumes(tmp_path, policy_dir,
         train(cfg, out, items=samples)
     assert [r["step"] for r in read_metrics(out / "metrics.jsonl")] == [1, 2] and not (out / "final").exists()
     train(cfg, out, items=samples)                        # publishes step 2's weights again, redoes step 3
+    assert server.asked == ["step-0", "step-1", "step-2", "step-3", "step-2", "step-3"]
     assert server.worker.version == "step-3"
     assert stable(read_metrics(out / "metrics.jsonl")) == stable(read_metrics(engine_run / "metrics.jsonl"))
     a, b = weights(out), weights(engine_run)

@@ -16,7 +16,8 @@ Servers that trim the stop token report it (SGLang `matched_stop`, vLLM `stop_re
 Weights: `sync_weights(model, version)` writes the model as a Hugging Face folder
 (`weights_dir/<version>`, safetensors; the server must see the same path), asks the server to
 reload it, and checks that the server reports `version` before anything else happens; every
-`generate` first checks the version again, so a server that restarted or was reloaded by someone
+`generate` first checks the version again (and each reply's `metadata.weight_version` where the
+server gives one, as `longrl serve` does), so a server that restarted or was reloaded by someone
 else fails loudly instead of rolling out a stale policy. Reload protocols (`reload_api`):
 - sglang (SGLang, and `longrl serve`): `POST /update_weights_from_disk {model_path, weight_version}`,
   version from `GET /model_info` (older SGLang: `GET /get_weight_version`).
@@ -182,6 +183,11 @@ class RemoteGenerator:
         body = completion_body(model, prompt, group_size, params, seed, self.cfg.reload_api)
         self.requests += 1
         payload = await self._send(self.api, "POST", "/completions", body, f"prompt {i} (rollout)")
+        served = payload.get("metadata", {}).get("weight_version") if isinstance(payload, dict) \
+            and isinstance(payload.get("metadata"), dict) else None
+        if served is not None and served != self.version:      # servers that say which weights answered
+            raise RolloutServerError(f"{self.cfg.base_url}/completions, prompt {i}: answered by weight version "
+                                     f"{served!r}, not the published {self.version!r}")
         try:
             return read_group(payload, prompt, group_size, params)
         except ValueError as exc:
