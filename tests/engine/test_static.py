@@ -11,7 +11,8 @@ from longrl.engine.generate import SamplingParams, SharedPrefixGenerator, group_
 from longrl.engine.static import StaticDecode, group_uniforms
 
 # Operations that make the host wait for the device, or copy Python data to it: none may run in a step.
-SYNCING_OPS = ("_local_scalar_dense", "nonzero", "lift_fresh", "masked_select", "_unique", "unique_", "equal", "item")
+SYNCING_OPS = ("_local_scalar_dense", "nonzero", "lift_fresh", "masked_select", "_unique", "unique_", "equal", "item",
+               "isin")                      # isin sorts and dedups large test sets (data-dependent sizes)
 
 
 def _prompts(tokenizer, lengths=(23, 9, 16, 30, 1)):

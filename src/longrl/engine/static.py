@@ -136,8 +136,8 @@ class StaticDecode:
         tokens, logprobs = sample_tokens(self.head(hidden), self.params, self.uniforms.index_select(0, index)[0])
         self.tokens.index_copy_(0, index, tokens[None])
         self.logprobs.index_copy_(0, index, logprobs[None])
-        if self.stops is not None:
-            self.done |= torch.isin(tokens, self.stops)
+        if self.stops is not None:      # not torch.isin: with many stop ids it sorts and dedups (a host sync on CUDA)
+            self.done |= (tokens[:, None] == self.stops[None, :]).any(-1)
         self.feed.copy_(tokens)
         t.add_(1)
 
