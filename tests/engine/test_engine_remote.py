@@ -40,10 +40,12 @@ def test_completion_body_asks_for_token_ids_and_longrls_stop_rule():
     body = completion_body("m", PROMPT, 8, SamplingParams(16, temperature=0.7, top_p=0.95, top_k=20,
                                                           stop_token_ids=(9, 3)), 12345, "sglang")
     assert body["prompt"] == PROMPT and body["n"] == 8 and body["seed"] == 12345 and body["max_tokens"] == 16
-    assert body["stop_token_ids"] == [3, 9] and body["ignore_eos"] is True and body["return_token_ids"] is True
+    assert body["stop_token_ids"] == [3, 9] and body["return_token_ids"] is True
     assert body["top_k"] == 20 and body["no_stop_trim"] is True
+    assert "ignore_eos" not in body                                    # SGLang's would switch stop_token_ids off
     vllm = completion_body("m", PROMPT, 2, SamplingParams(16), 1, "vllm")
     assert "top_k" not in vllm and "no_stop_trim" not in vllm          # top_k 0 = off: not sent
+    assert vllm["ignore_eos"] is True                                  # vLLM's keeps stop_token_ids in force
 
 
 def test_read_group_takes_token_ids_in_index_order():
@@ -64,6 +66,7 @@ READ_ERRORS = [
     (reply({"index": 0, "text": "hi", "finish_reason": "stop"}), 1, "return_token_ids"),   # text only
     (reply(choice([1, 2], prompt_token_ids=[7, 8])), 1, "changed the prompt"),   # e.g. a BOS was added
     (reply(choice([1, 3])), 1, "without one of the stop token ids"),          # stop, but no stop id anywhere
+    (reply(choice([1, 3], matched_stop=9)), 1, "stopped on token 9"),         # the server's eos is not longrl's
     (reply(choice([2, 1, 5])), 1, "in the middle"),                           # the server ignored a stop id
     (reply(choice([1, 3, 4, 6, 7], "length")), 1, "max_tokens=4"),            # ran past max_tokens
     (reply(choice([1, 3], "length")), 1, "context window"),                   # cut short by the context

@@ -6,9 +6,10 @@
 
 The `Generator` of `rollout.backend: server`. Token-exact: each prompt goes as token ids to
 `POST /v1/completions` with `n` = G (one request per group, so the server's prefix cache shares the
-prompt), the group's seed, `max_tokens`, temperature / top-p / top-k, longrl's stop token ids with
-`ignore_eos` (the same stop rule as the in-process engine) and `return_token_ids` (vLLM and SGLang
-both answer with `choices[].token_ids`, the completion's ids, and `prompt_token_ids`). A reply that
+prompt), the group's seed, `max_tokens`, temperature / top-p / top-k, longrl's stop token ids (the
+in-process engine's stop rule: the server's own eos ids must be among them, else its replies are
+refused; vLLM gets `ignore_eos`, which leaves `stop_token_ids` in force) and `return_token_ids`
+(vLLM and SGLang both answer with `choices[].token_ids`, the completion's ids, and `prompt_token_ids`). A reply that
 lacks token ids, changes the prompt, returns another number of samples, runs past `max_tokens`,
 stops without a stop token or carries one mid-completion is an error, never a silently wrong rollout.
 Servers that trim the stop token report it (SGLang `matched_stop`, vLLM `stop_reason`); it is put back.
@@ -66,13 +67,15 @@ def completion_body(model: str, prompt: list[int], group_size: int, params: Samp
     body: dict[str, Any] = {
         "model": model, "prompt": list(prompt), "n": group_size, "max_tokens": params.max_new_tokens,
         "temperature": params.temperature, "top_p": params.top_p, "seed": seed,
-        "stop_token_ids": sorted(params.stop_token_ids), "ignore_eos": True,   # longrl's stop rule, not the server's
-        "return_token_ids": True, "skip_special_tokens": False,
+        "stop_token_ids": sorted(params.stop_token_ids), "return_token_ids": True, "skip_special_tokens": False,
     }
     if params.top_k > 0:
         body["top_k"] = params.top_k
     if reload_api == "sglang":
-        body["no_stop_trim"] = True          # SGLang: keep the matched stop token in the output
+        body["no_stop_trim"] = True          # keep the matched stop token in the output
+        # no ignore_eos: SGLang's also switches stop_token_ids off; its eos ids must then be among longrl's
+    else:
+        body["ignore_eos"] = True            # vLLM: only its own eos is ignored; stop_token_ids still stop
     return body
 
 
@@ -102,6 +105,9 @@ def read_group(payload: Any, prompt: list[int], group_size: int, params: Samplin
         finish = choice.get("finish_reason")
         if finish == "stop" and not stopped:
             matched = choice.get("matched_stop", choice.get("stop_reason"))
+            if isinstance(matched, int) and not isinstance(matched, bool) and matched not in stops:
+                raise ValueError(f"the server stopped on token {matched}, which is not one of longrl's stop ids "
+                                 f"{sorted(stops)}: give the served model the trainer's eos ids (generation_config)")
             if not (isinstance(matched, int) and matched in stops):
                 raise ValueError(f"finish_reason 'stop' without one of the stop token ids {sorted(stops)}")
             ids.append(matched)       # the server trimmed the stop token: put it back
