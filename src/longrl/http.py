@@ -48,10 +48,11 @@ MAX_RETRY_AFTER_S = 3600.0  # a Retry-After of an hour or more is not a retry hi
 
 
 class ServerError(UserError):
-    """A request that failed for good: `problem` says why (no secrets), after `attempts` HTTP attempts."""
+    """A request that failed for good: `problem` says why (no secrets), after `attempts` HTTP attempts;
+    `status` is the last HTTP status (None when there was no reply)."""
 
-    def __init__(self, url: str, problem: str, attempts: int):
-        self.url, self.problem, self.attempts = url, problem, attempts
+    def __init__(self, url: str, problem: str, attempts: int, status: int | None = None):
+        self.url, self.problem, self.attempts, self.status = url, problem, attempts, status
         super().__init__(f"{url}: {problem}")
 
 
@@ -164,9 +165,9 @@ class OpenAIClient:
                 `max_attempts` are spent ("... (gave up after N attempts)").
         """
         url, retry = self._base_url + path, self.retry
-        problem = "no attempt made"
+        problem, status = "no attempt made", None
         for attempt in range(1, retry.max_attempts + 1):
-            retry_after = None
+            retry_after, status = None, None
             try:
                 response = await self._send(method, url, body)
             except httpx.TimeoutException:
@@ -174,18 +175,19 @@ class OpenAIClient:
             except httpx.TransportError as exc:
                 problem = f"connection error ({type(exc).__name__}: {exc})"
             else:
-                if response.status_code == 200:
+                status = response.status_code
+                if status == 200:
                     try:
                         return Reply(response.json(), attempt)
                     except ValueError:
-                        raise self._error(url, f"malformed reply (not JSON): {snippet(response.text)}", attempt) from None
+                        raise self._error(url, f"malformed reply (not JSON): {snippet(response.text)}", attempt, status) from None
                 problem = self._status_problem(response)
-                if not is_retryable(response.status_code):
-                    raise self._error(url, problem, attempt)
+                if not is_retryable(status):
+                    raise self._error(url, problem, attempt, status)
                 retry_after = parse_retry_after(response.headers.get("retry-after"))
             if attempt < retry.max_attempts:
                 await asyncio.sleep(backoff_delay(attempt, retry.backoff_s, retry.max_backoff_s, retry_after))
-        raise self._error(url, f"{problem} (gave up after {retry.max_attempts} attempts)", retry.max_attempts)
+        raise self._error(url, f"{problem} (gave up after {retry.max_attempts} attempts)", retry.max_attempts, status)
 
     async def aclose(self) -> None:
         """Close the connections (those of an earlier, finished event loop are only dropped)."""
@@ -232,5 +234,5 @@ class OpenAIClient:
                         else " (no API key sent: no api_key_env is configured)")
         return problem
 
-    def _error(self, url: str, problem: str, attempts: int) -> ServerError:
-        return ServerError(self.redact(display_url(url)), self.redact(problem), attempts)
+    def _error(self, url: str, problem: str, attempts: int, status: int | None = None) -> ServerError:
+        return ServerError(self.redact(display_url(url)), self.redact(problem), attempts, status)

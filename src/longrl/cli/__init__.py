@@ -39,13 +39,14 @@ from longrl.cli import (
     report,
     rl,
     score,
+    serve,
     sft,
     tools,
 )
 from longrl.errors import UserError
 
 # Command groups in the order `longrl --help` lists them; each defines register(subparsers).
-COMMANDS = [data, model, tools, demo, bench, score, rl, eval, sft, pretrain, pipeline, report]
+COMMANDS = [data, model, tools, demo, bench, score, rl, eval, sft, pretrain, pipeline, report, serve]
 
 
 def build_parser() -> argparse.ArgumentParser:

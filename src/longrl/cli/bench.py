@@ -1,4 +1,4 @@
-"""`longrl bench NAME [--json FILE] [--tiny] [--quick] [--threads N]`: speed and memory benchmarks.
+"""`longrl bench NAME [--json FILE] [--tiny] [--quick] [--threads N] [--device cpu|cuda] [--preset P]`: benchmarks.
 
 Each benchmark compares longrl with a naive baseline (or a peer) in the same run and reports
 ratios, so figures hold on a busy machine. The benchmarks live beside the code they measure
@@ -19,7 +19,7 @@ from longrl.errors import UserError
 
 # Modules whose import registers benchmarks (imported only when `longrl bench` or `longrl ls benchmarks` runs).
 BENCH_MODULES = ["longrl.rewards.bench", "longrl.engine.bench", "longrl.eval.bench", "longrl.sft.bench",
-                 "longrl.cli.bench"]
+                 "longrl.serve.bench", "longrl.cli.bench"]
 # Commands whose start-up `longrl bench startup` times (they must not import torch or transformers).
 STARTUP_COMMANDS = [["--help"], ["ls", "advantages"], ["ls", "benchmarks"], ["ls", "evals"], ["ls", "tasks"]]
 
@@ -33,6 +33,11 @@ def register(sub) -> None:
     p.add_argument("--tiny", action="store_true", help="use the tiny default model where the benchmark has a model")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
     p.add_argument("--quick", action="store_true", help="smaller sizes, for a fast check that it runs")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                   help="where to run (default cpu; cuda: the rollout, forward and logprobs benchmarks)")
+    p.add_argument("--preset", choices=["bench", "tiny", "0.5b", "1.5b"],
+                   help="model shape of the engine benchmarks (default: bench, or tiny with --tiny; "
+                        "0.5b / 1.5b: Qwen2.5 shapes)")
     p.set_defaults(handler=run_bench)
 
 
@@ -59,10 +64,15 @@ def run_bench(args: argparse.Namespace) -> int:
     registry = load_benchmarks()
     if args.name not in registry.names():
         raise UserError(f"unknown benchmark {args.name!r}; known: {', '.join(registry.names()) or '(none)'}")
+    bench = registry.get(args.name)
+    if args.device not in getattr(bench, "devices", ("cpu",)):
+        raise UserError(f"benchmark {args.name!r} runs on the CPU only (drop --device {args.device})")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda, but torch sees no CUDA device")
     if args.threads:
         torch.set_num_threads(args.threads)
     start = time.time()
-    result = registry.get(args.name)(args)
+    result = bench(args)
     result = {"benchmark": args.name, **result, "machine": machine_info(), "wall_s": round(time.time() - start, 2)}
     print(json.dumps(result, indent=2))
     if args.json:

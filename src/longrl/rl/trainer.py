@@ -8,8 +8,10 @@ Each step:
   1. Rollout. Draw prompts (`rl/sampler.py`: seeded epochs, resumable cursor), render them with the
      method's template (documents middle-truncated to `rollout.max_input_tokens`), sample G
      completions per prompt with the shared-prefix generator (`engine/generate.py`: the prompt's KV is
-     kept once per group). Each group's randomness comes from (run seed, step, draw index), so a
-     resumed or re-batched run samples the same tokens.
+     kept once per group), or, with `rollout.backend: server`, from an OpenAI-compatible server
+     (SGLang, vLLM, `longrl serve`: `engine/remote.py`) that reloads the policy the trainer writes
+     after every update and must report its version before the next rollout. Each group's randomness
+     comes from (run seed, step, draw index), so a resumed or re-batched run samples the same tokens.
   2. Reward. The hybrid reward (`rewards/hybrid.py`): rule verification, the LLM judge when the rule
      says 0 (if configured), DAPO overlong shaping (if enabled).
   3. Dynamic sampling (`rl/dynamic.py`, DAPO): groups whose `algo.filter_metric` is the same for all G
@@ -37,7 +39,8 @@ generated in the step, refills included; loss figures cover the trained tokens):
   truncated_frac, filtered_groups_frac (generated groups not trained on), rollout/* (refills, groups,
   uniform_groups_frac, fill_frac, tokens), loss/{policy,total,clip_frac}, optim/{lr,grad_norm,updates},
   update/{skipped,tokens}, tokens_per_s (prompt + completion tokens rolled out / step wall time),
-  time/{rollout,reward,update,step,step_cpu}.
+  time/{rollout,reward,update,sync,step,step_cpu} (sync: handing the weights to the rollout backend;
+  ~0 in process, write + reload + version check for a server; step 1's includes the first hand-over).
 
 Departures from the papers, and choices they left open:
   - Old log-probs (the PPO ratio's denominator) come from the current policy before the step's
@@ -63,6 +66,7 @@ from __future__ import annotations
 
 import math
 import random
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,12 +81,14 @@ from longrl.data.prompt import encode_prompt
 from longrl.data.schema import Sample
 from longrl.data.sources import load_items
 from longrl.engine.generate import (
+    Generator,
     SamplingParams,
     SharedPrefixGenerator,
     group_seed,
     stop_token_ids,
 )
 from longrl.engine.logprobs import completion_stats
+from longrl.engine.remote import RemoteGenerator
 from longrl.errors import ConfigError
 from longrl.files import atomic_dir
 from longrl.models.loading import load_policy, load_tokenizer, resolve_device
@@ -200,18 +206,43 @@ def load_reference(cfg: Config, device: torch.device, policy):
     return ref
 
 
-class Roller:
-    """Rollout + reward for batches of draws: `roll(step, draws) -> list[Group]`."""
+def make_generator(cfg: Config, policy, tokenizer, out: Path | None) -> Generator:
+    """The rollout backend `rollout.backend` names: the in-process shared-prefix generator, or a model
+    server (`engine/remote.py`) loading the weights the trainer writes to `rollout.server.weights_dir`
+    (default `out/served`; without a run directory, a folder under the system's temporary directory)."""
+    r = cfg.rollout
+    if r.backend == "server":
+        weights_dir = Path(out) / "served" if out is not None else Path(tempfile.gettempdir()) / "longrl-served"
+        return RemoteGenerator(r.server, weights_dir)
+    try:
+        return SharedPrefixGenerator(policy, tokenizer.pad_token_id, groups_per_batch=r.groups_per_batch,
+                                     device=next(policy.parameters()).device, decode=r.decode)
+    except ValueError as exc:
+        raise ConfigError(f"rollout.decode: {exc}") from None
 
-    def __init__(self, cfg: Config, policy, tokenizer, timers: Timers):
+
+class Roller:
+    """Rollout + reward for batches of draws: `roll(step, draws) -> list[Group]`.
+
+    `sync(version)` hands the policy's current weights to the rollout backend (a server writes,
+    reloads and checks them; the in-process generator samples the live policy: nothing to do). The
+    first roll() syncs when nothing has been yet.
+    """
+
+    def __init__(self, cfg: Config, policy, tokenizer, timers: Timers, out: Path | None = None):
         self.cfg, self.policy, self.tokenizer, self.timers = cfg, policy, tokenizer, timers
         self.stops = stop_token_ids(tokenizer, policy)                # the same rule evaluation uses
         r = cfg.rollout
         self.params = SamplingParams(max_new_tokens=r.max_new_tokens, temperature=r.temperature, top_p=r.top_p,
                                      top_k=r.top_k, stop_token_ids=self.stops)
-        self.generator = SharedPrefixGenerator(policy, tokenizer.pad_token_id, groups_per_batch=r.groups_per_batch,
-                                               device=next(policy.parameters()).device)
+        self.generator = make_generator(cfg, policy, tokenizer, out)
         self.reward = HybridReward(cfg.reward)
+        self.synced = False
+
+    def sync(self, version: str) -> None:
+        with self.timers.time("sync"):
+            self.generator.sync_weights(self.policy, version)
+        self.synced = True
 
     def encode(self, item: Sample) -> list[int]:
         try:
@@ -221,6 +252,8 @@ class Roller:
 
     def roll(self, step: int, draws: list[Draw]) -> list[Group]:
         G = self.cfg.rollout.group_size
+        if not self.synced:
+            self.sync(f"rollout-{step}")
         with self.timers.time("rollout"), torch.no_grad():
             self.policy.eval()
             prompts = [self.encode(d.item) for d in draws]
@@ -425,7 +458,8 @@ def train(cfg: Config, out: str | Path, items: list[Sample] | None = None, phase
     item_scores = MetricsLog(out / "item_scores.jsonl", resume_step=state.get("step"))
     sampler = PromptSampler(items, cfg.run.seed, cursor=state.get("cursor", 0))
     timers = Timers()
-    roller = Roller(cfg, policy, tokenizer, timers)
+    roller = Roller(cfg, policy, tokenizer, timers, out)
+    roller.sync(f"step-{start}")                                           # a rollout server gets the policy first
     advantage_fn = algos.ADVANTAGES.get(cfg.algo.advantage)                 # names resolved once, up front
     obj = objective(cfg)
     progress = StepProgress(cfg.train.steps, start, cfg.run.progress, phase, cfg.run.log_every)
@@ -441,6 +475,7 @@ def train(cfg: Config, out: str | Path, items: list[Sample] | None = None, phase
                 adv = advantage_fn(rewards_tensor(collected.groups, cfg.rollout.group_size), eps=cfg.algo.adv_eps)
                 update = (policy_update(policy, ref, optimizer, collected.groups, adv, cfg, obj, step)
                           if collected.groups else skipped_update(ref is not None))
+            roller.sync(f"step-{step}")                                     # the next rollout samples the new policy
             # 6) metrics, item scores, sample dumps, checkpoint
             elapsed = time.perf_counter() - began
             stats = rollout_metrics(collected.all)
