@@ -17,7 +17,8 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src" / "longrl"
 
 # Top-level modules every unit may import; they import nothing but each other.
-FOUNDATION = {"__init__", "errors", "registry", "files", "console", "http", "checkpoint", "tracking", "bench", "report"}
+FOUNDATION = {"__init__", "errors", "limits", "registry", "files", "console", "http", "checkpoint", "tracking", "trackers",
+              "bench", "report", "secrets"}
 # unit -> the units it may import directly (design.md, "Layout and layering").
 ARROWS = {
     "config": set(),
@@ -28,11 +29,12 @@ ARROWS = {
     "rl": {"engine", "models", "rewards", "data"},
     "sft": {"engine", "models", "rewards", "data"},
     "eval": {"engine", "models", "rewards", "data"},
+    "serve": {"engine", "models", "data"},        # `longrl serve`: the engine behind an HTTP API
     "curriculum": {"rl", "data"},
     "pretrain": {"sft", "eval"},
     "pipeline": {"curriculum", "sft", "eval", "rl"},
     "demo": {"pipeline"},
-    "cli": {"demo", "pipeline", "pretrain"},   # and, transitively, everything
+    "cli": {"demo", "pipeline", "pretrain", "serve"},   # and, transitively, everything
 }
 
 
@@ -107,6 +109,8 @@ def test_every_import_follows_the_layering():
     ("longrl.config.loading", "longrl.rl.algos"),           # config imports no stage
     ("longrl.tracking", "longrl.config"),                   # the foundation imports nothing above it
     ("longrl.rl.trainer", "longrl.cli.args"),               # nothing imports the command line
+    ("longrl.rl.trainer", "longrl.serve.server"),           # the RL loop talks to servers over HTTP only
+    ("longrl.serve.server", "longrl.rewards.judge"),        # serving needs no stage above the engine
 ])
 def test_a_forbidden_import_is_caught(importer, imported):
     assert violations((importer, imported)), f"{importer} -> {imported} should be forbidden"

@@ -52,7 +52,7 @@ from longrl.models.loading import load_policy, load_tokenizer, resolve_device
 from longrl.report import write_report
 from longrl.rl.trainer import train
 from longrl.sft.trainer import train_sft
-from longrl.tracking import prepare_run_dir
+from longrl.tracking import check_run_dir, prepare_run_dir
 
 
 def stage_done(path: Path) -> dict[str, Any] | None:
@@ -160,7 +160,8 @@ def run_phases(cfg: Config, out: Path, start_from: str, tokenizer, dist: Dist = 
 def run_eval(cfg: Config, out: Path, models: dict[str, str], tokenizer) -> dict[str, dict[str, Any]]:
     """Each named model on the same `eval.benchmarks` items; results under eval/<name>/."""
 
-    suites = load_suites(cfg.eval.benchmarks, cfg.eval.data_dir, cfg.eval.synthetic, cfg.eval.limit, tokenizer)
+    suites = load_suites(cfg.eval.benchmarks, cfg.eval.data_dir, cfg.eval.synthetic, cfg.eval.limit, tokenizer,
+                         protocol=cfg.eval.protocol)
     summaries = {}
     for name, path in models.items():
         stage = out / "eval" / name
@@ -180,9 +181,10 @@ def run_eval(cfg: Config, out: Path, models: dict[str, str], tokenizer) -> dict[
 def run_pipeline(cfg: Config, out: str | Path) -> dict[str, Any]:
     """Run (or resume) the whole recipe in `out`; returns {"models": {...}, "eval": {name: summary}}."""
 
-    out = prepare_run_dir(out, cfg)
-    dist, _ = setup(cfg.run.device)                                 # torchrun: this rank's place
-    tokenizer = load_tokenizer(cfg.model)
+    out = check_run_dir(out, cfg)                  # refuses a different config; writes nothing
+    dist, _ = setup(cfg.run.device)                # torchrun: this rank's place
+    tokenizer = load_tokenizer(cfg.model)          # a bad model.path fails here, before the run directory is made
+    prepare_run_dir(out, cfg)
     sft_weights = run_sft(cfg, out, dist)
     final = run_phases(cfg, out, sft_weights, tokenizer, dist)
     models = {"sft" if cfg.sft.data else "base": sft_weights, "rl": final}

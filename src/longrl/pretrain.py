@@ -54,7 +54,8 @@ from longrl.models.tokenizer import load_default_tokenizer
 from longrl.rewards.hybrid import HybridReward, RewardInput
 from longrl.sft.packing import encode_example
 from longrl.sft.trainer import LoopSettings, seed_everything, train_loop
-from longrl.tracking import prepare_run_dir, read_metrics
+from longrl.trackers import Trackers
+from longrl.tracking import check_run_dir, prepare_run_dir, read_metrics
 
 DEFAULT_EVAL_LENGTHS = 4
 
@@ -217,7 +218,7 @@ def pretrain(cfg: Config, out: str | Path) -> dict:
     if launched():
         raise ConfigError("longrl pretrain runs in one process (the tiny base model needs no sharding); "
                           "start it without torchrun")
-    out = prepare_run_dir(out, cfg)
+    out = check_run_dir(out, cfg)                              # refuses a different config; writes nothing
     final = out / "final"
     if (final / "PROVENANCE.json").exists():
         info(f"pretrain: {final} is complete; use another --out to train again")
@@ -230,6 +231,7 @@ def pretrain(cfg: Config, out: str | Path) -> dict:
         model = load_policy(ModelConfig(path=pcfg.init_from, dtype="float32"), device)
     else:
         model = build_tiny_model(pcfg.architecture, tokenizer).to(device)
+    prepare_run_dir(out, cfg)                                  # the run starts: config.yaml, log.txt
     items = eval_items(pcfg, tokenizer, cfg.run.seed)
     settings = LoopSettings(phase="pretrain", steps=pcfg.steps, lr=pcfg.lr, min_lr_ratio=pcfg.min_lr_ratio,
                             warmup_steps=pcfg.warmup_steps, schedule=pcfg.schedule, weight_decay=pcfg.weight_decay,
@@ -241,7 +243,7 @@ def pretrain(cfg: Config, out: str | Path) -> dict:
     info(f"pretrain: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, {pcfg.steps} steps of "
          f"{pcfg.batch_tokens} tokens, tasks {','.join(pcfg.tasks)}, prompts of {pcfg.min_length}-{pcfg.max_length} tokens")
     train_loop(model, lambda step: training_examples(pcfg, tokenizer, cfg.run.seed, step), settings, out,
-               [encode_example(tokenizer, s) for s in items], tokenizer.pad_token_id)
+               [encode_example(tokenizer, s) for s in items], tokenizer.pad_token_id, Trackers.from_config(cfg, out))
     rows = read_metrics(out / "metrics.jsonl")
     provenance = {
         "longrl_version": __version__, "git": git_state(), "torch": torch.__version__,

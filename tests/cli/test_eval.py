@@ -61,6 +61,32 @@ def test_eval_command_from_the_config_file(tmp_path, tiny_model_dir, docqa_dir):
     assert (body["temperature"], body["top_p"], body["max_tokens"], body["n"]) == (0.7, 0.95, 10000, 1)
 
 
+def test_eval_protocol_published_is_reported_and_not_mixed(tmp_path, tiny_model_dir, docqa_dir, capsys):
+    data = docqa_dir(tmp_path / "data")
+    out = tmp_path / "out"
+
+    def replies(path, body):  # "a cooper" for "cooper": a whole word under both protocols; "Kest" only inside the gold
+        question = re.search(r"</text>\n\n(.*?)\n\nFormat", body["messages"][0]["content"], re.DOTALL).group(1)
+        reply = {"Where was Ilo born?": "Tarsk", "What is Ilo's trade?": "The", "Which dataset is used?": "Kest"}
+        return 200, chat_reply([f"<think>ok</think> Therefore, the answer is {reply[question]}."] * body["n"])
+
+    with LoopbackServer(replies) as server:
+        argv = ["eval", "--model", server.url, "--model-name", "m", "--tokenizer", str(tiny_model_dir),
+                "--benchmarks", "hotpotqa,qasper", "--data-dir", str(data), "--out", str(out), "--protocol", "published"]
+        assert main(argv) == 0
+        assert "protocol: published" in capsys.readouterr().err
+        assert main(argv[:-1] + ["strict"]) == 2    # the same --out under the other protocol: refused, not mixed
+        assert "protocol: 'published' -> 'strict'" in capsys.readouterr().err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["protocol"] == "published"
+    hotpot, qasper = summary["benchmarks"]["hotpotqa"], summary["benchmarks"]["qasper"]
+    assert hotpot["score"] == 100.0 and hotpot["rule/published"] == 100.0 and hotpot["rule/strict"] == 50.0  # "The"
+    assert qasper["score"] == 100.0 and qasper["rule/strict"] == 100.0   # "kest" is a whole word of "kest corpus"
+    report = (out / "results.md").read_text()
+    assert "(protocol: published)" in report and "Protocol: published (prompts and rule scoring as the published" in report
+    assert "| published | 100.0 | 100.0 | 100.0 |" in report and "| strict | 50.0 | 100.0 | 75.0 |" in report
+
+
 def test_config_validates_and_names_are_listed(capsys):
     assert main(["validate", "--config", str(ROOT / "configs" / "eval_docqa7.yaml")]) == 0
     capsys.readouterr()
@@ -81,3 +107,22 @@ def test_eval_command_errors(tmp_path, capsys, extra, message):
     argv = ["eval", "--out", str(tmp_path / "out")] + [x.replace("{tmp}", str(tmp_path)) for x in extra]
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_refused_eval_rerun_changes_nothing(tmp_path, tiny_model_dir, docqa_dir, capsys):
+    data = docqa_dir(tmp_path / "data")
+    out = tmp_path / "out"
+    with LoopbackServer(answer) as server:
+        argv = ["eval", "--model", server.url, "--model-name", "m", "--tokenizer", str(tiny_model_dir),
+                "--benchmarks", "hotpotqa,qasper", "--data-dir", str(data), "--out", str(out), "--limit", "2"]
+        assert main(argv) == 0
+        assert any("$ longrl eval" in line for line in (out / "log.txt").read_text().splitlines())
+        before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+        assert main(argv + ["--samples", "3"]) == 2                       # another protocol: refused
+        assert "another protocol" in capsys.readouterr().err
+        assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    # An unreachable server fails while its model name is asked for (GET /models): before the run starts.
+    never = tmp_path / "never"
+    assert main(["eval", "--model", server.url, "--tokenizer", str(tiny_model_dir), "--benchmarks", "qasper",
+                 "--data-dir", str(data), "--out", str(never), "eval.max_attempts=1"]) == 2
+    assert not never.exists()

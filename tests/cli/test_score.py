@@ -136,3 +136,31 @@ def test_overlong_rows_need_lengths(tmp_path, capsys):
 def test_ls_verifiers(capsys):
     assert main(["ls", "verifiers"]) == 0
     assert capsys.readouterr().out.split() == ["choice", "numeric", "qa"]
+
+
+def test_score_protocol_flag_and_context(tmp_path, capsys):
+    rows = [
+        {"id": "y", "task": "multihop", "question": "q", "response": "<think>a</think>Therefore, the answer is yesterday",
+         "answers": ["yes"]},
+        {"id": "t", "task": "docmath", "question": "Sales?", "response": "<think>a</think>Therefore, the answer is 2500",
+         "answers": ["2500000"], "context": "Sales (in thousands): 2,500"},
+    ]
+    source = write_rows(tmp_path / "in.jsonl", rows)
+    scores = {}
+    for protocol in ("strict", "published"):
+        out = tmp_path / f"{protocol}.jsonl"
+        assert main(["score", "--protocol", protocol, "--input", source, "--output", str(out)]) == 0
+        assert f"(protocol: {protocol})" in capsys.readouterr().err
+        scores[protocol] = [r["rule_score"] for r in read_rows(out)]
+    assert scores == {"strict": [0.0, 1.0], "published": [1.0, 1.0]}
+    bad = write_rows(tmp_path / "bad.jsonl", [{**rows[1], "context": 3}])
+    assert main(["score", "--input", bad, "--output", str(tmp_path / "x.jsonl")]) == 2
+    assert "context" in capsys.readouterr().err
+
+
+def test_answers_as_one_plain_string(tmp_path):
+    # what the verl and TRL adapters accept, `longrl score` accepts too
+    rows = [{**ROWS[0], "answers": "Paris"}, {**ROWS[1], "answers": "Paris"}]
+    out = tmp_path / "out.jsonl"
+    assert main(["score", "--input", write_rows(tmp_path / "in.jsonl", rows), "--output", str(out)]) == 0
+    assert [r["score"] for r in read_rows(out)] == [1.0, 0.0]

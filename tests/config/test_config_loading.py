@@ -115,6 +115,71 @@ def test_check_names_rejects_unknown_family():
         check_names(cfg)
 
 
+def test_check_names_rejects_synth_knobs_no_document_can_hold():
+    cfg = load_config(None, ["data.train=[{synth: {tasks: [choice], hops: 2, distractors: 500}}]"])
+    with pytest.raises(ConfigError, match=r"synth: synthetic family 'choice' places at most \d+ distractors at 2 hops"):
+        check_names(cfg)
+    with pytest.raises(ConfigError, match="pretrain: synthetic family 'lookup' cannot chain 200 hops"):
+        check_names(load_config(None, ["pretrain.tasks=[lookup]", "pretrain.hops=200"]))
+
+
+def test_non_utf8_config_names_file_and_line(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_bytes(b"run:\n  seed: 1\n  name: caf\xe9\n")
+    with pytest.raises(ConfigError, match=r"c.yaml, line 3: not UTF-8 text"):
+        load_config(path)
+
+
+def test_yaml_alias_bomb_is_refused_before_validation(tmp_path):
+    rows = ["model:", "  rope_scaling:", "    a: &a [x, x, x, x, x, x, x, x, x]"]
+    rows += [f"    {b}: &{b} [{', '.join(['*' + a] * 9)}]" for a, b in zip("abcdef", "bcdefg")]
+    path = write(tmp_path, "\n".join(rows) + "\n")
+    with pytest.raises(ConfigError, match=r"c.yaml: refused: the YAML expands to more than 100,000 values"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="refused: the value a YAML alias refers to a block that contains it"):
+        load_config(None, ["model.rope_scaling=&a {k: *a}"])
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("rollout.temperature=.inf", r"rollout.temperature .*finite number \(got inf\)"),
+    ("optim.lr=.nan", r"optim.lr .*finite number \(got nan\)"),
+    ("eval.timeout_s=-.inf", r"eval.timeout_s .*finite number"),
+    ("run.torch_threads=99999999999999999999", r"run.torch_threads .*less than or equal to 4096"),
+    ("run.torch_threads=5000", r"run.torch_threads .*less than or equal to 4096"),
+    ("run.seed=99999999999999999999", r"run.seed .*does not fit in 64 bits"),
+    ("model.rope_scaling={rope_type: yarn, factor: .inf}", r"model.rope_scaling .*inf is not a finite number"),
+    ("eval.pass_k=[1, 99999999999999999999]", r"eval.pass_k .*does not fit in 64 bits"),
+    ("optim.betas=[0.9, 1.5]", r"optim.betas.1: Input should be less than 1"),
+    ("data.train=[{synth: {length: 100000000}}]", r"data.train.0.synth.length: .*less than or equal to 1048576"),
+    ("curriculum.phases=[{name: a, max_input_tokens: 64, max_response_tokens: 8, overrides: {x: .nan}}]",
+     r"curriculum.phases.0.overrides: .*nan is not a finite number"),
+])
+def test_non_finite_and_absurd_values_are_refused(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [override])
+
+
+def test_phase_overrides_are_validated_with_the_config_not_when_the_phase_starts():
+    phase = "curriculum.phases=[{name: p1, max_input_tokens: 64, max_response_tokens: 8, overrides: {%s}}]"
+    with pytest.raises(ConfigError, match=r"curriculum.phases.0.overrides \(phase 'p1'\)\):\n  algo.clip_eps_hihg \(from algo.clip_eps_hihg=0.3\): unknown key"):
+        load_config(None, [phase % "algo.clip_eps_hihg: 0.3"])
+    with pytest.raises(ConfigError, match=r"reward.overlong.buffer .*greater than or equal to 1"):
+        load_config(None, [phase % "reward.overlong.buffer: 0"])
+    assert load_config(None, [phase % "algo.clip_eps_high: 0.3"]).curriculum.phases[0].overrides == {"algo.clip_eps_high": 0.3}
+
+
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
 def test_every_shipped_config_validates(path):
     check_names(load_config(path))
+
+
+def test_resolved_config_shows_urls_without_credentials():
+    from longrl.config import load_config
+    from longrl.tracking import to_yaml
+
+    cfg = load_config(None, ["eval.model=http://me:sk-in-url-123@host:8000/v1",
+                             "reward.judge={base_url: 'https://sk-judge-token@judge.example/v1', model: j}"])
+    text = to_yaml(cfg)
+    assert "sk-in-url-123" not in text and "sk-judge-token" not in text
+    assert "http://***@host:8000/v1" in text and "https://***@judge.example/v1" in text
+    assert cfg.eval.model == "http://me:sk-in-url-123@host:8000/v1"   # the config itself keeps them for the requests

@@ -119,3 +119,45 @@ def test_lookup_answers_each_fact_in_order(tokenizer):
         assert len(asked) == s.meta["hops"] == 4
         assert s.answers == [", ".join(facts[pair] for pair in asked)]
         assert s.meta["trace"].endswith(f"Therefore, the answer is {s.answers[0]}.")
+
+
+def test_name_budget_of_each_family_matches_its_drafts():
+    """names_needed is exact: a draft at the most decoys the budget allows works, one more runs out of names."""
+    import random
+
+    from longrl.data.synthetic import FAMILIES, max_distractors
+
+    for name in FAMILIES.names():
+        for hops in (1, 2, 3, 6):
+            most = max_distractors(name, hops)
+            for seed in range(3):
+                FAMILIES.get(name)(random.Random(seed), hops, most)
+            with pytest.raises(ValueError):  # the world's name pool is exhausted
+                FAMILIES.get(name)(random.Random(0), hops, most + 1)
+
+
+def test_long_documents_cap_default_decoys_at_the_name_budget(tokenizer):
+    """Past ~15K tokens the default decoy count would need more names than the world has: it is capped."""
+    from longrl.data.synthetic import DEFAULT_HOPS, max_distractors
+
+    samples = synthesize(["choice", "multihop"], n=2, length=16400, seed=0, tokenizer=tokenizer)
+    for s in samples:
+        assert s.meta["distractors"] == max_distractors(s.task, DEFAULT_HOPS[s.task]) < default_distractors(16400)
+    assert solve_chain(samples[1].context, samples[1].question) == samples[1].answers[0]
+    assert default_distractors(14_999) <= max_distractors("lookup", DEFAULT_HOPS["lookup"])  # shorter: bytes unchanged
+
+
+@pytest.mark.parametrize(("knobs", "message"), [
+    ({"length": 100_000_000}, r"length 100000000 is out of range: use 32\.\.1048576"),
+    ({"length": 16}, "length 16 is out of range"),
+    ({"hops": -3}, "hops -3 must be at least 1"),
+    ({"distractors": -3}, "distractors -3 must be 0 or more"),
+    ({"hops": 1000}, "'docmath' cannot chain 1000 hops: its world has 160 names"),
+    ({"distractors": 1000}, r"'docmath' places at most \d+ distractors at 2 hops"),
+])
+def test_impossible_knobs_are_refused_before_any_work(knobs, message):
+    from longrl.errors import UserError
+
+    args = {"length": 512, "hops": None, "distractors": None, **knobs}
+    with pytest.raises(UserError, match=message):
+        synthesize(["docmath"], n=1, seed=0, tokenizer=object(), **args)  # refused before the tokenizer is used

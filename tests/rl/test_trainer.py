@@ -24,7 +24,6 @@ from longrl.config import load_config
 from longrl.rl.trainer import (
     Group,
     lr_factor,
-    make_optimizer,
     objective,
     policy_update,
     train,
@@ -280,3 +279,37 @@ def test_dynamic_sampling_keeps_groups_by_accuracy_not_by_the_shaped_reward(samp
     assert not is_informative(FILTER_SIGNALS["accuracy"](right))
     mixed = group(["Tamo", "Gire", "Tamo", "Gire"])
     assert is_informative(FILTER_SIGNALS["accuracy"](mixed))
+
+
+def test_lora_run_trains_only_adapters_and_resumes_exactly(tmp_path, stoppy_model_dir, samples):
+    from longrl.models.loading import load_policy
+
+    lora = "model.lora={rank: 4, alpha: 8, target_modules: [q_proj, v_proj], final: adapter}"
+    cfg = config(stoppy_model_dir, "train.steps=4", "run.save_every=2", "algo.kl_coef=0.05", "optim.lr=1e-2",
+                 "train.mini_batches=1", lora)     # one update per step: step 1 sees the policy before any update
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    train(cfg, straight, items=samples)
+    train(cfg, resumed, items=samples)
+    import shutil
+
+    shutil.rmtree(resumed / "final")
+    shutil.rmtree(resumed / "checkpoints" / "step-00000004")
+    train(cfg, resumed, items=samples)
+
+    # checkpoints and final/ hold the adapters alone; resuming gives the same adapters, bit for bit
+    (ckpt,) = [p for p in (straight / "checkpoints").iterdir() if p.name.endswith("4")]
+    saved = load_file(str(ckpt / "trainable.safetensors"))
+    assert not (ckpt / "model.safetensors").exists() and saved and all(".lora_" in k for k in saved)
+    a = load_file(str(straight / "final" / "adapter_model.safetensors"))
+    b = load_file(str(resumed / "final" / "adapter_model.safetensors"))
+    assert sorted(a) == sorted(b) and len(a) == 2 * 2 * 2     # 2 layers x (q, v) x (A, B)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert stable(read_metrics(resumed / "metrics.jsonl")) == stable(read_metrics(straight / "metrics.jsonl"))
+    # only the adapted layers differ from the base; the reference is the base (kl exactly 0 before any update)
+    base = dict(load_policy(cfg.model).named_parameters())
+    tuned = dict(load_policy(cfg.model.model_copy(update={"path": str(straight / "final")})).named_parameters())
+    assert sorted(base) == sorted(tuned)
+    changed = sorted(k for k in base if not torch.equal(base[k], tuned[k]))
+    assert changed and all(k.endswith(("q_proj.weight", "v_proj.weight")) for k in changed)
+    rows = read_metrics(straight / "metrics.jsonl")
+    assert rows[0]["kl"] == 0.0 and rows[-1]["kl"] > 0.0

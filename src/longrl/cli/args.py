@@ -23,8 +23,16 @@ def load_config_from_args(args: argparse.Namespace, check: bool = True):
     )
 
     cfg = load_config(args.config, args.overrides)
+    follow_progress_setting(cfg)
     if check:
         from longrl.cli.names import check_names  # lazy: imports every stage's registry
 
         check_names(cfg)
     return cfg
+
+
+def follow_progress_setting(cfg) -> None:
+    """Third-party progress bars (transformers, the hub) follow the command's `run.progress`."""
+    from longrl.console import set_progress_mode  # lazy: rich loads only when a command runs
+
+    set_progress_mode(cfg.run.progress)

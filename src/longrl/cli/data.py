@@ -1,4 +1,4 @@
-"""`longrl data synth|import|stats`: make, import and inspect Sample files."""
+"""`longrl data synth|import|export|stats`: make, import, export and inspect Sample files."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from longrl.errors import UserError
 
 
 def register(sub) -> None:
-    data = sub.add_parser("data", help="make, import and inspect Sample files (JSONL or parquet)",
-                          description="Make, import and inspect Sample files (JSONL or parquet).")
+    data = sub.add_parser("data", help="make, import, export and inspect Sample files (JSONL or parquet)",
+                          description="Make, import, export (verl, TRL) and inspect Sample files (JSONL or parquet).")
     data.set_defaults(handler=lambda args: _usage(data))
     actions = data.add_subparsers(dest="action", metavar="ACTION")
 
@@ -33,6 +33,17 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, metavar="FILE", help="output .jsonl or .parquet (written atomically)")
     p.add_argument("--skip-bad", action="store_true", help="skip malformed rows (reported) instead of failing")
     p.set_defaults(handler=run_import)
+
+    p = actions.add_parser("export", help="write Samples in verl's or TRL's dataset format",
+                           description="Write Samples for another framework: `verl` (RL parquet: data_source, prompt, "
+                                       "reward_model.ground_truth, extra_info; scored by longrl.rewards.compat.compute_score) "
+                                       "or `trl` (conversational prompt + answers/task columns for longrl_reward; a "
+                                       "`completion` column when every Sample carries meta.trace).")
+    p.add_argument("--format", required=True, choices=["verl", "trl"], help="target framework")
+    p.add_argument("input", metavar="FILE", help="Samples (.jsonl or .parquet)")
+    p.add_argument("--out", required=True, metavar="FILE", help="verl: a .parquet file; trl: .jsonl or .parquet (written atomically)")
+    p.add_argument("--skip-bad", action="store_true", help="skip malformed rows (reported) instead of failing")
+    p.set_defaults(handler=run_export)
 
     p = actions.add_parser("stats", help="counts and length percentiles per task",
                            description="Counts and length percentiles per task: prompt tokens with --tokenizer, "
@@ -65,14 +76,16 @@ def run_synth(args: argparse.Namespace) -> int:
     # lazy: stage code loads only when this command runs (`longrl --help` stays fast)
     from longrl.console import info, progress_bar
     from longrl.data.io import write_samples
-    from longrl.data.synthetic import FAMILIES, synthesize
+    from longrl.data.synthetic import FAMILIES, plan_knobs, synthesize
 
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     for task in tasks:
         if task not in FAMILIES:
             raise UserError(f"--tasks: unknown family {task!r}; known: {', '.join(FAMILIES.names())}")
-    if args.n < 1 or args.length < 32:
-        raise UserError("--n must be >= 1 and --length >= 32")
+    if args.n < 1:
+        raise UserError(f"--n {args.n}: must be at least 1")
+    for task in tasks:  # --length, --hops, --distractors: refused before the tokenizer loads
+        plan_knobs(task, args.length, args.hops, args.distractors)
     tokenizer = _tokenizer(args.tokenizer)
     with progress_bar(args.n, f"synthesizing {args.n} samples") as advance:
         samples = synthesize(tasks, args.n, args.length, args.seed, args.hops, args.distractors, tokenizer,
@@ -96,6 +109,22 @@ def run_import(args: argparse.Namespace) -> int:
         info(f"skipped: {message}")
     info(f"imported {len(loaded.samples)} of {len(loaded.samples) + len(loaded.skipped)} rows from {args.input} "
          f"({len(loaded.skipped)} skipped) into {args.out}")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    # lazy: stage code loads only when this command runs (`longrl --help` stays fast)
+    from pathlib import Path
+
+    from longrl.console import info
+    from longrl.data.exporters import EXPORTERS
+    from longrl.data.io import read_samples
+
+    loaded = read_samples(args.input, skip_bad=args.skip_bad)
+    for message in loaded.skipped:
+        info(f"skipped: {message}")
+    written = EXPORTERS.get(args.format)(loaded.samples, Path(args.out))
+    info(f"exported {written} samples from {args.input} to {args.out} ({args.format} format)")
     return 0
 
 

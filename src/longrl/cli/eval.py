@@ -5,11 +5,18 @@
         --judge-url https://api.deepseek.com/v1 --judge-model deepseek-chat
     longrl eval --config configs/eval_docqa7.yaml --out runs/eval eval.model=runs/x/final eval.samples=4
     longrl eval --model builtin:tiny-base --benchmarks synthetic-512,synthetic-2048 --out runs/eval-tiny
+    longrl eval --protocol published ...   # prompts and rule scoring exactly as the published scripts
+
+`--protocol` (eval.protocol): `strict` (default) builds prompts and scores with longrl's rules
+(published holes closed); `published` joins documents, truncates and scores as the published
+QwenLong-L1 scripts do, for numbers comparable with the paper's table. Reports name the protocol.
 
 Flags are `eval.*` overrides of the config file, applied before the trailing `key=value` ones
 (so `--judge-url U --judge-model M eval.judge.concurrency=8` works). Rerunning the same command on the
 same --out resumes: finished items are read back, not asked again. `--download` fetches missing
-benchmark files into --data-dir with the `datasets` library when the hub is reachable.
+benchmark files into --data-dir from the parquet files the hub serves (no extra package needed).
+A server is evaluated with the tokenizer named by --tokenizer, else through the server's own
+`/tokenize` endpoint (vLLM, SGLang).
 Writes OUT/config.yaml, OUT/<benchmark>/samples.jsonl, OUT/summary.json, OUT/results.md.
 """
 
@@ -19,7 +26,7 @@ import argparse
 import json
 from pathlib import Path
 
-from longrl.cli.args import add_config_arguments
+from longrl.cli.args import add_config_arguments, follow_progress_setting
 from longrl.errors import ConfigError
 
 
@@ -30,21 +37,25 @@ def register(sub) -> None:
     add_config_arguments(p)
     p.add_argument("--model", metavar="PATH_OR_URL", help="local model folder / builtin:NAME, or http(s) URL of a server (…/v1)")
     p.add_argument("--model-name", metavar="NAME", help="model name sent to the server (default: first of GET /models)")
-    p.add_argument("--tokenizer", metavar="PATH", help="tokenizer for counting and truncating prompts (required for a server)")
+    p.add_argument("--tokenizer", metavar="PATH",
+                   help="tokenizer for counting and truncating prompts (a server without it: its /tokenize endpoint)")
     p.add_argument("--benchmarks", metavar="A,B", help="comma-separated benchmark names (default: the seven DocQA sets)")
     p.add_argument("--data-dir", metavar="DIR", help="folder with one JSONL per benchmark (docmath.jsonl, ...)")
     p.add_argument("--judge-url", metavar="URL", help="OpenAI-compatible judge server (…/v1); with --judge-model")
     p.add_argument("--judge-model", metavar="NAME", help="judge model name (paper: DeepSeek-V3, i.e. deepseek-chat)")
+    p.add_argument("--protocol", choices=["strict", "published"],
+                   help="prompts and rule scoring: strict (default) or published (as the paper's evaluation scripts)")
     p.add_argument("--samples", type=int, metavar="N", help="completions per item (pass@1 averaged over them)")
     p.add_argument("--limit", type=int, metavar="N", help="first N items of each benchmark")
-    p.add_argument("--download", action="store_true", help="fetch missing benchmark files into --data-dir (needs `datasets` and the hub)")
+    p.add_argument("--download", action="store_true",
+                   help="fetch missing benchmark files into --data-dir (the parquet files the hub serves)")
     p.set_defaults(handler=run_eval)
 
 
 def flag_overrides(args: argparse.Namespace) -> list[str]:
     """The `eval.*` overrides the command-line flags stand for (JSON values: valid YAML, never re-typed)."""
     values: dict = {}
-    for flag in ("model", "model_name", "tokenizer", "data_dir", "samples", "limit"):
+    for flag in ("model", "model_name", "tokenizer", "data_dir", "samples", "limit", "protocol"):
         if getattr(args, flag) is not None:
             values[flag] = getattr(args, flag)
     if args.benchmarks is not None:
@@ -74,35 +85,40 @@ def run_eval(args: argparse.Namespace) -> int:
 
     from longrl.cli.names import check_names
     from longrl.config import load_config
-    from longrl.console import info
+    from longrl.console import info, start_run_log
     from longrl.eval.backends import build_backend, eval_tokenizer
     from longrl.eval.benchmarks import load_suites
     from longrl.eval.harness import build_reward, evaluate
     from longrl.eval.report import print_results
-    from longrl.files import atomic_write_text
+    from longrl.files import atomic_write_text, make_dirs
     from longrl.tracking import to_yaml
 
     cfg = load_config(args.config, flag_overrides(args) + list(args.overrides))
+    follow_progress_setting(cfg)
     check_names(cfg)
     check_held_out(cfg)
     ev = cfg.eval
     if args.download:
-        from longrl.eval.fetch import (
-            fetch_missing,  # lazy: the optional `datasets` library
-        )
+        from longrl.eval.fetch import fetch_missing  # lazy: the download code loads only when asked for
 
         fetch_missing(ev.benchmarks, ev.data_dir)
     if cfg.run.torch_threads:
         torch.set_num_threads(cfg.run.torch_threads)
     tokenizer = eval_tokenizer(cfg)
-    suites = load_suites(ev.benchmarks, ev.data_dir, ev.synthetic, ev.limit, tokenizer)   # files checked before the model loads
+    suites = load_suites(ev.benchmarks, ev.data_dir, ev.synthetic, ev.limit, tokenizer,   # files checked before the
+                         protocol=ev.protocol)                                             # model loads
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "config.yaml", to_yaml(cfg))
     backend = build_backend(cfg, tokenizer)
     label = getattr(backend, "base_url", None) or backend.name  # a server's model name is asked for on first use
-    info(f"evaluating {label} on {', '.join(f'{n} ({len(s.samples)})' for n, s in suites.items())} -> {out}")
-    summary = evaluate(backend, tokenizer, suites, ev, build_reward(cfg), out, seed=cfg.run.seed, progress=cfg.run.progress)
+    info(f"evaluating {label} (protocol: {ev.protocol}) on {', '.join(f'{n} ({len(s.samples)})' for n, s in suites.items())} -> {out}")
+
+    def start() -> None:  # every protocol checked: the evaluation starts for real
+        make_dirs(out)
+        atomic_write_text(out / "config.yaml", to_yaml(cfg))
+        start_run_log(out)
+
+    summary = evaluate(backend, tokenizer, suites, ev, build_reward(cfg), out, seed=cfg.run.seed,
+                       progress=cfg.run.progress, on_start=start)
     print_results(summary)
     info(f"results: {out / 'results.md'}, {out / 'summary.json'}; per-sample rows under {out}/<benchmark>/samples.jsonl")
     return 0

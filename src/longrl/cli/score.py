@@ -4,9 +4,14 @@
     longrl score --input responses.jsonl --output scored.jsonl \\
         --judge-url http://127.0.0.1:8000/v1 --judge-model Qwen/Qwen3-8B [--cache-dir DIR]
     longrl score --config configs/eval_docqa7.yaml --input r.jsonl --output s.jsonl reward.numeric_rel_tol=0.01
+    longrl score --protocol published --input responses.jsonl --output scored.jsonl   # as the paper's scripts score
 
-Input rows: {"id", "task", "question", "response", "answers"} (+ "response_tokens" and
-"max_response_tokens" when reward.overlong.enabled). Every output row keeps its input fields and
+Input rows: {"id", "task", "question", "response", "answers"} ("answers": a list of gold strings, or one
+string) (+ "response_tokens" and "max_response_tokens" when reward.overlong.enabled; an optional
+"context", the document, lets the strict numeric verifier see the units it states, e.g. "in
+thousands"). `--protocol` (reward.protocol) picks the rule scoring: `strict` (default; published
+holes closed) or `published` (as QwenLong-L1's evaluation scripts score, `rewards/published.py`).
+Every output row keeps its input fields and
 adds "prediction", "status", "rule_score", "judge_score" (null when the judge was not asked),
 "score", "metrics" (and "judge_error" / "penalty" when they apply). A summary per task goes to
 stdout. A bad row stops the command with an error naming its line; the output is written
@@ -27,10 +32,13 @@ def register(sub) -> None:
     p = sub.add_parser("score", help="score responses (rule verifiers + optional LLM judge) in a JSONL file",
                        description="Score a JSONL file of responses with the hybrid reward; writes the rows with "
                                    "prediction, rule_score, judge_score and score, and prints a summary per task.")
-    p.add_argument("--input", required=True, metavar="FILE", help='JSONL rows {"id","task","question","response","answers"}')
+    p.add_argument("--input", required=True, metavar="FILE",
+                   help='JSONL rows {"id","task","question","response","answers"} (answers: a list or one string)')
     p.add_argument("--output", required=True, metavar="FILE", help="scored JSONL (written atomically)")
     p.add_argument("--judge-url", metavar="URL", help="OpenAI-compatible base URL of the judge, e.g. http://127.0.0.1:8000/v1")
     p.add_argument("--judge-model", metavar="NAME", help="judge model name sent in requests")
+    p.add_argument("--protocol", choices=["strict", "published"],
+                   help="rule scoring: strict (default, holes closed) or published (as the paper's evaluation scripts)")
     p.add_argument("--no-require-think", action="store_true", help="accept responses without </think> (non-reasoning models)")
     p.add_argument("--cache-dir", metavar="DIR", help="judge cache root (entries in DIR/judge); default $XDG_CACHE_HOME/longrl")
     add_config_arguments(p, out=False)
@@ -51,7 +59,8 @@ def build_reward_config(args: argparse.Namespace):
     if args.cache_dir is not None and args.judge_url is None and not has_judge:
         raise UserError("--cache-dir applies to the judge: give --judge-url/--judge-model or reward.judge in the config")
     flags = [("reward.judge.base_url", args.judge_url), ("reward.judge.model", args.judge_model),
-             ("reward.judge.cache_dir", args.cache_dir), ("reward.require_think", False if args.no_require_think else None)]
+             ("reward.judge.cache_dir", args.cache_dir), ("reward.require_think", False if args.no_require_think else None),
+             ("reward.protocol", args.protocol)]
     for key, value in flags:
         if value is not None:
             set_dotted(raw, key, value, source="command-line flags")
@@ -71,6 +80,8 @@ def parse_row(obj: Any, path: str, where: str, overlong: bool):
         raise DataError(path, where, None, f"expected a JSON object, got {type(obj).__name__}")
     if not isinstance(obj.get("id"), str | int) or isinstance(obj.get("id"), bool):
         raise DataError(path, where, "id", "missing" if obj.get("id") is None else "expected a string or an integer")
+    if obj.get("context") is not None and not isinstance(obj["context"], str):
+        raise DataError(path, where, "context", f"expected a string, got {type(obj['context']).__name__}")
     for name in ("task", "question", "response"):
         if name not in obj or obj[name] is None:
             raise DataError(path, where, name, "missing")
@@ -79,6 +90,8 @@ def parse_row(obj: Any, path: str, where: str, overlong: bool):
     if obj["task"] not in TASKS:
         raise DataError(path, where, "task", f"unknown task {obj['task']!r}; known: {', '.join(TASKS.names())}")
     answers = obj.get("answers")
+    if isinstance(answers, str):
+        answers = [answers]                       # one gold answer as a plain string
     if not isinstance(answers, list) or not answers or not all(isinstance(a, str) and a.strip() for a in answers):
         raise DataError(path, where, "answers", "expected a non-empty list of non-empty strings")
     lengths = {}
@@ -93,7 +106,8 @@ def parse_row(obj: Any, path: str, where: str, overlong: bool):
         lengths[name] = value
     item = RewardInput(task=obj["task"], question=obj["question"], answers=list(answers), response=obj["response"],
                        response_tokens=lengths.get("response_tokens", 0),
-                       max_response_tokens=lengths.get("max_response_tokens") if overlong else None)
+                       max_response_tokens=lengths.get("max_response_tokens") if overlong else None,
+                       context=obj.get("context") or "")
     return obj, item
 
 
@@ -133,7 +147,7 @@ def run_score(args: argparse.Namespace) -> int:
         out_rows.append({**row, **extra})
     write_jsonl(args.output, out_rows)
     print_summary(items, results, print_table)
-    info(f"scored {len(out_rows)} rows from {args.input} into {args.output}")
+    info(f"scored {len(out_rows)} rows from {args.input} into {args.output} (protocol: {cfg.protocol})")
     return 0
 
 

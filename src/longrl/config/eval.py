@@ -22,6 +22,7 @@ class SyntheticSuiteConfig(Section):
 
 class EvalConfig(Section):
     benchmarks: list[str] = DOCQA7             # BENCHMARKS names (`longrl ls evals`); synthetic-<length> for held-out synthetic suites
+    protocol: Literal["strict", "published"] = "strict"  # prompts (joins, truncation) and rule scoring: published = as the paper's scripts
     data_dir: str | None = None                # one JSONL per benchmark: DATA_DIR/docmath.jsonl, DATA_DIR/frames.jsonl, ...
     model: str | None = None                   # local folder / builtin:NAME, or http(s):// URL of an OpenAI-compatible server; None = model.path
     model_name: str | None = None              # model name sent to a server; None = the first id of GET {url}/models

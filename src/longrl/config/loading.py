@@ -32,6 +32,7 @@ from longrl.config.reward import RewardConfig
 from longrl.config.rl import AlgoConfig, OptimConfig, RolloutConfig, TrainConfig
 from longrl.config.sft import SFTConfig
 from longrl.errors import ConfigError
+from longrl.limits import LimitError, load_yaml
 
 
 class Config(Section):
@@ -66,14 +67,22 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
+    """The top-level mapping of a YAML file; ConfigError for anything unreadable, bounded (longrl.limits)."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        raw = Path(path).read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
     try:
-        data = yaml.safe_load(text)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(f"{path}, line {line}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    try:
+        data = load_yaml(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    except LimitError as exc:
+        raise ConfigError(f"{path}: refused: the YAML {exc}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -83,9 +92,30 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 def validate_config(raw: dict[str, Any], source: str = "<config>", override_keys: dict[str, str] | None = None) -> Config:
     try:
-        return Config.model_validate(raw)
+        cfg = Config.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, source, override_keys or {})) from None
+    check_phase_overrides(cfg, source)
+    return cfg
+
+
+def check_phase_overrides(cfg: Config, source: str) -> None:
+    """Validate each curriculum phase's `overrides` now, as the phase will apply them (with its
+    length limits), so a bad key in phase 3 fails before phases 1 and 2 have trained."""
+    if not any(phase.overrides for phase in cfg.curriculum.phases):
+        return
+    base = cfg.model_dump(mode="python")
+    base["curriculum"]["phases"] = []
+    for i, phase in enumerate(cfg.curriculum.phases):
+        raw = copy.deepcopy(base)
+        where = f"{source}, curriculum.phases.{i}.overrides (phase {phase.name!r})"
+        limits = {"rollout.max_input_tokens": phase.max_input_tokens, "rollout.max_new_tokens": phase.max_response_tokens}
+        for key, value in {**limits, **phase.overrides}.items():
+            set_dotted(raw, key, copy.deepcopy(value), source=where)
+        try:
+            Config.model_validate(raw)
+        except ValidationError as exc:
+            raise ConfigError(format_validation_error(exc, where, {k: f"{k}={v!r}" for k, v in phase.overrides.items()})) from None
 
 
 def apply_overrides(cfg: Config, overrides: dict[str, Any], source: str = "<overrides>") -> Config:
@@ -102,9 +132,11 @@ def parse_override(item: str) -> tuple[str, Any]:
     if not sep or not key or any(not part for part in key.split(".")):
         raise ConfigError(f"bad override {item!r}: expected dotted.key=value, e.g. algo.clip_eps_high=0.28")
     try:
-        value = yaml.safe_load(text) if text.strip() else ""
+        value = load_yaml(text) if text.strip() else ""
     except yaml.YAMLError as exc:
         raise ConfigError(f"bad override {item!r}: value is not valid YAML ({exc})") from None
+    except LimitError as exc:
+        raise ConfigError(f"bad override {key}=...: refused: the value {exc}") from None
     return key, value
 
 

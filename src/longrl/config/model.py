@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from longrl.config.base import Section
+from longrl.config.base import Beta, Section
 
 
 class TinyArchConfig(Section):
@@ -31,6 +31,22 @@ class TinyArchConfig(Section):
         return self
 
 
+class LoraSettings(Section):
+    """LoRA adapters (`peft`, optional): only they train; the base model stays frozen (models/lora.py)."""
+
+    rank: int = Field(16, ge=1)               # r: rank of each update matrix (verl lora_rank, TRL LoraConfig.r)
+    alpha: float = Field(32.0, gt=0)          # lora_alpha: the update is scaled by alpha / rank
+    target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]  # layer names that get adapters (Qwen/Llama linear layers)
+    dropout: float = Field(0.0, ge=0, lt=1)   # lora_dropout on the adapter input (training only)
+    final: Literal["merged", "adapter"] = "merged"  # DIR/final: weights with the adapters merged in, or the PEFT adapter folder
+
+    @model_validator(mode="after")
+    def _check_targets(self) -> LoraSettings:
+        if not self.target_modules:
+            raise ValueError("target_modules must name at least one layer (e.g. [q_proj, v_proj])")
+        return self
+
+
 class ModelConfig(Section):
     path: str = "builtin:tiny-base"           # HF hub name, local folder, builtin:NAME (shipped), or "random" (tiny, below)
     tokenizer: str | None = None              # tokenizer location; None = same as `path`
@@ -41,6 +57,14 @@ class ModelConfig(Section):
     trust_remote_code: bool = False           # never needed for longrl's own models
     gradient_checkpointing: bool = False      # recompute layer activations in backward (long prompts)
     tiny: TinyArchConfig | None = None        # shape of the random-init model when path is "random" (None = defaults)
+    lora: LoraSettings | None = None          # train LoRA adapters instead of every weight (SFT and RL); None = full fine-tuning
+
+    @model_validator(mode="after")
+    def _check_random(self) -> ModelConfig:
+        if self.path == "random" and (self.rope_scaling or self.max_position_embeddings):
+            raise ValueError("rope_scaling and max_position_embeddings apply to a loaded model, not path=random "
+                             "(they would be ignored); shape the random model with model.tiny")
+        return self
 
 
 class TokenizerBuildConfig(Section):
@@ -72,7 +96,7 @@ class PretrainConfig(Section):
     min_lr_ratio: float = Field(0.1, ge=0, le=1)  # decay ends at lr * min_lr_ratio
     warmup_steps: int = Field(100, ge=0)
     weight_decay: float = Field(0.01, ge=0)
-    betas: tuple[float, float] = (0.9, 0.999)  # AdamW moment decay rates
+    betas: tuple[Beta, Beta] = (0.9, 0.999)  # AdamW moment decay rates
     grad_clip: float = Field(1.0, gt=0)
     logits_chunk_mb: float = Field(256.0, gt=0)  # fp32 logits computed at once (see sft.logits_chunk_mb)
     bf16_autocast: bool = False               # forward in bfloat16 autocast (see sft.bf16_autocast); slow on CPUs without AMX

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from longrl.config.base import Section
@@ -33,7 +35,8 @@ class OverlongConfig(Section):
 
 
 class RewardConfig(Section):
-    require_think: bool = True                 # a response without a closed </think> has no answer
+    protocol: Literal["strict", "published"] = "strict"  # rule scoring: strict (holes closed) | published (the paper's eval scripts; rewards/published.py)
+    require_think: bool = True                 # strict: a response without a closed </think> has no answer (published: as the scripts do)
     numeric_rel_tol: float = Field(0.0015, ge=0)  # docmath relative tolerance (0.15%)
     judge: JudgeConfig | None = None           # None = rule only
     judge_verifiers: list[str] = ["qa", "numeric"]  # verifiers whose zeros the judge may overturn ("choice" is exact)

@@ -4,9 +4,23 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from longrl.config.base import Section
+from longrl.config.base import Beta, Section
+
+
+class RolloutServerConfig(Section):
+    """An OpenAI-compatible server (SGLang, `vllm serve`, `longrl serve`) that rolls out the policy."""
+
+    base_url: str = Field(pattern=r"^https?://")  # its OpenAI API root, e.g. http://127.0.0.1:30000/v1
+    model_name: str | None = None              # served model name; None = the first one GET /models lists
+    reload_api: Literal["sglang", "vllm"] = "sglang"  # weight reload protocol (`longrl serve` speaks sglang's)
+    weights_dir: str | None = None             # where the trainer writes weights for the server to load (same path on both); None = <run>/served
+    api_key_env: str | None = "LONGRL_API_KEY"  # environment variable holding the API key (unset: none sent)
+    concurrency: int = Field(64, ge=1)         # requests in flight (one per prompt, n = group_size)
+    timeout_s: float = Field(600.0, gt=0)      # per attempt (a rollout request or a reload)
+    max_attempts: int = Field(3, ge=1)         # tries per request; 429 / 5xx / timeouts / dropped connections are retried
+    backoff_s: float = Field(1.0, ge=0)        # wait before the 2nd attempt; doubles each attempt
 
 
 class RolloutConfig(Section):
@@ -17,6 +31,15 @@ class RolloutConfig(Section):
     top_p: float = Field(0.95, gt=0, le=1)     # paper: 0.95
     top_k: int = Field(0, ge=0)                # 0 = off
     groups_per_batch: int = Field(8, ge=1)     # prompts decoded together (each with its G samples)
+    decode: Literal["auto", "dynamic", "static", "graph"] = "auto"  # engine decode path: auto = static + CUDA graph on CUDA, dynamic on CPU
+    backend: Literal["engine", "server"] = "engine"  # engine = in-process generator; server = an OpenAI-compatible server (rollout.server)
+    server: RolloutServerConfig | None = None  # the server holding the policy when backend is "server"
+
+    @model_validator(mode="after")
+    def _check_backend(self) -> RolloutConfig:
+        if self.backend == "server" and self.server is None:
+            raise ValueError("rollout.backend=server needs rollout.server: {base_url: http://HOST:PORT/v1}")
+        return self
 
 
 class AlgoConfig(Section):
@@ -37,7 +60,7 @@ class AlgoConfig(Section):
 class OptimConfig(Section):
     lr: float = Field(2e-6, gt=0)              # paper: 2e-6 constant
     weight_decay: float = Field(0.01, ge=0)
-    betas: tuple[float, float] = (0.9, 0.999)
+    betas: tuple[Beta, Beta] = (0.9, 0.999)
     eps: float = Field(1e-8, gt=0)
     grad_clip: float = Field(1.0, gt=0)        # global grad-norm clip
     schedule: Literal["constant", "cosine", "linear"] = "constant"  # lr after warmup, over RL steps (paper: constant)

@@ -199,6 +199,7 @@ class CascadeContext:
         self.capacity, self.score_budget = capacity, score_budget
         self.offset = 0
         self.buffers: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}       # layer -> K, V (B, KVH, cap, D)
+        self._valid: torch.Tensor | None = None                                # prompt-key mask, made once
 
     def forward_kwargs(self) -> dict:
         return {CONTEXT_KWARG: self}
@@ -260,6 +261,17 @@ class CascadeContext:
                                     score_budget=self.score_budget)
         return o.view(b, heads, t, d), lse.view(b, heads, t)
 
+    def _prefix_valid(self, p: int, kv_heads: int, max_len: int, device):
+        """(P*KVH, L) mask of real prompt keys, None when no prompt is padded; made once (a decode step
+        replayed from a CUDA graph cannot copy host lists to the device)."""
+        if all(n == max_len for n in self.prefix_lengths):
+            return None
+        if self._valid is None or self._valid.shape != (p * kv_heads, max_len):
+            lengths = torch.tensor(self.prefix_lengths, device=device)
+            valid = torch.arange(max_len, device=device)[None, :] < lengths[:, None]
+            self._valid = valid[:, None, :].expand(p, kv_heads, max_len).reshape(p * kv_heads, max_len)
+        return self._valid
+
     def _attend_prefix(self, layer: int, q, scale: float):
         b, heads, t, d = q.shape
         if layer not in self.prefix.layers or max(self.prefix_lengths[g] for g in self.groups) == 0:
@@ -272,11 +284,7 @@ class CascadeContext:
             # Every prompt present with G sequences: one batched matmul over (prompt, kv head).
             p = len(self.groups)
             qg = q.reshape(p, g0, kv_heads, rep, t, d).transpose(1, 2).reshape(p * kv_heads, g0 * rep * t, d)
-            valid = None
-            if any(n != max_len for n in self.prefix_lengths):
-                lengths = torch.tensor(self.prefix_lengths, device=q.device)
-                valid = (torch.arange(max_len, device=q.device)[None, :] < lengths[:, None])
-                valid = valid[:, None, :].expand(p, kv_heads, max_len).reshape(p * kv_heads, max_len)
+            valid = self._prefix_valid(p, kv_heads, max_len, q.device)
             o, lse = attention_with_lse(qg, pk.view(p * kv_heads, max_len, d), pv.view(p * kv_heads, max_len, d),
                                         scale, key_valid=valid, score_budget=self.score_budget)
             o = o.view(p, kv_heads, g0, rep, t, d).transpose(1, 2).reshape(b, heads, t, d)

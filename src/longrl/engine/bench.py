@@ -3,15 +3,22 @@
     longrl bench rollout  [--json FILE] [--tiny] [--quick]   # group sampling vs generate(num_return_sequences=G)
     longrl bench forward  [--json FILE] [--tiny] [--quick]   # shared-prompt training forward+backward vs per-sample
     longrl bench logprobs [--json FILE] [--tiny] [--quick]   # peak memory of chunked log-probs + entropy + backward
+    longrl bench rollout --device cuda --preset 0.5b         # the same on a GPU (bf16), at the sizes below
 
-The model is a random-init Qwen2 decoder with hidden size 256, 4 layers, GQA 4/2 heads and a 32K
-vocabulary (`--tiny`: the embedded default's shape with its own 1.3K vocabulary). Times are the best
-of `REPEATS` alternating runs after a warm-up; ratios are what to compare across machines. `--quick` shrinks
-every size so a test can check that the benchmark runs. Figures and commands: benchmarks/perf.md.
+On the CPU (the default) the model is a random-init Qwen2 decoder with hidden size 256, 4 layers,
+GQA 4/2 heads and a 32K vocabulary (`--tiny`: the embedded default's shape with its own 1.3K
+vocabulary; `--preset` picks another shape: `engine/bench_models.py`). Times are the best of
+`REPEATS` alternating runs after a warm-up; ratios are what to compare across machines. `--quick`
+shrinks every size so a test can check that the benchmark runs. Figures and commands: benchmarks/perf.md.
 
-Peak memory (logprobs) is measured in a fresh Python process per measurement: the inputs are
+Peak memory (logprobs) on the CPU is measured in a fresh Python process per measurement: the inputs are
 built, the kernel's peak-RSS counter is reset (/proc/self/clear_refs; ru_maxrss otherwise), and
 the figure is the peak resident set size during the measured work minus the RSS just before it.
+
+On CUDA (`--device cuda`, `engine/bench_cuda.py`) the sizes are the GPU-speed targets': an 8K prompt,
+G=8, 4 groups, 256 new tokens (rollout); an 8K prompt and 8 completions of 256 (forward); 16K tokens
+x 151,936 vocabulary (logprobs). Clocks wait for the device (torch.cuda.synchronize) and memory is
+torch.cuda.max_memory_allocated above what was allocated before each measurement.
 """
 
 from __future__ import annotations
@@ -27,40 +34,31 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import Qwen2Config, Qwen2ForCausalLM
 
 import longrl
 from longrl.bench import BENCHMARKS
-from longrl.config.model import TinyArchConfig
+from longrl.engine import bench_cuda
+from longrl.engine.bench_models import QWEN_VOCAB, preset_model
 from longrl.engine.generate import SamplingParams, SharedPrefixGenerator
 from longrl.engine.logprobs import chunked_token_stats, completion_stats
-from longrl.models.tiny import build_tiny_model
-from longrl.models.tokenizer import load_default_tokenizer
 
 REPEATS = 3
-BENCH_VOCAB = 32768
-FULL_VOCAB = 151936        # a Qwen2.5-size vocabulary ("150K")
+FULL_VOCAB = QWEN_VOCAB    # a Qwen2.5-size vocabulary ("150K")
 GB = 1e9
 
 
-def bench_model(tiny: bool):
-    """The benchmark policy: fp32, eval mode, seeded; hidden 256 / 4 layers, 32K vocab (tiny: 1.3K vocab)."""
+def bench_model(args: argparse.Namespace):
+    """The benchmark policy on the CPU: fp32, eval mode, seeded (`--preset`, or `--tiny`, or the 32K-vocabulary default)."""
+    return preset_model(preset_of(args))
 
 
-    if tiny:
-        return build_tiny_model(TinyArchConfig(), load_default_tokenizer()).eval()
-    arch = TinyArchConfig()
-    config = Qwen2Config(vocab_size=BENCH_VOCAB, hidden_size=arch.hidden_size, intermediate_size=arch.intermediate_size,
-                         num_hidden_layers=arch.num_hidden_layers, num_attention_heads=arch.num_attention_heads,
-                         num_key_value_heads=arch.num_key_value_heads, max_position_embeddings=arch.max_position_embeddings,
-                         rope_parameters={"rope_type": "default", "rope_theta": arch.rope_theta},
-                         tie_word_embeddings=True, use_sliding_window=False, bos_token_id=None, eos_token_id=0,
-                         pad_token_id=0)
-    config._attn_implementation = "sdpa"
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        model = Qwen2ForCausalLM(config)
-    return model.eval()
+def preset_of(args: argparse.Namespace) -> str:
+    """`--preset NAME`, else "tiny" with `--tiny`, else "bench"."""
+    return getattr(args, "preset", None) or ("tiny" if getattr(args, "tiny", False) else "bench")
+
+
+def on_cuda(args: argparse.Namespace) -> bool:
+    return getattr(args, "device", "cpu") == "cuda"
 
 
 def compare_times(ours, naive, repeats: int = REPEATS) -> tuple[tuple[float, float], tuple[float, float]]:
@@ -108,10 +106,11 @@ def naive_generate(model, prompt: list[int], group_size: int, params, seed: int)
 @BENCHMARKS.register("rollout")
 def bench_rollout(args: argparse.Namespace) -> dict:
     """SharedPrefixGenerator vs generate(num_return_sequences=G): prompt 4K, 64 new tokens, G=8."""
-
+    if on_cuda(args):
+        return bench_cuda.rollout(args, preset_of(args))
     prompt_len, new, group = (128, 4, 4) if args.quick else (4096, 64, 8)
     repeats = 1 if args.quick else REPEATS
-    model = bench_model(args.tiny)
+    model = bench_model(args)
     vocab = model.config.vocab_size
     prompt = random_ids(prompt_len, vocab, 0)
     params = SamplingParams(max_new_tokens=new, temperature=0.7, top_p=0.95)   # no stop token: exactly `new`
@@ -137,10 +136,11 @@ def bench_rollout(args: argparse.Namespace) -> dict:
 @BENCHMARKS.register("forward")
 def bench_forward(args: argparse.Namespace) -> dict:
     """completion_stats forward+backward, shared prompt vs per-sample: prompt 4K, completion 64, G=8."""
-
+    if on_cuda(args):
+        return bench_cuda.forward(args, preset_of(args))
     prompt_len, comp_len, group = (128, 4, 4) if args.quick else (4096, 64, 8)
     repeats = 1 if args.quick else REPEATS
-    model = bench_model(args.tiny)
+    model = bench_model(args)
     vocab = model.config.vocab_size
     prompts = [random_ids(prompt_len, vocab, 0)]
     completions = [[random_ids(comp_len, vocab, 10 + g) for g in range(group)]]
@@ -166,6 +166,8 @@ def bench_forward(args: argparse.Namespace) -> dict:
 @BENCHMARKS.register("logprobs")
 def bench_logprobs(args: argparse.Namespace) -> dict:
     """Peak memory of log-prob + entropy + backward over 16K tokens x 150K vocab (chunked vs naive)."""
+    if on_cuda(args):
+        return bench_cuda.logprobs(args, preset_of(args))
     hidden = 64 if args.quick else 256
     tokens, vocab = (512, 8192) if args.quick else (16384, FULL_VOCAB)
     naive_sizes = (128, 256) if args.quick else (256, 512, 1024)
@@ -189,6 +191,10 @@ def bench_logprobs(args: argparse.Namespace) -> dict:
         "method": "fresh process per measurement; peak RSS during the measured work minus RSS before it",
         "sizes": {"tokens": tokens, "vocab": vocab, "hidden": hidden, "chunk_tokens": chunk, "dtype": "float32"},
     }
+
+
+for _bench in (bench_rollout, bench_forward, bench_logprobs):
+    _bench.devices = ("cpu", "cuda")           # `longrl bench NAME --device cuda` is allowed
 
 
 def measure_in_subprocess(spec: dict) -> dict:

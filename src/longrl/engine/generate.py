@@ -8,18 +8,27 @@
 Each batch of `groups_per_batch` prompts is prefilled once (right-padded, all but the last
 token); the G samples of every prompt are then decoded together against their prompt's keys and
 values with cascade attention (`longrl.engine.attention`): the prompt's K,V exist once, the samples'
-own K,V go to a preallocated buffer written in place. Sequences that stop are dropped from the batch once at least half of it
-has finished. Randomness comes from one `torch.Generator` per group seeded with its seed, drawn on
-the CPU, so a group's samples depend neither on the other groups of its batch, nor on
-`groups_per_batch`, nor on the device count.
+own K,V go to a preallocated buffer written in place. Two decode paths share the prefill:
 
-`Generator` is the protocol other backends (a vLLM server, ...) implement to plug in.
+- dynamic (the default on CPU): sequences that stop are dropped from the batch once at least half
+  of it has finished; the host reads the sampled tokens back every step.
+- static (`engine/static.py`, the default on CUDA): fixed shapes, sampling on the device, a stop
+  check every `check_every` steps, the step captured and replayed as a CUDA graph. When capture
+  fails the generator logs it once and decodes dynamically from then on.
+
+Both give the same tokens for the same seeds wherever the arithmetic agrees (tests/engine/test_static.py).
+Randomness comes from one `torch.Generator` per group seeded with its seed, drawn on the CPU, so a
+group's samples depend neither on the other groups of its batch, nor on `groups_per_batch`, nor on
+the device count.
+
+`Generator` is the protocol other backends (a vLLM / SGLang server: `engine/remote.py`) implement to plug in.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -31,25 +40,14 @@ from longrl.engine.attention import (
     enable_cascade_attention,
 )
 from longrl.engine.logprobs import lm_head_weight
+from longrl.engine.sampling import SamplingParams, nucleus_threshold, sample_tokens
+from longrl.engine.static import StaticDecode
 
+__all__ = ["DECODE_PATHS", "GroupRollout", "Generator", "SamplingParams", "SharedPrefixGenerator", "group_seed",
+           "nucleus_threshold", "sample_tokens", "stop_token_ids"]
 
-@dataclass(frozen=True)
-class SamplingParams:
-    max_new_tokens: int
-    temperature: float = 1.0          # 0 = greedy
-    top_p: float = 1.0                # nucleus: keep the most likely tokens holding this much mass
-    top_k: int = 0                    # keep the k most likely tokens; 0 = off
-    stop_token_ids: tuple[int, ...] = ()
-
-    def __post_init__(self):
-        if self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
-        if self.temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.top_k < 0:
-            raise ValueError(f"top_k must be >= 0, got {self.top_k}")
+LOG = logging.getLogger(__name__)
+DECODE_PATHS = ("auto", "dynamic", "static", "graph")
 
 
 @dataclass
@@ -63,8 +61,14 @@ class GroupRollout:
 
 
 class Generator(Protocol):
+    """What the RL loop samples from: the in-process `SharedPrefixGenerator`, or a model server
+    (`engine/remote.py`) that must first be given the policy's current weights."""
+
     def generate(self, prompts: list[list[int]], group_size: int, params: SamplingParams,
                  seeds: list[int]) -> list[GroupRollout]: ...
+
+    def sync_weights(self, model, version: str) -> None:
+        """Make later generate() calls sample from `model`'s current weights, labelled `version`."""
 
 
 def stop_token_ids(tokenizer, model=None) -> tuple[int, ...]:
@@ -92,72 +96,6 @@ def group_seed(seed: int, *keys: int | str) -> int:
     return int.from_bytes(digest[:8], "big") >> 1
 
 
-def sample_tokens(logits: torch.Tensor, params: SamplingParams, uniforms: torch.Tensor):
-    """Pick one token per row by inverse-CDF sampling (tokens in id order) with the given uniforms.
-
-    Args:
-        logits: next-token logits.                       # (B, V)
-        params: temperature, then top_k, then top_p (the smallest set of most likely tokens whose
-            mass reaches top_p; tokens tied with its least likely member are kept too).
-        uniforms: one draw in [0, 1) per row.            # (B,)
-    Returns:
-        (tokens, logprobs): chosen ids (B,) int64, and their log-prob under the filtered,
-        renormalised distribution (float32; greedy: the model's log-softmax).
-    """
-    logits = logits.float()
-    if params.temperature == 0:
-        tokens = logits.argmax(-1)
-        return tokens, torch.log_softmax(logits, -1).gather(1, tokens[:, None]).squeeze(1)
-    logits = logits / params.temperature
-    vocab = logits.shape[-1]
-    if 0 < params.top_k < vocab:
-        kth = torch.topk(logits, params.top_k, dim=-1).values[:, -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    probs = torch.softmax(logits, -1)                                                # (B, V)
-    if params.top_p < 1:
-        probs = probs.masked_fill(probs < nucleus_threshold(probs, params.top_p), 0.0)
-    cdf = probs.cumsum(-1)
-    total = cdf[:, -1:]
-    index = torch.searchsorted(cdf, uniforms[:, None].to(cdf.dtype) * total, right=True).clamp_max(vocab - 1)
-    logprobs = (probs.gather(1, index) / total).log().squeeze(1)
-    return index.squeeze(1), logprobs
-
-
-def nucleus_threshold(probs: torch.Tensor, top_p: float) -> torch.Tensor:
-    """Per row, the largest probability t with mass(p >= t) >= top_p: the top-p set is {p >= t}.
-
-    A radix select on the float32 bit patterns (ordered like the values, as p >= 0): three passes
-    (11, 11 and 10 bits) each histogram the mass of the still-candidate tokens by their next digit
-    and keep the digit where the mass from the top crosses top_p. Exact, and several times faster
-    than sorting the vocabulary on a CPU.
-
-    Args:
-        probs: probabilities, rows summing to 1.   # (B, V) float32
-        top_p: mass to reach, in (0, 1].
-    Returns:
-        thresholds.                                # (B, 1) float32
-    """
-    bits = probs.contiguous().view(torch.int32)
-    rows = probs.shape[0]
-    prefix = torch.zeros(rows, 1, dtype=torch.int32, device=probs.device)   # digits chosen so far
-    above = torch.zeros(rows, 1, dtype=probs.dtype, device=probs.device)    # mass above the candidates
-    candidate = torch.ones_like(bits, dtype=torch.bool)
-    shift = 32
-    for width in (11, 11, 10):
-        shift -= width
-        size = 1 << width
-        digit = ((bits >> shift) & (size - 1)).long()                                   # (B, V)
-        mass = torch.zeros(rows, size, dtype=probs.dtype, device=probs.device)
-        mass.scatter_add_(1, torch.where(candidate, digit, 0), torch.where(candidate, probs, 0.0))
-        reach = above + mass.flip(-1).cumsum(-1).flip(-1)        # reach[d] = mass(p >= this digit d)
-        chosen = ((reach >= top_p).sum(-1, keepdim=True) - 1).clamp_min(0)                # (B, 1)
-        nxt = (chosen + 1).clamp_max(size - 1)
-        above = torch.where(chosen + 1 < size, reach.gather(1, nxt), above)
-        prefix |= chosen.int() << shift
-        candidate &= digit == chosen
-    return prefix.view(torch.float32)
-
-
 class SharedPrefixGenerator:
     """Hugging Face implementation of `Generator`: one prefill per prompt, cascade decoding.
 
@@ -167,14 +105,34 @@ class SharedPrefixGenerator:
         pad_token_id: id used to right-pad prompts in the prefill batch (never attended to).
         groups_per_batch: prompts decoded together, each with its group_size samples.
         device: where to run; default the model's device.
+        decode: "dynamic" (the batch shrinks as rows stop; one host sync per step), "static"
+            (`engine/static.py`: fixed shapes, sampling on the device, eager), "graph" (static,
+            captured as a CUDA graph; CUDA only), or "auto": graph on CUDA, dynamic elsewhere.
+            When capture fails, "graph" and "auto" log it once and decode dynamically from then on.
+        check_every: static decode: steps between the host's checks that every row has stopped.
     """
 
-    def __init__(self, model, pad_token_id: int, groups_per_batch: int = 8, device=None):
+    def __init__(self, model, pad_token_id: int, groups_per_batch: int = 8, device=None,
+                 decode: str = "auto", check_every: int = 8):
         if groups_per_batch < 1:
             raise ValueError(f"groups_per_batch must be >= 1, got {groups_per_batch}")
+        if decode not in DECODE_PATHS:
+            raise ValueError(f"decode must be one of {', '.join(DECODE_PATHS)}, got {decode!r}")
+        if check_every < 1:
+            raise ValueError(f"check_every must be >= 1, got {check_every}")
         self.model, self.pad_token_id, self.groups_per_batch = model, pad_token_id, groups_per_batch
         self.device = torch.device(device) if device is not None else lm_head_weight(model).device
+        if decode == "graph" and self.device.type != "cuda":
+            raise ValueError(f"decode='graph' needs a CUDA device, the model is on {self.device}")
+        self.decode, self.check_every = decode, check_every
         self.kv_bytes = 0          # largest K,V footprint of one batch in the last generate() call
+        self.decode_path = ""      # how the last batch was decoded: dynamic | static | cuda-graph
+        self._graphs_failed = False
+
+    def sync_weights(self, model, version: str) -> None:
+        """Nothing to do: this generator samples from the live model it was given."""
+        if model is not self.model:
+            raise ValueError("SharedPrefixGenerator samples from the model it was built with")
 
     def generate(self, prompts: list[list[int]], group_size: int, params: SamplingParams,
                  seeds: list[int]) -> list[GroupRollout]:
@@ -203,22 +161,56 @@ class SharedPrefixGenerator:
     def _generate_batch(self, prompts, group_size, params, seeds) -> list[GroupRollout]:
         # The prefill covers prompt[:-1]; decoding starts by feeding prompt[-1] to every sample,
         # so each step is the same batched cascade forward and nothing needs the prefill's outputs.
-        base, head = self.model.base_model, self.model.get_output_embeddings()
-        n_prompts, device = len(prompts), self.device
-        generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
-        prefix_lengths = torch.tensor([len(p) - 1 for p in prompts], device=device)          # (P,)
+        prefill, prefix_lengths = self._prefill(prompts)
+        use_graph = self.decode in ("graph", "auto") and self.device.type == "cuda" and not self._graphs_failed
+        if self.decode == "static" or use_graph:
+            decoded = self._decode_static(prefill, prefix_lengths, prompts, group_size, params, seeds, use_graph)
+            if decoded is not None:
+                return decoded
+        self.decode_path = "dynamic"
+        return self._decode_dynamic(prefill, prefix_lengths, prompts, group_size, params, seeds)
+
+    def _prefill(self, prompts) -> tuple[PrefillContext, list[int]]:
+        """Causal forward of every prompt but its last token, right-padded; keeps the K,V."""
+        prefix_lengths = [len(p) - 1 for p in prompts]
         prefill = PrefillContext()
-        if int(prefix_lengths.max()) > 0:
-            ids = torch.full((n_prompts, int(prefix_lengths.max())), self.pad_token_id, dtype=torch.long,
+        width = max(prefix_lengths)
+        if width > 0:
+            ids = torch.full((len(prompts), width), self.pad_token_id, dtype=torch.long,
                              device="cpu")                      # filled on the CPU, moved in one copy
             for i, p in enumerate(prompts):
                 ids[i, :len(p) - 1] = torch.tensor(p[:-1], dtype=torch.long, device="cpu")
-            ids = ids.to(device)
-            positions = torch.arange(ids.shape[1], device=device).expand(n_prompts, -1)
-            base(input_ids=ids, position_ids=positions, use_cache=False, **prefill.forward_kwargs())
-        cascade = CascadeContext(prefill, prefix_lengths.tolist(), [group_size] * n_prompts,
-                                 capacity=params.max_new_tokens)
+            ids = ids.to(self.device)
+            positions = torch.arange(width, device=self.device).expand(len(prompts), -1)
+            self.model.base_model(input_ids=ids, position_ids=positions, use_cache=False, **prefill.forward_kwargs())
+        return prefill, prefix_lengths
 
+    def _decode_static(self, prefill, prefix_lengths, prompts, group_size, params, seeds,
+                       use_graph: bool) -> list[GroupRollout] | None:
+        """The static decode (`engine/static.py`); None when the CUDA graph cannot be captured."""
+        decode = StaticDecode(self.model, prefill, prefix_lengths, [p[-1] for p in prompts], group_size, params,
+                              seeds, self.device)
+        try:
+            steps = decode.run(self.check_every, graph=use_graph)
+        except Exception as exc:     # a capture failure of any kind: log once, decode without graphs
+            if not use_graph:
+                raise
+            self._graphs_failed = True
+            LOG.warning("CUDA graph capture of the decode step failed (%s: %s); decoding without CUDA graphs "
+                        "from now on", type(exc).__name__, exc)
+            return None
+        self.decode_path = "cuda-graph" if use_graph else "static"
+        tokens, logprobs, done = decode.results(steps)
+        self.kv_bytes = max(self.kv_bytes, decode.kv_bytes())
+        return _groups(prompts, group_size, tokens, logprobs, done)
+
+    def _decode_dynamic(self, prefill, prefix_lengths, prompts, group_size, params, seeds) -> list[GroupRollout]:
+        """Today's decode: rows that stop leave the batch once half of it has; a host sync per step."""
+        base, head = self.model.base_model, self.model.get_output_embeddings()
+        n_prompts, device = len(prompts), self.device
+        generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
+        cascade = CascadeContext(prefill, prefix_lengths, [group_size] * n_prompts, capacity=params.max_new_tokens)
+        prefix = torch.tensor(prefix_lengths, device=device)                                  # (P,)
         rows = torch.arange(n_prompts * group_size, device=device)     # original row of each batch row
         feed = torch.tensor([p[-1] for p in prompts], device=device).repeat_interleave(group_size)  # (B,)
         tokens = [[] for _ in range(n_prompts * group_size)]
@@ -233,7 +225,7 @@ class SharedPrefixGenerator:
                 keep = torch.tensor(live, device=device)
                 cascade.select(keep)
                 rows, feed = rows[keep], feed[keep]
-            positions = (prefix_lengths[rows // group_size] + step)[:, None]                  # (n, 1)
+            positions = (prefix[rows // group_size] + step)[:, None]                          # (n, 1)
             hidden = base(input_ids=feed[:, None], position_ids=positions, use_cache=False,
                           **cascade.forward_kwargs()).last_hidden_state[:, -1]                # (n, H)
             cascade.advance(1)
@@ -245,13 +237,7 @@ class SharedPrefixGenerator:
                     logprobs[r].append(lp)
                     done[r] = t in stop
         self.kv_bytes = max(self.kv_bytes, cascade.kv_bytes())
-        out = []
-        for p, prompt in enumerate(prompts):
-            span = range(p * group_size, (p + 1) * group_size)
-            out.append(GroupRollout(prompt_ids=list(prompt), completions=[tokens[r] for r in span],
-                                    logprobs=[logprobs[r] for r in span],
-                                    truncated=[not done[r] for r in span]))
-        return out
+        return _groups(prompts, group_size, tokens, logprobs, done)
 
     @staticmethod
     def _uniforms(rows: list[int], group_size: int, generators, done) -> torch.Tensor:
@@ -264,3 +250,13 @@ class SharedPrefixGenerator:
         index = [where[r // group_size] + r % group_size if r // group_size in where else len(table) - 1
                  for r in rows]
         return table[torch.tensor(index, device=cpu)]
+
+
+def _groups(prompts, group_size: int, tokens, logprobs, done) -> list[GroupRollout]:
+    """Per prompt, its G rows as a GroupRollout (row b = prompt b // G, sample b % G)."""
+    out = []
+    for p, prompt in enumerate(prompts):
+        span = range(p * group_size, (p + 1) * group_size)
+        out.append(GroupRollout(prompt_ids=list(prompt), completions=[tokens[r] for r in span],
+                                logprobs=[logprobs[r] for r in span], truncated=[not done[r] for r in span]))
+    return out

@@ -1,6 +1,6 @@
 """Model backends of the evaluation harness (`eval/protocol.py`): a local model, or a server.
 
-    tokenizer = eval_tokenizer(cfg)
+    tokenizer = eval_tokenizer(cfg)              # --tokenizer, the local model's, or the server's /tokenize
     backend = build_backend(cfg, tokenizer)                                       # from eval.model
     backend = LocalBackend(model, tokenizer, name="runs/x/final", batch_size=8)   # in-process, CPU or CUDA
     completions = await backend.complete(requests, n=4, params=GenerationParams(...))  # [len(requests)][4]
@@ -19,7 +19,6 @@ import threading
 import torch
 
 from longrl.engine.generate import SamplingParams, SharedPrefixGenerator, stop_token_ids
-from longrl.errors import ConfigError
 from longrl.eval.protocol import (
     Completion,
     GenerationParams,
@@ -28,6 +27,7 @@ from longrl.eval.protocol import (
     is_url,
 )
 from longrl.eval.remote import OpenAIBackend
+from longrl.eval.server_tokenizer import ServerTokenizer
 from longrl.models.loading import load_policy, load_tokenizer, resolve_device
 
 
@@ -81,12 +81,12 @@ class LocalBackend:
 
 
 def eval_tokenizer(cfg):
-    """The tokenizer that counts and truncates prompts: `eval.tokenizer`, else the local model's own."""
+    """The tokenizer that counts and truncates prompts: `eval.tokenizer`, else the local model's own, else
+    (a server) the server's `/tokenize` endpoint (vLLM, SGLang)."""
     model = cfg.eval.model or cfg.model.path
     name = cfg.eval.tokenizer or (None if is_url(model) else cfg.model.tokenizer or model)
     if name is None:
-        raise ConfigError("evaluating a server needs the served model's tokenizer to count and truncate prompts: "
-                          "pass --tokenizer PATH_OR_HUB_NAME (or set eval.tokenizer)")
+        return ServerTokenizer.connect(model, cfg.eval.model_name, cfg.eval.api_key_env)
     return load_tokenizer(cfg.model.model_copy(update={"path": name, "tokenizer": name}))
 
 

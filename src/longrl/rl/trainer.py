@@ -8,8 +8,10 @@ Each step:
   1. Rollout. Draw prompts (`rl/sampler.py`: seeded epochs, resumable cursor), render them with the
      method's template (documents middle-truncated to `rollout.max_input_tokens`), sample G
      completions per prompt with the shared-prefix generator (`engine/generate.py`: the prompt's KV is
-     kept once per group). Each group's randomness comes from (run seed, step, draw index), so a
-     resumed or re-batched run samples the same tokens.
+     kept once per group), or, with `rollout.backend: server`, from an OpenAI-compatible server
+     (SGLang, vLLM, `longrl serve`: `engine/remote.py`) that reloads the policy the trainer writes
+     after every update and must report its version before the next rollout. Each group's randomness
+     comes from (run seed, step, draw index), so a resumed or re-batched run samples the same tokens.
   2. Reward. The hybrid reward (`rewards/hybrid.py`): rule verification, the LLM judge when the rule
      says 0 (if configured), DAPO overlong shaping (if enabled).
   3. Dynamic sampling (`rl/dynamic.py`, DAPO): groups whose `algo.filter_metric` is the same for all G
@@ -37,7 +39,9 @@ generated in the step, refills included; loss figures cover the trained tokens):
   truncated_frac, filtered_groups_frac (generated groups not trained on), rollout/* (refills, groups,
   uniform_groups_frac, fill_frac, tokens), loss/{policy,total,clip_frac}, optim/{lr,grad_norm,updates},
   update/{skipped,tokens}, tokens_per_s (prompt + completion tokens rolled out / step wall time),
-  time/{rollout,reward,update,step,step_cpu}, dist/world_size (ranks), memory/peak_gb (CUDA: this rank's peak).
+  time/{rollout,reward,update,sync,step,step_cpu} (sync: handing the weights to the rollout backend;
+  ~0 in process, write + reload + version check for a server; step 1's includes the first hand-over),
+  dist/world_size (ranks), memory/peak_gb (CUDA: this rank's peak).
 
 Departures from the papers, and choices they left open:
   - Old log-probs (the PPO ratio's denominator) come from the current policy before the step's
@@ -49,7 +53,8 @@ Departures from the papers, and choices they left open:
     generating "too many" batches); surplus informative groups of the last round are not trained on.
   - The learning rate is a pure function of the RL step (warmup counts steps, not optimizer updates).
   - The reference model for KL is the starting policy (`model.path`), loaded only when
-    `algo.kl_coef > 0` or `algo.track_kl`; the paper uses kl_coef 0.
+    `algo.kl_coef > 0` or `algo.track_kl`; the paper uses kl_coef 0. With LoRA (`model.lora`) only the
+    adapters train and the reference is the policy with its adapters switched off (no second copy).
 
 Resume: rerunning the same command on the same `--out` continues from the newest checkpoint (model,
 optimizer, RNG states, data cursor); metrics.jsonl and item_scores.jsonl are cut back
@@ -68,6 +73,7 @@ from __future__ import annotations
 
 import math
 import random
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,6 +88,7 @@ from longrl.data.prompt import encode_prompt
 from longrl.data.schema import Sample
 from longrl.data.sources import load_items
 from longrl.engine.generate import (
+    Generator,
     SamplingParams,
     SharedPrefixGenerator,
     group_seed,
@@ -89,9 +96,12 @@ from longrl.engine.generate import (
 )
 from longrl.engine.distributed import SINGLE, Dist, peak_memory, reset_peak_memory, setup
 from longrl.engine.logprobs import completion_stats
+from longrl.engine.remote import RemoteGenerator
 from longrl.engine.sharding import load_device, prepare, rollout_weights, save_hf_folder
 from longrl.errors import ConfigError
+from longrl.files import atomic_dir
 from longrl.models.loading import compute_dtype, load_policy, load_tokenizer
+from longrl.models.lora import adapters_disabled, attach_adapters, has_adapters, save_model_folder
 from longrl.rewards.hybrid import HybridReward, RewardInput, summarize
 from longrl.rl import algos
 from longrl.rl.batching import (
@@ -105,10 +115,12 @@ from longrl.rl.batching import (
 from longrl.rl.dynamic import collect_groups
 from longrl.rl.groups import Group, check_split, is_correct, roll_across_ranks
 from longrl.rl.sampler import Draw, PromptSampler
+from longrl.trackers import Trackers
 from longrl.tracking import (
     MetricsLog,
     StepProgress,
     Timers,
+    check_run_dir,
     dump_samples,
     prepare_run_dir,
 )
@@ -170,27 +182,56 @@ def set_learning_rate(optimizer: torch.optim.Optimizer, cfg: Config, step: int) 
     return lr
 
 
-def load_reference(cfg: Config, device: torch.device, dist: Dist = SINGLE):
-    """The frozen starting policy (computed exactly as the policy is), or None when no KL is computed."""
+def load_reference(cfg: Config, device: torch.device, policy, dist: Dist = SINGLE):
+    """The frozen starting policy (computed exactly as the policy is), or None when no KL is computed.
+    With LoRA the reference is the policy itself, run with its adapters switched off
+    (`reference_logprobs`): no second copy."""
     if cfg.algo.kl_coef == 0 and not cfg.algo.track_kl:
         return None
+    if has_adapters(policy):
+        return policy
     ref = load_policy(cfg.model, load_device(dist, device), dtype="float32").eval()
     ref.requires_grad_(False)
     return prepare(ref, dist, compute_dtype(cfg.model), trainable=False)
 
 
-class Roller:
-    """Rollout + reward for batches of draws: `roll(step, draws) -> list[Group]`."""
+def make_generator(cfg: Config, policy, tokenizer, out: Path | None) -> Generator:
+    """The rollout backend `rollout.backend` names: the in-process shared-prefix generator, or a model
+    server (`engine/remote.py`) loading the weights the trainer writes to `rollout.server.weights_dir`
+    (default `out/served`; without a run directory, a folder under the system's temporary directory)."""
+    r = cfg.rollout
+    if r.backend == "server":
+        weights_dir = Path(out) / "served" if out is not None else Path(tempfile.gettempdir()) / "longrl-served"
+        return RemoteGenerator(r.server, weights_dir)
+    try:
+        return SharedPrefixGenerator(policy, tokenizer.pad_token_id, groups_per_batch=r.groups_per_batch,
+                                     device=next(policy.parameters()).device, decode=r.decode)
+    except ValueError as exc:
+        raise ConfigError(f"rollout.decode: {exc}") from None
 
-    def __init__(self, cfg: Config, policy, tokenizer, timers: Timers):
+
+class Roller:
+    """Rollout + reward for batches of draws: `roll(step, draws) -> list[Group]`.
+
+    `sync(version)` hands the policy's current weights to the rollout backend (a server writes,
+    reloads and checks them; the in-process generator samples the live policy: nothing to do). The
+    first roll() syncs when nothing has been yet.
+    """
+
+    def __init__(self, cfg: Config, policy, tokenizer, timers: Timers, out: Path | None = None):
         self.cfg, self.policy, self.tokenizer, self.timers = cfg, policy, tokenizer, timers
         self.stops = stop_token_ids(tokenizer, policy)                # the same rule evaluation uses
         r = cfg.rollout
         self.params = SamplingParams(max_new_tokens=r.max_new_tokens, temperature=r.temperature, top_p=r.top_p,
                                      top_k=r.top_k, stop_token_ids=self.stops)
-        self.generator = SharedPrefixGenerator(policy, tokenizer.pad_token_id, groups_per_batch=r.groups_per_batch,
-                                               device=next(policy.parameters()).device)
+        self.generator = make_generator(cfg, policy, tokenizer, out)
         self.reward = HybridReward(cfg.reward)
+        self.synced = False
+
+    def sync(self, version: str) -> None:
+        with self.timers.time("sync"):
+            self.generator.sync_weights(self.policy, version)
+        self.synced = True
 
     def encode(self, item: Sample) -> list[int]:
         try:
@@ -200,16 +241,25 @@ class Roller:
 
     def roll(self, step: int, draws: list[Draw]) -> list[Group]:
         G = self.cfg.rollout.group_size
+        if not self.synced:
+            self.sync(f"rollout-{step}")
+        in_process = isinstance(self.generator, SharedPrefixGenerator)
         with self.timers.time("rollout"), torch.no_grad(), rollout_weights(self.policy) as model:
             self.policy.eval()
-            self.generator.model = model                 # the policy, or its twin holding gathered weights
-            prompts = [self.encode(d.item) for d in draws]
-            seeds = [group_seed(self.cfg.run.seed, step, d.index) for d in draws]
-            outs = self.generator.generate(prompts, G, self.params, seeds) if draws else []
+            if in_process:
+                self.generator.model = model             # the policy, or its twin holding gathered weights
+            try:
+                prompts = [self.encode(d.item) for d in draws]
+                seeds = [group_seed(self.cfg.run.seed, step, d.index) for d in draws]
+                outs = self.generator.generate(prompts, G, self.params, seeds) if draws else []
+            finally:
+                if in_process:
+                    self.generator.model = self.policy
         with self.timers.time("reward"):
             texts = [[self.decode(c) for c in out.completions] for out in outs]
             inputs = [RewardInput(task=d.item.task, question=d.item.question, answers=list(d.item.answers), response=t,
-                                  response_tokens=len(c), max_response_tokens=self.params.max_new_tokens)
+                                  response_tokens=len(c), max_response_tokens=self.params.max_new_tokens,
+                                  context=d.item.context)
                       for d, out, ts in zip(draws, outs, texts) for t, c in zip(ts, out.completions)]
             results = self.reward.score(inputs)
         groups = []
@@ -245,6 +295,13 @@ def no_grad_logprobs(model, groups: list[Group], cfg: Config, shares: list[list[
     return out
 
 
+def reference_logprobs(ref, groups: list[Group], cfg: Config, shares: list[list[int]] | None = None,
+                       dist: Dist = SINGLE) -> dict[tuple[int, int], torch.Tensor]:
+    """Log-probs under the reference: the frozen starting model, or the LoRA policy with its adapters off."""
+    with adapters_disabled(ref):                 # a no-op for a model without adapters
+        return no_grad_logprobs(ref, groups, cfg, shares, dist)
+
+
 def policy_update(policy, ref, optimizer, groups: list[Group], adv: torch.Tensor, cfg: Config, obj: Objective,
                   step: int, dist: Dist = SINGLE) -> dict[str, float]:
     """`ppo_epochs` x mini-batches of micro-batches; one AdamW step per mini-batch.
@@ -269,7 +326,7 @@ def policy_update(policy, ref, optimizer, groups: list[Group], adv: torch.Tensor
     shares = [sorted({g for epoch in minis for mini in epoch for g in mini[r::dist.world]}) for r in range(dist.world)]
     updates = sum(len(epoch) for epoch in minis)
     old = no_grad_logprobs(policy, groups, cfg, shares, dist) if updates > 1 else None
-    ref_lp = no_grad_logprobs(ref, groups, cfg, shares, dist) if ref is not None else None
+    ref_lp = reference_logprobs(ref, groups, cfg, shares, dist) if ref is not None else None
     params = [p for group in optimizer.param_groups for p in group["params"]]   # (FSDP's root may show gathered copies)
     sums = {"loss/policy": 0.0, "loss/total": 0.0, "loss/clip_frac": 0.0, "entropy": 0.0, "kl": 0.0}
     tokens, norms = 0.0, []
@@ -382,13 +439,18 @@ def is_finished(out: Path, cfg: Config) -> bool:
     return (out / "final").is_dir() and bool(found) and found[-1][0] >= cfg.train.steps
 
 
-def save_final(path: Path, policy, tokenizer, dist: Dist = SINGLE) -> Path:
-    """The policy as a plain Hugging Face folder (config, fp32 safetensors, tokenizer), written atomically.
+def save_final(path: Path, policy, tokenizer, model_cfg, dist: Dist = SINGLE) -> Path:
+    """The policy as a Hugging Face folder (config, fp32 safetensors, tokenizer), written atomically
+    (by rank 0 under torchrun); with LoRA, merged or as the adapter folder (`model.lora.final`).
 
     The fp32 master weights: rounded to bf16, a phase's updates at lr 2e-6 would mostly be lost at the
     next phase's start.
     """
-    return save_hf_folder(path, policy, tokenizer, dist=dist)
+    if not has_adapters(policy):
+        return save_hf_folder(path, policy, tokenizer, dist=dist)
+    with atomic_dir(path) as tmp:
+        save_model_folder(policy, tokenizer, tmp, model_cfg)
+    return path
 
 
 def train(cfg: Config, out: str | Path, items: list[Sample] | None = None, phase: str = "rl") -> Path:
@@ -400,25 +462,37 @@ def train(cfg: Config, out: str | Path, items: list[Sample] | None = None, phase
         items: training items; None = load `cfg.data.train`.
         phase: label written to every metrics line, item score and checkpoint (curriculum phases).
     """
-    out = prepare_run_dir(out, cfg)                                         # refuses a different config
+    out = check_run_dir(out, cfg)                                           # refuses a different config; writes nothing
     if is_finished(out, cfg):
         return out / "final"
     seed_everything(cfg)
     dist, device = setup(cfg.run.device)                                    # torchrun: this rank's place and device
     check_split(cfg.train.prompts_per_step, cfg.train.mini_batches, dist.world)
     tokenizer = load_tokenizer(cfg.model)
-    policy = load_policy(cfg.model, load_device(dist, device), dtype="float32")   # fp32 master weights
+    if dist.launched and cfg.model.lora is not None:
+        raise ConfigError("model.lora runs in one process (LoRA adapters are not sharded with FSDP2); "
+                          "start it without torchrun")
+    if dist.launched and cfg.rollout.backend == "server":
+        raise ConfigError("rollout.backend=server runs in one process (one trainer publishes weights to the "
+                          "server); start it without torchrun, or use rollout.backend=engine")
+    if cfg.model.lora is None:
+        policy = load_policy(cfg.model, load_device(dist, device), dtype="float32")   # fp32 master weights
+    else:
+        policy = attach_adapters(load_policy(cfg.model, device), cfg.model.lora)  # model.lora: only adapters train
     policy = prepare(policy, dist, compute_dtype(cfg.model))               # sharded (torchrun) or autocast
-    ref = load_reference(cfg, device, dist)                                 # None unless KL is used
+    ref = load_reference(cfg, device, policy, dist)                         # None unless KL is used
+    items = items if items is not None else load_items(cfg.data.train, tokenizer, cfg.data.skip_bad)
+    prepare_run_dir(out, cfg)                                               # the run starts: config.yaml, log.txt
     optimizer = make_optimizer(cfg, policy)
     state = checkpoint.resume(out, policy, optimizer)                       # {} on a fresh run
     start = state.get("step", 0)
-    metrics = MetricsLog(out / "metrics.jsonl", resume_step=state.get("step"), write=dist.is_main)
+    trackers = Trackers.from_config(cfg, out) if dist.is_main else None
+    metrics = MetricsLog(out / "metrics.jsonl", resume_step=state.get("step"), trackers=trackers, write=dist.is_main)
     item_scores = MetricsLog(out / "item_scores.jsonl", resume_step=state.get("step"), write=dist.is_main)
-    items = items if items is not None else load_items(cfg.data.train, tokenizer, cfg.data.skip_bad)
     sampler = PromptSampler(items, cfg.run.seed, cursor=state.get("cursor", 0))
     timers = Timers()
-    roller = Roller(cfg, policy, tokenizer, timers)
+    roller = Roller(cfg, policy, tokenizer, timers, out)
+    roller.sync(f"step-{start}")                                           # a rollout server gets the policy first
     advantage_fn = algos.ADVANTAGES.get(cfg.algo.advantage)                 # names resolved once, up front
     obj = objective(cfg)
     progress = StepProgress(cfg.train.steps, start, cfg.run.progress, phase, cfg.run.log_every)
@@ -436,6 +510,7 @@ def train(cfg: Config, out: str | Path, items: list[Sample] | None = None, phase
                 adv = advantage_fn(rewards_tensor(collected.groups, cfg.rollout.group_size), eps=cfg.algo.adv_eps)
                 update = (policy_update(policy, ref, optimizer, collected.groups, adv, cfg, obj, step, dist)
                           if collected.groups else skipped_update(ref is not None))
+            roller.sync(f"step-{step}")                                     # the next rollout samples the new policy
             # 6) metrics, item scores, sample dumps, checkpoint
             elapsed = time.perf_counter() - began
             stats = rollout_metrics(collected.all)
@@ -454,4 +529,4 @@ def train(cfg: Config, out: str | Path, items: list[Sample] | None = None, phase
             progress.update(step, row)
     metrics.close()
     item_scores.close()
-    return save_final(out / "final", policy, tokenizer, dist)
+    return save_final(out / "final", policy, tokenizer, cfg.model, dist)

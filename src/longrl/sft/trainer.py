@@ -30,6 +30,9 @@ Under `torchrun --nproc_per_node N -m longrl.cli sft ...` the model is sharded w
 normalised by the reply tokens of the whole step (summed over ranks), and rank 0 alone writes
 metrics; checkpoints are sharded and `final/` is a plain Hugging Face folder.
 
+With `model.lora` only LoRA adapters train (`models/lora.py`; checkpoints hold the adapters alone) and
+`final/` is the merged model or the adapter folder (`model.lora.final`); LoRA runs in one process.
+
 `train_loop` is the loop itself; `longrl pretrain` runs it too, on a stream of fresh synthetic
 items instead of a fixed plan. metrics.jsonl keys: step, phase, loss/total (train NLL per reply
 token), loss/eval, optim/lr, optim/grad_norm, tokens_per_s, batch/{examples,tokens,label_tokens,
@@ -58,8 +61,9 @@ from longrl.engine.nll import IGNORE, autocast, token_nll
 from longrl.engine.packed import packed_attention
 from longrl.engine.sharding import load_device, prepare, save_hf_folder
 from longrl.errors import ConfigError
-from longrl.files import atomic_write_json
+from longrl.files import atomic_dir, atomic_write_json
 from longrl.models.loading import compute_dtype, load_policy, load_tokenizer
+from longrl.models.lora import attach_adapters, has_adapters, save_model_folder
 from longrl.sft.packing import (
     Example,
     PackedBatch,
@@ -68,7 +72,8 @@ from longrl.sft.packing import (
     plan_steps,
     split_examples,
 )
-from longrl.tracking import MetricsLog, StepProgress, prepare_run_dir
+from longrl.trackers import Trackers
+from longrl.tracking import MetricsLog, StepProgress, check_run_dir, prepare_run_dir
 
 
 @dataclass(frozen=True)
@@ -141,7 +146,8 @@ def evaluate_loss(model, batches: list[PackedBatch], logits_chunk_mb: float = 25
 
 
 def train_loop(model, examples_at: Callable[[int], list[Example]], settings: LoopSettings, out: Path,
-               eval_examples: list[Example] | None = None, pad_id: int = 0, dist: Dist = SINGLE) -> dict:
+               eval_examples: list[Example] | None = None, pad_id: int = 0, trackers: Trackers | None = None,
+               dist: Dist = SINGLE) -> dict:
     """Train `model` for `settings.steps` steps (resuming from `out/checkpoints`); returns the last metrics row.
 
     Args:
@@ -152,13 +158,14 @@ def train_loop(model, examples_at: Callable[[int], list[Example]], settings: Loo
         out: run directory (metrics.jsonl, checkpoints/).
         eval_examples: held-out examples for loss/eval (none = no eval loss).
         pad_id: token id written after the last segment of a row.
+        trackers: experiment trackers fed from metrics.jsonl (`run.trackers`); None = none.
         dist: this process's rank (a model sharded by `engine.sharding.prepare` when launched).
     """
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay, betas=settings.betas)
     state = checkpoint.resume(out, model, optimizer)                          # {} on a fresh run
     start = state.get("step", 0)
-    metrics = MetricsLog(out / "metrics.jsonl", resume_step=state.get("step"), write=dist.is_main)
+    metrics = MetricsLog(out / "metrics.jsonl", resume_step=state.get("step"), trackers=trackers, write=dist.is_main)
     eval_batches = micro_batches(eval_examples or [], settings.micro_batch_tokens, settings.row_tokens, pad_id)
     prepare = lambda step: micro_batches(dist.shard(examples_at(step)), settings.micro_batch_tokens,  # noqa: E731
                                          settings.row_tokens, pad_id)           # this rank's every N-th example
@@ -246,9 +253,14 @@ def is_finished(out: Path, steps: int) -> bool:
     return (out / "final").is_dir() and bool(found) and found[-1][0] >= steps
 
 
-def save_final(path: Path, model, tokenizer, dist: Dist = SINGLE) -> Path:
-    """The model as a plain Hugging Face folder (config, fp32 safetensors, tokenizer), written atomically."""
-    return save_hf_folder(path, model, tokenizer, dist=dist)
+def save_final(path: Path, model, tokenizer, model_cfg, dist: Dist = SINGLE) -> Path:
+    """The model as a Hugging Face folder (config, fp32 safetensors, tokenizer), written atomically
+    (by rank 0 under torchrun); with LoRA, merged or as the adapter folder (`model.lora.final`)."""
+    if not has_adapters(model):
+        return save_hf_folder(path, model, tokenizer, dist=dist)
+    with atomic_dir(path) as tmp:
+        save_model_folder(model, tokenizer, tmp, model_cfg)
+    return path
 
 
 def train_sft(cfg: Config, out: str | Path, examples=None) -> Path:
@@ -261,9 +273,12 @@ def train_sft(cfg: Config, out: str | Path, examples=None) -> Path:
     Returns:
         `out/final`, a folder that `load_policy(ModelConfig(path=...))` loads.
     """
-    out = prepare_run_dir(out, cfg)                                           # refuses a different config
+    out = check_run_dir(out, cfg)                                             # refuses a different config; writes nothing
     seed_everything(cfg.run)
     dist, device = setup(cfg.run.device)                                      # torchrun: this rank's place and device
+    if cfg.model.lora is not None and dist.launched:
+        raise ConfigError("model.lora runs in one process (LoRA adapters are not sharded with FSDP2); "
+                          "start it without torchrun")
     tokenizer = load_tokenizer(cfg.model)
     if examples is None:
         if not cfg.sft.data:
@@ -275,15 +290,19 @@ def train_sft(cfg: Config, out: str | Path, examples=None) -> Path:
     summary = {"examples": len(encoded) + dropped, "dropped_too_long": dropped, "train_examples": len(train),
                "eval_examples": len(held), "steps": len(plan), "train_tokens": sum(e.n_tokens for e in train),
                "train_label_tokens": sum(e.n_labels for e in train)}
-    if dist.is_main:
-        atomic_write_json(out / "data.json", summary)
     if is_finished(out, len(plan)):
         return out / "final"
+    if cfg.model.lora is None:
+        model = load_policy(cfg.model, load_device(dist, device), dtype="float32")     # fp32 master weights
+    else:
+        model = attach_adapters(load_policy(cfg.model, device), cfg.model.lora)      # LoRA: adapters train
+    model = prepare(model, dist, compute_dtype(cfg.model))                               # sharded or autocast
+    prepare_run_dir(out, cfg)                                                 # the run starts: config.yaml, log.txt
+    if dist.is_main:
+        atomic_write_json(out / "data.json", summary)
     info(f"sft: {summary['train_examples']} training examples ({summary['train_tokens']:,} tokens), "
          f"{len(held)} held out, {dropped} dropped over sft.max_seq_tokens; {len(plan)} steps")
-    model = load_policy(cfg.model, load_device(dist, device), dtype="float32")          # fp32 master weights
-    model = prepare(model, dist, compute_dtype(cfg.model))                               # sharded or autocast
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     train_loop(model, lambda step: [train[i] for i in plan[step - 1]], settings_from_sft(cfg, len(plan)), out,
-               held, pad_id, dist)
-    return save_final(out / "final", model, tokenizer, dist)
+               held, pad_id, Trackers.from_config(cfg, out) if dist.is_main else None, dist)
+    return save_final(out / "final", model, tokenizer, cfg.model, dist)

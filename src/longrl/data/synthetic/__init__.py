@@ -6,7 +6,7 @@ Three families mirror DocQA-RL-1.6K: `docmath` (arithmetic over figures in a rep
 `multihop` (entity chains with look-alike decoy chains), `choice` (A-D options checked
 against the document). Sample i of a family depends only on (seed, family, i, length, hops,
 distractors), so the same arguments give byte-identical files, and longer documents carry more
-decoys (harder, in a way a model can learn). Every sample has its gold answers and a
+decoys (harder, in a way a model can learn) up to what the world's 160 names allow. Every sample has its gold answers and a
 programmatic reasoning trace in `meta.trace`, usable as an SFT demonstration.
 
 CLI: `longrl data synth --tasks docmath,multihop,choice --n N --length TOKENS --seed S --out FILE.jsonl`.
@@ -19,12 +19,13 @@ from collections.abc import Callable
 
 from longrl.data.prompt import render_chat, user_message
 from longrl.data.schema import Sample
-from longrl.data.synthetic.choice import draft_choice
-from longrl.data.synthetic.docmath import draft_docmath
-from longrl.data.synthetic.lookup import draft_lookup
-from longrl.data.synthetic.multihop import draft_multihop
+from longrl.data.synthetic.choice import choice_names, draft_choice
+from longrl.data.synthetic.docmath import docmath_names, draft_docmath
+from longrl.data.synthetic.lookup import draft_lookup, lookup_names
+from longrl.data.synthetic.multihop import draft_multihop, multihop_names
 from longrl.data.synthetic.spec import TaskDraft
-from longrl.data.synthetic.world import DocumentPlan, build_document
+from longrl.data.synthetic.world import NAMES, DocumentPlan, build_document
+from longrl.errors import UserError
 from longrl.registry import Registry
 
 GENERATOR_VERSION = "longrl-synthetic/1"
@@ -36,11 +37,52 @@ FAMILIES.add("multihop", draft_multihop)
 FAMILIES.add("choice", draft_choice)
 FAMILIES.add("lookup", draft_lookup)
 DEFAULT_HOPS = {"docmath": 2, "multihop": 2, "choice": 1, "lookup": 4}
+# family -> names_needed(hops, distractors): distinct entity names one draft uses (the world has len(NAMES)).
+NAMES_NEEDED: dict[str, Callable[[int, int], int]] = {
+    "docmath": docmath_names, "multihop": multihop_names, "choice": choice_names, "lookup": lookup_names}
+MAX_LENGTH = 1 << 20  # prompt tokens: far past any model's window, and minutes of generation per item
 
 
 def default_distractors(length: int) -> int:
-    """Decoy facts grow with document length: 2 at 128 tokens, 7 at 1K, 12 at 2K, 102 at 20K."""
+    """Decoy facts grow with document length: 2 at 128 tokens, 7 at 1K, 12 at 2K, 52 at 10K.
+
+    `plan_knobs` caps this at what each family's names allow (76 to 182 decoys at the default
+    hops, reached from about 15K tokens on); longer documents then grow by filler alone.
+    """
     return 2 + length // 200
+
+
+def max_distractors(name: str, hops: int) -> int:
+    """The most decoy facts family `name` can place at `hops` with the world's names (-1: not even none)."""
+    needed = NAMES_NEEDED[name]
+    if needed(hops, 0) > len(NAMES):
+        return -1
+    lo, hi = 0, 4 * len(NAMES)  # names_needed grows with distractors, by at least one per 3
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if needed(hops, mid) <= len(NAMES) else (lo, mid - 1)
+    return lo
+
+
+def plan_knobs(name: str, length: int, hops: int | None, distractors: int | None) -> tuple[int, int]:
+    """(hops, distractors) of family `name` at `length`: defaults filled in, the default number of
+    decoys capped at what the world's names allow; UserError for values no document can hold."""
+    if not 32 <= length <= MAX_LENGTH:
+        raise UserError(f"synthetic length {length} is out of range: use 32..{MAX_LENGTH} prompt tokens")
+    if hops is not None and hops < 1:
+        raise UserError(f"synthetic hops {hops} must be at least 1")
+    if distractors is not None and distractors < 0:
+        raise UserError(f"synthetic distractors {distractors} must be 0 or more")
+    h = hops if hops is not None else DEFAULT_HOPS.get(name, 2)
+    most = max_distractors(name, h)
+    if most < 0:
+        raise UserError(f"synthetic family {name!r} cannot chain {h} hops: its world has {len(NAMES)} names; use fewer hops")
+    if distractors is None:
+        return h, min(default_distractors(length), most)
+    if distractors > most:
+        raise UserError(f"synthetic family {name!r} places at most {most} distractors at {h} hops (its world has "
+                        f"{len(NAMES)} names); got {distractors}")
+    return h, distractors
 
 
 def synthesize(
@@ -60,23 +102,23 @@ def synthesize(
     if tokenizer is None:
         raise TypeError("synthesize() needs the tokenizer that counts prompt lengths (tokenizer=...)")
     drafters = [(name, FAMILIES.get(name)) for name in tasks]
+    knobs = {name: plan_knobs(name, length, hops, distractors) for name in tasks}  # every refusal before any work
     counters = {name: 0 for name in tasks}
     samples = []
     for i in range(n):
         name, drafter = drafters[i % len(drafters)]
         index = counters[name]
         counters[name] += 1
-        samples.append(make_sample(name, drafter, index, length, seed, hops, distractors, tokenizer))
+        samples.append(make_sample(name, drafter, index, length, seed, hops, distractors, tokenizer, knobs[name]))
         if progress:
             progress(i + 1)
     return samples
 
 
 def make_sample(name: str, drafter: Drafter, index: int, length: int, seed: int, hops: int | None,
-                distractors: int | None, tokenizer) -> Sample:
+                distractors: int | None, tokenizer, knobs: tuple[int, int] | None = None) -> Sample:
     rng = random.Random(f"{GENERATOR_VERSION}:{seed}:{name}:{length}:{hops}:{distractors}:{index}")
-    h = hops if hops is not None else DEFAULT_HOPS.get(name, 2)
-    d = distractors if distractors is not None else default_distractors(length)
+    h, d = knobs or plan_knobs(name, length, hops, distractors)
     draft = drafter(rng, h, d)
 
     def count(text: str) -> int:

@@ -17,6 +17,13 @@ from longrl.data.synthetic.spec import TaskDraft
 from longrl.data.synthetic.world import RELATIONS, distinct_names, unused_pair
 
 
+def choice_names(hops: int, distractors: int) -> int:
+    """Distinct names a draft uses: the chain, one value per decoy and a subject for decoys off the chain."""
+    decoys = max(distractors, 3)
+    on_chain = min((decoys + 1) // 2, (len(RELATIONS) - 1) * hops)
+    return hops + 1 + decoys + (decoys - on_chain)
+
+
 def draft_choice(rng: random.Random, hops: int, distractors: int) -> TaskDraft:
     relation = rng.choice(RELATIONS)
     chain = distinct_names(rng, hops + 1)

@@ -19,6 +19,14 @@ def figure(metric: str, name: str, year: str, value: int) -> str:
     return f"In {year}, the {metric} of {name} was {value} million dollars."
 
 
+def docmath_names(hops: int, distractors: int) -> int:
+    """Distinct names a draft uses: the figures' names plus decoys that cannot reuse them (see below)."""
+    hops = max(hops, 2)
+    other_year, other_metric, other_name = (distractors + 2) // 3, (distractors + 1) // 3, distractors // 3
+    return (hops + max(0, other_year - (len(YEARS) - 1) * hops) + max(0, other_metric - (len(METRICS) - 1) * hops)
+            + other_name)
+
+
 def draft_docmath(rng: random.Random, hops: int, distractors: int) -> TaskDraft:
     hops = max(hops, 2)
     metric, year = rng.choice(METRICS), rng.choice(YEARS)

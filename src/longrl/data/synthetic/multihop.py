@@ -23,6 +23,13 @@ def chain_question(relation: str, start: str, hops: int) -> str:
     return "Who is " + " of ".join([f"the {relation}"] * hops) + f" of {start}?"
 
 
+def multihop_names(hops: int, distractors: int) -> int:
+    """Distinct names a draft uses: the chain, then 1 per decoy on a chain name (while such pairs last), else 2."""
+    even, odd = (distractors + 1) // 2, distractors // 2
+    on_chain = min(even, (len(RELATIONS) - 1) * hops)
+    return hops + 1 + on_chain + 2 * (even - on_chain) + 2 * odd
+
+
 def draft_multihop(rng: random.Random, hops: int, distractors: int) -> TaskDraft:
     relation = rng.choice(RELATIONS)
     chain = distinct_names(rng, hops + 1)
