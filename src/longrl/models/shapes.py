@@ -11,6 +11,7 @@ published configurations of the models longrl's recipes start from (nothing is d
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from longrl.config.model import ModelConfig, TinyArchConfig
 from longrl.errors import ConfigError
@@ -89,8 +90,10 @@ def architecture(cfg: ModelConfig) -> Shape:
                      intermediate=arch.intermediate_size, tied=arch.tie_word_embeddings)
     from transformers import AutoConfig  # lazy: transformers is slow to import
 
-    try:
-        return from_hf_config(AutoConfig.from_pretrained(resolve_path(cfg.path), trust_remote_code=cfg.trust_remote_code))
+    path = resolve_path(cfg.path)
+    try:                                # a hub name: the local cache only (the planner downloads nothing)
+        return from_hf_config(AutoConfig.from_pretrained(path, trust_remote_code=cfg.trust_remote_code,
+                                                         local_files_only=not Path(path).exists()))
     except (OSError, ValueError) as exc:
         if cfg.path in KNOWN:
             return Shape(**KNOWN[cfg.path])
