@@ -29,6 +29,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+
 from judge_server import JudgeServer  # noqa: E402
 
 torch.set_num_threads(2)

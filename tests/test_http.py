@@ -8,7 +8,6 @@ import json
 import socket
 
 import pytest
-from loopback import Answer, ScriptedServer
 
 from longrl.errors import UserError
 from longrl.http import (
@@ -22,6 +21,7 @@ from longrl.http import (
     redact,
     snippet,
 )
+from loopback import Answer, ScriptedServer
 
 FAST = RetryPolicy(max_attempts=3, backoff_s=0.0, max_backoff_s=1.0, timeout_s=2.0)
 

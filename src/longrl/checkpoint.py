@@ -309,7 +309,6 @@ def _tensor_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer | Non
         get_model_state_dict,
         get_optimizer_state_dict,
     )
-
     from torch.distributed.fsdp import FSDPModule  # lazy: only checkpoints of sharded models need it
 
     for module in model.modules():          # FSDP's root keeps its weights gathered after a forward: shards only
@@ -361,13 +360,12 @@ def _load_shards(path: Path, model, optimizer) -> None:
     """Sharded checkpoint -> model (and optimizer), plain or sharded, any number of ranks."""
     import torch.distributed as tdist  # lazy: only sharded checkpoints need it
     import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.api import CheckpointException
     from torch.distributed.checkpoint.state_dict import (
         StateDictOptions,
         set_model_state_dict,
         set_state_dict,
     )
-
-    from torch.distributed.checkpoint.api import CheckpointException
 
     tensors, groups = _tensor_state(model, optimizer)
     try:
@@ -389,7 +387,6 @@ def _load_shards(path: Path, model, optimizer) -> None:
 def _load_plain_into_sharded(path: Path, model, optimizer, optim_state: dict | None) -> None:
     """A plain checkpoint (full tensors) -> a sharded model and optimizer: each rank keeps its slices."""
     from safetensors.torch import load_file  # lazy: only this conversion reads the file whole
-
     from torch.distributed.checkpoint.state_dict import (  # lazy: only sharded models need it
         StateDictOptions,
         set_model_state_dict,

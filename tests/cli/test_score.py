@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from judge_server import Reply
 
+from judge_server import Reply
 from longrl.cli import main
 
 ROWS = [

@@ -7,7 +7,6 @@ import math
 import socket
 
 import pytest
-from loopback import Answer, ScriptedServer, Seen
 
 from longrl.config.rl import RolloutServerConfig
 from longrl.engine.generate import SamplingParams
@@ -18,6 +17,7 @@ from longrl.engine.remote import (
     read_group,
     server_root,
 )
+from loopback import Answer, ScriptedServer, Seen
 
 PARAMS = SamplingParams(max_new_tokens=4, temperature=1.0, top_p=0.9, stop_token_ids=(2, 5))
 PROMPT = [7, 8, 9]

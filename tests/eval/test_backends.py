@@ -10,12 +10,12 @@ import pytest
 from longrl.config import Config
 from longrl.config.eval import EvalConfig
 from longrl.config.reward import RewardConfig
-from longrl.errors import ConfigError
 from longrl.engine.generate import stop_token_ids
+from longrl.errors import ConfigError
 from longrl.eval.backends import LocalBackend, build_backend, eval_tokenizer
-from longrl.eval.protocol import GenerationParams, Request
 from longrl.eval.harness import evaluate
 from longrl.eval.prompts import prepare_prompt
+from longrl.eval.protocol import GenerationParams, Request
 from longrl.rewards.hybrid import HybridReward
 
 

@@ -7,9 +7,9 @@ import threading
 
 import pytest
 
-from longrl.eval.protocol import GenerationParams, Request
 from longrl.eval.loopback import LoopbackServer, chat_reply, completion_reply
 from longrl.eval.prompts import EvalPrompt
+from longrl.eval.protocol import GenerationParams, Request
 from longrl.eval.remote import BackendError, OpenAIBackend
 
 PARAMS = GenerationParams(max_new_tokens=50, temperature=0.7, top_p=0.95)

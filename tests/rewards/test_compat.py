@@ -6,8 +6,8 @@ import functools
 
 import numpy as np
 import pytest
-from judge_server import field_of
 
+from judge_server import field_of
 from longrl.config.reward import OverlongConfig, RewardConfig
 from longrl.data.prompt import user_message
 from longrl.data.schema import Sample

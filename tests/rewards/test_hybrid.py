@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from judge_server import Reply, field_of
 
+from judge_server import Reply, field_of
 from longrl.config.reward import OverlongConfig, RewardConfig
 from longrl.errors import ConfigError
 from longrl.rewards.hybrid import HybridReward, RewardInput, overlong_penalty, summarize

@@ -6,8 +6,8 @@ import asyncio
 import socket
 
 import pytest
-from judge_server import Reply, field_of
 
+from judge_server import Reply, field_of
 from longrl.rewards.judge import (
     OpenAIJudge,
     build_messages,

@@ -9,11 +9,11 @@ from __future__ import annotations
 from longrl.config import Config, data_sources
 from longrl.data.synthetic import FAMILIES, plan_knobs
 from longrl.errors import ConfigError, UserError
-from longrl.trackers import check_available
 from longrl.eval.benchmarks import BENCHMARKS
-from longrl.rewards.verifiers import VERIFIERS
 from longrl.models.lora import check_available as check_lora_available
+from longrl.rewards.verifiers import VERIFIERS
 from longrl.rl.algos import ADVANTAGES
+from longrl.trackers import check_available
 
 # (config key, the names it holds, the registry that must know them)
 NAME_CHECKS = [

@@ -30,9 +30,9 @@ from pathlib import Path
 from longrl.config import apply_overrides
 from longrl.config.curriculum import RetrospectiveConfig
 from longrl.data.schema import Sample
+from longrl.engine.distributed import SINGLE, Dist
 from longrl.files import atomic_open, atomic_write_json
 from longrl.registry import Registry
-from longrl.engine.distributed import SINGLE, Dist
 from longrl.rl.groups import roll_across_ranks
 from longrl.rl.sampler import Draw
 from longrl.rl.trainer import Roller

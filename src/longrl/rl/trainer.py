@@ -87,6 +87,7 @@ from longrl.config import Config
 from longrl.data.prompt import encode_prompt
 from longrl.data.schema import Sample
 from longrl.data.sources import load_items
+from longrl.engine.distributed import SINGLE, Dist, peak_memory, reset_peak_memory, setup
 from longrl.engine.generate import (
     Generator,
     SamplingParams,
@@ -94,7 +95,6 @@ from longrl.engine.generate import (
     group_seed,
     stop_token_ids,
 )
-from longrl.engine.distributed import SINGLE, Dist, peak_memory, reset_peak_memory, setup
 from longrl.engine.logprobs import completion_stats
 from longrl.engine.remote import RemoteGenerator
 from longrl.engine.sharding import load_device, prepare, rollout_weights, save_hf_folder
