@@ -63,6 +63,16 @@ def _seed():
     yield
 
 
+@pytest.fixture
+def one_thread():
+    """One torch thread (tiny shapes gain nothing from more, and lose a lot on a busy machine); the
+    previous setting comes back after the test (train() applies run.torch_threads to the process)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tokenizer():
     from longrl.models.tokenizer import load_default_tokenizer

@@ -21,18 +21,11 @@ from longrl.engine.sharding import prepare, run_forward
 from longrl.errors import ConfigError
 from longrl.models.loading import compute_dtype, load_policy
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = str(ROOT / "configs" / "smoke.yaml")
 TINY = ("{hidden_size: 64, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, "
         "intermediate_size: 128, max_position_embeddings: 4096}")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def trained_parameters(model) -> dict[str, torch.Tensor]:

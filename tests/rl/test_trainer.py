@@ -30,6 +30,7 @@ from longrl.rl.trainer import (
 )
 from longrl.tracking import read_metrics
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "configs" / "smoke.yaml"
 REQUIRED_KEYS = [
@@ -37,29 +38,6 @@ REQUIRED_KEYS = [
     "truncated_frac", "filtered_groups_frac", "tokens_per_s", "time/rollout", "time/reward", "time/update",
     "loss/policy", "loss/total", "loss/clip_frac", "optim/grad_norm", "optim/lr", "rollout/refills",
 ]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread (what the configs here ask for: tiny shapes gain nothing from more, and lose
-    a lot when the machine is busy); train() applies run.torch_threads to the process, so the next
-    test gets its setting back."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def stoppy_model_dir(tmp_path_factory, tiny_arch, tokenizer):
-    """The tiny model with 40 extra end-of-response ids: lengths vary, so overlong shaping varies."""
-    from longrl.models.tiny import build_tiny_model, save_pretrained
-
-    model = build_tiny_model(tiny_arch, tokenizer)
-    model.generation_config.eos_token_id = [tokenizer.eos_token_id, *range(400, 440)]
-    path = tmp_path_factory.mktemp("stoppy")
-    save_pretrained(model, tokenizer, path)
-    return path
 
 
 def config(model_dir, *overrides):

@@ -30,18 +30,6 @@ SMOKE = ROOT / "configs" / "smoke.yaml"
 STEPS = 6
 
 
-@pytest.fixture(scope="module")
-def stoppy_model_dir(tmp_path_factory, tiny_arch, tokenizer):
-    """The tiny model with 40 extra end-of-response ids: lengths vary, so overlong shaping gives rewards."""
-    from longrl.models.tiny import build_tiny_model, save_pretrained
-
-    model = build_tiny_model(tiny_arch, tokenizer)
-    model.generation_config.eos_token_id = [tokenizer.eos_token_id, *range(400, 440)]
-    path = tmp_path_factory.mktemp("stoppy")
-    save_pretrained(model, tokenizer, path)
-    return path
-
-
 def overrides(model_dir: Path) -> list[str]:
     return [f"model.path={model_dir}", "run.progress=none", "run.torch_threads=1", f"train.steps={STEPS}",
             "run.save_every=2", "run.keep_checkpoints=3", "reward.overlong.buffer=16", "rollout.max_new_tokens=16",

@@ -17,28 +17,9 @@ from longrl.serve.server import ModelServer
 from longrl.serve.worker import ModelWorker
 from longrl.tracking import read_metrics
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "configs" / "smoke.yaml"
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def policy_dir(tmp_path_factory, tiny_arch, tokenizer):
-    """The tiny model with extra end-of-response ids, so response lengths (and rewards) vary."""
-    from longrl.models.tiny import build_tiny_model, save_pretrained
-
-    model = build_tiny_model(tiny_arch, tokenizer)
-    model.generation_config.eos_token_id = [tokenizer.eos_token_id, *range(400, 440)]
-    path = tmp_path_factory.mktemp("policy")
-    save_pretrained(model, tokenizer, path)
-    return path
 
 
 class FlakyServer(ModelServer):
@@ -65,8 +46,8 @@ def server(tiny_arch, tokenizer):
         yield srv
 
 
-def config(policy_dir, *overrides):
-    base = [f"model.path={policy_dir}", "run.progress=none", "run.torch_threads=1", "reward.overlong.buffer=16",
+def config(stoppy_model_dir, *overrides):
+    base = [f"model.path={stoppy_model_dir}", "run.progress=none", "run.torch_threads=1", "reward.overlong.buffer=16",
             "rollout.max_new_tokens=16", "rollout.group_size=4", "train.prompts_per_step=3", "train.steps=3",
             "run.save_every=2", "train.micro_batch_tokens=300", "algo.kl_coef=0.01"]
     return load_config(SMOKE, base + list(overrides))
@@ -85,15 +66,15 @@ def weights(run_dir: Path) -> dict[str, torch.Tensor]:
 
 
 @pytest.fixture(scope="module")
-def engine_run(tmp_path_factory, policy_dir, samples):
+def engine_run(tmp_path_factory, stoppy_model_dir, samples):
     out = tmp_path_factory.mktemp("engine") / "run"
-    train(config(policy_dir), out, items=samples)
+    train(config(stoppy_model_dir), out, items=samples)
     return out
 
 
-def test_server_rollouts_equal_in_process_rollouts(tmp_path, policy_dir, samples, server, engine_run):
+def test_server_rollouts_equal_in_process_rollouts(tmp_path, stoppy_model_dir, samples, server, engine_run):
     out = tmp_path / "run"
-    train(config(policy_dir, *server_overrides(server.url)), out, items=samples)
+    train(config(stoppy_model_dir, *server_overrides(server.url)), out, items=samples)
     rows = read_metrics(out / "metrics.jsonl")
     # Token-exact rollouts from weights that follow every update: the same run, figure for figure.
     assert stable(rows) == stable(read_metrics(engine_run / "metrics.jsonl"))
@@ -109,8 +90,8 @@ def test_server_rollouts_equal_in_process_rollouts(tmp_path, policy_dir, samples
     assert final.keys() == weights(engine_run).keys() and all(torch.equal(final[k], weights(engine_run)[k]) for k in final)
 
 
-def test_a_failed_reload_stops_the_run_and_a_rerun_resumes(tmp_path, policy_dir, samples, server, engine_run):
-    cfg = config(policy_dir, *server_overrides(server.url))
+def test_a_failed_reload_stops_the_run_and_a_rerun_resumes(tmp_path, stoppy_model_dir, samples, server, engine_run):
+    cfg = config(stoppy_model_dir, *server_overrides(server.url))
     out = tmp_path / "run"
     server.fail_version = "step-3"                       # after step 3's update: step 2's checkpoint is on disk
     with pytest.raises(RolloutServerError, match=r"reloading .*step-3.*HTTP 400.*disk full"):
@@ -124,14 +105,14 @@ def test_a_failed_reload_stops_the_run_and_a_rerun_resumes(tmp_path, policy_dir,
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_a_server_that_is_down_exits_2_before_any_step(tmp_path, policy_dir, capsys):
+def test_a_server_that_is_down_exits_2_before_any_step(tmp_path, stoppy_model_dir, capsys):
     import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     url = f"http://127.0.0.1:{port}/v1"
-    args = ["rl", "--config", str(SMOKE), "--out", str(tmp_path / "run"), f"model.path={policy_dir}", "run.progress=none",
+    args = ["rl", "--config", str(SMOKE), "--out", str(tmp_path / "run"), f"model.path={stoppy_model_dir}", "run.progress=none",
             "rollout.backend=server", f"rollout.server={{base_url: '{url}', api_key_env: null, max_attempts: 1}}"]
     assert main(args) == 2
     err = capsys.readouterr().err
