@@ -105,13 +105,18 @@ def test_sharded_checkpoints_and_a_plain_final_folder(runs):
     assert {"config.json", "model.safetensors", "tokenizer.json"} <= set(final)
 
 
+def rewound(run: Path, copy: Path) -> Path:
+    """A copy of a finished run as it stood at its step-4 checkpoint (final/ and the last checkpoint gone)."""
+    shutil.copytree(run, copy)
+    shutil.rmtree(copy / "final")
+    shutil.rmtree(copy / "checkpoints" / f"step-{STEPS:08d}")
+    return copy
+
+
 def test_a_sharded_checkpoint_resumes_in_one_process(runs, stoppy_model_dir, tmp_path):
     """2 ranks wrote step 4; one process finishes steps 5-6 and ends where the 2-rank run ended."""
     _, two = runs
-    copy = tmp_path / "copy"
-    shutil.copytree(two, copy)
-    shutil.rmtree(copy / "final")
-    shutil.rmtree(copy / "checkpoints" / f"step-{STEPS:08d}")
+    copy = rewound(two, tmp_path / "copy")
     assert main(["rl", "--config", str(SMOKE), "--out", str(copy), *overrides(stoppy_model_dir)]) == 0
     assert relative_difference(weights(copy), weights(two)) < 1e-4
     assert [r["step"] for r in read_metrics(copy / "metrics.jsonl")] == list(range(1, STEPS + 1))
@@ -173,10 +178,7 @@ def test_a_checkpoint_of_another_model_is_a_clear_error(runs, tiny_arch, tokeniz
 def test_a_single_process_checkpoint_resumes_on_two_ranks(runs, stoppy_model_dir, tmp_path):
     """One process wrote step 4 (plain format); two ranks shard it, optimizer state included, and finish."""
     one, _ = runs
-    copy = tmp_path / "copy"
-    shutil.copytree(one, copy)
-    shutil.rmtree(copy / "final")
-    shutil.rmtree(copy / "checkpoints" / f"step-{STEPS:08d}")
+    copy = rewound(one, tmp_path / "copy")
     assert (copy / "checkpoints" / "step-00000004" / "model.safetensors").exists()     # the plain format
     finish(torchrun(copy, stoppy_model_dir))
     assert relative_difference(weights(copy), weights(one)) < 1e-4
