@@ -25,7 +25,7 @@ from longrl.registry import Registry
 BENCHMARKS: Registry = Registry("benchmark")
 
 # Modules whose import registers benchmarks (imported only when `longrl bench` runs).
-BENCH_MODULES: list[str] = ["longrl.rewards.bench", "longrl.rl.perf", "longrl.eval.bench", "longrl.sft.bench"]
+BENCH_MODULES: list[str] = ["longrl.rewards.bench", "longrl.rl.perf", "longrl.eval.bench", "longrl.sft.bench", "longrl.data.bench"]
 
 
 def load_benchmarks() -> Registry:

@@ -57,7 +57,11 @@ def stream_seed(*keys) -> int:
 
 
 def training_examples(pcfg, tokenizer, seed: int, step: int) -> list:
-    """The examples of 1-based step `step`: fresh items until `batch_tokens` is filled (a function of seed and step)."""
+    """The examples of 1-based step `step`: fresh items until `batch_tokens` is filled (a function of seed and step).
+
+    Pass a `longrl.data.tokens.PieceTokenizer` (the same one every step): its memo makes the stream
+    ~10x faster than plain tokenizer calls (`longrl bench synth`), with the same ids.
+    """
     from longrl.data.synthetic import synthesize
     from longrl.sft.packing import encode_example
 
@@ -220,6 +224,7 @@ def run_pretrain(args: argparse.Namespace) -> int:
     from longrl.cli import load_config_from_args
     from longrl.config import check_names
     from longrl.console import info, print_table
+    from longrl.data.tokens import PieceTokenizer
     from longrl.models.config import ModelConfig
     from longrl.models.loading import load_policy, resolve_device
     from longrl.models.tiny import build_tiny_model
@@ -254,7 +259,8 @@ def run_pretrain(args: argparse.Namespace) -> int:
                             log_every=cfg.run.log_every, progress=cfg.run.progress, betas=tuple(pcfg.betas))
     info(f"pretrain: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, {pcfg.steps} steps of "
          f"{pcfg.batch_tokens} tokens, tasks {','.join(pcfg.tasks)}, prompts of {pcfg.min_length}-{pcfg.max_length} tokens")
-    train_loop(model, lambda step: training_examples(pcfg, tokenizer, cfg.run.seed, step), settings, out,
+    fast = PieceTokenizer(tokenizer)                           # memoised, exact: the data stream's tokenizer
+    train_loop(model, lambda step: training_examples(pcfg, fast, cfg.run.seed, step), settings, out,
                [encode_example(tokenizer, s) for s in items], tokenizer.pad_token_id)
     rows = read_metrics(out / "metrics.jsonl")
     provenance = {

@@ -119,3 +119,51 @@ def test_lookup_answers_each_fact_in_order(tokenizer):
         assert len(asked) == s.meta["hops"] == 4
         assert s.answers == [", ".join(facts[pair] for pair in asked)]
         assert s.meta["trace"].endswith(f"Therefore, the answer is {s.answers[0]}.")
+
+
+@pytest.mark.parametrize("length", [128, 160, 8192])
+def test_every_family_hits_short_and_long_lengths(tokenizer, length):
+    samples = synthesize(["docmath", "multihop", "choice", "lookup"], n=8, length=length, seed=9, tokenizer=tokenizer)
+    lengths = np.array([len(encode_prompt(tokenizer, s).ids) for s in samples])
+    assert lengths.min() >= 0.9 * length and lengths.max() <= 1.1 * length, lengths
+    for s in samples:
+        if s.task == "multihop":
+            assert [solve_chain(s.context, s.question)] == s.answers
+        elif s.task == "docmath":
+            assert [solve_docmath(s.context, s.question)] == s.answers
+
+
+@pytest.mark.slow
+def test_length_131072_within_ten_percent(tokenizer):
+    samples = synthesize(["docmath", "multihop", "choice"], n=3, length=131072, seed=0, tokenizer=tokenizer)
+    for s in samples:
+        n = len(encode_prompt(tokenizer, s).ids)
+        assert 0.9 * 131072 <= n <= 1.1 * 131072
+        assert s.meta["distractors"] == default_distractors(131072)
+    chain = samples[1]
+    assert [solve_chain(chain.context, chain.question)] == chain.answers   # hundreds of decoys, still unambiguous
+
+
+def test_short_prompts_drop_default_decoys_but_not_requested_ones(tokenizer):
+    from longrl.errors import UserError
+
+    s = synthesize(["docmath"], n=1, length=128, seed=0, tokenizer=tokenizer)[0]
+    assert s.meta["distractors"] < default_distractors(128)
+    with pytest.raises(UserError, match="cannot hold"):
+        synthesize(["docmath"], n=1, length=128, seed=0, distractors=6, tokenizer=tokenizer)
+
+
+def test_more_names_than_exist_is_a_clear_error(tokenizer):
+    from longrl.data.synthetic.world import ALL_NAMES
+    from longrl.errors import UserError
+
+    with pytest.raises(UserError, match="distinct names"):
+        synthesize(["lookup"], n=1, length=100_000, seed=0, distractors=len(ALL_NAMES), tokenizer=tokenizer)
+
+
+def test_documents_beyond_the_single_token_names_use_the_larger_pool(tokenizer):
+    from longrl.data.synthetic.world import NAMES
+
+    s = synthesize(["lookup"], n=1, length=40_000, seed=0, tokenizer=tokenizer)[0]
+    subjects = {subject for _, subject, _ in RELATION_FACT.findall(s.context)}
+    assert len(subjects) > len(NAMES) // 2 and not subjects <= set(NAMES)

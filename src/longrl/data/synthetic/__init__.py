@@ -25,6 +25,8 @@ from longrl.data.synthetic.lookup import draft_lookup
 from longrl.data.synthetic.multihop import draft_multihop
 from longrl.data.synthetic.spec import TaskDraft
 from longrl.data.synthetic.world import DocumentPlan, build_document
+from longrl.data.tokens import PieceTokenizer
+from longrl.errors import UserError
 from longrl.registry import Registry
 
 GENERATOR_VERSION = "longrl-synthetic/1"
@@ -53,11 +55,16 @@ def synthesize(
     tokenizer=None,
     progress: Callable[[int], None] | None = None,
 ) -> list[Sample]:
-    """`n` samples, families round-robin, prompts of about `length` tokens (chat template included)."""
+    """`n` samples, families round-robin, prompts of about `length` tokens (chat template included).
+
+    `tokenizer` counts the tokens: a Hugging Face tokenizer, or a `PieceTokenizer` around one
+    (callers that synthesize item by item pass the same one each time, so its memo carries over).
+    """
     if tokenizer is None:
         from longrl.models.tokenizer import load_default_tokenizer
 
         tokenizer = load_default_tokenizer()
+    tokenizer = tokenizer if isinstance(tokenizer, PieceTokenizer) else PieceTokenizer(tokenizer)
     drafters = [(name, FAMILIES.get(name)) for name in tasks]
     counters = {name: 0 for name in tasks}
     samples = []
@@ -73,24 +80,36 @@ def synthesize(
 
 def make_sample(name: str, drafter: Drafter, index: int, length: int, seed: int, hops: int | None,
                 distractors: int | None, tokenizer) -> Sample:
-    rng = random.Random(f"{GENERATOR_VERSION}:{seed}:{name}:{length}:{hops}:{distractors}:{index}")
+    """Sample `index` of family `name`: a draft, then its document filled to `length` prompt tokens.
+
+    With the default decoy count, a prompt too short for the facts and the question loses decoys
+    until they fit within +10%; an explicit `distractors` (or hops) that cannot fit is a UserError.
+    """
+    key = f"{GENERATOR_VERSION}:{seed}:{name}:{length}:{hops}:{distractors}:{index}"
     h = hops if hops is not None else DEFAULT_HOPS.get(name, 2)
     d = distractors if distractors is not None else default_distractors(length)
-    draft = drafter(rng, h, d)
-
-    def count(text: str) -> int:
-        return len(tokenizer.encode(text, add_special_tokens=False))
-
-    sample = Sample(id=f"{name}-s{seed}-L{length}-{index:06d}", task=name, context="", question=draft.question,
-                    answers=draft.answers, choices=draft.choices,
-                    meta={"trace": draft.trace, "length": length, "hops": h, "distractors": d, "generator": GENERATOR_VERSION})
-    overhead = count(render_chat(tokenizer, user_message(sample, "")))
+    count = tokenizer.count   # exact; the document is filled with `estimate`, then the whole prompt counted
+    while True:
+        rng = random.Random(key)
+        draft = drafter(rng, h, d)
+        sample = Sample(id=f"{name}-s{seed}-L{length}-{index:06d}", task=name, context="", question=draft.question,
+                        answers=draft.answers, choices=draft.choices,
+                        meta={"trace": draft.trace, "length": length, "hops": h, "distractors": d,
+                              "generator": GENERATOR_VERSION})
+        overhead = count(render_chat(tokenizer, user_message(sample, "")))
+        floor = overhead + sum(tokenizer.estimate(" " + f) for f in draft.facts)
+        if floor <= length * 1.1:
+            break
+        if distractors is not None or d == 0:
+            raise UserError(f"{name}: a {length}-token prompt cannot hold {h} hops and {d} distractors (the question "
+                            f"and the facts alone take ~{floor} tokens); ask for a longer --length or fewer of them")
+        d -= 1
     target_doc = max(length - overhead, 1)
     plan = DocumentPlan(draft.facts, draft.topic)
     state = rng.getstate()
     for _ in range(3):  # per-sentence counts are close; one correction absorbs paragraph-break effects
         rng.setstate(state)
-        document = build_document(rng, plan, target_doc, count)
+        document = build_document(rng, plan, target_doc, tokenizer.estimate)
         total = count(render_chat(tokenizer, user_message(sample, document)))
         if abs(total - length) <= max(2, length // 50):
             break

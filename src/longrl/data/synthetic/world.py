@@ -1,7 +1,10 @@
 """The vocabulary and sentence grammar shared by the synthetic task families.
 
-Entities are made-up two-syllable names ("Bako", "Rilu") that the default tokenizer learns as
-single tokens, so a tiny model can look them up. Filler sentences come from a small grammar and
+Entities are made-up two-syllable names ("Bako", "Rilu"). The first 160 (`NAMES`) are single
+tokens of the default tokenizer, so a tiny model can look them up; documents that need more
+distinct names than that (long documents carry hundreds of decoys) draw from all 4,900
+consonant-vowel-consonant-vowel names (`ALL_NAMES`), and a request for more than those is a
+`UserError`. Filler sentences come from a small grammar and
 never state a fact of the kind a question asks about; names appear in some of them, so the only
 way to an answer is matching the full fact pattern, not spotting a name.
 
@@ -16,16 +19,19 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from longrl.errors import UserError
+
 CONSONANTS = "bdfgklmnprstvz"
 VOWELS = "aeiou"
 
 
 def _make_names(count: int, seed: int = 7) -> list[str]:
     rng = random.Random(seed)
-    pool = sorted({(c1 + v1 + c2 + v2).capitalize() for c1 in CONSONANTS for v1 in VOWELS for c2 in CONSONANTS for v2 in VOWELS})
-    return sorted(rng.sample(pool, count))
+    return sorted(rng.sample(ALL_NAMES, count))
 
 
+ALL_NAMES: list[str] = sorted({(c1 + v1 + c2 + v2).capitalize()
+                               for c1 in CONSONANTS for v1 in VOWELS for c2 in CONSONANTS for v2 in VOWELS})
 NAMES: list[str] = _make_names(160)
 RELATIONS = ["mentor", "partner", "rival", "neighbor", "sponsor", "deputy"]
 METRICS = ["revenue", "cost", "profit", "debt", "payroll", "budget"]
@@ -61,7 +67,13 @@ def filler_sentence(rng: random.Random, topic: str) -> str:
 
 
 def distinct_names(rng: random.Random, k: int, exclude: set[str] = frozenset()) -> list[str]:
+    """`k` names not in `exclude`: from the single-token `NAMES` while they last, else from `ALL_NAMES`."""
     pool = [n for n in NAMES if n not in exclude]
+    if len(pool) < k:
+        pool = [n for n in ALL_NAMES if n not in exclude]
+        if len(pool) < k:
+            raise UserError(f"a synthetic document needs more than the {len(ALL_NAMES):,} distinct names there are "
+                            f"({k + len(exclude):,}): ask for fewer distractors or a shorter length")
     return rng.sample(pool, k)
 
 
