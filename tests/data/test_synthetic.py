@@ -11,7 +11,7 @@ from longrl.data.schema import LETTERS
 from longrl.data.synthetic import default_distractors, synthesize
 
 RELATION_FACT = re.compile(r"The (\w+) of (\w+) is (\w+)\.")
-FIGURE = re.compile(r"In (\d{4}), the (\w+) of (\w+) was (\d+) million dollars\.")
+FIGURE = re.compile(r"The (\w+) of (\w+) \((\d+) million dollars\) was reported\.")
 
 
 def solve_chain(document: str, question: str) -> str:
@@ -31,15 +31,14 @@ def solve_chain(document: str, question: str) -> str:
 
 def solve_docmath(document: str, question: str) -> str:
     figures = {}
-    for year, metric, name, value in FIGURE.findall(document):
-        assert (year, metric, name) not in figures, "ambiguous figure"
-        figures[(year, metric, name)] = int(value)
-    year = re.search(r"in (\d{4}),", question).group(1)
+    for metric, name, value in FIGURE.findall(document):
+        assert (metric, name) not in figures, "ambiguous figure"
+        figures[(metric, name)] = int(value)
     if question.startswith("How much higher"):
         metric, a, b = re.match(r"How much higher was the (\w+) of (\w+) than the \w+ of (\w+)", question).groups()
-        return str(figures[(year, metric, a)] - figures[(year, metric, b)])
-    metric, names = re.match(r"What was the total (\w+) of (.*) in \d{4}", question).groups()
-    return str(sum(figures[(year, metric, n)] for n in re.split(r", | and ", names)))
+        return str(figures[(metric, a)] - figures[(metric, b)])
+    metric, names = re.match(r"What was the total (\w+) of (.*), in million dollars", question).groups()
+    return str(sum(figures[(metric, n)] for n in re.split(r", | and ", names)))
 
 
 @pytest.fixture(scope="module")
@@ -147,8 +146,9 @@ def test_length_131072_within_ten_percent(tokenizer):
 def test_short_prompts_drop_default_decoys_but_not_requested_ones(tokenizer):
     from longrl.errors import UserError
 
-    s = synthesize(["docmath"], n=1, length=128, seed=0, tokenizer=tokenizer)[0]
+    s = synthesize(["docmath"], n=1, length=128, seed=0, hops=4, tokenizer=tokenizer)[0]
     assert s.meta["distractors"] < default_distractors(128)
+    assert len(encode_prompt(tokenizer, s).ids) <= 1.1 * 128
     with pytest.raises(UserError, match="cannot hold"):
         synthesize(["docmath"], n=1, length=128, seed=0, distractors=6, tokenizer=tokenizer)
 
@@ -167,3 +167,22 @@ def test_documents_beyond_the_single_token_names_use_the_larger_pool(tokenizer):
     s = synthesize(["lookup"], n=1, length=40_000, seed=0, tokenizer=tokenizer)[0]
     subjects = {subject for _, subject, _ in RELATION_FACT.findall(s.context)}
     assert len(subjects) > len(NAMES) // 2 and not subjects <= set(NAMES)
+
+
+def test_every_name_is_the_subject_of_at_most_one_fact(tokenizer):
+    """A fact is found by its subject and the word after it; decoys never share a subject."""
+    for s in synthesize(["docmath", "multihop", "choice", "lookup"], n=24, length=1500, seed=11, tokenizer=tokenizer):
+        subjects = [subj for _, subj, _ in RELATION_FACT.findall(s.context)] + [n for _, n, _ in FIGURE.findall(s.context)]
+        assert subjects and len(subjects) == len(set(subjects)), s.id
+        if s.task == "multihop":   # decoys mention chain names as values, so a name alone is not enough
+            chain_names = re.findall(r"is (\w+)\.", s.meta["trace"])
+            values = [v for _, _, v in RELATION_FACT.findall(s.context)]
+            assert sum(values.count(n) for n in chain_names) > len(chain_names)
+
+
+def test_docmath_figures_are_single_digits_after_a_parenthesis(tokenizer):
+    for s in synthesize(["docmath"], n=10, length=600, seed=4, tokenizer=tokenizer):
+        figures = FIGURE.findall(s.context)
+        assert figures and all(1 <= int(v) <= 9 for _, _, v in figures)
+        for step in re.findall(r"The \w+ of \w+ \(\d million dollars\)", s.meta["trace"]):
+            assert step in s.context   # the trace quotes the document

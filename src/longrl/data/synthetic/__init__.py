@@ -29,7 +29,7 @@ from longrl.data.tokens import PieceTokenizer
 from longrl.errors import UserError
 from longrl.registry import Registry
 
-GENERATOR_VERSION = "longrl-synthetic/1"
+GENERATOR_VERSION = "longrl-synthetic/2"
 
 Drafter = Callable[[random.Random, int, int], TaskDraft]
 FAMILIES: Registry[Drafter] = Registry("synthetic task")

@@ -3,8 +3,10 @@
     The sponsor of Bako is Rilu. ... The sponsor of Rilu is Tome.
     Q: Who is the sponsor of the sponsor of Bako?  (A) Fesa (B) Tome (C) Rilu (D) Kemu     A: B
 
-The wrong options are names the document also mentions in look-alike facts (decoys), so an
-option cannot be ruled out by its absence from the text.
+The wrong options are names the document also mentions as values of look-alike facts (decoys):
+one hop too far (a fact about the answer), the same relation elsewhere, another relation; so an
+option cannot be ruled out by its absence from the text. Every name is the subject of at most one
+fact in a document (see `multihop`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import random
 from longrl.data.schema import LETTERS
 from longrl.data.synthetic.multihop import chain_question, fact
 from longrl.data.synthetic.spec import TaskDraft
-from longrl.data.synthetic.world import RELATIONS, distinct_names, unused_pair
+from longrl.data.synthetic.world import RELATIONS, distinct_names
 
 
 def draft_choice(rng: random.Random, hops: int, distractors: int) -> TaskDraft:
@@ -24,18 +26,16 @@ def draft_choice(rng: random.Random, hops: int, distractors: int) -> TaskDraft:
     steps = list(facts)
     used = set(chain)
     wrong: list[str] = []
-    taken = {(relation, name) for name in chain[:-1]}
     other_relations = [r for r in RELATIONS if r != relation]
     for d in range(max(distractors, 3)):
         value = distinct_names(rng, 1, used)[0]
         used.add(value)
-        pair = unused_pair(rng, other_relations, chain[:-1], taken) if d % 2 == 0 else None
-        if pair is not None:  # a fact about a chain name, another relation: its value is a tempting option
-            facts.append(fact(pair[0], pair[1], value))
-        else:                 # the same relation elsewhere
+        if d == 0:                    # one hop too far: a fact about the answer
+            facts.append(fact(rng.choice(other_relations), chain[-1], value))
+        else:                         # another subject, the same relation or another one
             subject = distinct_names(rng, 1, used)[0]
             used.add(subject)
-            facts.append(fact(relation, subject, value))
+            facts.append(fact(relation if d % 2 else rng.choice(other_relations), subject, value))
         wrong.append(value)
     options = rng.sample(wrong, 3) + [chain[-1]]
     rng.shuffle(options)

@@ -35,7 +35,6 @@ ALL_NAMES: list[str] = sorted({(c1 + v1 + c2 + v2).capitalize()
 NAMES: list[str] = _make_names(160)
 RELATIONS = ["mentor", "partner", "rival", "neighbor", "sponsor", "deputy"]
 METRICS = ["revenue", "cost", "profit", "debt", "payroll", "budget"]
-YEARS = [str(y) for y in range(2016, 2024)]
 
 _SUBJECTS = {
     "general": ["The committee", "The council", "A local paper", "The museum", "The old library", "A travel guide",
@@ -75,19 +74,6 @@ def distinct_names(rng: random.Random, k: int, exclude: set[str] = frozenset()) 
             raise UserError(f"a synthetic document needs more than the {len(ALL_NAMES):,} distinct names there are "
                             f"({k + len(exclude):,}): ask for fewer distractors or a shorter length")
     return rng.sample(pool, k)
-
-
-def unused_pair(rng: random.Random, firsts: list[str], seconds: list[str], used: set[tuple[str, str]]) -> tuple[str, str] | None:
-    """A random (first, second) not in `used` (added to it), or None when all are taken.
-
-    Keeps the synthetic world unambiguous: one value per (relation, subject) or figure key.
-    """
-    free = [(a, b) for a in firsts for b in seconds if (a, b) not in used]
-    if not free:
-        return None
-    pair = rng.choice(free)
-    used.add(pair)
-    return pair
 
 
 @dataclass
