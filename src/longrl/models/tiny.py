@@ -39,7 +39,10 @@ def tiny_model_config(arch: TinyArchConfig, tokenizer):
 
 
 def build_tiny_model(arch: TinyArchConfig, tokenizer):
-    """A randomly initialised Qwen2ForCausalLM; the same `arch.init_seed` gives the same weights."""
+    """A randomly initialised Qwen2ForCausalLM; the same `arch.init_seed` gives the same weights.
+
+    `arch.init: retrieval` then writes the retrieval circuit of `longrl.models.circuits` into it.
+    """
     from transformers import Qwen2ForCausalLM
 
     config = tiny_model_config(arch, tokenizer)
@@ -48,6 +51,10 @@ def build_tiny_model(arch: TinyArchConfig, tokenizer):
         torch.manual_seed(arch.init_seed)
         model = Qwen2ForCausalLM(config)
     del devices
+    if arch.init == "retrieval":
+        from longrl.models.circuits import init_retrieval_circuit
+
+        init_retrieval_circuit(model, tokenizer, seed=arch.init_seed)
     model.generation_config.eos_token_id = config.eos_token_id
     model.generation_config.pad_token_id = config.pad_token_id
     return model
