@@ -125,6 +125,57 @@ def eval_items(pcfg, tokenizer, seed: int) -> list:
     return items
 
 
+VALUE_LENGTHS = (176, 240, 312, 384)   # prompt lengths of the held-out retrieval items (the issue's 176-384)
+VALUE_HOPS = 8                         # look-ups per retrieval item
+
+
+def retrieval_items(count: int, tokenizer, seed: int) -> list:
+    """`count` held-out `lookup` items (8 look-ups each) spread over VALUE_LENGTHS."""
+    from longrl.data.synthetic import synthesize
+
+    items = []
+    for i, length in enumerate(VALUE_LENGTHS):
+        n = count // len(VALUE_LENGTHS) + (1 if i < count % len(VALUE_LENGTHS) else 0)
+        if n:
+            items += synthesize(["lookup"], n, length, stream_seed("pretrain-values", seed), VALUE_HOPS, None, tokenizer)
+    return items
+
+
+@torch.no_grad()
+def value_accuracy(model, tokenizer, samples: list) -> dict:
+    """Teacher-forced accuracy on the looked-up values inside `<think>` (the retrieval measure), percent.
+
+    Each sample runs with its gold demonstration; at every reply token inside the thinking block
+    that is one of the gold answers' values, the model's most likely next token is compared with
+    it. `miss_in_prompt` is the share of misses that name another token of the prompt (a wrong
+    fact rather than noise).
+    """
+    from longrl.models.tokenizer import THINK_CLOSE, THINK_OPEN
+    from longrl.sft.packing import encode_example
+
+    device = model.get_input_embeddings().weight.device
+    think_open, think_close = tokenizer.convert_tokens_to_ids(THINK_OPEN), tokenizer.convert_tokens_to_ids(THINK_CLOSE)
+    was_training = model.training
+    model.eval()
+    hits = total = in_prompt = 0
+    for sample in samples:
+        example = encode_example(tokenizer, sample)
+        predicted = model(input_ids=torch.tensor([example.ids], device=device)).logits[0].argmax(-1).tolist()
+        values, prompt = answer_token_ids(sample, tokenizer), set(example.ids[:example.n_prompt])
+        inside = False
+        for t in range(example.n_prompt, len(example.ids)):
+            token = example.ids[t]
+            if token in (think_open, think_close):
+                inside = token == think_open
+            elif inside and token in values:
+                total += 1
+                hits += predicted[t - 1] == token
+                in_prompt += predicted[t - 1] != token and predicted[t - 1] in prompt
+    model.train(was_training)
+    return {"value_accuracy": round(100 * hits / max(total, 1), 2), "values": total,
+            "miss_in_prompt": round(100 * in_prompt / max(total - hits, 1), 2)}
+
+
 @torch.no_grad()
 def greedy_replies(model, tokenizer, samples: list, max_new_tokens: int, batch_size: int) -> list[str]:
     """Greedy replies to the method.md prompt of each sample (left-padded batches of similar length)."""
@@ -213,6 +264,9 @@ def save_checked(model, tokenizer, final: Path, cfg, items: list, provenance: di
             if not torch.equal(want.float(), got):
                 raise RuntimeError(f"{tmp}: {name} did not reload as saved")
         provenance["accuracy"] = score_items(reloaded, tokenizer, items, cfg.pretrain)
+        if cfg.pretrain.value_items:
+            provenance["retrieval"] = value_accuracy(reloaded, tokenizer,
+                                                     retrieval_items(cfg.pretrain.value_items, tokenizer, cfg.run.seed))
         provenance["files"] = {p.name: sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
         provenance["this_run_wall_s"] = round(time.perf_counter() - began, 1)
         (tmp / "PROVENANCE.json").write_text(json.dumps(provenance, indent=2, sort_keys=True) + "\n")
@@ -271,11 +325,16 @@ def run_pretrain(args: argparse.Namespace) -> int:
         "final_eval_loss": next((r["loss/eval"] for r in reversed(rows) if r.get("loss/eval") is not None), None),
         "accuracy_before_cast": score_items(model, tokenizer, items, pcfg),
     }
+    if pcfg.value_items:
+        provenance["retrieval_before_cast"] = value_accuracy(model, tokenizer, retrieval_items(pcfg.value_items, tokenizer, cfg.run.seed))
     provenance = save_checked(model, tokenizer, final, cfg, items, provenance, began)
     acc, before = provenance["accuracy"], provenance["accuracy_before_cast"]
     table = [["overall", acc["overall"], before["overall"]]]
     table += [[f"task {k}", v, before["by_task"][k]] for k, v in acc["by_task"].items()]
     table += [[f"length {k}", v, before["by_length"][k]] for k, v in acc["by_length"].items()]
+    if pcfg.value_items:
+        table.append(["retrieval: value accuracy (teacher-forced, lookup)", provenance["retrieval"]["value_accuracy"],
+                      provenance["retrieval_before_cast"]["value_accuracy"]])
     print_table(f"held-out greedy accuracy, % (n={acc['n']})", ["", f"saved ({pcfg.dtype_on_save})", "before save"], table)
     if abs(acc["overall"] - before["overall"]) > 2.0:
         info(f"pretrain: warning: accuracy moved from {before['overall']}% to {acc['overall']}% when saved in "
