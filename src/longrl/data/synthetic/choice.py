@@ -1,8 +1,11 @@
 """`choice`: multiple choice A-D; the right option must be checked against facts in the document.
 
     The sponsor of Bako is Rilu. ... The sponsor of Rilu is Tome.
-    Q: Who is the sponsor of the sponsor of Bako?  (A) Fesa (B) Tome (C) Rilu (D) Kemu     A: B
+    Q: Who is the sponsor of the sponsor of Bako? Options: Fesa (A), Tome (B), Rilu (C), Kemu (D).     A: B
 
+The options are part of the question, each name followed by its letter (the letter is found the
+way a value is: right after the name and "("), so the sample has no separate `choices` list; the
+`choice` verifier reads the letter of the reply as for any multiple-choice item.
 The wrong options are names the document also mentions as values of look-alike facts (decoys):
 one hop too far (a fact about the answer), the same relation elsewhere, another relation; so an
 option cannot be ruled out by its absence from the text. Every name is the subject of at most one
@@ -40,7 +43,7 @@ def draft_choice(rng: random.Random, hops: int, distractors: int) -> TaskDraft:
     options = rng.sample(wrong, 3) + [chain[-1]]
     rng.shuffle(options)
     letter = LETTERS[options.index(chain[-1])]
-    trace = ("<think>" + " ".join(steps) + f" {chain[-1]} is option ({letter}).</think>"
-             f"The correct answer is ({letter}).")
-    return TaskDraft(question=chain_question(relation, chain[0], hops), answers=[letter], facts=facts,
-                     trace=trace, topic="legal", choices=options)
+    listed = ", ".join(f"{name} ({LETTERS[i]})" for i, name in enumerate(options))
+    trace = "<think>" + " ".join(steps) + f" {chain[-1]} ({letter}).</think>The correct answer is ({letter})."
+    return TaskDraft(question=f"{chain_question(relation, chain[0], hops)} Options: {listed}.", answers=[letter],
+                     facts=facts, trace=trace, topic="legal")
