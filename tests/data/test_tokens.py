@@ -18,6 +18,7 @@ ODD_TEXTS = [
     "naïve café — “quoted” ünïcödé 東京 🙂 mixed with ASCII words",
     "\n\n\n   \n",
     "numbers 1234567890 and 3.14159, -42",
+    "control\x1c\x1dseparators\x1f and \x0b\x0c feeds",
 ]
 
 
@@ -77,3 +78,9 @@ def test_delegates_everything_else(tokenizer, memoise):
     fast = PieceTokenizer(tokenizer, memoise=memoise)
     assert fast.eos_token_id == tokenizer.eos_token_id and fast.pad_token_id == tokenizer.pad_token_id
     assert fast.decode(fast.encode("The mentor of Gire")) == "The mentor of Gire"
+
+
+def test_ascii_pattern_rewrites_unicode_classes():
+    from longrl.data.tokens import ascii_pattern
+
+    assert ascii_pattern(r"[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}") == r"[^\r\nA-Za-z0-9]?[A-Za-z]+|[0-9]"

@@ -96,7 +96,7 @@ def make_sample(name: str, drafter: Drafter, index: int, length: int, seed: int,
                         answers=draft.answers, choices=draft.choices,
                         meta={"trace": draft.trace, "length": length, "hops": h, "distractors": d,
                               "generator": GENERATOR_VERSION})
-        overhead = count(render_chat(tokenizer, user_message(sample, "")))
+        overhead = tokenizer.estimate(render_chat(tokenizer, user_message(sample, "")))
         floor = overhead + sum(tokenizer.estimate(" " + f) for f in draft.facts)
         if floor <= length * 1.1:
             break

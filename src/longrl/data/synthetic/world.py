@@ -58,22 +58,44 @@ _NAME_FILLER = ["{n} visited {o} {t}.", "{n} wrote a letter about {o}.", "{n} wa
                 "{n} spoke about {o} {t}."]
 
 
+def _pick(index: int, *sizes: int) -> list[int]:
+    """Mixed-radix digits of `index` (one random draw picks every part of a sentence)."""
+    digits = []
+    for size in sizes:
+        index, digit = divmod(index, size)
+        digits.append(digit)
+    return digits
+
+
 def filler_sentence(rng: random.Random, topic: str) -> str:
     """One sentence that states no fact a question could ask about."""
     if rng.random() < 0.2:
-        return rng.choice(_NAME_FILLER).format(n=rng.choice(NAMES), o=rng.choice(_OBJECTS), t=rng.choice(_TAILS))
-    return f"{rng.choice(_SUBJECTS[topic])} {rng.choice(_VERBS)} {rng.choice(_OBJECTS)} {rng.choice(_TAILS)}."
+        f, n, o, t = _pick(rng.getrandbits(40), len(_NAME_FILLER), len(NAMES), len(_OBJECTS), len(_TAILS))
+        return _NAME_FILLER[f].format(n=NAMES[n], o=_OBJECTS[o], t=_TAILS[t])
+    subjects = _SUBJECTS[topic]
+    s, v, o, t = _pick(rng.getrandbits(40), len(subjects), len(_VERBS), len(_OBJECTS), len(_TAILS))
+    return f"{subjects[s]} {_VERBS[v]} {_OBJECTS[o]} {_TAILS[t]}."
+
+
+_NAME_SET, _ALL_NAME_SET = frozenset(NAMES), frozenset(ALL_NAMES)
 
 
 def distinct_names(rng: random.Random, k: int, exclude: set[str] = frozenset()) -> list[str]:
     """`k` names not in `exclude`: from the single-token `NAMES` while they last, else from `ALL_NAMES`."""
-    pool = [n for n in NAMES if n not in exclude]
-    if len(pool) < k:
-        pool = [n for n in ALL_NAMES if n not in exclude]
-        if len(pool) < k:
+    pool = NAMES
+    if len(NAMES) - sum(1 for n in exclude if n in _NAME_SET) < k:
+        pool = ALL_NAMES
+        if len(ALL_NAMES) - sum(1 for n in exclude if n in _ALL_NAME_SET) < k:
             raise UserError(f"a synthetic document needs more than the {len(ALL_NAMES):,} distinct names there are "
                             f"({k + len(exclude):,}): ask for fewer distractors or a shorter length")
-    return rng.sample(pool, k)
+    picked: list[str] = []
+    taken = set(exclude)
+    while len(picked) < k:              # rejection sampling: `exclude` is small next to the pool, or the pool is ALL_NAMES
+        name = pool[rng.randrange(len(pool))]
+        if name not in taken:
+            picked.append(name)
+            taken.add(name)
+    return picked
 
 
 @dataclass
