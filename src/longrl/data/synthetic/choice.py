@@ -17,7 +17,7 @@ from __future__ import annotations
 import random
 
 from longrl.data.schema import LETTERS
-from longrl.data.synthetic.multihop import chain_question, fact
+from longrl.data.synthetic.multihop import chain_question, chain_steps, fact
 from longrl.data.synthetic.spec import TaskDraft
 from longrl.data.synthetic.world import RELATIONS, distinct_names
 
@@ -26,7 +26,6 @@ def draft_choice(rng: random.Random, hops: int, distractors: int) -> TaskDraft:
     relation = rng.choice(RELATIONS)
     chain = distinct_names(rng, hops + 1)
     facts = [fact(relation, chain[i], chain[i + 1]) for i in range(hops)]
-    steps = list(facts)
     used = set(chain)
     wrong: list[str] = []
     other_relations = [r for r in RELATIONS if r != relation]
@@ -44,6 +43,6 @@ def draft_choice(rng: random.Random, hops: int, distractors: int) -> TaskDraft:
     rng.shuffle(options)
     letter = LETTERS[options.index(chain[-1])]
     listed = ", ".join(f"{name} ({LETTERS[i]})" for i, name in enumerate(options))
-    trace = "<think>" + " ".join(steps) + f" {chain[-1]} ({letter}).</think>The correct answer is ({letter})."
+    trace = f"<think>{chain_steps(relation, chain)} {chain[-1]} ({letter}).</think>The correct answer is ({letter})."
     return TaskDraft(question=f"{chain_question(relation, chain[0], hops)} Options: {listed}.", answers=[letter],
                      facts=facts, trace=trace, topic="legal")

@@ -7,6 +7,8 @@ Decoys: chains of the same relation between other names, and facts about other n
 is a name of the true chain (so finding a chain name anywhere picks the wrong fact). Every name is
 the subject of at most one fact in a document: a fact is found by its subject and the word "is"
 that follows it (the two tokens before its value), which is what the tiny base model retrieves by.
+The trace states the first hop in full and each further hop as "Rilu is Tome." (the name just
+found, then its value), so every step starts from the token before it.
 """
 
 from __future__ import annotations
@@ -21,6 +23,11 @@ def fact(relation: str, subject: str, value: str) -> str:
     return f"The {relation} of {subject} is {value}."
 
 
+def chain_steps(relation: str, chain: list[str]) -> str:
+    """The trace of a chain: "The mentor of Bako is Rilu. Rilu is Tome." (first hop in full, then name is value)."""
+    return " ".join([fact(relation, chain[0], chain[1])] + [f"{a} is {b}." for a, b in zip(chain[1:], chain[2:])])
+
+
 def chain_question(relation: str, start: str, hops: int) -> str:
     return "Who is " + " of ".join([f"the {relation}"] * hops) + f" of {start}?"
 
@@ -29,7 +36,6 @@ def draft_multihop(rng: random.Random, hops: int, distractors: int) -> TaskDraft
     relation = rng.choice(RELATIONS)
     chain = distinct_names(rng, hops + 1)
     facts = [fact(relation, chain[i], chain[i + 1]) for i in range(hops)]
-    steps = list(facts)
     used = set(chain)
     for d in range(distractors):
         if d % 2 == 0:   # another name's fact whose value is on the true chain
@@ -41,6 +47,6 @@ def draft_multihop(rng: random.Random, hops: int, distractors: int) -> TaskDraft
             facts.append(fact(relation, subject, value))
             used.update((subject, value))
     answer = chain[-1]
-    trace = "<think>" + " ".join(steps) + f"</think>Therefore, the answer is {answer}."
+    trace = f"<think>{chain_steps(relation, chain)}</think>Therefore, the answer is {answer}."
     return TaskDraft(question=chain_question(relation, chain[0], hops), answers=[answer], facts=facts,
                      trace=trace, topic="general")
