@@ -50,7 +50,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def build_inputs(args: argparse.Namespace, root: Path):
     """The model folder and the items, shared by both sides."""
     from longrl.data.synthetic import synthesize
-    from longrl.models.config import TinyArchConfig
+    from longrl.config.model import TinyArchConfig
     from longrl.models.tiny import build_tiny_model, save_pretrained
     from longrl.models.tokenizer import load_default_tokenizer
 

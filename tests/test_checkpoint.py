@@ -46,7 +46,7 @@ def test_roundtrip_restores_weights_optimizer_rng_and_state(tmp_path):
     np.random.seed(2)
     torch.manual_seed(3)
     path = checkpoint.save(tmp_path, 3, net, opt, None, {"cursor": 12, "phase": "p1"})
-    assert path.name == "step-00000003" and {p.name for p in path.iterdir()} == {"model.safetensors", "trainer.pt", "state.json"}
+    assert path.name == "step-00000003" and {p.name for p in path.iterdir()} == {"model.safetensors", "trainer.pt", "state.json", "manifest.json"}
     expected = draws()
 
     fresh, fresh_opt = trained(seed=9, steps=1)
@@ -99,3 +99,55 @@ def test_loading_into_a_different_model_is_an_error(tmp_path):
     path = checkpoint.save(tmp_path, 1, net, opt, None, {})
     with pytest.raises(RuntimeError, match="does not match the model"):
         checkpoint.load(path, torch.nn.Sequential(torch.nn.Linear(4, 4)))
+
+
+def damage_weights(path):
+    weights = path / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # a copy cut short
+
+
+def damage_state(path):
+    (path / "state.json").write_text('{"step": 6, "state": {"cursor": 6}, "rng"')  # a broken state.json
+
+
+@pytest.mark.parametrize("damage", [damage_weights, damage_state])
+def test_resume_falls_back_to_the_newest_intact_checkpoint_and_says_which(tmp_path, damage):
+    net, opt = trained()
+    checkpoint.save(tmp_path, 4, net, opt, None, {"cursor": 4})
+    net4 = {k: v.clone() for k, v in net.state_dict().items()}
+    later, later_opt = trained(seed=5)
+    newest = checkpoint.save(tmp_path, 6, later, later_opt, None, {"cursor": 6})
+    damage(newest)
+    assert "does not match" in checkpoint.verify(newest) or "bytes" in checkpoint.verify(newest)
+
+    said = []
+    fresh, fresh_opt = trained(seed=9, steps=1)
+    state = checkpoint.resume(tmp_path, fresh, fresh_opt, say=said.append)
+    assert state == {"step": 4, "cursor": 4}
+    assert all(torch.equal(net4[k], v) for k, v in fresh.state_dict().items())
+    assert said[0].startswith("checkpoint step-00000006 is damaged (") and said[0].endswith("moved aside to step-00000006.damaged")
+    assert said[1] == f"resuming from {tmp_path / 'checkpoints' / 'step-00000004'} (step 4)"
+    # Set aside, so pruning after the next save cannot delete the intact one in its favour.
+    assert [s for s, _ in checkpoint.list_checkpoints(tmp_path)] == [4]
+    assert (tmp_path / "checkpoints" / "step-00000006.damaged" / "trainer.pt").exists()
+
+
+def test_resume_with_no_intact_checkpoint_stops_instead_of_starting_over(tmp_path):
+    net, opt = trained()
+    damage_weights(checkpoint.save(tmp_path, 2, net, opt, None, {}))
+    damage_state(checkpoint.save(tmp_path, 4, net, opt, None, {}))
+    with pytest.raises(checkpoint.CheckpointError, match=r"no intact checkpoint to resume from \(step-00000004: .*; step-00000002: "):
+        checkpoint.resume(tmp_path, net, opt, say=lambda message: None)
+    assert [s for s, _ in checkpoint.list_checkpoints(tmp_path)] == [2, 4]  # nothing moved: the user decides
+
+
+def test_checkpoints_without_a_manifest_still_resume_and_fall_back(tmp_path):
+    """Checkpoints saved before manifests existed: loaded as before; an unreadable one is skipped."""
+    net, opt = trained()
+    for step in (2, 4):
+        (checkpoint.save(tmp_path, step, net, opt, None, {"cursor": step}) / "manifest.json").unlink()
+    assert checkpoint.verify(tmp_path / "checkpoints" / "step-00000004") is None
+    damage_weights(tmp_path / "checkpoints" / "step-00000004")
+    said = []
+    assert checkpoint.resume(tmp_path, net, opt, say=said.append) == {"step": 2, "cursor": 2}
+    assert "unreadable model.safetensors" in said[0]

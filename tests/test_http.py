@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import socket
 
 import pytest
-
 from loopback import Answer, ScriptedServer
 
 from longrl.errors import UserError
@@ -255,6 +256,33 @@ def test_api_key_is_sent_and_never_shown(monkeypatch):
     assert all(seen.headers["Authorization"] == f"Bearer {secret}" for seen in server.requests)
     assert secret not in str(err.value) and "***" in err.value.problem
     assert secret not in repr(client) and client.redact(f"x{secret}y") == "x***y"
+
+
+def test_json_escaped_key_echo_is_redacted(monkeypatch):
+    """A key holding a quote and a backslash, echoed by the server inside a JSON error body."""
+    secret = 'sk-q"uo\\te/0123'
+    monkeypatch.setenv("LONGRL_TEST_HTTP_KEY", secret)
+    body = json.dumps({"error": {"message": f"invalid key {secret}"}})
+    with ScriptedServer(lambda seen: Answer(400, body=body)) as server:
+        with pytest.raises(ServerError) as err:
+            call(client_for(server, api_key_env="LONGRL_TEST_HTTP_KEY"))
+    assert json.dumps(secret)[1:-1] in body                 # the echo really is escaped
+    text = str(err.value)
+    assert secret not in text and json.dumps(secret)[1:-1] not in text and "sk-q" not in text and "***" in text
+
+
+def test_url_credentials_are_used_but_never_shown():
+    with ScriptedServer(lambda seen: Answer(500, body=f"denied for {seen.headers.get('Authorization')}")) as server:
+        url = server.url.replace("http://", "http://alice-the-user:sk-url-secret-42@")
+        client = OpenAIClient(url, api_key_env=None, concurrency=2, retry=FAST)
+        with pytest.raises(ServerError) as err:
+            call(client)
+    basic = base64.b64encode(b"alice-the-user:sk-url-secret-42").decode()
+    assert server.requests[0].headers["Authorization"] == f"Basic {basic}"   # httpx sends them as Basic auth
+    shown = " ".join([str(err.value), err.value.url, repr(client), client.url("/models"), client.base_url])
+    for secret in ("sk-url-secret-42", "alice-the-user", basic):
+        assert secret not in shown
+    assert err.value.url.startswith("http://***@127.0.0.1:") and "***" in err.value.problem
 
 
 def test_missing_key_is_explained_on_401(monkeypatch):

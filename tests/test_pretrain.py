@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 import torch
 from safetensors import safe_open
 
@@ -42,7 +41,7 @@ def test_held_out_items_spread_over_lengths_and_never_trained_on(tokenizer):
 
 def test_toy_pretrain_end_to_end(tmp_path, capsys):
     from longrl.cli import main
-    from longrl.models.config import ModelConfig
+    from longrl.config.model import ModelConfig
     from longrl.models.loading import load_policy
     from longrl.tracking import read_metrics
 

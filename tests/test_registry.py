@@ -19,12 +19,36 @@ def test_register_get_and_errors():
         reg.get("c")
 
 
-def test_import_spec():
-    reg = Registry("function")
-    import os.path
+def test_module_attribute_names_are_unknown_names_never_imports():
+    """"module:attr" resolves like any unregistered name: KeyError, and the module is not imported."""
+    import sys
 
-    assert reg.get("os.path:join") is os.path.join
-    with pytest.raises(KeyError, match="cannot import module"):
-        reg.get("no_such_module_xyz:f")
-    with pytest.raises(KeyError, match="has no attribute"):
-        reg.get("os.path:no_such_attr")
+    reg = Registry("function")
+    reg.add("join", 1)
+    for name in ["os.path:join", "this:nothing", "antigravity:fly", ":", "join:"]:
+        assert name not in reg
+        with pytest.raises(KeyError, match="unknown function"):
+            reg.get(name)
+    assert "this" not in sys.modules and "antigravity" not in sys.modules
+    with pytest.raises(KeyError):
+        reg.get(None)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="non-empty strings"):
+        reg.add("", 2)
+
+
+def test_declared_names_reads_decorators_without_importing(tmp_path, monkeypatch):
+    import sys
+
+    from longrl.registry import declared_names
+
+    (tmp_path / "fake_registering_mod.py").write_text(
+        "import no_such_heavy_dependency\n"                     # importing the module would fail
+        "@WIDGETS.register('b')\ndef b(): pass\n"
+        "@WIDGETS.register('a')\nclass A: pass\n"
+        "@OTHER.register('x')\ndef x(): pass\n"
+        "@WIDGETS.register(name_from_variable)\ndef y(): pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert declared_names("fake_registering_mod", "WIDGETS") == ["a", "b"]
+    assert "fake_registering_mod" not in sys.modules
+    with pytest.raises(KeyError, match="cannot find module"):
+        declared_names("no_such_module_xyz", "WIDGETS")

@@ -11,7 +11,13 @@ import yaml
 from longrl.config import load_config
 from longrl.errors import ConfigError
 from longrl.tracking import (
-    MetricsLog, StepProgress, Timers, dump_samples, format_progress, prepare_run_dir, read_metrics,
+    MetricsLog,
+    StepProgress,
+    Timers,
+    dump_samples,
+    format_progress,
+    prepare_run_dir,
+    read_metrics,
 )
 
 
@@ -32,6 +38,32 @@ def test_prepare_run_dir_accepts_settings_added_by_a_newer_version(tmp_path):
     (out / "config.yaml").write_text(yaml.safe_dump(old))
     prepare_run_dir(out, cfg)
     assert "track_kl" in yaml.safe_load((out / "config.yaml").read_text())["algo"]
+
+
+def test_prepare_run_dir_clears_what_a_killed_run_left(tmp_path):
+    cfg = load_config(None)
+    out = prepare_run_dir(tmp_path / "run", cfg)
+    leftovers = [out / "checkpoints" / ".step-00000004.x1.tmp", out / ".final.x2.tmp", out / "samples" / ".step-00000002.jsonl.x3.tmp"]
+    for path in leftovers:
+        path.parent.mkdir(exist_ok=True)
+        path.mkdir() if "jsonl" not in path.name else path.write_text("{")
+    (out / "checkpoints" / "step-00000002").mkdir()
+    prepare_run_dir(out, cfg)
+    assert not any(path.exists() for path in leftovers)
+    assert (out / "checkpoints" / "step-00000002").is_dir()
+
+
+def test_prepare_run_dir_refuses_an_unreadable_recorded_config(tmp_path):
+    out = prepare_run_dir(tmp_path, load_config(None))
+    (out / "config.yaml").write_bytes(b"run: {seed: \xff}\n")
+    with pytest.raises(ConfigError, match=r"config.yaml: the recorded config of this run is unreadable"):
+        prepare_run_dir(out, load_config(None))
+
+
+def test_read_metrics_skips_lines_that_are_not_utf8_or_too_deep(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_bytes(b'{"step": 1}\n\xff\xfe\n' + b"[" * 5000 + b"]" * 5000 + b'\n{"step": 2}\n{"step": 3}\n{"step": 4')
+    assert read_metrics(path) == [{"step": 1}, {"step": 2}, {"step": 3}]
 
 
 def test_metrics_log_keeps_each_step_once_across_resumes(tmp_path):
@@ -87,6 +119,31 @@ def test_step_progress_is_silent_when_disabled(capsys, monkeypatch):
     monkeypatch.setenv("LONGRL_NO_PROGRESS", "1")
     with StepProgress(total=2, mode="plain") as progress:
         progress.update(1, {"reward/mean": 1.0})
-    with StepProgress(total=2, mode="auto") as progress:                 # not a terminal: silent
+    monkeypatch.delenv("LONGRL_NO_PROGRESS")
+    with StepProgress(total=2, mode="none") as progress:
         progress.update(1, {"reward/mean": 1.0})
     assert capsys.readouterr().err == ""
+    with StepProgress(total=2, mode="auto") as progress:                 # not a terminal: plain lines
+        progress.update(1, {"reward/mean": 1.0})
+    assert capsys.readouterr().err == "train step 1/2  reward 1.000\n"
+
+
+def test_metrics_log_names_its_file_when_the_disk_is_full(tmp_path):
+    """RLIMIT_FSIZE fails appends the way a full disk does; the error names metrics.jsonl (an fd write has no name)."""
+    import subprocess
+    import sys
+
+    code = ("import resource, signal, sys\n"
+            "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+            "resource.setrlimit(resource.RLIMIT_FSIZE, (1024, 1024))\n"
+            "from longrl.errors import OutputError\n"
+            "from longrl.tracking import MetricsLog\n"
+            "log = MetricsLog(sys.argv[1])\n"
+            "try:\n"
+            "    for step in range(1000):\n"
+            "        log.log({'step': step, 'reward/mean': 0.5})\n"
+            "except OutputError as exc:\n"
+            "    print(exc)\n")
+    path = tmp_path / "metrics.jsonl"
+    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == f"cannot write {path}: File too large"

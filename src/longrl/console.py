@@ -1,43 +1,179 @@
-"""Console output: progress bars on long work, tables, messages. Everything goes to stderr
-except results a command is asked for (tables of numbers go to stdout)."""
+"""Console output: messages, progress, tables, and the run's log file.
+
+Everything goes to stderr except results a command is asked for (tables of numbers go to stdout).
+Messages are never hard-wrapped (a log keeps each message on one line, whatever the width).
+
+Progress (`run.progress`): "auto" draws rich bars on a terminal and prints plain lines otherwise
+(nohup, Slurm, CI); "rich" always draws; "plain" always prints lines; "none" is silent.
+LONGRL_NO_PROGRESS=1 silences the console in every mode. Third-party bars (transformers' "Loading
+weights", the hub's downloads) are shown only where longrl would draw rich bars (`hub_bars_enabled`).
+
+The log file: the command line runs each command inside `command_log(...)`. Every line printed
+through this module (messages, plain progress lines, the final error) is kept, time-stamped, and
+written to `DIR/log.txt` once the run starts for real (`start_run_log(DIR)`, called when the run
+directory's config.yaml is written); lines printed before that come first. A command that fails
+before its run starts writes no log. Progress lines go to the log every `log_every` steps even when
+the terminal shows a bar or nothing.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import sys
+import time
 from collections.abc import Iterator
-from typing import Any
+from pathlib import Path
+from typing import Any, TextIO
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
+
+LOG_NAME = "log.txt"
+PROGRESS_MODES = ("auto", "rich", "plain", "none")
+
+
+class _CommandLog:
+    """The lines of the running command, bound for its run directory's log.txt (one per process)."""
+
+    def __init__(self) -> None:
+        self.active = False
+        self.buffer: list[str] = []
+        self.file: TextIO | None = None
+        self.progress_mode = "auto"   # run.progress of the command's config (third-party bars follow it)
+
+    def write(self, text: str) -> None:
+        if not self.active:
+            return
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        lines = [f"{stamp} {line}" for line in text.rstrip("\n").split("\n")]
+        if self.file is not None:
+            self.file.write("\n".join(lines) + "\n")
+            self.file.flush()
+        else:
+            self.buffer += lines
+
+
+_LOG = _CommandLog()
+
+
+@contextlib.contextmanager
+def command_log(header: str) -> Iterator[None]:
+    """Keep this command's console lines for the run's log.txt (see `start_run_log`)."""
+    _LOG.active, _LOG.buffer, _LOG.file = True, [], None
+    _LOG.write(header)
+    try:
+        yield
+    finally:
+        if _LOG.file is not None:
+            _LOG.file.close()
+        _LOG.active, _LOG.buffer, _LOG.file, _LOG.progress_mode = False, [], None, "auto"
+
+
+def start_run_log(run_dir: str | Path) -> Path | None:
+    """The run has started for real: open RUN_DIR/log.txt (appending) and write the lines kept so far.
+
+    Only the command's first run directory gets a log (a pipeline's stages live inside it).
+    Returns the log's path, or None when no command log is active or one is already open.
+    """
+    if not _LOG.active or _LOG.file is not None:
+        return None
+    path = Path(run_dir) / LOG_NAME
+    _LOG.file = open(path, "a", encoding="utf-8")
+    if _LOG.buffer:
+        _LOG.file.write("\n".join(_LOG.buffer) + "\n")
+        _LOG.file.flush()
+    _LOG.buffer = []
+    return path
+
+
+def log_only(line: str) -> None:
+    """A line for the log file alone (the terminal shows the same thing another way, or nothing)."""
+    _LOG.write(line)
 
 
 def stderr_console() -> Console:
-    return Console(stderr=True, highlight=False)
+    return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def stdout_console() -> Console:
     return Console(highlight=False, soft_wrap=True)
 
 
-def progress_enabled(mode: str = "auto") -> bool:
+def set_progress_mode(mode: str) -> None:
+    """The command's `run.progress`; third-party progress bars follow it (`hub_bars_enabled`)."""
+    if mode not in PROGRESS_MODES:
+        raise ValueError(f"progress mode must be one of {', '.join(PROGRESS_MODES)}, got {mode!r}")
+    _LOG.progress_mode = mode
+
+
+def progress_kind(mode: str = "auto") -> str:
+    """What a progress display does under `mode` here: "rich" (live bar), "plain" (lines) or "none"."""
     if mode == "none" or os.environ.get("LONGRL_NO_PROGRESS"):
-        return False
-    return mode in ("rich", "plain") or sys.stderr.isatty()
+        return "none"
+    if mode == "auto":
+        return "rich" if sys.stderr.isatty() else "plain"
+    return mode
+
+
+def progress_enabled(mode: str = "auto") -> bool:
+    return progress_kind(mode) != "none"
+
+
+def hub_bars_enabled() -> bool:
+    """Whether transformers / huggingface_hub may draw their tqdm bars: only where longrl draws rich bars."""
+    return progress_kind(_LOG.progress_mode) == "rich"
+
+
+def plain_progress(line: str, kind: str) -> None:
+    """One progress line: to stderr when the display is plain, to the log file always."""
+    if kind == "plain":
+        print(line, file=sys.stderr, flush=True)
+    _LOG.write(line)
 
 
 @contextlib.contextmanager
-def progress_bar(total: int | None, description: str, mode: str = "auto") -> Iterator[Any]:
-    """Yields `advance(n=1)`; draws a rich bar on a terminal, stays silent otherwise."""
-    if not progress_enabled(mode):
-        yield lambda n=1: None
+def progress_bar(total: int | None, description: str, mode: str = "auto", lines: int = 10) -> Iterator[Any]:
+    """Yields `advance(n=1)`: a rich bar on a terminal, else about `lines` plain lines over the work.
+
+    The plain lines ("eval: 30/100 (30%), 12 s") also go to the log file whatever the display.
+    """
+    kind = progress_kind(mode)
+    done, began, last_tenth = 0, time.perf_counter(), 0
+    every = max(1, (total or 100) // max(lines, 1))
+
+    def report() -> None:
+        share = f" ({100 * done // total}%)" if total else ""
+        of = f"/{total}" if total is not None else ""
+        plain_progress(f"{description}: {done}{of}{share}, {time.perf_counter() - began:.0f} s", kind)
+
+    def count(n: int) -> None:
+        nonlocal done, last_tenth
+        done += n
+        if done // every > last_tenth or (total is not None and done == total):
+            last_tenth = done // every
+            report()
+
+    if kind != "rich":
+        yield lambda n=1: count(n)
         return
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn()]
     with Progress(*columns, console=stderr_console(), transient=True) as progress:
         task = progress.add_task(description, total=total)
-        yield lambda n=1: progress.advance(task, n)
+
+        def advance(n: int = 1) -> None:
+            progress.advance(task, n)
+            count(n)
+
+        yield advance  # the bar on the terminal; plain_progress writes the log only (kind is "rich")
 
 
 def print_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
@@ -46,7 +182,12 @@ def print_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
         table.add_column(name, justify="left" if i == 0 else "right")
     for row in rows:
         table.add_row(*[_fmt(v) for v in row])
-    stdout_console().print(table)
+    console = stdout_console()
+    console.print(table)
+    if _LOG.active:
+        with console.capture() as captured:
+            console.print(table)
+        _LOG.write(captured.get())
 
 
 def _fmt(value: Any) -> str:
@@ -57,3 +198,10 @@ def _fmt(value: Any) -> str:
 
 def info(message: str) -> None:
     stderr_console().print(message, markup=False)
+    _LOG.write(message)
+
+
+def error(message: str) -> None:
+    """A command's final error line (stderr and the log)."""
+    print(message, file=sys.stderr, flush=True)
+    _LOG.write(message)

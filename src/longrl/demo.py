@@ -16,27 +16,12 @@ The gap's standard error is the paired one (both policies answer the same items)
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import time
 from pathlib import Path
 from typing import Any
 
-from longrl.files import atomic_write_json
-
-DEFAULT_CONFIG = "configs/demo.yaml"
-
-
-def register(sub) -> None:
-    p = sub.add_parser("demo", help="the whole recipe on the tiny default model, on this machine (CPU, offline)",
-                       description="Run the pipeline on configs/demo.yaml (SFT -> two RL phases with retrospective "
-                                   "sampling -> eval) and compare the RL policy with the SFT checkpoint it started from. "
-                                   "Rerun the same command to resume.")
-    p.add_argument("--out", default="runs/demo", metavar="DIR", help="run directory (default: runs/demo)")
-    p.add_argument("--config", default=DEFAULT_CONFIG, metavar="FILE", help=f"config (default: {DEFAULT_CONFIG})")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. run.seed=1")
-    p.set_defaults(handler=run_demo)
+from longrl.eval.benchmarks import SYNTHETIC_RE
 
 
 def item_scores(path: Path) -> dict[str, float]:
@@ -70,8 +55,6 @@ def paired_comparison(base: dict[str, float], new: dict[str, float]) -> dict[str
 
 
 def demo_summary(out: Path, cfg) -> dict[str, Any]:
-    from longrl.eval.benchmarks import SYNTHETIC_RE
-
     lengths = sorted(int(m.group(1)) for b in cfg.eval.benchmarks if (m := SYNTHETIC_RE.match(b)))
     if not lengths:
         raise ValueError("the demo config needs synthetic-<length> suites in eval.benchmarks")
@@ -89,26 +72,3 @@ def demo_summary(out: Path, cfg) -> dict[str, Any]:
     return {**summary, "z": round(summary["gap"] / summary["gap_se"], 2) if summary["gap_se"] else None,
             "eval_length": lengths[-1], "eval_samples_per_item": cfg.eval.samples, "seed": cfg.run.seed,
             "start_policy": start, "by_length": by_length}
-
-
-def run_demo(args: argparse.Namespace) -> int:
-    from longrl.config import check_names, load_config
-    from longrl.console import print_table
-    from longrl.errors import UserError
-    from longrl.pipeline import run_pipeline
-
-    if not Path(args.config).exists():
-        raise UserError(f"{args.config} not found: run the demo from the longrl repository root, or pass --config FILE")
-    cfg = load_config(args.config, args.overrides)
-    check_names(cfg)
-    began = time.time()
-    run_pipeline(cfg, args.out)
-    out = Path(args.out)
-    summary = {**demo_summary(out, cfg), "wall_s": round(time.time() - began, 1)}
-    atomic_write_json(out / "summary.json", summary)
-    rows = [[f"{length} tokens", v["n_eval"], f"{v['sft_accuracy']:.1f}", f"{v['rl_accuracy']:.1f}",
-             f"{v['gap']:+.1f} ± {v['gap_se']:.1f}"] for length, v in summary["by_length"].items()]
-    print_table(f"longrl demo (seed {cfg.run.seed}): accuracy % on held-out synthetic documents, temperature {cfg.eval.temperature}",
-                ["length", "items", summary["start_policy"], "RL", "gap ± SE (paired)"], rows)
-    print(f"summary: {out / 'summary.json'}   report: {out / 'report.md'}")
-    return 0

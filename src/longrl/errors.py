@@ -21,3 +21,11 @@ class DataError(UserError):
         self.path, self.where, self.field, self.problem = str(path), where, field, problem
         loc = f"{self.path}, {where}" + (f", field {field!r}" if field else "")
         super().__init__(f"{loc}: {problem}")
+
+
+class OutputError(UserError):
+    """An output the operating system refused: a read-only or full disk, a file where a folder belongs."""
+
+    def __init__(self, path: str, problem: str):
+        self.path, self.problem = str(path), problem
+        super().__init__(f"cannot write {self.path}: {problem}")

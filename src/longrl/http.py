@@ -16,7 +16,10 @@ Failures raise ServerError, whose `problem` the callers put in their own words.
 
 The API key is read from the environment variable `api_key_env` (unset: no key is sent, and a 401
 says which variable to set, so keyless local servers work with the default config), sent as a
-Bearer token, and replaced by "***" in every error text; reprs never hold it.
+Bearer token, and replaced by "***" in every error text, in any encoding a server may echo it in
+(raw, JSON-escaped, percent-encoded: `longrl.secrets`); reprs never hold it. Credentials in the
+base URL (`http://user:key@host/v1`) are used for the requests but shown as `http://***@host/v1`
+(`base_url`, `url()`, errors) and redacted like the key.
 
 Connections: `concurrency` slots spread over lanes of LANE_CONNECTIONS keep-alive connections, one
 httpx.AsyncClient per lane, sharing one TLS context. A single httpx pool rescans all its connections
@@ -38,16 +41,18 @@ from typing import Any
 import httpx
 
 from longrl.errors import UserError
+from longrl.secrets import display_url, redact, url_secrets
 
 LANE_CONNECTIONS = 8        # connections per httpx client: its pool does work quadratic in its size on every request
 MAX_RETRY_AFTER_S = 3600.0  # a Retry-After of an hour or more is not a retry hint: ignored (exponential backoff instead)
 
 
 class ServerError(UserError):
-    """A request that failed for good: `problem` says why (no secrets), after `attempts` HTTP attempts."""
+    """A request that failed for good: `problem` says why (no secrets), after `attempts` HTTP attempts;
+    `status` is the last HTTP status (None when there was no reply)."""
 
-    def __init__(self, url: str, problem: str, attempts: int):
-        self.url, self.problem, self.attempts = url, problem, attempts
+    def __init__(self, url: str, problem: str, attempts: int, status: int | None = None):
+        self.url, self.problem, self.attempts, self.status = url, problem, attempts, status
         super().__init__(f"{url}: {problem}")
 
 
@@ -92,11 +97,6 @@ def parse_retry_after(value: str | None) -> float | None:
     return seconds if seconds is not None and 0 <= seconds < MAX_RETRY_AFTER_S else None  # nan fails both
 
 
-def redact(text: str, secret: str) -> str:
-    """`text` with every occurrence of `secret` replaced by "***" (nothing to hide when secret is "")."""
-    return text.replace(secret, "***") if secret else text
-
-
 def snippet(text: str, limit: int = 200) -> str:
     """`text` on one line (whitespace runs collapsed), cut to `limit` characters plus "..." when longer."""
     text = " ".join(text.split())
@@ -120,7 +120,7 @@ def tls_context() -> ssl.SSLContext:
     """The system's trust store plus certifi's (building one costs ~30 ms: make one, share it)."""
     context = ssl.create_default_context()
     try:
-        import certifi
+        import certifi  # optional: an extra trust store when installed
 
         context.load_verify_locations(certifi.where())
     except (ImportError, OSError):
@@ -135,9 +135,11 @@ class OpenAIClient:
                  lane_connections: int = LANE_CONNECTIONS):
         if concurrency < 1 or lane_connections < 1:
             raise ValueError(f"concurrency and lane_connections must be >= 1, got {concurrency} and {lane_connections}")
-        self.base_url = base_url.rstrip("/")
+        self._base_url = base_url.rstrip("/")           # what requests go to (credentials included)
+        self.base_url = display_url(self._base_url)     # what is shown: credentials replaced by ***
         self.api_key_env, self.concurrency, self.retry, self.lane_connections = api_key_env, concurrency, retry, lane_connections
         self._api_key = api_key_from_env(api_key_env)
+        self._secrets = [self._api_key, *url_secrets(self._base_url)]
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lanes: list[httpx.AsyncClient] = []
         self._slots: asyncio.Queue[int] | None = None  # one entry per request that may be in flight: its lane
@@ -148,12 +150,12 @@ class OpenAIClient:
         return f"OpenAIClient(url={self.base_url!r}, api_key_env={self.api_key_env!r}, concurrency={self.concurrency})"
 
     def url(self, path: str) -> str:
-        """The full URL of `path` ("/chat/completions") on this server."""
+        """The full URL of `path` ("/chat/completions") on this server, as shown (no credentials)."""
         return self.base_url + path
 
     def redact(self, text: str) -> str:
-        """`text` with the API key replaced by "***"."""
-        return redact(text, self._api_key)
+        """`text` with the API key and the URL's credentials replaced by "***", in any encoding."""
+        return redact(text, self._secrets)
 
     async def request(self, method: str, path: str, body: dict | None = None) -> Reply:
         """Send `body` as JSON to `path`, retrying as the policy says; the parsed 200 reply.
@@ -162,10 +164,10 @@ class OpenAIClient:
             ServerError: a non-retryable status, a 200 that is not JSON, or the last failure once
                 `max_attempts` are spent ("... (gave up after N attempts)").
         """
-        url, retry = self.url(path), self.retry
-        problem = "no attempt made"
+        url, retry = self._base_url + path, self.retry
+        problem, status = "no attempt made", None
         for attempt in range(1, retry.max_attempts + 1):
-            retry_after = None
+            retry_after, status = None, None
             try:
                 response = await self._send(method, url, body)
             except httpx.TimeoutException:
@@ -173,18 +175,19 @@ class OpenAIClient:
             except httpx.TransportError as exc:
                 problem = f"connection error ({type(exc).__name__}: {exc})"
             else:
-                if response.status_code == 200:
+                status = response.status_code
+                if status == 200:
                     try:
                         return Reply(response.json(), attempt)
                     except ValueError:
-                        raise self._error(url, f"malformed reply (not JSON): {snippet(response.text)}", attempt) from None
+                        raise self._error(url, f"malformed reply (not JSON): {snippet(response.text)}", attempt, status) from None
                 problem = self._status_problem(response)
-                if not is_retryable(response.status_code):
-                    raise self._error(url, problem, attempt)
+                if not is_retryable(status):
+                    raise self._error(url, problem, attempt, status)
                 retry_after = parse_retry_after(response.headers.get("retry-after"))
             if attempt < retry.max_attempts:
                 await asyncio.sleep(backoff_delay(attempt, retry.backoff_s, retry.max_backoff_s, retry_after))
-        raise self._error(url, f"{problem} (gave up after {retry.max_attempts} attempts)", retry.max_attempts)
+        raise self._error(url, f"{problem} (gave up after {retry.max_attempts} attempts)", retry.max_attempts, status)
 
     async def aclose(self) -> None:
         """Close the connections (those of an earlier, finished event loop are only dropped)."""
@@ -231,5 +234,5 @@ class OpenAIClient:
                         else " (no API key sent: no api_key_env is configured)")
         return problem
 
-    def _error(self, url: str, problem: str, attempts: int) -> ServerError:
-        return ServerError(url, self.redact(problem), attempts)
+    def _error(self, url: str, problem: str, attempts: int, status: int | None = None) -> ServerError:
+        return ServerError(self.redact(display_url(url)), self.redact(problem), attempts, status)

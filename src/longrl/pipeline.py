@@ -26,12 +26,27 @@ from pathlib import Path
 from typing import Any
 
 from longrl.config import Config
+from longrl.config.model import ModelConfig
 from longrl.console import info
 from longrl.curriculum.phases import filter_by_length, phase_config, phase_steps
+from longrl.curriculum.retrospective import (
+    DifficultyStore,
+    save_selection,
+    score_offline,
+    select_hard,
+)
 from longrl.data.io import read_samples, write_samples
 from longrl.data.schema import Sample
+from longrl.data.sources import load_items
+from longrl.eval.backends import LocalBackend
+from longrl.eval.benchmarks import load_suites
+from longrl.eval.harness import build_reward, evaluate
 from longrl.files import atomic_write_json
-from longrl.tracking import prepare_run_dir
+from longrl.models.loading import load_policy, load_tokenizer, resolve_device
+from longrl.report import write_report
+from longrl.rl.trainer import train
+from longrl.sft.trainer import train_sft
+from longrl.tracking import check_run_dir, prepare_run_dir
 
 
 def stage_done(path: Path) -> dict[str, Any] | None:
@@ -52,7 +67,6 @@ def run_sft(cfg: Config, out: Path) -> str:
         return cfg.model.path
     if (done := stage_done(stage)) is not None:
         return done["final"]
-    from longrl.sft.trainer import train_sft
 
     info(f"[pipeline] stage sft -> {stage}")
     final = train_sft(cfg, stage)
@@ -64,10 +78,9 @@ def phase_items(cfg: Config, k: int, tokenizer, carried: list[Sample], stage: Pa
     frozen = stage / "items.jsonl"
     if frozen.exists():
         return read_samples(frozen).samples
-    from longrl.rl.sampler import load_items
 
     phase = cfg.curriculum.phases[k - 1]
-    new = load_items(phase.data, cfg.data.skip_bad, tokenizer) if phase.data else []
+    new = load_items(phase.data, tokenizer, cfg.data.skip_bad) if phase.data else []
     new_ids = {s.id for s in new}
     pool = new + [s for s in carried if s.id not in new_ids]
     kept = filter_by_length(pool, tokenizer, phase.max_input_tokens)
@@ -83,7 +96,6 @@ def phase_items(cfg: Config, k: int, tokenizer, carried: list[Sample], stage: Pa
 
 def run_retrospective(cfg: Config, out: Path, k: int, policy_path: str, earlier: list[Sample], tokenizer) -> list[Sample]:
     """Between phase k and k+1: the hardest earlier items (under phase k+1's limits), saved in retroK/."""
-    from longrl.curriculum.retrospective import DifficultyStore, save_selection, score_offline, select_hard
 
     stage = out / f"retro{k}"
     retro = cfg.curriculum.retrospective
@@ -96,20 +108,19 @@ def run_retrospective(cfg: Config, out: Path, k: int, policy_path: str, earlier:
     nxt = cfg.curriculum.phases[k]
     fitting = filter_by_length(earlier, tokenizer, nxt.max_input_tokens).kept
     if retro.mode == "offline":
-        from longrl.models.config import ModelConfig
-        from longrl.models.loading import load_policy, resolve_device
-
         next_cfg = phase_config(cfg, nxt, init_from=policy_path, steps=1)
         policy = load_policy(ModelConfig(**{**cfg.model.model_dump(), "path": policy_path}), resolve_device(cfg.run.device))
-        scores = score_offline(next_cfg, policy, tokenizer, fitting, retro.samples, seed_key=f"retro{k}")
+        scores = score_offline(next_cfg, policy, tokenizer, fitting, retro.samples, seed_key=f"retro{k}",
+                               metric=retro.metric)
     else:
         store = DifficultyStore()
         for j in range(1, k + 1):
             store.observe_file(out / f"phase{j}" / "item_scores.jsonl")
         store.save(stage / "difficulty.jsonl")
-        scores = store.scores(s.id for s in fitting)
+        scores = store.scores((s.id for s in fitting), retro.metric)
     selected, scored = select_hard(scores, retro)
-    save_selection(stage, scored, selected, {"mode": retro.mode, "difficulty": retro.difficulty, "policy": policy_path})
+    save_selection(stage, scored, selected, {"mode": retro.mode, "metric": retro.metric, "difficulty": retro.difficulty,
+                                             "policy": policy_path})
     info(f"[pipeline] retro{k}: carrying {len(selected)} of {len(scored)} earlier items into {nxt.name}")
     mark_done(stage, selected=[s.id for s in selected])
     return [by_id[s.id] for s in selected]
@@ -117,7 +128,6 @@ def run_retrospective(cfg: Config, out: Path, k: int, policy_path: str, earlier:
 
 def run_phases(cfg: Config, out: Path, start_from: str, tokenizer) -> str:
     """Every curriculum phase in turn (with retrospective sampling between); returns the final weights."""
-    from longrl.rl.trainer import train
 
     weights, earlier, carried = start_from, [], []
     for k, phase in enumerate(cfg.curriculum.phases, start=1):
@@ -134,15 +144,11 @@ def run_phases(cfg: Config, out: Path, start_from: str, tokenizer) -> str:
     return weights
 
 
-def run_eval(cfg: Config, out: Path, models: dict[str, str]) -> dict[str, dict[str, Any]]:
+def run_eval(cfg: Config, out: Path, models: dict[str, str], tokenizer) -> dict[str, dict[str, Any]]:
     """Each named model on the same `eval.benchmarks` items; results under eval/<name>/."""
-    from longrl.eval.backends import LocalBackend
-    from longrl.eval.benchmarks import load_suites
-    from longrl.eval.harness import build_reward, evaluate
-    from longrl.models.config import ModelConfig
-    from longrl.models.loading import load_policy, load_tokenizer, resolve_device
 
-    suites = load_suites(cfg.eval.benchmarks, cfg.eval.data_dir, cfg.eval.synthetic, cfg.eval.limit)
+    suites = load_suites(cfg.eval.benchmarks, cfg.eval.data_dir, cfg.eval.synthetic, cfg.eval.limit, tokenizer,
+                         protocol=cfg.eval.protocol)
     summaries = {}
     for name, path in models.items():
         stage = out / "eval" / name
@@ -151,7 +157,6 @@ def run_eval(cfg: Config, out: Path, models: dict[str, str]) -> dict[str, dict[s
             continue
         info(f"[pipeline] stage eval/{name} ({path}) -> {stage}")
         model_cfg = ModelConfig(**{**cfg.model.model_dump(), "path": path})
-        tokenizer = load_tokenizer(model_cfg)
         backend = LocalBackend(load_policy(model_cfg, resolve_device(cfg.run.device)), tokenizer, name=name,
                                batch_size=cfg.eval.batch_size)
         summary = evaluate(backend, tokenizer, suites, cfg.eval, build_reward(cfg), stage, seed=cfg.run.seed,
@@ -162,39 +167,16 @@ def run_eval(cfg: Config, out: Path, models: dict[str, str]) -> dict[str, dict[s
 
 def run_pipeline(cfg: Config, out: str | Path) -> dict[str, Any]:
     """Run (or resume) the whole recipe in `out`; returns {"models": {...}, "eval": {name: summary}}."""
-    from longrl.models.loading import load_tokenizer
-    from longrl.report import write_report
 
-    out = prepare_run_dir(out, cfg)
-    tokenizer = load_tokenizer(cfg.model)
+    out = check_run_dir(out, cfg)                  # refuses a different config; writes nothing
+    tokenizer = load_tokenizer(cfg.model)          # a bad model.path fails here, before the run directory is made
+    prepare_run_dir(out, cfg)
     sft_weights = run_sft(cfg, out)
     final = run_phases(cfg, out, sft_weights, tokenizer)
     models = {"sft" if cfg.sft.data else "base": sft_weights, "rl": final}
-    summaries = run_eval(cfg, out, models)
+    summaries = run_eval(cfg, out, models, tokenizer)
     write_report(out)
     result = {"models": models, "eval": summaries}
     atomic_write_json(out / "pipeline.json", {"models": models, "eval": {k: {n: b["score"] for n, b in v["benchmarks"].items()}
                                                                          for k, v in summaries.items()}})
     return result
-
-
-def register(sub) -> None:
-    from longrl.cli import add_config_arguments
-
-    p = sub.add_parser("pipeline", help="the whole recipe: SFT -> RL phases with retrospective sampling -> eval -> report",
-                       description="Run warm-up SFT, the curriculum's RL phases (retrospective sampling between them), "
-                                   "evaluation of the SFT and final policies, and the report, each stage in its own "
-                                   "subdirectory of --out. Rerun the same command to resume after a crash or Ctrl-C.")
-    add_config_arguments(p, config_required=True)
-    p.set_defaults(handler=_run)
-
-
-def _run(args) -> int:
-    from longrl.cli import load_config_from_args
-    from longrl.config import check_names
-
-    cfg = load_config_from_args(args)
-    check_names(cfg)
-    run_pipeline(cfg, args.out)
-    info(f"[pipeline] done: {args.out}/report.md")
-    return 0

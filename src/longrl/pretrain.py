@@ -26,7 +26,8 @@ that succeeded.
 
 from __future__ import annotations
 
-import argparse
+import copy
+import dataclasses
 import hashlib
 import json
 import random
@@ -37,18 +38,25 @@ from pathlib import Path
 
 import torch
 
+from longrl import __version__
+from longrl.config import Config
+from longrl.config.model import ModelConfig
+from longrl.config.reward import RewardConfig
+from longrl.console import info
+from longrl.data.prompt import encode_prompt
+from longrl.data.synthetic import synthesize
+from longrl.data.tokens import PieceTokenizer
+from longrl.files import atomic_dir
+from longrl.models.loading import DTYPES, load_policy, resolve_device
+from longrl.models.tiny import build_tiny_model
+from longrl.models.tokenizer import THINK_CLOSE, THINK_OPEN, load_default_tokenizer
+from longrl.rewards.hybrid import HybridReward, RewardInput
+from longrl.sft.packing import encode_example
+from longrl.sft.trainer import LoopSettings, seed_everything, train_loop
+from longrl.trackers import Trackers
+from longrl.tracking import check_run_dir, prepare_run_dir, read_metrics
+
 DEFAULT_EVAL_LENGTHS = 4
-
-
-def register(sub) -> None:
-    from longrl.cli import add_config_arguments
-
-    p = sub.add_parser("pretrain", help="make the tiny base model (synthetic short-document reasoning, resumable)",
-                       description="Train a random-init tiny Qwen2 model (pretrain.architecture) on fresh synthetic "
-                                   "items, score it on held-out items and save it to OUT/final with PROVENANCE.json. "
-                                   "Rerunning on the same --out resumes.")
-    add_config_arguments(p)
-    p.set_defaults(handler=run_pretrain)
 
 
 def stream_seed(*keys) -> int:
@@ -62,9 +70,6 @@ def training_examples(pcfg, tokenizer, seed: int, step: int) -> list:
     Pass a `longrl.data.tokens.PieceTokenizer` (the same one every step): its memo makes the stream
     ~10x faster than plain tokenizer calls (`longrl bench synth`), with the same ids.
     """
-    from longrl.data.synthetic import synthesize
-    from longrl.sft.packing import encode_example
-
     rng = random.Random(f"longrl-pretrain:{seed}:{step}")
     examples, used = [], 0
     while True:
@@ -99,7 +104,6 @@ def focus_on_answers(example, sample, tokenizer, other_weight: float):
     question or the format; the looked-up value is the one token that needs retrieval. Lowering
     the weight of the others keeps them learned while the retrieval signal is not drowned.
     """
-    import dataclasses
 
     values = answer_token_ids(sample, tokenizer)
     weights = tuple(0.0 if t < example.n_prompt else (1.0 if token in values else other_weight)
@@ -109,8 +113,6 @@ def focus_on_answers(example, sample, tokenizer, other_weight: float):
 
 def eval_items(pcfg, tokenizer, seed: int) -> list:
     """Held-out items: `eval_items` spread over the eval lengths, the tasks round-robin (rotated per length)."""
-    from longrl.data.synthetic import synthesize
-
     lengths = list(pcfg.eval_lengths)
     if not lengths:
         span = pcfg.max_length - pcfg.min_length
@@ -131,8 +133,6 @@ VALUE_HOPS = 8                         # look-ups per retrieval item
 
 def retrieval_items(count: int, tokenizer, seed: int) -> list:
     """`count` held-out `lookup` items (8 look-ups each) spread over VALUE_LENGTHS."""
-    from longrl.data.synthetic import synthesize
-
     items = []
     for i, length in enumerate(VALUE_LENGTHS):
         n = count // len(VALUE_LENGTHS) + (1 if i < count % len(VALUE_LENGTHS) else 0)
@@ -150,9 +150,6 @@ def value_accuracy(model, tokenizer, samples: list) -> dict:
     it. `miss_in_prompt` is the share of misses that name another token of the prompt (a wrong
     fact rather than noise).
     """
-    from longrl.models.tokenizer import THINK_CLOSE, THINK_OPEN
-    from longrl.sft.packing import encode_example
-
     device = model.get_input_embeddings().weight.device
     think_open, think_close = tokenizer.convert_tokens_to_ids(THINK_OPEN), tokenizer.convert_tokens_to_ids(THINK_CLOSE)
     was_training = model.training
@@ -178,9 +175,7 @@ def value_accuracy(model, tokenizer, samples: list) -> dict:
 
 @torch.no_grad()
 def greedy_replies(model, tokenizer, samples: list, max_new_tokens: int, batch_size: int) -> list[str]:
-    """Greedy replies to the method.md prompt of each sample (left-padded batches of similar length)."""
-    from longrl.data.prompt import encode_prompt
-
+    """Greedy replies to the QwenLong-L1 prompt (`longrl.data.prompt`) of each sample (left-padded batches of similar length)."""
     device = model.get_input_embeddings().weight.device
     prompts = [encode_prompt(tokenizer, s).ids for s in samples]
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
@@ -191,12 +186,12 @@ def greedy_replies(model, tokenizer, samples: list, max_new_tokens: int, batch_s
     for start in range(0, len(order), batch_size):
         batch = order[start:start + batch_size]
         width = max(len(prompts[i]) for i in batch)
-        ids = torch.full((len(batch), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        ids = torch.full((len(batch), width), pad, dtype=torch.long, device=device)
+        mask = torch.zeros((len(batch), width), dtype=torch.long, device=device)
         for row, i in enumerate(batch):
-            ids[row, width - len(prompts[i]):] = torch.tensor(prompts[i])
+            ids[row, width - len(prompts[i]):] = torch.tensor(prompts[i], device=device)
             mask[row, width - len(prompts[i]):] = 1
-        out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_new_tokens,
+        out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
                              do_sample=False, pad_token_id=pad, eos_token_id=tokenizer.eos_token_id)
         for row, i in enumerate(batch):
             replies[i] = tokenizer.decode(out[row, width:], skip_special_tokens=True)
@@ -206,9 +201,6 @@ def greedy_replies(model, tokenizer, samples: list, max_new_tokens: int, batch_s
 
 def score_items(model, tokenizer, samples: list, pcfg) -> dict:
     """Greedy accuracy (rule verifiers) overall, per task and per target prompt length; percent."""
-    from longrl.rewards.config import RewardConfig
-    from longrl.rewards.hybrid import HybridReward, RewardInput
-
     replies = greedy_replies(model, tokenizer, samples, pcfg.eval_max_new_tokens, pcfg.eval_batch_size)
     results = HybridReward(RewardConfig()).score([RewardInput(s.task, s.question, s.answers, r) for s, r in zip(samples, replies)])
     by_task, by_length = defaultdict(list), defaultdict(list)
@@ -248,11 +240,7 @@ def sha256(path: Path) -> str:
 
 def save_checked(model, tokenizer, final: Path, cfg, items: list, provenance: dict, began: float) -> dict:
     """Save in dtype_on_save, reload from disk, check the weights and score again; then publish `final/`."""
-    import copy
 
-    from longrl.files import atomic_dir
-    from longrl.models.config import ModelConfig
-    from longrl.models.loading import DTYPES, load_policy
 
     dtype = DTYPES[cfg.pretrain.dtype_on_save]
     saved = copy.deepcopy(model).to(dtype)
@@ -273,36 +261,26 @@ def save_checked(model, tokenizer, final: Path, cfg, items: list, provenance: di
     return provenance
 
 
-def run_pretrain(args: argparse.Namespace) -> int:
-    from longrl import __version__
-    from longrl.cli import load_config_from_args
-    from longrl.config import check_names
-    from longrl.console import info, print_table
-    from longrl.data.tokens import PieceTokenizer
-    from longrl.models.config import ModelConfig
-    from longrl.models.loading import load_policy, resolve_device
-    from longrl.models.tiny import build_tiny_model
-    from longrl.models.tokenizer import load_default_tokenizer
-    from longrl.sft.packing import encode_example
-    from longrl.sft.trainer import LoopSettings, seed_everything, train_loop
-    from longrl.tracking import prepare_run_dir, read_metrics
+def pretrain(cfg: Config, out: str | Path) -> dict:
+    """Train (or resume) the base model as `cfg.pretrain` says; returns its PROVENANCE (accuracy included).
 
-    cfg = load_config_from_args(args)
-    check_names(cfg)
+    A run whose `final/PROVENANCE.json` exists returns that record at once.
+    """
     pcfg = cfg.pretrain
-    out = prepare_run_dir(args.out, cfg)
+    out = check_run_dir(out, cfg)                              # refuses a different config; writes nothing
     final = out / "final"
     if (final / "PROVENANCE.json").exists():
-        info(f"pretrain: {final} is complete ({json.loads((final / 'PROVENANCE.json').read_text())['accuracy']['overall']}% "
-             "held-out accuracy); use another --out to train again")
-        return 0
+        info(f"pretrain: {final} is complete; use another --out to train again")
+        return json.loads((final / "PROVENANCE.json").read_text())
     began = time.perf_counter()
     seed_everything(cfg.run)
     tokenizer = load_default_tokenizer()
+    device = resolve_device(cfg.run.device)
     if pcfg.init_from:                                         # continue an earlier base (its own shape), in fp32
-        model = load_policy(ModelConfig(path=pcfg.init_from, dtype="float32"), resolve_device(cfg.run.device))
+        model = load_policy(ModelConfig(path=pcfg.init_from, dtype="float32"), device)
     else:
-        model = build_tiny_model(pcfg.architecture, tokenizer).to(resolve_device(cfg.run.device))
+        model = build_tiny_model(pcfg.architecture, tokenizer).to(device)
+    prepare_run_dir(out, cfg)                                  # the run starts: config.yaml, log.txt
     items = eval_items(pcfg, tokenizer, cfg.run.seed)
     settings = LoopSettings(phase="pretrain", steps=pcfg.steps, lr=pcfg.lr, min_lr_ratio=pcfg.min_lr_ratio,
                             warmup_steps=pcfg.warmup_steps, schedule=pcfg.schedule, weight_decay=pcfg.weight_decay,
@@ -315,7 +293,7 @@ def run_pretrain(args: argparse.Namespace) -> int:
          f"{pcfg.batch_tokens} tokens, tasks {','.join(pcfg.tasks)}, prompts of {pcfg.min_length}-{pcfg.max_length} tokens")
     fast = PieceTokenizer(tokenizer)                           # memoised, exact: the data stream's tokenizer
     train_loop(model, lambda step: training_examples(pcfg, fast, cfg.run.seed, step), settings, out,
-               [encode_example(tokenizer, s) for s in items], tokenizer.pad_token_id)
+               [encode_example(tokenizer, s) for s in items], tokenizer.pad_token_id, Trackers.from_config(cfg, out))
     rows = read_metrics(out / "metrics.jsonl")
     provenance = {
         "longrl_version": __version__, "git": git_state(), "torch": torch.__version__,
@@ -327,17 +305,4 @@ def run_pretrain(args: argparse.Namespace) -> int:
     }
     if pcfg.value_items:
         provenance["retrieval_before_cast"] = value_accuracy(model, tokenizer, retrieval_items(pcfg.value_items, tokenizer, cfg.run.seed))
-    provenance = save_checked(model, tokenizer, final, cfg, items, provenance, began)
-    acc, before = provenance["accuracy"], provenance["accuracy_before_cast"]
-    table = [["overall", acc["overall"], before["overall"]]]
-    table += [[f"task {k}", v, before["by_task"][k]] for k, v in acc["by_task"].items()]
-    table += [[f"length {k}", v, before["by_length"][k]] for k, v in acc["by_length"].items()]
-    if pcfg.value_items:
-        table.append(["retrieval: value accuracy (teacher-forced, lookup)", provenance["retrieval"]["value_accuracy"],
-                      provenance["retrieval_before_cast"]["value_accuracy"]])
-    print_table(f"held-out greedy accuracy, % (n={acc['n']})", ["", f"saved ({pcfg.dtype_on_save})", "before save"], table)
-    if abs(acc["overall"] - before["overall"]) > 2.0:
-        info(f"pretrain: warning: accuracy moved from {before['overall']}% to {acc['overall']}% when saved in "
-             f"{pcfg.dtype_on_save}; consider dtype_on_save: float32")
-    info(f"pretrain: model written to {final} ({provenance['train_wall_s']} s of training)")
-    return 0
+    return save_checked(model, tokenizer, final, cfg, items, provenance, began)

@@ -14,12 +14,15 @@ phase) and `accuracy_by_length.png` (the SFT-only and the RL policy by document 
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from longrl.errors import DataError
 from longrl.files import atomic_write_text
+from longrl.limits import load_json
 from longrl.tracking import read_metrics
 
 PANELS = [("reward/mean", "reward"), ("entropy", "entropy"), ("kl", "KL to reference"), ("response_len/mean", "response length (tokens)")]
@@ -33,7 +36,7 @@ def phase_runs(run_dir: Path) -> list[tuple[str, list[dict[str, Any]]]]:
         dirs = [run_dir]
     runs = []
     for d in dirs:
-        rows = read_metrics(d / "metrics.jsonl")
+        rows = [row for row in read_metrics(d / "metrics.jsonl") if _is_number(row.get("step"))]
         name = rows[0].get("phase", d.name) if rows else d.name
         runs.append((str(name), rows))
     return runs
@@ -47,15 +50,39 @@ def _index(name: str) -> int:
 def eval_summaries(run_dir: Path) -> dict[str, dict[str, Any]]:
     out = {}
     for path in sorted((run_dir / "eval").glob("*/summary.json")):
-        out[path.parent.name] = json.loads(path.read_text())
+        summary = read_json(path)
+        benchmarks = summary.get("benchmarks")
+        if not isinstance(benchmarks, dict) or not _is_number(summary.get("average")):
+            raise DataError(str(path), "file", "benchmarks", "not an eval summary (expected benchmarks and average)")
+        for name, entry in benchmarks.items():
+            if not isinstance(entry, dict) or not _is_number(entry.get("score")) or not _is_number(entry.get("n")):
+                raise DataError(str(path), f"benchmark {name!r}", "score", "expected an object with a numeric score and n")
+        out[path.parent.name] = summary
     return out
 
 
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from a file a run left behind; DataError naming the file if it is not one."""
+    try:
+        obj = load_json(path.read_bytes())
+    except OSError as exc:
+        raise DataError(str(path), "open", None, f"cannot read file: {exc.strerror or exc}") from None
+    except ValueError as exc:  # not UTF-8, not JSON, or nested past longrl.limits
+        raise DataError(str(path), "file", None, f"not readable JSON ({exc})") from None
+    if not isinstance(obj, dict):
+        raise DataError(str(path), "file", None, f"expected a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def plot_dynamics(runs: list[tuple[str, list[dict[str, Any]]]], path: Path) -> bool:
-    import matplotlib
+    import matplotlib  # lazy: slow to import; only plots need it, and the Agg backend is set first
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: after the backend is chosen
 
     panels = [(k, label) for k, label in PANELS if any(k in row for _, rows in runs for row in rows)]
     if not panels:
@@ -66,7 +93,7 @@ def plot_dynamics(runs: list[tuple[str, list[dict[str, Any]]]], path: Path) -> b
     for i, (phase, rows) in enumerate(runs):
         steps = [offset + row["step"] for row in rows]
         for ax, (key, label) in zip(axes[:, 0], panels):
-            points = [(s, row[key]) for s, row in zip(steps, rows) if row.get(key) is not None]
+            points = [(s, row[key]) for s, row in zip(steps, rows) if _is_number(row.get(key))]
             if points:
                 ax.plot(*zip(*points), color=colours[i % len(colours)], label=phase, marker="." if len(points) < 40 else None)
             ax.set_ylabel(label)
@@ -74,7 +101,8 @@ def plot_dynamics(runs: list[tuple[str, list[dict[str, Any]]]], path: Path) -> b
         for ax in axes[:, 0]:
             if i < len(runs) - 1:
                 ax.axvline(offset + 0.5, color="grey", linewidth=0.5, linestyle=":")
-    axes[0, 0].legend(loc="best", fontsize="small")
+    if axes[0, 0].get_legend_handles_labels()[0]:  # no line when the first panel's values are all missing
+        axes[0, 0].legend(loc="best", fontsize="small")
     axes[-1, 0].set_xlabel("RL step (all phases)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -83,10 +111,10 @@ def plot_dynamics(runs: list[tuple[str, list[dict[str, Any]]]], path: Path) -> b
 
 
 def plot_accuracy_by_length(summaries: dict[str, dict[str, Any]], path: Path) -> bool:
-    import matplotlib
+    import matplotlib  # lazy: slow to import; only plots need it, and the Agg backend is set first
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: after the backend is chosen
 
     curves = {}
     for model, summary in summaries.items():
@@ -114,7 +142,7 @@ def phase_table(run_dir: Path, runs: list[tuple[str, list[dict[str, Any]]]]) -> 
              "|---|---|---|---|---|---|---|"]
     counts = {}
     for path in run_dir.glob("phase*/items.json"):
-        info = json.loads(path.read_text())
+        info = read_json(path)
         counts[info.get("phase", path.parent.name)] = info
     for phase, rows in runs:
         c = counts.get(phase, {})
@@ -125,7 +153,7 @@ def phase_table(run_dir: Path, runs: list[tuple[str, list[dict[str, Any]]]]) -> 
 
 
 def _first_last(rows: list[dict[str, Any]], key: str) -> str:
-    values = [r[key] for r in rows if r.get(key) is not None]
+    values = [r[key] for r in rows if _is_number(r.get(key))]
     return f"{values[0]:.3f} -> {values[-1]:.3f}" if values else "-"
 
 
@@ -139,12 +167,21 @@ def eval_table(summaries: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
+def run_label(run_dir: Path) -> str:
+    """`run.name` of the run's config.yaml with the directory (`demo (runs/demo)`), or the directory alone."""
+    try:
+        name = (yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}).get("run", {}).get("name")
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError):
+        name = None
+    return f"{name} ({run_dir.name})" if isinstance(name, str) and name and name != run_dir.name else run_dir.name
+
+
 def write_report(run_dir: str | Path) -> Path:
     """Write `report.md` (+ PNGs) for the run in `run_dir`; returns the report path."""
     run_dir = Path(run_dir)
     runs = phase_runs(run_dir)
     summaries = eval_summaries(run_dir)
-    lines = [f"# longrl report: {run_dir.name}", ""]
+    lines = [f"# longrl report: {run_label(run_dir)}", ""]
     if summaries:
         lines += ["## Evaluation", "", "Scores are mean accuracy x 100 (pass@1).", "", *eval_table(summaries), ""]
         if plot_accuracy_by_length(summaries, run_dir / "accuracy_by_length.png"):
@@ -155,27 +192,11 @@ def write_report(run_dir: str | Path) -> Path:
             lines += ["![reward, entropy, KL and response length per step, by phase](dynamics.png)", ""]
         lines += [*phase_table(run_dir, runs), ""]
     for path in sorted(run_dir.glob("retro*/selection.json")):
-        sel = json.loads(path.read_text())
-        lines.append(f"- {path.parent.name} ({sel.get('mode')}): {sel['count']} of {sel['scored']} earlier items carried; "
-                     f"{sel['solved_all']} always solved, {sel['solved_none']} never solved.")
+        sel = read_json(path)
+        lines.append(f"- {path.parent.name} ({sel.get('mode')}): {sel.get('count', '?')} of {sel.get('scored', '?')} earlier "
+                     f"items carried; {sel.get('solved_all', '?')} always solved, {sel.get('solved_none', '?')} never solved.")
     if not runs and not summaries:
         lines.append("Nothing to report yet: no metrics.jsonl and no eval/*/summary.json under this directory.")
     report = run_dir / "report.md"
     atomic_write_text(report, "\n".join(lines).rstrip() + "\n")
     return report
-
-
-def register(sub) -> None:
-    p = sub.add_parser("report", help="write report.md with training-dynamics and accuracy-by-length plots",
-                       description="Write DIR/report.md (+ dynamics.png, accuracy_by_length.png) from a pipeline or RL run directory.")
-    p.add_argument("run_dir", metavar="DIR")
-    p.set_defaults(handler=_run)
-
-
-def _run(args) -> int:
-    from longrl.errors import UserError
-
-    if not Path(args.run_dir).is_dir():
-        raise UserError(f"{args.run_dir}: no such run directory")
-    print(write_report(args.run_dir))
-    return 0

@@ -1,6 +1,7 @@
 """Run directories: resolved config, metrics.jsonl (each step exactly once), sample dumps, timers.
 
-    out = prepare_run_dir("runs/x", cfg)          # creates runs/x, writes runs/x/config.yaml
+    check_run_dir("runs/x", cfg)                  # before any work: refuses a different config, writes nothing
+    out = prepare_run_dir("runs/x", cfg)          # the run starts: runs/x/config.yaml, runs/x/log.txt
     metrics = MetricsLog(out / "metrics.jsonl", resume_step=state.get("step"))
     timers = Timers()
     with timers.time("rollout"):
@@ -11,7 +12,9 @@
 
 Rerunning a command on the same directory resumes it, so a directory whose config.yaml differs
 from the new config is refused (use a new --out, or delete the directory). Settings present on
-one side only (added by a newer longrl) do not count as differences.
+one side only (added by a newer longrl) and display settings (DISPLAY_KEYS: progress, trackers)
+do not count as differences. Preparing a directory again removes what a killed write left in it
+(`.NAME.XXXX.tmp` files and folders in the run directory, `checkpoints/` and `samples/`).
 """
 
 from __future__ import annotations
@@ -19,36 +22,77 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import yaml
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
-from longrl.errors import ConfigError
-from longrl.files import atomic_open, atomic_write_text
+from longrl.console import plain_progress, progress_kind, start_run_log, stderr_console
+from longrl.errors import ConfigError, OutputError
+from longrl.files import atomic_open, atomic_write_text, explain, make_dirs, remove_leftovers
+from longrl.limits import load_json, load_yaml
+from longrl.secrets import scrub_urls
+from longrl.trackers import Trackers
 
 
-def prepare_run_dir(out: str | Path, cfg) -> Path:
-    from longrl.config import to_yaml
+def to_yaml(cfg) -> str:
+    """A config (any pydantic model) as the YAML written to `config.yaml`: URL credentials shown as ***."""
+    return yaml.safe_dump(scrub_urls(cfg.model_dump(mode="json")), sort_keys=False, allow_unicode=True)
 
+
+# Settings that change what a run shows, not what it computes: a resume may change them.
+DISPLAY_KEYS = {"run.progress", "run.log_every", "run.trackers", "run.wandb_project"}
+
+
+def recorded_config(existing: Path):
+    """The config a run directory recorded (bounded YAML); ConfigError when it is unreadable."""
+    try:
+        return load_yaml(existing.read_bytes().decode("utf-8"))
+    except (ValueError, yaml.YAMLError) as exc:  # UnicodeDecodeError and LimitError are ValueErrors
+        raise ConfigError(f"{existing}: the recorded config of this run is unreadable ({exc}); "
+                          "use another --out, or delete that file to start the run again") from None
+
+
+def check_run_dir(out: str | Path, cfg) -> Path:
+    """Refuse a directory whose config.yaml differs from `cfg` (ConfigError); writes nothing.
+
+    Called before any work, so a refused rerun changes nothing; `prepare_run_dir` writes once the run
+    starts for real (models and data loaded), so a start that fails leaves no config.yaml behind.
+    """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    text = to_yaml(cfg)
     existing = out / "config.yaml"
     if existing.exists():
-        old = yaml.safe_load(existing.read_text())
-        new = yaml.safe_load(text)
-        changed = sorted(_diff_keys(old, new))
+        changed = sorted(set(_diff_keys(recorded_config(existing), yaml.safe_load(to_yaml(cfg)))) - DISPLAY_KEYS)
         if changed:
             raise ConfigError(f"{out} holds a run with a different config (changed: {', '.join(changed[:8])}); "
                               "use another --out to start a new run, or the same config to resume")
-        if old != new:  # only settings this version of longrl added: record them
-            atomic_write_text(existing, text)
-    else:
+    return out
+
+
+def prepare_run_dir(out: str | Path, cfg) -> Path:
+    """Create the run directory, write config.yaml and open its log.txt: the run starts for real.
+
+    Refuses a directory that holds a run with a different config (`check_run_dir`). Settings present
+    on one side only (added by a newer longrl) are recorded, not refused.
+    """
+    out = make_dirs(check_run_dir(out, cfg))
+    for folder in (out, out / "checkpoints", out / "samples"):  # temporaries of writes a kill interrupted
+        remove_leftovers(folder)
+    text = to_yaml(cfg)
+    existing = out / "config.yaml"
+    if not existing.exists() or recorded_config(existing) != yaml.safe_load(text):
         atomic_write_text(existing, text)
+    start_run_log(out)
     return out
 
 
@@ -64,39 +108,51 @@ def _diff_keys(old, new, prefix: str = "") -> list[str]:
 
 
 class MetricsLog:
-    """Append-only JSONL of per-step metrics.
+    """Append-only JSONL of per-step metrics, forwarded to the run's experiment trackers (if any).
 
     On resume from a checkpoint taken after step `resume_step`, lines of later steps (logged
     after that checkpoint, about to be redone) are dropped first, so each step appears once.
     A torn last line (a kill mid-write) is dropped too.
     """
 
-    def __init__(self, path: str | Path, resume_step: int | None = None):
+    def __init__(self, path: str | Path, resume_step: int | None = None, trackers: Trackers | None = None):
         self.path = Path(path)
         kept = [row for row in read_metrics(self.path) if resume_step is not None and row.get("step", -1) <= resume_step]
         with atomic_open(self.path, "w") as fh:
             for row in kept:
                 fh.write(json.dumps(row) + "\n")
         self._fh = open(self.path, "a", encoding="utf-8")
+        self.trackers = trackers
+        if trackers is not None:
+            trackers.start(resume_step)
 
     def log(self, row: dict[str, Any]) -> None:
-        self._fh.write(json.dumps({k: _jsonable(v) for k, v in row.items()}) + "\n")
-        self._fh.flush()
+        """Append `row` (flushed), then send it to the trackers: metrics.jsonl is the source of truth."""
+        row = {k: _jsonable(v) for k, v in row.items()}
+        try:
+            self._fh.write(json.dumps(row) + "\n")
+            self._fh.flush()
+        except OSError as exc:  # a full disk: say which file (a write to an open file has no name)
+            raise OutputError(str(self.path), explain(self.path, exc)) from None
+        if self.trackers is not None:
+            self.trackers.log(row)
 
     def close(self) -> None:
         self._fh.close()
+        if self.trackers is not None:
+            self.trackers.close()
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
-    """Rows of a metrics.jsonl (a torn or corrupt line is skipped)."""
+    """Rows of a metrics.jsonl (a torn or corrupt line, or one that is not UTF-8, is skipped)."""
     path = Path(path)
     if not path.exists():
         return []
     rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in path.read_bytes().splitlines():
         try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
+            row = load_json(line)
+        except ValueError:  # not UTF-8, not JSON, or nested past longrl.limits
             continue
         if isinstance(row, dict):
             rows.append(row)
@@ -167,27 +223,20 @@ def format_progress(row: dict[str, Any], fields: list[tuple[str, str, str]] = PR
 class StepProgress:
     """The live line of a training loop: a bar over steps plus the latest step's metrics.
 
-    mode "auto" draws with rich when stderr is a terminal and is silent otherwise; "rich"
-    always draws; "plain" prints one line per `every` steps (logs, CI); "none" is silent.
-    LONGRL_NO_PROGRESS=1 silences all modes.
+    mode "auto" draws with rich when stderr is a terminal and prints plain lines otherwise; "rich"
+    always draws; "plain" prints one line per `every` steps (logs, Slurm, CI); "none" is silent.
+    LONGRL_NO_PROGRESS=1 silences all modes. The run's log.txt gets the plain line every `every`
+    steps whatever the mode (`console.plain_progress`).
     """
 
     def __init__(self, total: int, start: int = 0, mode: str = "auto", description: str = "train", every: int = 1):
-        from longrl.console import progress_enabled
-
         self.total, self.start, self.description, self.every = total, start, description, every
-        self.kind = "none"
-        if progress_enabled(mode):
-            self.kind = "plain" if mode == "plain" else "rich"
+        self.kind = progress_kind(mode)
         self._progress = None
         self._task = None
 
     def __enter__(self) -> StepProgress:
         if self.kind == "rich":
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-            from longrl.console import stderr_console
-
             self._progress = Progress(TextColumn("{task.description}"), BarColumn(bar_width=20), MofNCompleteColumn(),
                                       TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[line]}"),
                                       console=stderr_console(), transient=False)
@@ -199,8 +248,8 @@ class StepProgress:
         line = format_progress(row)
         if self.kind == "rich":
             self._progress.update(self._task, completed=step, line=line)
-        elif self.kind == "plain" and (step % self.every == 0 or step == self.total):
-            print(f"{self.description} step {step}/{self.total}  {line}", file=sys.stderr, flush=True)
+        if step % self.every == 0 or step == self.total:
+            plain_progress(f"{self.description} step {step}/{self.total}  {line}", self.kind)
 
     def __exit__(self, *exc) -> None:
         if self._progress is not None:

@@ -3,8 +3,13 @@
 import pytest
 
 from longrl.config import load_config
-from longrl.curriculum.config import PhaseConfig
-from longrl.curriculum.phases import filter_by_length, phase_config, phase_steps, prompt_tokens
+from longrl.config.curriculum import PhaseConfig
+from longrl.curriculum.phases import (
+    filter_by_length,
+    phase_config,
+    phase_steps,
+    prompt_tokens,
+)
 from longrl.data.synthetic import synthesize
 from longrl.errors import ConfigError
 

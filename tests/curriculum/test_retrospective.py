@@ -5,8 +5,14 @@ import math
 
 import pytest
 
-from longrl.curriculum.config import RetrospectiveConfig
-from longrl.curriculum.retrospective import DifficultyStore, inverse_mean, one_minus_mean, save_selection, select_hard
+from longrl.config.curriculum import RetrospectiveConfig
+from longrl.curriculum.retrospective import (
+    DifficultyStore,
+    inverse_mean,
+    one_minus_mean,
+    save_selection,
+    select_hard,
+)
 
 # K = 4 rollouts per item, binary rewards.
 TABLE = {
@@ -67,6 +73,17 @@ def test_store_keeps_latest_observation_and_round_trips(tmp_path):
     assert store.scores(["b"]) == {"b": [1.0, 0.0]}
     store.save(tmp_path / "store.jsonl")
     assert DifficultyStore.load(tmp_path / "store.jsonl").scores() == store.scores()
+
+
+def test_solved_is_measured_on_accuracy_not_on_the_shaped_reward():
+    """Right every time but penalised for length (overlong shaping): solved K/K, never carried."""
+    store = DifficultyStore()
+    store.observe([{"step": 3, "phase": "p1", "id": "long-but-right", "rewards": [0.7, 0.9], "correct": [1, 1]},
+                   {"step": 3, "phase": "p1", "id": "half", "rewards": [0.8, -0.2], "correct": [1, 0]}])
+    by_accuracy, _ = select_hard(store.scores(metric="accuracy"), RetrospectiveConfig(count=5, fraction=None))
+    assert ids(by_accuracy) == ["half"]
+    by_reward, _ = select_hard(store.scores(metric="reward"), RetrospectiveConfig(count=5, fraction=None))
+    assert ids(by_reward) == ["half", "long-but-right"]
 
 
 def test_selection_saved(tmp_path):

@@ -40,7 +40,8 @@ def test_broken_line_3_is_named(tmp_path):
     ({k: v for k, v in GOOD.items() if k != "question"}, "question", "missing"),      # a required field absent
     ({**GOOD, "context": "  "}, "context", "empty"),                                   # whitespace only
     ({**GOOD, "answers": []}, "answers", "non-empty list"),                            # no gold answer
-    ({**GOOD, "answers": "x"}, "answers", "non-empty list"),                           # a string, not a list
+    ({**GOOD, "answers": 7}, "answers", "non-empty list"),                             # a number, not a list
+    ({**GOOD, "answers": " "}, "answers", "non-empty string"),                         # one blank string
     ({**GOOD, "answers": ["x", ""]}, "answers", "non-empty string"),                   # an empty gold
     ({**GOOD, "task": "sudoku"}, "task", "unknown task 'sudoku'; known: choice"),      # not a registered task
     ({**GOOD, "id": 7}, "id", "expected a string"),                                     # wrong type
@@ -54,6 +55,11 @@ def test_bad_rows_name_line_and_field(tmp_path, row, field, problem):
         read_samples(path)
     assert err.value.where == "line 2" and err.value.field == field
     assert problem in str(err.value) and str(path) in str(err.value)
+
+
+def test_answers_may_be_one_plain_string(tmp_path):
+    (sample,) = read_samples(lines(tmp_path, [{**GOOD, "answers": "Tamo"}])).samples
+    assert sample.answers == ["Tamo"]
 
 
 def test_non_object_line(tmp_path):
@@ -113,3 +119,24 @@ def test_write_is_atomic(tmp_path):
     with pytest.raises(RuntimeError):
         write_jsonl(path, rows())
     assert path.read_text() == '{"a": 1}\n'
+
+
+def test_deeply_nested_rows_are_refused_with_their_line(tmp_path):
+    deep = '{"id": "b", "meta": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    path = lines(tmp_path, [GOOD, deep])
+    with pytest.raises(DataError, match=r"s.jsonl, line 2: refused: JSON nested deeper than 64 levels"):
+        read_samples(path)
+    loaded = read_samples(path, skip_bad=True)
+    assert [s.id for s in loaded.samples] == ["a"] and "line 2" in loaded.skipped[0]
+
+
+def test_parquet_meta_nesting_is_bounded(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    write_samples(tmp_path / "ok.parquet", [Sample(**GOOD)])
+    table = pq.read_table(tmp_path / "ok.parquet").to_pylist()
+    table[0]["meta"] = "[" * 5000 + "]" * 5000
+    pq.write_table(pa.Table.from_pylist(table), tmp_path / "deep.parquet")
+    with pytest.raises(DataError, match=r"row 0, field 'meta': refused: JSON nested deeper than 64"):
+        read_samples(tmp_path / "deep.parquet")

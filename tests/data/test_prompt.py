@@ -2,7 +2,13 @@
 
 import pytest
 
-from longrl.data.prompt import CHOICE_FORMAT, QA_FORMAT, encode_prompt, truncate_middle, user_message
+from longrl.data.prompt import (
+    CHOICE_FORMAT,
+    QA_FORMAT,
+    encode_prompt,
+    truncate_middle,
+    user_message,
+)
 from longrl.data.schema import Sample
 
 

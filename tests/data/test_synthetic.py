@@ -161,7 +161,7 @@ def test_more_names_than_exist_is_a_clear_error(tokenizer):
     from longrl.data.synthetic.world import ALL_NAMES
     from longrl.errors import UserError
 
-    with pytest.raises(UserError, match="distinct names"):
+    with pytest.raises(UserError, match=f"places at most {len(ALL_NAMES) // 2 - 4} distractors at 4 hops"):
         synthesize(["lookup"], n=1, length=100_000, seed=0, distractors=len(ALL_NAMES), tokenizer=tokenizer)
 
 
@@ -190,3 +190,45 @@ def test_docmath_figures_are_single_digits_after_a_parenthesis(tokenizer):
         assert figures and all(1 <= int(v) <= 9 for _, _, v in figures)
         for name, value in re.findall(r"of (\w+) \((\d) million dollars\)", s.meta["trace"]):
             assert f"of {name} ({value} million dollars)" in s.context   # the trace quotes the document
+
+def test_name_budget_of_each_family_matches_its_drafts():
+    """names_needed is exact: a draft at the most decoys the budget allows works, one more runs out of names."""
+    import random
+
+    from longrl.data.synthetic import FAMILIES, max_distractors
+    from longrl.errors import UserError
+
+    for name in FAMILIES.names():
+        for hops in (1, 3):
+            most = max_distractors(name, hops)
+            for seed in range(2):
+                FAMILIES.get(name)(random.Random(seed), hops, most)
+            with pytest.raises(UserError, match="distinct names"):  # the world's name pool is exhausted
+                FAMILIES.get(name)(random.Random(0), hops, most + 1)
+
+
+def test_the_longest_documents_cap_default_decoys_at_the_name_budget():
+    """Near a million tokens the default decoy count would need more names than the world has: it is capped."""
+    from longrl.data.synthetic import DEFAULT_HOPS, MAX_LENGTH, max_distractors, plan_knobs
+
+    for task in ("choice", "multihop", "docmath", "lookup"):
+        most = max_distractors(task, DEFAULT_HOPS[task])
+        assert plan_knobs(task, MAX_LENGTH, None, None) == (DEFAULT_HOPS[task], most) and most < default_distractors(MAX_LENGTH)
+        assert plan_knobs(task, 131072, None, None)[1] == default_distractors(131072)   # 128K: uncapped
+
+
+@pytest.mark.parametrize(("knobs", "message"), [
+    ({"length": 100_000_000}, r"length 100000000 is out of range: use 32\.\.1048576"),
+    ({"length": 16}, "length 16 is out of range"),
+    ({"hops": -3}, "hops -3 must be at least 1"),
+    ({"distractors": -3}, "distractors -3 must be 0 or more"),
+    ({"hops": 10000}, "'docmath' cannot chain 10000 hops: its world has 4,900 names"),
+    ({"hops": 1000}, "'docmath': a 512-token prompt cannot hold 1000 hops and 0 distractors"),
+    ({"distractors": 10000}, r"'docmath' places at most \d+ distractors at 2 hops"),
+])
+def test_impossible_knobs_are_refused_before_any_work(knobs, message):
+    from longrl.errors import UserError
+
+    args = {"length": 512, "hops": None, "distractors": None, **knobs}
+    with pytest.raises(UserError, match=message):
+        synthesize(["docmath"], n=1, seed=0, tokenizer=object(), **args)  # refused before the tokenizer is used

@@ -8,12 +8,14 @@ import json
 import pytest
 
 from longrl.config import Config
-from longrl.eval.backends import GenerationParams, LocalBackend, Request, build_backend, stop_token_ids
-from longrl.eval.config import EvalConfig
+from longrl.config.eval import EvalConfig
+from longrl.config.reward import RewardConfig
+from longrl.errors import ConfigError
+from longrl.engine.generate import stop_token_ids
+from longrl.eval.backends import LocalBackend, build_backend, eval_tokenizer
+from longrl.eval.protocol import GenerationParams, Request
 from longrl.eval.harness import evaluate
 from longrl.eval.prompts import prepare_prompt
-from longrl.errors import ConfigError
-from longrl.rewards.config import RewardConfig
 from longrl.rewards.hybrid import HybridReward
 
 
@@ -21,14 +23,14 @@ from longrl.rewards.hybrid import HybridReward
 def local(tiny_model_dir):
     cfg = Config.model_validate({"model": {"path": str(tiny_model_dir)}, "run": {"device": "cpu"},
                                  "eval": {"batch_size": 2, "max_new_tokens": 6, "samples": 2}})
-    backend, tokenizer = build_backend(cfg)
-    return backend, tokenizer, cfg
+    tokenizer = eval_tokenizer(cfg)
+    return build_backend(cfg, tokenizer), tokenizer, cfg
 
 
 def test_local_backend_samples_n_per_prompt_with_seeds(local, samples):
     backend, tokenizer, _ = local
     assert isinstance(backend, LocalBackend) and backend.needs_ids and backend.batch_size == 2
-    assert tokenizer.convert_tokens_to_ids("<|im_end|>") in stop_token_ids(backend.model, tokenizer)
+    assert tokenizer.convert_tokens_to_ids("<|im_end|>") in stop_token_ids(tokenizer, backend.model)
     requests = [Request(f"s/{s.id}", prepare_prompt(tokenizer, s, 4096), seed=i) for i, s in enumerate(samples[:3])]
     params = GenerationParams(max_new_tokens=6, temperature=1.0, top_p=1.0)
     out = asyncio.run(backend.complete(requests, 3, params))
@@ -62,5 +64,5 @@ def test_local_backend_through_the_harness_and_resume(local, samples, tmp_path):
 def test_server_needs_a_tokenizer():
     cfg = Config.model_validate({"eval": {"model": "http://127.0.0.1:9/v1"}})
     with pytest.raises(ConfigError, match="--tokenizer"):
-        build_backend(cfg)
+        eval_tokenizer(cfg)
     assert EvalConfig().max_input_tokens == 120_000

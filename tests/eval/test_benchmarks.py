@@ -6,10 +6,10 @@ import json
 
 import pytest
 
+from longrl.config.eval import DOCQA7, SyntheticSuiteConfig
 from longrl.data.tasks import TASKS
 from longrl.errors import DataError, UserError
 from longrl.eval.benchmarks import BENCHMARKS, load_suites, synthetic_suite
-from longrl.eval.config import DOCQA7, SyntheticSuiteConfig
 
 
 def write_jsonl(path, rows):
@@ -93,14 +93,38 @@ def test_bad_json_missing_file_duplicate_ids(tmp_path, docqa_rows):
         load_suites(["hotpot"], tmp_path)
 
 
+def test_an_empty_benchmark_file_is_refused_not_scored_zero(tmp_path):
+    (tmp_path / "frames.jsonl").write_text("\n\n")
+    with pytest.raises(DataError, match=r"frames.jsonl, file: no items: benchmark 'frames' would score 0 on nothing"):
+        load_suites(["frames"], tmp_path)
+
+
 def test_synthetic_suites_are_held_out_and_deterministic(tokenizer):
-    suite = BENCHMARKS.get("synthetic-256").load(None, SyntheticSuiteConfig(n=3, seed=77))
+    suite = BENCHMARKS.get("synthetic-256").load(None, SyntheticSuiteConfig(n=3, seed=77), tokenizer)
     assert suite.name == "synthetic-256" and suite.display == "Synth-256" and "seed=77" in suite.version
     assert [s.task for s in suite.samples] == ["docmath", "multihop", "choice"]
-    again = synthetic_suite(256, 3, 77)
+    again = synthetic_suite(256, 3, 77, tokenizer=tokenizer)
     assert [s.to_dict() for s in again] == [s.to_dict() for s in suite.samples]
-    training = synthetic_suite(256, 3, 0)  # another seed: other items
+    training = synthetic_suite(256, 3, 0, tokenizer=tokenizer)  # another seed: other items
     assert not {s.context for s in training} & {s.context for s in suite.samples}
     assert "synthetic-4096" in BENCHMARKS and "synthetic-x" not in BENCHMARKS and "synthetic-<length>" in BENCHMARKS.names()
     with pytest.raises(UserError, match="too short"):
-        synthetic_suite(8, 1, 0)
+        synthetic_suite(8, 1, 0, tokenizer=tokenizer)
+
+
+def test_published_protocol_builds_documents_and_golds_as_the_scripts(tmp_path, docqa_dir):
+    suites = load_suites(["docmath", "frames", "hotpotqa"], docqa_dir(tmp_path), protocol="published")
+    first = suites["docmath"].samples[0]
+    assert first.context == "Revenue was $1,200 million in 2019.\n  \nRevenue was $1,350 million in 2020."
+    raw = json.loads((tmp_path / "docmath.jsonl").read_text().splitlines()[0])
+    assert first.context == "\n".join(raw["paragraphs"]).strip()          # one newline, nothing dropped
+    frames_raw = json.loads((tmp_path / "frames.jsonl").read_text().splitlines()[0])
+    assert suites["frames"].samples[0].context == "\n".join(f"{w['title']}\n{w['text']}" for w in frames_raw["wiki_items"]).strip()
+    assert suites["hotpotqa"].samples[1].answers == ["cooper", "a cooper"]  # all kept; the published rule reads the first
+
+
+def test_published_docmath_golds_are_written_as_python_writes_them(tmp_path, docqa_rows):
+    rows = [dict(docqa_rows["docmath"][0], question_id=str(i), ground_truth=g) for i, g in enumerate([1e-05, 2.5e20, 3.0, 7, "12%"])]
+    write_jsonl(tmp_path / "docmath.jsonl", rows)
+    golds = [s.answers[0] for s in BENCHMARKS.get("docmath").load(tmp_path, protocol="published").samples]
+    assert golds == ["1e-05", "2.5e+20", "3.0", "7", "12%"]

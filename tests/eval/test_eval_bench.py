@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from longrl.bench import load_benchmarks
+from longrl.cli.bench import load_benchmarks
 
 
 @pytest.mark.slow

@@ -7,13 +7,13 @@ import re
 
 import pytest
 
+from longrl.config.eval import DOCQA7, EvalConfig
+from longrl.config.reward import JudgeConfig, RewardConfig
 from longrl.errors import ConfigError
 from longrl.eval.benchmarks import load_suites
-from longrl.eval.config import DOCQA7, EvalConfig
 from longrl.eval.harness import evaluate, item_seed
 from longrl.eval.loopback import LoopbackServer, chat_reply
 from longrl.eval.remote import BackendError, OpenAIBackend
-from longrl.rewards.config import JudgeConfig, RewardConfig
 from longrl.rewards.hybrid import HybridReward
 
 

@@ -104,3 +104,20 @@ def test_text_the_normaliser_changes_is_cut_from_the_original(tokenizer, long_sa
     assert cut.tokens == len(cut.ids) == full.tokens - 100 and cut.truncated_tokens > 0
     assert "Caf\u0065\u0301 " in cut.text and "fin\u0065\u0301." in cut.text  # the original characters, sliced
     assert cut.ids[:50] == full.ids[:50] and cut.ids[-30:] == full.ids[-30:]
+
+
+def test_published_cut_keeps_the_user_message_halves(tokenizer, long_sample):
+    """The published scripts cut the user message (template included): first max//2, last max - max//2 tokens."""
+    user_ids = tokenizer.encode(user_message(long_sample))
+    untouched = prepare_prompt(tokenizer, long_sample, None, protocol="published")
+    assert untouched.user == user_message(long_sample) and untouched.truncated_tokens == 0
+    assert untouched.ids == encode(tokenizer, untouched.text) and untouched.tokens == len(untouched.ids)
+    for budget in (41, 200, len(user_ids) - 1):
+        cut = prepare_prompt(tokenizer, long_sample, budget, protocol="published")
+        kept = user_ids[: budget // 2] + user_ids[len(user_ids) - (budget - budget // 2):]
+        assert cut.user == tokenizer.decode(kept, skip_special_tokens=True)
+        assert cut.truncated_tokens == len(user_ids) - budget
+        assert cut.text.startswith("<|im_start|>user\n" + cut.user[:20]) and cut.ids == encode(tokenizer, cut.text)
+        assert cut.user.startswith("Please read") and cut.user.endswith('(insert answer here)".')
+        served = prepare_prompt(tokenizer, long_sample, budget, with_ids=False, protocol="published")
+        assert served.ids is None and served.user == cut.user and abs(served.tokens - cut.tokens) <= 2

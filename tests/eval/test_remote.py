@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from longrl.eval.backends import GenerationParams, Request
+from longrl.eval.protocol import GenerationParams, Request
 from longrl.eval.loopback import LoopbackServer, chat_reply, completion_reply
 from longrl.eval.prompts import EvalPrompt
 from longrl.eval.remote import BackendError, OpenAIBackend

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from longrl.eval.config import EvalConfig
+from longrl.config.eval import EvalConfig
 from longrl.eval.report import flat_metrics, results_markdown
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from longrl.models.circuits import check_shape, init_retrieval_circuit
-from longrl.models.config import TinyArchConfig
+from longrl.config.model import TinyArchConfig
 from longrl.models.tiny import build_tiny_model, tiny_model_config
 
 SHAPE = dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,

@@ -3,9 +3,14 @@
 import pytest
 import torch
 
+from longrl.config.model import ModelConfig, TinyArchConfig
 from longrl.errors import ConfigError
-from longrl.models.config import ModelConfig, TinyArchConfig
-from longrl.models.loading import load_policy, load_tokenizer, resolve_device, resolve_path
+from longrl.models.loading import (
+    load_policy,
+    load_tokenizer,
+    resolve_device,
+    resolve_path,
+)
 
 
 def test_load_from_folder_with_overrides(tiny_model_dir):
@@ -45,3 +50,29 @@ def test_refuses_pickle_weights(tiny_model_dir, tmp_path):
     (folder / "pytorch_model.bin").write_bytes(b"pickle")
     with pytest.raises(ConfigError, match="safetensors only"):
         load_policy(ModelConfig(path=str(folder)))
+
+
+def test_folders_without_tokenizer_or_with_cut_weights_are_config_errors(tiny_model_dir, tmp_path):
+    import shutil
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ConfigError, match=r"empty: no tokenizer files \(tokenizer.json, .*set model.tokenizer"):
+        load_tokenizer(ModelConfig(path=str(empty)))
+    folder = tmp_path / "cut"
+    shutil.copytree(tiny_model_dir, folder)
+    weights = next(folder.glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(ConfigError, match=r"cannot load model weights from .*cut': Error while deserializing header"):
+        load_policy(ModelConfig(path=str(folder)))
+    with pytest.raises(ConfigError, match=r"model.attn_implementation='nope': Specified `attn_implementation=\"nope\"` is not"):
+        load_policy(ModelConfig(path="random", attn_implementation="nope"))
+
+
+def test_rope_scaling_transformers_cannot_build_is_a_config_error(tiny_model_dir):
+    with pytest.raises(ConfigError, match=r"model.rope_scaling: unknown rope_type 'nonsense'; known: default, dynamic"):
+        load_policy(ModelConfig(path=str(tiny_model_dir), rope_scaling={"rope_type": "nonsense"}))
+    with pytest.raises(ConfigError, match=r"model.rope_scaling: Missing required keys .*'yarn'"):
+        load_policy(ModelConfig(path=str(tiny_model_dir), rope_scaling={"rope_type": "yarn"}))
+    with pytest.raises(ValueError, match="apply to a loaded model, not path=random"):  # silently ignored before
+        ModelConfig(path="random", rope_scaling={"rope_type": "yarn", "factor": 4.0})

@@ -4,8 +4,16 @@ import json
 
 from transformers import AutoTokenizer
 
+from longrl.data.synthetic.corpus import corpus_texts
 from longrl.data.synthetic.world import METRICS, NAMES, RELATIONS
-from longrl.models.tokenizer import IM_END, PAD, THINK_CLOSE, THINK_OPEN, corpus_texts, save_tokenizer, train_tokenizer
+from longrl.models.tokenizer import (
+    IM_END,
+    PAD,
+    THINK_CLOSE,
+    THINK_OPEN,
+    save_tokenizer,
+    train_tokenizer,
+)
 
 TEXT = "<|im_start|>user\nThe mentor of Bako is Rilu. Ünïcödé, 12,345.67 €\t\n<think>x</think><|im_end|>\n"
 

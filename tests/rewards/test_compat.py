@@ -6,14 +6,13 @@ import functools
 
 import numpy as np
 import pytest
-
 from judge_server import field_of
 
+from longrl.config.reward import OverlongConfig, RewardConfig
 from longrl.data.prompt import user_message
 from longrl.data.schema import Sample
 from longrl.errors import UserError
 from longrl.rewards.compat import compute_score, longrl_reward, make_trl_reward
-from longrl.rewards.config import OverlongConfig, RewardConfig
 
 R1 = "<think>The report lists 12 and 18.</think>Therefore, the answer is 30."
 
@@ -77,3 +76,80 @@ def test_trl_reward_with_judge_and_overlong(judge_server, judge_cfg):
     assert out == [0.5, 0.0] and reward.__name__ == "docqa"
     assert judge_server.count == 1
     assert field_of(judge_server.requests[0].body, "question") == "Which city hosts the tower?"
+
+
+def load_like_verl(name: str, reward_kwargs: dict | None = None):
+    """verl's get_custom_reward_fn: the file loaded as module `custom_module`, the function wrapped with reward_kwargs."""
+    import importlib.util
+    import sys
+
+    import longrl.rewards.compat as compat
+
+    spec = importlib.util.spec_from_file_location("custom_module", compat.__file__)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["custom_module"] = module
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules["custom_module"]
+    raw_fn = getattr(module, name)
+    kwargs = dict(reward_kwargs or {})
+
+    def wrapped_fn(*args, **call_kwargs):
+        return raw_fn(*args, **call_kwargs, **kwargs)
+
+    return wrapped_fn
+
+
+@pytest.mark.parametrize("ground_truth", [
+    30,                                  # int, as many verl datasets carry numeric answers
+    30.0,                                # float
+    np.int64(30),                        # a numpy scalar out of a parquet column
+    np.array([30, 31]),                  # a numpy array of numbers
+    np.array(["Therefore, the answer is 30."], dtype=object),   # verl's non-tensor batch: an object array
+    ["29", 30],                          # a mixed list
+    "30",
+])
+def test_verl_ground_truth_types(ground_truth):
+    score = load_like_verl("compute_score")
+    assert score(data_source="docmath_qa", solution_str=R1, ground_truth=ground_truth, extra_info={"index": 0}) == 1.0
+
+
+def test_verl_numeric_ground_truth_formats():
+    response = "<think>x</think>Therefore, the answer is 0.15."
+    assert compute_score("docmath", response, 0.15) == 1.0
+    assert compute_score("docmath", response, 0.25) == 0.0
+    with pytest.raises(UserError, match="ground_truth must be"):
+        compute_score("docmath", response, None)
+    with pytest.raises(UserError, match="ground_truth must be"):
+        compute_score("docmath", response, True)
+
+
+def test_verl_dict_return_by_name_or_keyword():
+    # DAPO's reward manager: result = compute_score(...); if dict: score = result["score"], every key logged,
+    # and algorithm.filter_groups.metric=acc reads "acc"
+    by_name = load_like_verl("compute_score_dict")
+    by_kwarg = load_like_verl("compute_score", {"return_dict": True, "require_think": True})
+    for fn in (by_name, by_kwarg):
+        right = fn(data_source="docmath_qa", solution_str=R1, ground_truth=np.array(["30"], dtype=object), extra_info=None)
+        wrong = fn(data_source="docmath_qa", solution_str=R1, ground_truth=31, extra_info=None)
+        assert right == {"score": 1.0, "acc": 1.0, "pred": "30"}
+        assert wrong == {"score": 0.0, "acc": 0.0, "pred": "30"}
+    plain = load_like_verl("compute_score", {"require_think": False})
+    assert plain(data_source="docmath", solution_str="Therefore, the answer is 30.", ground_truth=30) == 1.0
+
+
+def test_trl_reward_warns_once_when_no_completion_reasons():
+    reward = make_trl_reward()
+    plain = ["Therefore, the answer is 30.", "Therefore, the answer is 29."]
+    with pytest.warns(UserWarning, match="none of the 2 completions contains </think>"):
+        assert reward(prompts=["p", "p"], completions=plain, answers=["30", "30"], task=["docmath", "docmath"]) == [0.0, 0.0]
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                       # a second call warns no more
+        reward(prompts=["p", "p"], completions=plain, answers=["30", "30"], task=["docmath", "docmath"])
+        # some completions reason: no warning at all
+        make_trl_reward()(prompts=["p", "p"], completions=[R1, plain[0]], answers=["30", "30"], task=["docmath", "docmath"])
+        relaxed = make_trl_reward(RewardConfig(require_think=False))
+        assert relaxed(prompts=["p", "p"], completions=plain, answers=[30, ["30"]], task=["docmath", "docmath"]) == [1.0, 0.0]

@@ -65,3 +65,106 @@ def test_unwrap_command_leaves_unclosed_braces():
 def test_long_thinking_is_cheap_to_skip():
     response = "<think>" + "the answer is 1. " * 50_000 + "</think>Therefore, the answer is 2."
     assert extract_prediction(response).prediction == "2"
+
+
+# ---- the linear-time trimming against the naive definitions it replaces -----------------------------
+
+def naive_remove_emphasis(text: str) -> str:
+    out, i = [], 0
+    text = text.replace("*", "")
+    while i < len(text):
+        if text[i] != "_":
+            out.append(text[i])
+            i += 1
+            continue
+        end = i
+        while end < len(text) and text[end] == "_":
+            end += 1
+        word = lambda ch: ch.isascii() and ch.isalnum()  # noqa: E731
+        if i > 0 and word(text[i - 1]) and end < len(text) and word(text[end]):
+            out.append(text[i:end])
+        i = end
+    return "".join(out)
+
+
+def naive_unwrap(text: str, command: str) -> str:
+    start = text.find(command)
+    while start >= 0:
+        depth, end = 1, -1
+        for k in range(start + len(command), len(text)):
+            depth += {"{": 1, "}": -1}.get(text[k], 0)
+            if depth == 0:
+                end = k
+                break
+        if end < 0:
+            return text
+        text = text[:start] + text[start + len(command):end] + text[end + 1:]
+        start = text.find(command, start)
+    return text
+
+
+def naive_clean(text: str) -> str:
+    from longrl.rewards.extract import _LATEX_COMMANDS, _SPECIAL_TOKEN_RE, _WRAPPERS
+
+    def wraps_whole(t, left, right):
+        if left == right:
+            return t.count(left) == 2
+        depth = 0
+        for k, ch in enumerate(t):
+            depth += 1 if ch == left else -1 if ch == right else 0
+            if depth == 0 and ch == right:
+                return k == len(t) - 1
+        return False
+
+    text = _SPECIAL_TOKEN_RE.sub("", text)
+    for command in _LATEX_COMMANDS:
+        text = naive_unwrap(text, command)
+    previous = None
+    while text != previous:
+        previous = text
+        text = text.strip().rstrip(".").strip()
+        for left, right in _WRAPPERS:
+            if len(text) >= 2 and text[0] == left and text[-1] == right and wraps_whole(text, left, right):
+                text = text[1:-1]
+                break
+    return text
+
+
+def test_trimming_matches_the_naive_definitions_on_random_text():
+    import random
+
+    from longrl.rewards.extract import remove_emphasis
+
+    rng = random.Random(0)
+    alphabet = ["a", "7", "_", "*", " ", ".", "(", ")", '"', "'", "$", "\u201c", "\u201d", "{", "}", "\\boxed{", "\\text{"]
+    for _ in range(3000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 14)))
+        assert remove_emphasis(text) == naive_remove_emphasis(text), repr(text)
+        if text.count("\\") <= 1:  # several commands: the one-pass unwrap reads the original text's occurrences
+            assert clean_prediction(text) == naive_clean(text), repr(text)
+
+
+def test_answer_line_longer_than_the_limit_is_no_answer():
+    from longrl.rewards.extract import MAX_ANSWER_CHARS
+
+    fits = "<think>a</think>Therefore, the answer is " + "x" * MAX_ANSWER_CHARS
+    assert extract_prediction(fits).status == OK
+    assert extract_prediction(fits + "x") == extract_prediction("<think>a</think>It is.")  # (None, no_answer)
+
+
+def test_last_phrase_found_backwards_is_the_last_forward_match():
+    import random
+    import re
+
+    from longrl.rewards.extract import find_last_phrase
+
+    forward = re.compile(r"[Tt](?<![A-Za-z][Tt])(?i:he\s+(?:correct\s+)?answer\s+is)\b[\s:]*")
+    rng = random.Random(1)
+    pieces = ["the answer is", "The Correct answer is", "THE ANSWER IS", "the  answer\nis", "atthe answer is",
+              "the answer isn't", " ", ":", "x", "7", "\n", "the answer is:", "tthe answer is"]
+    for _ in range(3000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 6)))
+        last = None
+        for last in forward.finditer(text):
+            pass
+        assert find_last_phrase(text) == (None if last is None else last.end()), repr(text)

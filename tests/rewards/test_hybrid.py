@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
 from judge_server import Reply, field_of
 
+from longrl.config.reward import OverlongConfig, RewardConfig
 from longrl.errors import ConfigError
-from longrl.rewards.config import OverlongConfig, RewardConfig
 from longrl.rewards.hybrid import HybridReward, RewardInput, overlong_penalty, summarize
 from longrl.rewards.judge import JudgeError, JudgeVerdict
 
@@ -175,3 +174,37 @@ def test_unknown_names_fail_loudly():
         HybridReward(RewardConfig(judge_verifiers=["qa", "exact"]))
     with pytest.raises(UserError, match="unknown task 'poetry'"):
         HybridReward(RewardConfig()).score([item(task="poetry")])
+
+
+def test_adversarial_responses_score_in_bounded_time():
+    """Hostile responses of ~1 MB (nested braces and parentheses, floods, digit runs) through both
+    protocols and every task kind. The bound is generous (the target, 50 ms, is `longrl bench
+    adversarial`'s); quadratic extraction took 20 s on 5,000 nested \\boxed{ and minutes at 1 MB."""
+    import time
+
+    from longrl.rewards.bench import adversarial_inputs
+
+    think = "<think>x</think>Therefore, the answer is "
+    cases = adversarial_inputs() + [
+        ("20,000 nested parentheses", think + "(" * 20000 + "42" + ")" * 20000),
+        ("5,000 nested \\boxed{ around parentheses", think + "\\boxed{(" * 5000 + "42" + ")}" * 5000),
+        ("300 nested \\boxed{ around parentheses", think + "\\boxed{(" * 300 + "42" + ")}" * 300),
+        ("1,900 nested parentheses", think + "(" * 1900 + "42" + ")" * 1900),
+    ]
+    # strict: answer lines over 4,000 characters are no answer; the nested ones under it are unwrapped to 42
+    expected_strict_docmath = {"300 nested \\boxed{ around parentheses": 1.0, "1,900 nested parentheses": 1.0,
+                               "thinking of the size, short answer": 1.0}
+    golds = {"multihop": ["Paris"], "docmath": ["42"], "choice": ["B"]}
+    slowest = (0.0, "")
+    for protocol in ("strict", "published"):
+        reward = HybridReward(RewardConfig(protocol=protocol))
+        for name, response in cases:
+            for task, gold in golds.items():
+                start = time.process_time()
+                outcome = reward.rule(RewardInput(task=task, question="q", answers=gold, response=response))
+                spent = time.process_time() - start
+                slowest = max(slowest, (spent, f"{protocol}/{task}/{name}"))
+                assert outcome.verdict.score in (0.0, 1.0)
+                if protocol == "strict" and task == "docmath":
+                    assert outcome.verdict.score == expected_strict_docmath.get(name, 0.0), name
+    assert slowest[0] < 2.0, slowest

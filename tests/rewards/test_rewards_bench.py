@@ -28,3 +28,11 @@ def test_judge_benchmark(tmp_path, capsys):
     result = run_bench("judge", tmp_path, capsys)
     assert result["server_requests"] == result["calls"] == 200 and result["judge_errors"] == 0
     assert result["rerun_server_requests"] == 0 and 1 <= result["server_max_in_flight"] <= 32
+
+
+def test_adversarial_benchmark(tmp_path, capsys):
+    result = run_bench("adversarial", tmp_path, capsys)
+    assert result["response_chars"] == 100_000 and result["scored"] == result["cases"] * 6
+    assert set(result["worst_ms_by_protocol_task"]) == {f"{p}/{t}" for p in ("strict", "published")
+                                                        for t in ("choice", "docmath", "multihop")}
+    assert result["worst_ms"] > 0 and result["worst_case"]

@@ -7,7 +7,12 @@ import string
 
 import pytest
 
-from longrl.rewards.text import contains_words, normalize_answer, token_f1, two_way_match
+from longrl.rewards.text import (
+    contains_words,
+    normalize_answer,
+    token_f1,
+    two_way_match,
+)
 
 
 def naive_contains(haystack: list[str], needle: list[str]) -> bool:

@@ -12,7 +12,12 @@ import pytest
 
 from longrl.data.tasks import TASKS
 from longrl.rewards.extract import extract_prediction
-from longrl.rewards.verifiers import VERIFIERS, GoldError, VerifyOptions, parse_choice_letter
+from longrl.rewards.verifiers import (
+    VERIFIERS,
+    GoldError,
+    VerifyOptions,
+    parse_choice_letter,
+)
 
 
 def think(answer_line: str) -> str:
@@ -69,6 +74,11 @@ NUMERIC_CASES = [
     ("Therefore, the answer is nan", ["1"], 0.0, "absurd: nan"),
     ("Therefore, the answer is __import__('os').getpid()", ["1"], 0.0, "never evaluated"),
     ("Therefore, the answer is 2**10", ["1024"], 0.0, "no arithmetic on model output"),
+    ("Therefore, the answer is open('/tmp/pytest-0/x0')", ["0"], 0.0, "no number is pulled out of code (a path's digits)"),
+    ("Therefore, the answer is 1e99999", ["1"], 0.0, "an overflowing exponent is not read as 1"),
+    ("Therefore, the answer is 1,00,000", ["1"], 0.0, "ambiguous grouping is not read as 1"),
+    ("Therefore, the answer is 0x1F", ["0"], 0.0, "hex is not read as 0"),
+    ("Therefore, the answer is \u0661\u0662\u0663", ["123"], 1.0, "Arabic-Indic digits: the same number"),
     ("Therefore, the answer is unknown", ["5"], 0.0, "no number"),
     ("Therefore, the answer is 7", ["5", "7"], 1.0, "any gold matches"),
 ]
@@ -145,15 +155,21 @@ def test_parse_choice_letter():
     assert parse_choice_letter("A: first") == "A"
 
 
-def test_model_output_is_never_executed(tmp_path):
-    """Code-shaped answers through every verifier: nothing runs, every score is 0."""
-    marker = tmp_path / "pwned"
-    payloads = [f"__import__('os').system('touch {marker}')", f"exec(\"open('{marker}','w')\")",
-                f"eval(compile('open(\"{marker}\",\"w\")','x','exec'))"]
+def test_model_output_is_never_executed(tmp_path, monkeypatch):
+    """Code-shaped answers through every verifier: nothing runs, every score is 0.
+
+    The payloads name their marker by a relative path inside the test's own working directory, so
+    the text scored never depends on where pytest puts its temporary folders; digits inside code
+    (a path "pytest-0/...") are covered on purpose, against a gold of "0".
+    """
+    monkeypatch.chdir(tmp_path)
+    payloads = ["__import__('os').system('touch pwned')", "exec(\"open('pwned','w')\")",
+                "eval(compile('open(\"pwned\",\"w\")','x','exec'))",
+                "__import__('os').system('touch pytest-0/run0/pwned')", "open('v0.py','w').write('x=0')"]
     for payload in payloads:
         for task, golds in [("docmath", ["0"]), ("multihop", ["Paris"]), ("choice", ["A"])]:
-            assert rule_score(task, think(f"Therefore, the answer is {payload}"), golds) == 0.0
-    assert not marker.exists()
+            assert rule_score(task, think(f"Therefore, the answer is {payload}"), golds) == 0.0, (task, payload)
+    assert not (tmp_path / "pwned").exists() and not (tmp_path / "v0.py").exists()
 
 
 def test_no_code_evaluation_in_rewards_sources():

@@ -138,17 +138,35 @@ def naive_seq_mean(loss, mask):
     return sum(means) / len(means)
 
 
+def naive_seq_sum_over_limit(loss, mask, limit):
+    """Dr. GRPO's aggregation: each sequence's token sum over the constant `limit`, mean over sequences."""
+    sums = [sum(l * m for l, m in zip(row_l, row_m)) / limit for row_l, row_m in zip(loss, mask) if sum(row_m)]
+    return sum(sums) / len(sums)
+
+
 @pytest.mark.parametrize("seed", SEEDS)
 def test_loss_aggregations_match_reference_loops(seed):
     loss, _, _, mask = random_batch(seed, b=6, t=9)
     mask[2] = 0  # an empty sequence counts for neither tokens nor sequences
     token_mean = algos.LOSS_AGG.get("token-mean")
     seq_mean = algos.LOSS_AGG.get("seq-mean-token-mean")
+    sum_norm = algos.LOSS_AGG.get("seq-mean-token-sum-norm")
     assert token_mean(loss, mask).item() == pytest.approx(naive_token_mean(loss.tolist(), mask.tolist()))
     assert seq_mean(loss, mask).item() == pytest.approx(naive_seq_mean(loss.tolist(), mask.tolist()))
+    assert sum_norm(loss, mask, 32).item() == pytest.approx(naive_seq_sum_over_limit(loss.tolist(), mask.tolist(), 32))
+    assert sum_norm(loss, mask).item() == pytest.approx(naive_seq_sum_over_limit(loss.tolist(), mask.tolist(), 9))
 
 
-@pytest.mark.parametrize("name", ["token-mean", "seq-mean-token-mean"])
+def test_drgrpo_normaliser_is_constant_so_length_does_not_rescale_a_response():
+    """Two responses with the same per-token loss: token sums 4 and 1, over the same constant 8."""
+    loss = torch.tensor([[1.0, 1.0, 1.0, 1.0], [1.0, 0.0, 0.0, 0.0]])
+    mask = torch.tensor([[1, 1, 1, 1], [1, 0, 0, 0]])
+    agg = algos.LOSS_AGG.get("seq-mean-token-sum-norm")
+    assert agg(loss, mask, 8).item() == pytest.approx((4 / 8 + 1 / 8) / 2)
+    assert algos.LOSS_AGG.get("seq-mean-token-mean")(loss, mask).item() == pytest.approx(1.0)   # 1/|o| per sequence
+
+
+@pytest.mark.parametrize("name", ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"])
 def test_loss_aggregation_splits_exactly(name):
     loss, _, _, mask = random_batch(5, b=6, t=9)
     agg = algos.LOSS_AGG.get(name)

@@ -9,7 +9,13 @@ import torch
 
 from longrl.rl import algos
 from longrl.rl.batching import (
-    completion_mask, gather, pad_rows, piece_cost, plan_micro_batches, split_group, split_mini_batches,
+    completion_mask,
+    gather,
+    pad_rows,
+    piece_cost,
+    plan_micro_batches,
+    split_group,
+    split_mini_batches,
 )
 
 

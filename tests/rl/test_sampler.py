@@ -1,13 +1,11 @@
-"""rl/sampler.py: seeded epochs, exact resume from the cursor, loading data sources."""
+"""rl/sampler.py: seeded epochs, exact resume from the cursor."""
 
 from __future__ import annotations
 
 import pytest
 
-from longrl.data.config import DataSource, SynthSpec
-from longrl.data.io import write_samples
-from longrl.errors import DataError, UserError
-from longrl.rl.sampler import PromptSampler, epoch_order, load_items
+from longrl.errors import UserError
+from longrl.rl.sampler import PromptSampler, epoch_order
 
 
 def ids(draws):
@@ -43,23 +41,3 @@ def test_epoch_order_is_a_permutation():
 def test_empty_items_are_a_user_error():
     with pytest.raises(UserError, match="no training items"):
         PromptSampler([], seed=0)
-
-
-def test_load_items_from_file_and_synth_with_limits(tmp_path, samples, tokenizer):
-    path = tmp_path / "train.jsonl"
-    write_samples(path, samples[:5])
-    synth = SynthSpec(tasks=["multihop"], n=3, length=120, seed=9)
-    items = load_items([DataSource(path=str(path), limit=4), DataSource(synth=synth)], tokenizer=tokenizer)
-    assert [s.id for s in items[:4]] == [s.id for s in samples[:4]]
-    assert len(items) == 7 and all(s.task == "multihop" for s in items[4:])
-
-
-def test_load_items_rejects_duplicate_ids_and_bad_files(tmp_path, samples):
-    path = tmp_path / "a.jsonl"
-    write_samples(path, samples[:3])
-    with pytest.raises(UserError, match=r"sample id .* already appears in source 0"):
-        load_items([DataSource(path=str(path)), DataSource(path=str(path))])
-    bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"id": "x"}\n')
-    with pytest.raises(DataError, match=r"bad.jsonl, line 1, field 'task'"):
-        load_items([DataSource(path=str(bad))])

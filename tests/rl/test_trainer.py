@@ -21,7 +21,13 @@ from safetensors.torch import load_file
 
 from longrl.cli import main
 from longrl.config import load_config
-from longrl.rl.trainer import Group, lr_factor, make_optimizer, objective, policy_update, train
+from longrl.rl.trainer import (
+    Group,
+    lr_factor,
+    objective,
+    policy_update,
+    train,
+)
 from longrl.tracking import read_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,6 +65,7 @@ def stoppy_model_dir(tmp_path_factory, tiny_arch, tokenizer):
 def config(model_dir, *overrides):
     base = [f"model.path={model_dir}", "run.progress=none", "run.torch_threads=1", "reward.overlong.buffer=16",
             "rollout.max_new_tokens=16", "rollout.group_size=4", "train.prompts_per_step=3", "algo.dynamic_sampling=true",
+            "algo.filter_metric=reward",   # the tiny policy is never right: only the shaped reward varies
             "algo.max_refills=2", "train.micro_batch_tokens=300"]
     return load_config(SMOKE, base + list(overrides))
 
@@ -166,20 +173,25 @@ def test_policy_update_is_the_same_for_any_micro_batch_budget(stoppy_model_dir, 
         groups.append(Group(Draw(i, s), encode_prompt(tokenizer, s).ids, comps, [False] * 4, [""] * 4, [], [0.0] * 4))
     adv = torch.randn(3, 4, generator=g)
 
-    def updated(budget, agg):
+    def update(budget, agg):
+        """Loss metrics and the parameter change of one update. Plain SGD at lr 1 makes the change the
+        (clipped) gradient itself: AdamW would turn float-noise gradient differences into sign-sized steps."""
         cfg = config(stoppy_model_dir, f"train.micro_batch_tokens={budget}", f"algo.loss_agg={agg}", "train.mini_batches=1",
                      "algo.entropy_coef=0.01")
         policy = load_policy(cfg.model)
-        optimizer = make_optimizer(cfg, policy)
+        before = {k: v.detach().clone() for k, v in policy.named_parameters()}
+        optimizer = torch.optim.SGD([p for p in policy.parameters() if p.requires_grad], lr=1.0)
         metrics = policy_update(policy, None, optimizer, groups, adv, cfg, objective(cfg), step=1)
-        return metrics, dict(policy.named_parameters())
+        return metrics, {k: (v.detach() - before[k]) for k, v in policy.named_parameters()}
 
     for agg in ["token-mean", "seq-mean-token-mean"]:
-        m_big, big = updated(100_000, agg)
-        m_small, small = updated(220, agg)
+        m_big, big = update(100_000, agg)
+        m_small, small = update(220, agg)
         assert m_big["loss/total"] == pytest.approx(m_small["loss/total"], rel=1e-5)
+        assert m_big["optim/grad_norm"] == pytest.approx(m_small["optim/grad_norm"], rel=1e-5)
+        assert sum(float(d.abs().sum()) for d in big.values()) > 0          # the update did move the weights
         for name in big:
-            torch.testing.assert_close(big[name], small[name], rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(big[name], small[name], rtol=1e-4, atol=1e-7)
 
 
 def test_cli_runs_smoke_config_with_overrides(tmp_path, stoppy_model_dir):
@@ -242,3 +254,62 @@ def test_sigkill_at_several_points_then_resume_gives_identical_weights(tmp_path,
     assert [r["step"] for r in read_metrics(metrics)] == [1, 2, 3, 4, 5]
     assert stable(read_metrics(metrics)) == stable(read_metrics(straight / "metrics.jsonl"))
     assert read_metrics(out / "item_scores.jsonl") == read_metrics(straight / "item_scores.jsonl")
+
+
+def test_dynamic_sampling_keeps_groups_by_accuracy_not_by_the_shaped_reward(samples):
+    """DAPO filters on accuracy (0 < #correct < G): an all-wrong group whose lengths differ is uniform."""
+    from longrl.config.reward import RewardConfig
+    from longrl.rewards.hybrid import HybridReward, RewardInput
+    from longrl.rl.dynamic import is_informative
+    from longrl.rl.sampler import Draw
+    from longrl.rl.trainer import FILTER_SIGNALS
+
+    reward = HybridReward(RewardConfig(overlong={"enabled": True, "buffer": 8}))
+
+    def group(answers: list[str]) -> Group:
+        inputs = [RewardInput("multihop", "Who?", ["Tamo"], f"<think>x</think>Therefore, the answer is {a}.",
+                              response_tokens=n, max_response_tokens=16) for a, n in zip(answers, (4, 10, 14, 16))]
+        results = reward.score(inputs)
+        return Group(Draw(0, samples[0]), [1], [[1]] * 4, [False] * 4, [""] * 4, results, [r.score for r in results])
+
+    wrong = group(["Gire"] * 4)                      # all wrong, penalised by length: rewards differ
+    assert is_informative(FILTER_SIGNALS["reward"](wrong)) and not is_informative(FILTER_SIGNALS["accuracy"](wrong))
+    right = group(["Tamo"] * 4)                      # all right, penalised by length: solved K/K
+    assert wrong.correct == [0.0] * 4 and right.correct == [1.0] * 4
+    assert not is_informative(FILTER_SIGNALS["accuracy"](right))
+    mixed = group(["Tamo", "Gire", "Tamo", "Gire"])
+    assert is_informative(FILTER_SIGNALS["accuracy"](mixed))
+
+
+def test_lora_run_trains_only_adapters_and_resumes_exactly(tmp_path, stoppy_model_dir, samples):
+    from longrl.models.loading import load_policy
+
+    lora = "model.lora={rank: 4, alpha: 8, target_modules: [q_proj, v_proj], final: adapter}"
+    cfg = config(stoppy_model_dir, "train.steps=4", "run.save_every=2", "algo.kl_coef=0.05", "optim.lr=1e-2",
+                 "train.mini_batches=1", lora)     # one update per step: step 1 sees the policy before any update
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    train(cfg, straight, items=samples)
+    train(cfg, resumed, items=samples)
+    import shutil
+
+    shutil.rmtree(resumed / "final")
+    shutil.rmtree(resumed / "checkpoints" / "step-00000004")
+    train(cfg, resumed, items=samples)
+
+    # checkpoints and final/ hold the adapters alone; resuming gives the same adapters, bit for bit
+    (ckpt,) = [p for p in (straight / "checkpoints").iterdir() if p.name.endswith("4")]
+    saved = load_file(str(ckpt / "trainable.safetensors"))
+    assert not (ckpt / "model.safetensors").exists() and saved and all(".lora_" in k for k in saved)
+    a = load_file(str(straight / "final" / "adapter_model.safetensors"))
+    b = load_file(str(resumed / "final" / "adapter_model.safetensors"))
+    assert sorted(a) == sorted(b) and len(a) == 2 * 2 * 2     # 2 layers x (q, v) x (A, B)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert stable(read_metrics(resumed / "metrics.jsonl")) == stable(read_metrics(straight / "metrics.jsonl"))
+    # only the adapted layers differ from the base; the reference is the base (kl exactly 0 before any update)
+    base = dict(load_policy(cfg.model).named_parameters())
+    tuned = dict(load_policy(cfg.model.model_copy(update={"path": str(straight / "final")})).named_parameters())
+    assert sorted(base) == sorted(tuned)
+    changed = sorted(k for k in base if not torch.equal(base[k], tuned[k]))
+    assert changed and all(k.endswith(("q_proj.weight", "v_proj.weight")) for k in changed)
+    rows = read_metrics(straight / "metrics.jsonl")
+    assert rows[0]["kl"] == 0.0 and rows[-1]["kl"] > 0.0

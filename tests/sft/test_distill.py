@@ -7,9 +7,9 @@ from dataclasses import replace
 
 import pytest
 
+from longrl.config.sft import TeacherConfig
 from longrl.data.io import read_samples, write_samples
 from longrl.errors import DataError, UserError
-from longrl.sft.config import TeacherConfig
 from longrl.sft.distill import DemoLedger, demos_from_traces, distill, passrates_path
 
 K = 4

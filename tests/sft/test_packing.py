@@ -143,7 +143,7 @@ def test_packing_changes_no_loss_and_no_gradient(tokenizer, samples, tiny_model)
     """Per-token losses (and gradients) of packed rows equal each example run alone (fp32, 1e-5)."""
     import torch.nn.functional as F
 
-    from longrl.sft.segments import packed_attention
+    from longrl.engine.packed import packed_attention
     from longrl.sft.trainer import token_nll
 
     examples, _ = encode_examples(tokenizer, samples[:7])
@@ -173,7 +173,7 @@ def test_packing_changes_no_loss_and_no_gradient(tokenizer, samples, tiny_model)
 
 
 def test_activation_checkpointing_gives_the_same_gradients(tokenizer, samples, tiny_model):
-    from longrl.sft.segments import packed_attention
+    from longrl.engine.packed import packed_attention
     from longrl.sft.trainer import token_nll
 
     examples, _ = encode_examples(tokenizer, samples[:4])
@@ -214,7 +214,7 @@ def test_weighted_step_loss_matches_a_naive_weighted_mean(tokenizer, samples, ti
     """label_weights/weight_total give sum(w * nll) / sum(w) over a step, as a per-example loop computes it."""
     import torch.nn.functional as F
 
-    from longrl.sft.segments import packed_attention
+    from longrl.engine.packed import packed_attention
     from longrl.sft.trainer import label_weights, token_nll, weight_total
 
     rng = random.Random(2)

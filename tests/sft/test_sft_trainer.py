@@ -18,17 +18,23 @@ from safetensors.torch import load_file
 
 from longrl.config import load_config
 from longrl.data.io import write_samples
+from longrl.engine.packed import packed_attention
 from longrl.sft.packing import encode_examples, micro_batches
-from longrl.sft.segments import packed_attention
-from longrl.sft.trainer import LoopSettings, lr_factor, settings_from_sft, token_nll, train_loop, train_sft
+from longrl.sft.trainer import (
+    lr_factor,
+    settings_from_sft,
+    token_nll,
+    train_loop,
+    train_sft,
+)
 from longrl.tracking import read_metrics
 
 TINY = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
         "intermediate_size": 128, "max_position_embeddings": 4096}
 
 
-def tiny_cfg(**sft):
-    raw = {"model": {"path": "random", "tiny": TINY}, "run": {"torch_threads": 2, "save_every": 2, "progress": "none"},
+def tiny_cfg(lora=None, **sft):
+    raw = {"model": {"path": "random", "tiny": TINY, "lora": lora}, "run": {"torch_threads": 2, "save_every": 2, "progress": "none"},
            "sft": {"lr": 3e-3, "batch_tokens": 1000, "eval_fraction": 0.2, "eval_every": 2, "warmup_steps": 1, **sft}}
     return load_config(None, [f"{k}={json.dumps(v)}" for k, v in raw.items()])
 
@@ -71,7 +77,7 @@ def test_bf16_autocast_stays_close_to_fp32(tokenizer, samples, tiny_model):
 
 
 def test_sft_learns_and_writes_a_loadable_model(tmp_path, samples):
-    from longrl.models.config import ModelConfig
+    from longrl.config.model import ModelConfig
     from longrl.models.loading import load_policy, load_tokenizer
 
     cfg = tiny_cfg(epochs=4)
@@ -122,6 +128,32 @@ def test_interrupted_loop_resumes_to_identical_weights(tmp_path, tokenizer, samp
     rows_a, rows_b = read_metrics(tmp_path / "a" / "metrics.jsonl"), read_metrics(tmp_path / "b" / "metrics.jsonl")
     assert [r["step"] for r in rows_b] == [1, 2, 3, 4, 5, 6]         # each step logged once
     assert [r["loss/total"] for r in rows_a] == [r["loss/total"] for r in rows_b]
+
+
+def test_lora_sft_trains_only_adapters_and_resumes_exactly(tmp_path, samples):
+    import shutil
+
+    from longrl.models.loading import load_policy
+
+    lora = {"rank": 4, "alpha": 16, "target_modules": ["q_proj", "v_proj", "down_proj"], "dropout": 0.1}
+    cfg = tiny_cfg(lora, steps=6)
+    straight = train_sft(cfg, tmp_path / "a", examples=samples)
+    train_sft(cfg, tmp_path / "b", examples=samples)
+    shutil.rmtree(tmp_path / "b" / "final")
+    shutil.rmtree(tmp_path / "b" / "checkpoints" / "step-00000006")   # killed after step 6, before its save
+    resumed = train_sft(cfg, tmp_path / "b", examples=samples)
+
+    ckpt = tmp_path / "a" / "checkpoints" / "step-00000006"
+    assert not (ckpt / "model.safetensors").exists()
+    assert all(".lora_" in k for k in load_file(str(ckpt / "trainable.safetensors")))   # adapters only
+    a, b = load_file(str(straight / "model.safetensors")), load_file(str(resumed / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)                   # dropout included: the same RNG streams
+    base = {k: v.detach() for k, v in load_policy(cfg.model).named_parameters()}
+    assert sorted(base) == sorted(k for k in a if k != "lm_head.weight")   # merged: a plain model folder
+    changed = sorted(k for k in base if not torch.equal(base[k], a[k]))
+    assert changed and all(k.endswith(("q_proj.weight", "v_proj.weight", "down_proj.weight")) for k in changed)
+    rows = read_metrics(tmp_path / "a" / "metrics.jsonl")
+    assert rows[-1]["loss/total"] < rows[0]["loss/total"]
 
 
 def test_bad_settings_fail_before_any_work(tmp_path):

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from longrl.sft.config import TeacherConfig
+from longrl.config.sft import TeacherConfig
 from longrl.sft.teacher import TeacherClient, TeacherError, reply_text
 
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from longrl.config import Config, apply_overrides
-from longrl.curriculum.config import PhaseConfig
+from longrl.config.curriculum import PhaseConfig
 from longrl.data.prompt import encode_prompt
 from longrl.data.schema import Sample
 

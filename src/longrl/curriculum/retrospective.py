@@ -10,24 +10,31 @@ Two ways to know how hard an item is for the current policy:
            (`DifficultyStore`); an item's latest observation counts (the policy has moved since
            the earlier ones).
 
-Either way: difficulty = 1 - mean reward (or 1 / mean reward; the paper leaves the formula
-open), items solved K/K are excluded, items solved 0/K optionally, and the hardest `count`
-(or `fraction`) are carried. The selection and every item's scores are saved in the run
+Either way, per item K values of `curriculum.retrospective.metric` (accuracy, the default:
+1 when the rule or the judge marks a response correct, whatever overlong shaping did; or the
+shaped reward): difficulty = 1 - their mean (or 1 / mean; the paper leaves the formula open),
+items solved K/K are excluded, items solved 0/K optionally, and the hardest `count` (or
+`fraction`) are carried. The selection and every item's scores are saved in the run
 directory (`scores.jsonl`, `selection.json`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from longrl.curriculum.config import RetrospectiveConfig
+from longrl.config import apply_overrides
+from longrl.config.curriculum import RetrospectiveConfig
 from longrl.data.schema import Sample
 from longrl.files import atomic_open, atomic_write_json
 from longrl.registry import Registry
+from longrl.rl.sampler import Draw
+from longrl.rl.trainer import Roller
+from longrl.tracking import Timers, read_metrics
 
 SOLVED = 1.0 - 1e-9  # a reward at or above this counts as a solve
 
@@ -60,7 +67,7 @@ class Scored:
 
 
 def select_hard(scores: Mapping[str, Sequence[float]], cfg: RetrospectiveConfig) -> tuple[list[Scored], list[Scored]]:
-    """(selected hardest first, all scored) from per-item rewards.
+    """(selected hardest first, all scored) from per-item scores (accuracy flags or rewards).
 
     Items solved K/K are never selected; with `exclude_unsolved`, neither are those solved 0/K.
     Among the rest, the `count` hardest (or the hardest `fraction` of all scored items, rounded
@@ -78,33 +85,36 @@ def select_hard(scores: Mapping[str, Sequence[float]], cfg: RetrospectiveConfig)
 
 
 class DifficultyStore:
-    """Per-item rewards observed during training (online retrospective sampling).
+    """Per-item scores observed during training (online retrospective sampling).
 
-    Fed by the `item_scores.jsonl` rows the RL loop writes ({"step", "phase", "id", "rewards"}),
-    in the order they happened (phase by phase, step by step): the latest observation of an
-    item wins. Persisted as JSONL (`save` / `load`).
+    Fed by the `item_scores.jsonl` rows the RL loop writes ({"step", "phase", "id", "rewards",
+    "correct"}), the latest observation of each item wins. Persisted as JSONL (`save` / `load`).
+    Rows written before correctness was recorded count a reward >= 1 as correct.
     """
 
     def __init__(self) -> None:
-        self._latest: dict[str, tuple[tuple[str, int], list[float]]] = {}
+        self._latest: dict[str, tuple[tuple[str, int], dict[str, list[float]]]] = {}
 
     def observe(self, rows: Iterable[dict]) -> None:
         for row in rows:
-            self._latest[row["id"]] = ((str(row.get("phase", "")), int(row["step"])), [float(r) for r in row["rewards"]])
+            rewards = [float(r) for r in row["rewards"]]
+            correct = [float(c) for c in row["correct"]] if "correct" in row else [float(r >= SOLVED) for r in rewards]
+            self._latest[row["id"]] = ((str(row.get("phase", "")), int(row["step"])),
+                                       {"reward": rewards, "accuracy": correct})
 
     def observe_file(self, path: str | Path) -> None:
-        from longrl.tracking import read_metrics
-
         self.observe(read_metrics(path))
 
-    def scores(self, ids: Iterable[str] | None = None) -> dict[str, list[float]]:
+    def scores(self, ids: Iterable[str] | None = None, metric: str = "accuracy") -> dict[str, list[float]]:
+        """Per item, the latest G values of `metric` (accuracy: 1.0 correct / 0.0 not; reward: shaped)."""
         wanted = set(ids) if ids is not None else None
-        return {i: r for i, (_, r) in self._latest.items() if wanted is None or i in wanted}
+        return {i: v[metric] for i, (_, v) in self._latest.items() if wanted is None or i in wanted}
 
     def save(self, path: str | Path) -> None:
         with atomic_open(path, "w") as fh:
-            for item_id, ((phase, step), rewards) in sorted(self._latest.items()):
-                fh.write(json.dumps({"id": item_id, "phase": phase, "step": step, "rewards": rewards}) + "\n")
+            for item_id, ((phase, step), values) in sorted(self._latest.items()):
+                fh.write(json.dumps({"id": item_id, "phase": phase, "step": step, "rewards": values["reward"],
+                                     "correct": values["accuracy"]}) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> DifficultyStore:
@@ -113,17 +123,14 @@ class DifficultyStore:
         return store
 
 
-def score_offline(cfg, policy, tokenizer, items: Sequence[Sample], samples: int, seed_key: str) -> dict[str, list[float]]:
-    """Roll `policy` out `samples` times on each item under `cfg`'s limits; the hybrid reward scores them.
+def score_offline(cfg, policy, tokenizer, items: Sequence[Sample], samples: int, seed_key: str,
+                  metric: str = "accuracy") -> dict[str, list[float]]:
+    """Roll `policy` out `samples` times on each item under `cfg`'s limits; per item, the K values of `metric`.
 
-    `cfg` is the next phase's config (its max_input_tokens / max_new_tokens apply). Randomness
-    comes from (run seed, `seed_key`, item position), independent of batching.
+    `cfg` is the next phase's config (its max_input_tokens / max_new_tokens apply); `metric` is
+    accuracy (1.0 when the rule or the judge marks a response correct) or reward (the shaped reward).
+    Randomness comes from (run seed, `seed_key`, item position), independent of batching.
     """
-    from longrl.config import apply_overrides
-    from longrl.rl.sampler import Draw
-    from longrl.rl.trainer import Roller
-    from longrl.tracking import Timers
-
     cfg = apply_overrides(cfg, {"rollout.group_size": samples})
     roller = Roller(cfg, policy, tokenizer, Timers())
     step = _stable_step(seed_key)
@@ -132,13 +139,11 @@ def score_offline(cfg, policy, tokenizer, items: Sequence[Sample], samples: int,
     for start in range(0, len(items), batch):
         draws = [Draw(start + i, item) for i, item in enumerate(items[start:start + batch])]
         for group in roller.roll(step, draws):
-            scores[group.draw.item.id] = list(group.rewards)
+            scores[group.draw.item.id] = list(group.correct if metric == "accuracy" else group.rewards)
     return scores
 
 
 def _stable_step(key: str) -> int:
-    import hashlib
-
     return int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "big")
 
 

@@ -22,7 +22,9 @@ import argparse
 import statistics
 import time
 
-from longrl.bench import BENCHMARKS
+from longrl.data.prompt import encode_prompt
+from longrl.data.synthetic import synthesize
+from longrl.data.tokens import PieceTokenizer
 
 LENGTHS = [256, 384, 1024, 4096]
 TASKS = ["lookup", "multihop", "docmath", "choice"]
@@ -32,9 +34,6 @@ REPEATS = 3
 
 def make_items(tokenizer, length: int, n: int, seed: int) -> tuple[list, int]:
     """`n` samples at `length` and their prompt + reply token ids; returns (ids per item, total tokens)."""
-    from longrl.data.prompt import encode_prompt
-    from longrl.data.synthetic import synthesize
-
     rows = []
     for i in range(n):
         sample = synthesize([TASKS[i % len(TASKS)]], 1, length, seed * 100_003 + i, tokenizer=tokenizer)[0]
@@ -43,8 +42,6 @@ def make_items(tokenizer, length: int, n: int, seed: int) -> tuple[list, int]:
 
 
 def measure(tokenizer, lengths: list[int], items: int, repeats: int) -> dict:
-    from longrl.data.tokens import PieceTokenizer
-
     plain, fast = PieceTokenizer(tokenizer, memoise=False), PieceTokenizer(tokenizer)
     for length in lengths:                                   # warm-up: other seeds, as a running stream would be
         make_items(fast, length, items, seed=-1)
@@ -68,12 +65,11 @@ def measure(tokenizer, lengths: list[int], items: int, repeats: int) -> dict:
     return result
 
 
-@BENCHMARKS.register("synth")
-def bench_synth(args: argparse.Namespace) -> dict:
-    """Tokens/s of synthetic item generation, memoised vs plain tokenizer calls (see the module docstring)."""
-    from longrl.models.tokenizer import load_default_tokenizer
+def bench_synth(args: argparse.Namespace, tokenizer) -> dict:
+    """Tokens/s of synthetic item generation with `tokenizer`, memoised vs plain calls (see the module docstring).
 
-    tokenizer = load_default_tokenizer()
+    Registered as `longrl bench synth` by `longrl.cli.bench`, which loads the default tokenizer.
+    """
     if args.quick:
         return {"lengths": measure(tokenizer, [256], 4, 1)}
     per_length = measure(tokenizer, LENGTHS, ITEMS, REPEATS)

@@ -5,6 +5,8 @@
 from `data_source` (docmath* -> docmath, long_toc_choices* -> choice, multihoprag* / musique* ->
 multihop), document and question from the prompt text, gold answers out of their sentence
 ("Therefore, the answer is 30." -> "30", "The correct answer is (B)" -> "B"). Rows keep their order.
+A `data_source` may also be a longrl task name, and a file written by `longrl data export --format verl`
+reads back as the very Samples it was made from (id, question, choices and meta kept in `extra_info`).
 
     result = import_docqa_rl("docqa-rl-1.6k.parquet")   # result.samples, result.skipped
 """
@@ -17,6 +19,7 @@ from typing import Any
 
 from longrl.data.io import Loaded, read_parquet_table
 from longrl.data.schema import Sample
+from longrl.data.tasks import TASKS
 from longrl.errors import DataError
 from longrl.registry import Registry
 
@@ -29,6 +32,10 @@ IMPORTERS: Registry = Registry("import format")
 
 
 def task_for_source(data_source: str) -> str | None:
+    """The task of a data_source: a longrl task name (what `longrl data export --format verl` writes), or a
+    DocQA-RL source prefix."""
+    if data_source in TASKS:
+        return data_source
     for prefix, task in TASK_PREFIXES:
         if data_source.startswith(prefix):
             return task
@@ -96,10 +103,25 @@ def docqa_row_to_sample(row: dict[str, Any], path: str, index: int) -> Sample:
     if not answers:
         raise DataError(path, where, "reward_model.ground_truth", "empty answer")
     extra = row.get("extra_info") if isinstance(row.get("extra_info"), dict) else {}
+    if isinstance(extra.get("id"), str) and isinstance(extra.get("question"), str) and isinstance(extra.get("meta"), str):
+        return exported_sample(row, extra, task, document, answers, path, where)
     item = extra.get("index", index)
     meta = {"source": source, "row": index, "ability": row.get("ability"),
             "extra_info": json.loads(json.dumps(extra, default=str))}
     return Sample(id=f"{source}-{item}", task=task, context=document, question=question, answers=answers, meta=meta)
+
+
+def exported_sample(row: dict[str, Any], extra: dict[str, Any], task: str, document: str, answers: list[str],
+                    path: str, where: str) -> Sample:
+    """A row `longrl data export --format verl` wrote: the Sample again (question, choices, meta kept in extra_info)."""
+    try:
+        meta = json.loads(extra["meta"])
+    except json.JSONDecodeError as exc:
+        raise DataError(path, where, "extra_info.meta", f"malformed JSON: {exc.msg}") from None
+    golds = list(row["reward_model"]["ground_truth"])
+    return Sample(id=extra["id"], task=task, context=document, question=extra["question"],
+                  answers=golds if all(isinstance(g, str) and g for g in golds) else answers,
+                  choices=list(extra.get("choices") or []) or None, meta=meta if isinstance(meta, dict) else {})
 
 
 @IMPORTERS.register("docqa-rl")

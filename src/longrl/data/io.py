@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from longrl.data.schema import Sample, sample_from_dict
+from longrl.data.schema import Sample, foreign_hint, sample_from_dict
 from longrl.errors import DataError
 from longrl.files import atomic_open
+from longrl.limits import LimitError, load_json
 
 T = TypeVar("T")
 
@@ -49,9 +50,11 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[str, Any]]:
             if not line.strip():
                 continue
             try:
-                yield f"line {line_no}", json.loads(line)
+                yield f"line {line_no}", load_json(line)
             except json.JSONDecodeError as exc:
                 yield f"line {line_no}", DataError(path, f"line {line_no}", None, f"malformed JSON: {exc.msg} at column {exc.colno}")
+            except LimitError as exc:
+                yield f"line {line_no}", DataError(path, f"line {line_no}", None, f"refused: JSON {exc}")
 
 
 def read_rows(path: str | Path, parse: Callable[[Any, str, str], T], skip_bad: bool = False) -> tuple[list[T], list[str]]:
@@ -95,6 +98,9 @@ def read_samples(path: str | Path, skip_bad: bool = False) -> Loaded:
 
 def _read_parquet(path: Path, skip_bad: bool) -> tuple[list[Sample], list[str]]:
     table = read_parquet_table(path)
+    hint = foreign_hint(table.column_names, str(path))
+    if hint:                                     # a whole file of another format: say so once, before any row
+        raise DataError(str(path), "schema", None, f"not a file of Samples (columns: {', '.join(table.column_names)}){hint}")
     samples: list[Sample] = []
     skipped: list[str] = []
     for index, row in enumerate(table.to_pylist()):
@@ -102,9 +108,11 @@ def _read_parquet(path: Path, skip_bad: bool) -> tuple[list[Sample], list[str]]:
             meta = row.get("meta")
             if isinstance(meta, str):
                 try:
-                    row["meta"] = json.loads(meta) if meta else {}
+                    row["meta"] = load_json(meta) if meta else {}
                 except json.JSONDecodeError as exc:
                     raise DataError(str(path), f"row {index}", "meta", f"malformed JSON: {exc.msg}") from None
+                except LimitError as exc:
+                    raise DataError(str(path), f"row {index}", "meta", f"refused: JSON {exc}") from None
             samples.append(sample_from_dict(row, str(path), f"row {index}"))
         except DataError as exc:
             if not skip_bad:
@@ -115,7 +123,7 @@ def _read_parquet(path: Path, skip_bad: bool) -> tuple[list[Sample], list[str]]:
 
 def read_parquet_table(path: str | Path):
     """A pyarrow Table; DataError if the file is missing or not readable parquet."""
-    import pyarrow.parquet as pq
+    import pyarrow.parquet as pq  # lazy: pyarrow is slow to import and only parquet files need it
 
     try:
         return pq.read_table(str(path))
@@ -128,7 +136,7 @@ def write_samples(path: str | Path, samples: Iterable[Sample]) -> int:
     path = Path(path)
     rows = [s.to_dict() for s in samples]
     if path.suffix == ".parquet":
-        import pyarrow as pa
+        import pyarrow as pa  # lazy: pyarrow is slow to import and only parquet files need it
         import pyarrow.parquet as pq
 
         for row in rows:

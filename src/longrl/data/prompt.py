@@ -1,4 +1,4 @@
-"""The prompt of method.md, applied through the tokenizer's chat template, with middle truncation.
+"""The QwenLong-L1 prompt, applied through the tokenizer's chat template, with middle truncation.
 
 One user turn, no system prompt:
 

@@ -5,7 +5,7 @@ One JSON object per line:
     {"id": "multihop-000007", "task": "multihop", "context": "...", "question": "...",
      "answers": ["Rilu"], "choices": null, "meta": {"trace": "<think>...</think>..."}}
 
-`meta` is free-form; longrl uses `meta.trace` (a demonstration response: `<think>...</think>`
+`answers` may be one plain string (read as a one-element list). `meta` is free-form; longrl uses `meta.trace` (a demonstration response: `<think>...</think>`
 then the answer sentence), `meta.source` (where an imported row came from) and
 `meta.length` (the target prompt length of a synthetic item).
 """
@@ -39,13 +39,28 @@ class Sample:
         return self.meta.get("trace")
 
 
+VERL_COLUMNS = {"data_source", "prompt", "reward_model"}
+
+
+def foreign_hint(fields, path: str) -> str:
+    """How to convert a row of another framework's format that was given where Samples are read ('' if none)."""
+    fields = set(fields)
+    if VERL_COLUMNS <= fields:
+        return (f"; this is a verl / DocQA-RL row: convert the file with `longrl data import --format docqa-rl {path} "
+                "--out FILE.jsonl` and train on that")
+    if "prompt" in fields and "answers" in fields:
+        return "; this looks like a TRL dataset row (`longrl data export --format trl`): longrl reads the Sample file it was made from"
+    return ""
+
+
 def sample_from_dict(row: Any, path: str, where: str) -> Sample:
     """Validate one decoded row; raise DataError naming `path`, `where` (line/row) and the field."""
     if not isinstance(row, dict):
         raise DataError(path, where, None, f"expected a JSON object, got {type(row).__name__}")
     unknown = set(row) - {"id", "task", "context", "question", "answers", "choices", "meta"}
     if unknown:
-        raise DataError(path, where, sorted(unknown)[0], "unknown field (a Sample has id, task, context, question, answers, choices, meta)")
+        raise DataError(path, where, sorted(unknown)[0], "unknown field (a Sample has id, task, context, question, "
+                        "answers, choices, meta)" + foreign_hint(row.keys(), path))
     for name in ("id", "task", "context", "question"):
         value = row.get(name)
         if value is None:
@@ -59,6 +74,8 @@ def sample_from_dict(row: Any, path: str, where: str) -> Sample:
     answers = row.get("answers")
     if answers is None:
         raise DataError(path, where, "answers", "missing")
+    if isinstance(answers, str):
+        answers = [answers]                      # one gold answer as a plain string
     if not isinstance(answers, list) or not answers:
         raise DataError(path, where, "answers", "expected a non-empty list of strings")
     if not all(isinstance(a, str) and a.strip() for a in answers):

@@ -6,8 +6,9 @@
     summary = evaluate(backend, tokenizer, suites, cfg.eval, build_reward(cfg), out)
 
 Modules: benchmarks (loaders, BENCHMARKS registry, synthetic suites), prompts (template and
-one-pass middle truncation), backends (ModelBackend interface, LocalBackend) and remote
-(OpenAIBackend), harness (the resumable loop), records (per-sample JSONL), metrics (pass@k),
-report (summary.json, the paper-style table), commands (`longrl eval`), fetch (optional hub
-download), loopback (canned server for benchmarks and tests), bench (`longrl bench eval-server|eval-overhead`).
+one-pass middle truncation), protocol (the ModelBackend interface), backends (LocalBackend,
+build_backend) and remote (OpenAIBackend), harness (the resumable loop), records (per-sample
+JSONL), metrics (pass@k), report (summary.json, the paper-style table), fetch (optional hub
+download), loopback (canned server for benchmarks and tests), bench (`longrl bench
+eval-server|eval-overhead`). The command itself is `longrl.cli.eval`.
 """

@@ -14,25 +14,34 @@ cost of one bare tokenizer pass over the same text (the floor any exact truncati
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
 from longrl.bench import BENCHMARKS
+from longrl.config.eval import EvalConfig
+from longrl.config.reward import RewardConfig
+from longrl.data.prompt import encode_prompt
+from longrl.data.schema import Sample
+from longrl.data.synthetic import synthesize
+from longrl.eval.harness import evaluate
+from longrl.eval.loopback import LoopbackServer, chat_reply
+from longrl.eval.prompts import prepare_prompt, template_parts
+from longrl.eval.records import SampleLog
+from longrl.eval.remote import OpenAIBackend
+from longrl.models.tokenizer import load_default_tokenizer
+from longrl.rewards.hybrid import HybridReward, RewardInput
 
 
 def _samples(n: int, words: int):
-    from longrl.data.schema import Sample
-
     filler = " ".join(f"Entry {i} notes that the ledger of unit {i % 97} was audited in period {i % 12}." for i in range(words // 12))
     return [Sample(f"item-{i:05d}", "qa", f"{filler} The code of item {i} is K{i}.", f"What is the code of item {i}?", [f"K{i}"])
             for i in range(n)]
 
 
 def _answer_from_prompt(path: str, body) -> tuple[int, dict]:
-    from longrl.eval.loopback import chat_reply
-
     content = body["messages"][0]["content"]
     start = content.rindex("What is the code of item ") + len("What is the code of item ")
     item = int(content[start: content.index("?", start)])
@@ -42,14 +51,6 @@ def _answer_from_prompt(path: str, body) -> tuple[int, dict]:
 
 @BENCHMARKS.register("eval-server")
 def bench_eval_server(args: argparse.Namespace) -> dict:
-    from longrl.eval.config import EvalConfig
-    from longrl.eval.harness import evaluate
-    from longrl.eval.loopback import LoopbackServer
-    from longrl.eval.remote import OpenAIBackend
-    from longrl.models.tokenizer import load_default_tokenizer
-    from longrl.rewards.config import RewardConfig
-    from longrl.rewards.hybrid import HybridReward
-
     n, latency, concurrency = (200 if args.quick else 1000), 0.2, 64
     tokenizer = load_default_tokenizer()
     samples = _samples(n, 600)
@@ -69,9 +70,7 @@ def bench_eval_server(args: argparse.Namespace) -> dict:
 
 def _long_sample(tokenizer, tokens: int, index: int):
     """A sample whose document is about `tokens` tokens of the default tokenizer (synthetic text, repeated)."""
-    import dataclasses
 
-    from longrl.data.synthetic import synthesize
 
     base = synthesize(["multihop"], n=1, length=8000, seed=index, tokenizer=tokenizer)[0]
     per_copy = len(tokenizer.backend_tokenizer.encode_batch_fast([base.context], add_special_tokens=False)[0])
@@ -81,13 +80,6 @@ def _long_sample(tokenizer, tokens: int, index: int):
 
 @BENCHMARKS.register("eval-overhead")
 def bench_eval_overhead(args: argparse.Namespace) -> dict:
-    from longrl.data.prompt import encode_prompt
-    from longrl.eval.prompts import prepare_prompt, template_parts
-    from longrl.eval.records import SampleLog
-    from longrl.models.tokenizer import load_default_tokenizer
-    from longrl.rewards.config import RewardConfig
-    from longrl.rewards.hybrid import HybridReward, RewardInput
-
     tokenizer = load_default_tokenizer()
     budget, n = 120_000, (3 if args.quick else 10)
     reward = HybridReward(RewardConfig())

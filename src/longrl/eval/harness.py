@@ -3,11 +3,14 @@
     summary = evaluate(backend, tokenizer, {"hotpotqa": suite}, cfg.eval, HybridReward(cfg.reward), Path("runs/eval"))
     summary["benchmarks"]["hotpotqa"]["score"], summary["average"]
 
-Protocol (defaults as published, all in `EvalConfig`): the method.md prompt; the document
-middle-truncated to `max_input_tokens` with the model's tokenizer; `samples` completions per item
+Protocol (defaults as published, all in `EvalConfig`): the QwenLong-L1 prompt (`longrl.data.prompt`);
+`eval.protocol` picks how documents are assembled and cut and how rules score (`published`: as the
+paper's scripts, `strict`: longrl's, the default); the prompt middle-truncated to `max_input_tokens`
+with the model's tokenizer; `samples` completions per item
 at temperature 0.7, top_p 0.95, up to `max_new_tokens`; each scored by the hybrid reward (rule,
 then the judge when configured; no overlong shaping in evaluation); benchmark score = mean over
-items of the mean over samples, x100; average = unweighted mean over benchmarks.
+items of the mean over samples, x100; average = unweighted mean over benchmarks. Each row also
+records the rule score of the other protocol (`rule_scores`), so results.md shows both.
 
 Resumable: every finished item's rows are appended to `OUT/<benchmark>/samples.jsonl` and
 flushed at once; a rerun on the same OUT reads them back and sends no request for those items.
@@ -24,25 +27,29 @@ import asyncio
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from longrl.config.eval import EvalConfig
 from longrl.console import progress_bar
 from longrl.data.schema import Sample
 from longrl.errors import ConfigError
-from longrl.eval.backends import ModelBackend, Request, params_from_config
 from longrl.eval.benchmarks import BENCHMARKS, Suite, check_unique_ids
-from longrl.eval.config import EvalConfig
 from longrl.eval.prompts import EvalPrompt, prepare_prompt
+from longrl.eval.protocol import ModelBackend, Request, params_from_config
 from longrl.eval.records import SampleLog
 from longrl.eval.report import build_summary, write_reports
+from longrl.files import atomic_write_json
+from longrl.rewards.hybrid import HybridReward, RewardInput
+from longrl.rewards.verifiers import GoldError
 
 
 def build_reward(cfg):
-    """The evaluation's HybridReward for a whole Config: `eval.judge` (else `reward.judge`), no overlong shaping."""
-    from longrl.rewards.hybrid import HybridReward
+    """The evaluation's HybridReward for a whole Config: `eval.judge` (else `reward.judge`), the rule
+    scoring of `eval.protocol`, no overlong shaping."""
 
-    update = {"overlong": cfg.reward.overlong.model_copy(update={"enabled": False})}
+    update = {"overlong": cfg.reward.overlong.model_copy(update={"enabled": False}), "protocol": cfg.eval.protocol}
     if cfg.eval.judge is not None:
         update["judge"] = cfg.eval.judge
     return HybridReward(cfg.reward.model_copy(update=update))
@@ -75,12 +82,12 @@ def protocol_of(suite: Suite, backend: ModelBackend, tokenizer, cfg: EvalConfig,
         "max_new_tokens": cfg.max_new_tokens, "temperature": cfg.temperature, "top_p": cfg.top_p, "top_k": cfg.top_k,
         "samples": cfg.samples, "seed": seed, "judge": judge.model if judge is not None else None,
         "require_think": reward.cfg.require_think, "numeric_rel_tol": reward.cfg.numeric_rel_tol,
+        "protocol": cfg.protocol,
     }
 
 
 def check_protocol(path: Path, protocol: dict[str, Any]) -> None:
-    """Write `protocol.json` the first time; refuse a different one later."""
-    from longrl.files import atomic_write_json
+    """Refuse a `protocol.json` that differs from `protocol` (ConfigError); writes nothing."""
 
     if path.exists():
         old = json.loads(path.read_text(encoding="utf-8"))
@@ -89,12 +96,11 @@ def check_protocol(path: Path, protocol: dict[str, Any]) -> None:
             detail = ", ".join(f"{k}: {old.get(k)!r} -> {protocol.get(k)!r}" for k in changed[:6])
             raise ConfigError(f"{path.parent} holds results produced under another protocol ({detail}); "
                               "use another --out, or delete that folder to evaluate the benchmark again")
-        return
-    atomic_write_json(path, protocol)
 
 
 def evaluate(backend: ModelBackend, tokenizer, suites: dict[str, Suite | list[Sample]], cfg: EvalConfig, reward,
-             out: str | Path, seed: int = 0, progress: str = "auto") -> dict[str, Any]:
+             out: str | Path, seed: int = 0, progress: str = "auto",
+             on_start: Callable[[], None] | None = None) -> dict[str, Any]:
     """Evaluate `backend` on `suites` under `cfg`; resumes from what `out` holds.
 
     Args:
@@ -106,19 +112,25 @@ def evaluate(backend: ModelBackend, tokenizer, suites: dict[str, Suite | list[Sa
         out: results folder: OUT/<benchmark>/samples.jsonl, OUT/summary.json, OUT/results.md.
         seed: run seed; item i's samples are seeded from (seed, benchmark, item id).
         progress: console progress mode (auto | rich | plain | none).
+        on_start: called once every benchmark's protocol is checked, before anything is written
+            (the command line writes OUT/config.yaml there, so a refused rerun changes nothing).
     Returns:
         The summary: {"benchmarks": {name: {"score", "n", "version", ...}}, "average", "model", "config"}.
     """
-    return asyncio.run(aevaluate(backend, tokenizer, suites, cfg, reward, out, seed, progress))
+    return asyncio.run(aevaluate(backend, tokenizer, suites, cfg, reward, out, seed, progress, on_start))
 
 
 async def aevaluate(backend: ModelBackend, tokenizer, suites: dict[str, Suite | list[Sample]], cfg: EvalConfig, reward,
-                    out: str | Path, seed: int = 0, progress: str = "auto") -> dict[str, Any]:
+                    out: str | Path, seed: int = 0, progress: str = "auto",
+                    on_start: Callable[[], None] | None = None) -> dict[str, Any]:
     """`evaluate` for callers already inside an event loop."""
     out = Path(out)
     if reward.cfg.overlong.enabled:
         raise ValueError("evaluation scores are not length-shaped: build the reward with build_reward(cfg) "
                          "(reward.overlong.enabled must be false)")
+    if reward.cfg.protocol != cfg.protocol:
+        raise ValueError(f"the reward scores under protocol {reward.cfg.protocol!r} but eval.protocol is {cfg.protocol!r}: "
+                         "build the reward with build_reward(cfg)")
     resolved = {}
     for name, value in suites.items():
         suite = as_suite(name, value)
@@ -129,9 +141,15 @@ async def aevaluate(backend: ModelBackend, tokenizer, suites: dict[str, Suite | 
     try:
         if hasattr(backend, "resolve_model_name"):
             await backend.resolve_model_name()  # the protocol names the served model
+        protocols = {name: protocol_of(suite, backend, tokenizer, cfg, reward, seed) for name, suite in resolved.items()}
+        for name, protocol in protocols.items():                 # every benchmark checked before anything is written
+            check_protocol(out / name / "protocol.json", protocol)
+        if on_start is not None:
+            on_start()
         pending: list[tuple[str, Sample]] = []
         for name, suite in resolved.items():
-            check_protocol(out / name / "protocol.json", protocol_of(suite, backend, tokenizer, cfg, reward, seed))
+            if not (out / name / "protocol.json").exists():
+                atomic_write_json(out / name / "protocol.json", protocols[name])
             logs[name] = SampleLog.open(out / name / "samples.jsonl", cfg.samples)
             pending += [(name, s) for s in suite.samples if s.id not in logs[name].finished]
         await _run_items(backend, tokenizer, pending, logs, cfg, reward, seed, progress)
@@ -149,13 +167,14 @@ class PromptPreparer:
     """Prepares prompts in worker threads (tokenizers release the GIL), at most one per CPU core at a
     time, so a 64-request window does not run 64 tokenizer passes against each other."""
 
-    def __init__(self, tokenizer, max_input_tokens: int | None, with_ids: bool):
-        self.tokenizer, self.max_input_tokens, self.with_ids = tokenizer, max_input_tokens, with_ids
+    def __init__(self, tokenizer, max_input_tokens: int | None, with_ids: bool, protocol: str = "strict"):
+        self.tokenizer, self.max_input_tokens, self.with_ids, self.protocol = tokenizer, max_input_tokens, with_ids, protocol
         self._slots = asyncio.Semaphore(max(1, os.cpu_count() or 1))
 
     async def prepare(self, sample: Sample) -> EvalPrompt:
         async with self._slots:
-            return await asyncio.to_thread(prepare_prompt, self.tokenizer, sample, self.max_input_tokens, self.with_ids)
+            return await asyncio.to_thread(prepare_prompt, self.tokenizer, sample, self.max_input_tokens, self.with_ids,
+                                           self.protocol)
 
 
 async def _run_items(backend: ModelBackend, tokenizer, pending: list[tuple[str, Sample]], logs: dict[str, SampleLog],
@@ -164,13 +183,14 @@ async def _run_items(backend: ModelBackend, tokenizer, pending: list[tuple[str, 
     chunks = [pending[i: i + backend.batch_size] for i in range(0, len(pending), backend.batch_size)]
     queue = iter(chunks)
     failures: list[BaseException] = []
-    preparer = PromptPreparer(tokenizer, cfg.max_input_tokens, backend.needs_ids)
+    preparer = PromptPreparer(tokenizer, cfg.max_input_tokens, backend.needs_ids, cfg.protocol)
+    other = other_protocol_reward(reward)
 
     async def run_chunk(chunk: list[tuple[str, Sample]]) -> None:
         prompts = await asyncio.gather(*(preparer.prepare(s) for _, s in chunk))
         requests = [Request(f"{name}/{s.id}", p, item_seed(seed, name, s.id)) for (name, s), p in zip(chunk, prompts)]
         completions = await backend.complete(requests, cfg.samples, params)
-        await _score_and_record(chunk, prompts, completions, logs, reward)
+        await _score_and_record(chunk, prompts, completions, logs, reward, other)
 
     async def worker(advance) -> None:
         for chunk in queue:
@@ -189,10 +209,24 @@ async def _run_items(backend: ModelBackend, tokenizer, pending: list[tuple[str, 
         raise failures[0]
 
 
-async def _score_and_record(chunk, prompts, completions, logs: dict[str, SampleLog], reward) -> None:
-    from longrl.rewards.hybrid import RewardInput
+def other_protocol_reward(reward):
+    """A rule-only HybridReward of the protocol `reward` does not use: each row records both rule
+    scores of the same completion, for the side-by-side table of results.md."""
+    other = "published" if reward.cfg.protocol == "strict" else "strict"
+    return HybridReward(reward.cfg.model_copy(update={"protocol": other, "judge": None}))
 
-    inputs = [RewardInput(task=s.task, question=s.question, answers=list(s.answers), response=c.text, response_tokens=c.tokens)
+
+def _both_rule_scores(reward, other, item, result) -> dict[str, float | None]:
+    try:
+        second = other.rule(item).verdict.score
+    except GoldError:  # a gold one protocol can read and the other cannot (e.g. published reads only the first)
+        second = None
+    return {reward.cfg.protocol: result.rule_score, other.cfg.protocol: second}
+
+
+async def _score_and_record(chunk, prompts, completions, logs: dict[str, SampleLog], reward, other=None) -> None:
+    inputs = [RewardInput(task=s.task, question=s.question, answers=list(s.answers), response=c.text, response_tokens=c.tokens,
+                          context=s.context)
               for (_, s), item in zip(chunk, completions) for c in item]
     results = await reward.ascore(inputs)
     position = 0
@@ -208,5 +242,6 @@ async def _score_and_record(chunk, prompts, completions, logs: dict[str, SampleL
                 "prediction": result.prediction, "status": result.status, "rule_score": result.rule_score,
                 "judge_score": result.judge_score, "judge_error": result.judge_error, "judge_cached": result.judge_cached,
                 "score": result.score, "metrics": result.metrics, "answers": list(sample.answers),
+                **({"rule_scores": _both_rule_scores(reward, other, inputs[position - 1], result)} if other else {}),
             })
         logs[name].append_item(rows)

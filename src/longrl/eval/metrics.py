@@ -55,7 +55,8 @@ def benchmark_metrics(items: list[list[dict[str, Any]]], ks: list[int]) -> dict[
     Returns:
         score (mean over items of the mean over samples, x100), pass@k (x100, for each k),
         prompt_tokens/mean, prompt_truncated_frac (items whose document was cut),
-        response_tokens/mean, response_truncated_frac (completions that hit max_new_tokens).
+        response_tokens/mean, response_truncated_frac (completions that hit max_new_tokens),
+        rule/<protocol> (x100, mean rule score under each protocol, when the rows record `rule_scores`).
     """
     if not items:
         return {"score": 0.0}
@@ -69,4 +70,8 @@ def benchmark_metrics(items: list[list[dict[str, Any]]], ks: list[int]) -> dict[
     out["prompt_truncated_frac"] = _mean([float(item[0]["truncated_tokens"] > 0) for item in items])
     out["response_tokens/mean"] = _mean([float(r["completion_tokens"]) for r in rows])
     out["response_truncated_frac"] = _mean([float(r["finish"] == "length") for r in rows])
+    for protocol in ("strict", "published"):
+        values = [r["rule_scores"].get(protocol) for r in rows if isinstance(r.get("rule_scores"), dict)]
+        if values and len(values) == len(rows) and all(v is not None for v in values):
+            out[f"rule/{protocol}"] = 100.0 * _mean([float(v) for v in values])
     return out

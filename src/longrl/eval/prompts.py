@@ -2,7 +2,15 @@
 
     prompt = prepare_prompt(tokenizer, sample, max_input_tokens=120_000)
     prompt.text, prompt.user, prompt.ids, prompt.tokens, prompt.truncated_tokens
+    prompt = prepare_prompt(tokenizer, sample, 120_000, protocol="published")   # as the published scripts cut
 
+Two protocols (`eval.protocol`). `published` cuts as the published scripts do: the user message
+(template, document and question) is tokenized, and over budget its first max//2 and last
+max - max//2 tokens are kept (the template's head and the question end are cut into like the
+document when the budget is small), decoded without special tokens, then wrapped in the chat
+template. `strict` (below) cuts the document only.
+
+Strict:
 Same prompt and same truncation rule as `longrl.data.prompt.encode_prompt` (the document loses
 its middle: its first ceil(D/2) and last floor(D/2) tokens are kept, where D is what the budget
 leaves after the template, so the template, the question and the answer instruction are never
@@ -47,7 +55,8 @@ def template_parts(tokenizer, sample: Sample) -> tuple[str, str, str, str]:
     return before, after, user_before, user_after
 
 
-def prepare_prompt(tokenizer, sample: Sample, max_input_tokens: int | None, with_ids: bool = True) -> EvalPrompt:
+def prepare_prompt(tokenizer, sample: Sample, max_input_tokens: int | None, with_ids: bool = True,
+                   protocol: str = "strict") -> EvalPrompt:
     """Render, count and (over `max_input_tokens`) middle-truncate the prompt of `sample`.
 
     Args:
@@ -55,10 +64,14 @@ def prepare_prompt(tokenizer, sample: Sample, max_input_tokens: int | None, with
         sample: the item; its context is the document.
         max_input_tokens: prompt budget in tokens; None = never truncate.
         with_ids: also return the token ids (a local model needs them; a server does not).
+        protocol: "strict" (the document is cut, the chat prompt fits the budget) or "published"
+            (the user message is cut to the budget, as the published scripts do).
     Returns:
-        EvalPrompt; after a cut, tokens == max_input_tokens and ids == prompt ids up to the
+        EvalPrompt; strict: after a cut, tokens == max_input_tokens and ids == prompt ids up to the
         document's first half + the document's last half onward.
     """
+    if protocol == "published":
+        return published_prompt(tokenizer, sample, max_input_tokens, with_ids)
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None or not hasattr(backend, "encode_batch_fast"):
         return _slow_path(tokenizer, sample, max_input_tokens)
@@ -150,6 +163,29 @@ def document_token_span(encoding, start: int, stop: int) -> tuple[int, int] | No
     first = first_tok if encoding.token_to_chars(first_tok)[0] >= start else first_tok + 1
     end = last_tok + 1 if encoding.token_to_chars(last_tok)[1] <= stop else last_tok
     return (first, end) if end > first else None
+
+
+def published_prompt(tokenizer, sample: Sample, max_input_tokens: int | None, with_ids: bool = True) -> EvalPrompt:
+    """The published cut: the user message's first max//2 and last max - max//2 tokens, decoded.
+
+    `tokens` counts the chat prompt (with ids: exactly; without: the user message's tokens plus
+    the chat template's own). `truncated_tokens` counts the user-message tokens removed.
+    """
+    user = user_message(sample)
+    ids = tokenizer.encode(user)
+    removed = 0
+    if max_input_tokens is not None and len(ids) > max_input_tokens:
+        head = max_input_tokens // 2
+        kept = ids[:head] + ids[len(ids) - (max_input_tokens - head):]
+        removed = len(ids) - len(kept)
+        user = tokenizer.decode(kept, skip_special_tokens=True)
+        ids = kept
+    text = render_chat(tokenizer, user)
+    if with_ids:
+        chat_ids = tokenizer.encode(text, add_special_tokens=False)
+        return EvalPrompt(text, user, chat_ids, len(chat_ids), removed)
+    template_tokens = len(tokenizer.encode(render_chat(tokenizer, ""), add_special_tokens=False))
+    return EvalPrompt(text, user, None, len(ids) + template_tokens, removed)
 
 
 def _slow_path(tokenizer, sample: Sample, max_input_tokens: int | None) -> EvalPrompt:

@@ -27,7 +27,8 @@ import json
 from typing import Any
 
 from longrl.errors import UserError
-from longrl.eval.backends import Completion, GenerationParams, Request
+from longrl.eval.protocol import Completion, GenerationParams, Request
+from longrl.eval.server_tokenizer import ServerTokenizer
 from longrl.http import OpenAIClient, RetryPolicy, ServerError, snippet
 
 MAX_BACKOFF_S = 60.0  # cap on one wait between attempts (EvalConfig has no knob for it)
@@ -46,11 +47,11 @@ class OpenAIBackend:
                  request_n: bool = True, api_key_env: str | None = "LONGRL_API_KEY"):
         if api not in ("chat", "completions"):
             raise ValueError(f"api must be 'chat' or 'completions', got {api!r}")
-        self.base_url = base_url.rstrip("/")
         self.model_name, self.tokenizer, self.api = model_name, tokenizer, api
         self.parallelism, self.request_n, self.api_key_env = concurrency, request_n, api_key_env
         retry = RetryPolicy(max_attempts, backoff_s, MAX_BACKOFF_S, timeout_s)
-        self._client = OpenAIClient(self.base_url, api_key_env=api_key_env, concurrency=concurrency, retry=retry)
+        self._client = OpenAIClient(base_url, api_key_env=api_key_env, concurrency=concurrency, retry=retry)
+        self.base_url = self._client.base_url  # shown in messages: URL credentials replaced by ***
         self._name_lock: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None  # per event loop
 
     @classmethod
@@ -105,6 +106,8 @@ class OpenAIBackend:
             body["prompt"] = request.prompt.text
             path = "/completions"
         payload = await self._send("POST", path, body, request.key)
+        if isinstance(self.tokenizer, ServerTokenizer):   # counting tokens is an HTTP call: off the event loop
+            return await asyncio.to_thread(self._read_choices, payload, n, request.key)
         return self._read_choices(payload, n, request.key)
 
     def _read_choices(self, payload: Any, n: int, key: str) -> list[Completion]:

@@ -6,9 +6,11 @@
 
 summary.json = {"benchmarks": {name: {"score", "n", "samples", "version", "display", "pass@k"...,
 "prompt_tokens/mean", "prompt_truncated_frac", "response_tokens/mean", "response_truncated_frac",
-"reward/*"}}, "average", "model", "judge", "config"}. The table has one column per benchmark
+"rule/strict", "rule/published", "reward/*"}}, "average", "model", "judge", "protocol", "config"}. The
+markdown names the protocol that produced the scores and adds a table of the rule scores of the
+same completions under both protocols. The table has one column per benchmark
 (DocMath | Frames | 2Wiki | HotpotQA | MuSiQue | NarrativeQA | Qasper) and the average, as in
-method.md's reference results, so rows can be pasted next to the published ones.
+the published reference results, so rows can be pasted next to the published ones.
 """
 
 from __future__ import annotations
@@ -17,13 +19,17 @@ import json
 from pathlib import Path
 from typing import Any
 
+from longrl.console import print_table
 from longrl.eval.metrics import benchmark_metrics
 from longrl.files import atomic_write_text
+from longrl.rewards.hybrid import RewardResult, summarize
+from longrl.secrets import scrub_urls
+
+PROTOCOL_WORDS = {"published": "prompts and rule scoring as the published QwenLong-L1 scripts",
+                  "strict": "longrl's prompts and rule scoring, published holes closed"}
 
 
 def _reward_summary(rows: list[dict[str, Any]]) -> dict[str, float]:
-    from longrl.rewards.hybrid import RewardResult, summarize
-
     results = [RewardResult(score=float(r["score"]), rule_score=float(r["rule_score"]), judge_score=r.get("judge_score"),
                             prediction=r.get("prediction"), status=r.get("status", "ok"), penalty=0.0,
                             metrics=dict(r.get("metrics") or {}), judge_error=r.get("judge_error"),
@@ -49,7 +55,8 @@ def build_summary(suites: dict, finished: dict[str, dict[str, list[dict[str, Any
         "average": sum(scores) / len(scores) if scores else 0.0,
         "model": model,
         "judge": judge.model if judge is not None else None,
-        "config": cfg.model_dump(mode="json"),
+        "protocol": cfg.protocol,
+        "config": scrub_urls(cfg.model_dump(mode="json")),
     }
 
 
@@ -66,17 +73,26 @@ def results_markdown(summary: dict[str, Any]) -> str:
         shown = [f"{v:.1f}" if v is not None else "-" for v in values]
         known = [v for v in values if v is not None]
         table.append("| " + " | ".join([f"{summary['model']} (pass@{k})", *shown, f"{sum(known) / len(known):.1f}"]) + " |")
-    lines = [f"# Evaluation: {summary['model']}", "", *table, ""]
+    protocol = summary.get("protocol") or cfg.get("protocol", "strict")
+    lines = [f"# Evaluation: {summary['model']} (protocol: {protocol})", "", *table, ""]
     items = ", ".join(f"{b['display']} {b['n']}" for b in benchmarks.values())
     truncation = f"{cfg['max_input_tokens']} input tokens (middle truncation)" if cfg.get("max_input_tokens") else "no input truncation"
     lines += [
         f"Score: mean over items of max(rule, judge) x 100, pass@1 over {cfg['samples']} sample(s) per item; "
         "Avg: unweighted mean over the benchmarks.",
         f"Items: {items}.",
-        f"Protocol: {truncation}, {cfg['max_new_tokens']} new tokens, temperature {cfg['temperature']:g}, "
-        f"top_p {cfg['top_p']:g}; judge: {summary['judge'] or 'none (rule only)'}.",
+        f"Protocol: {protocol} ({PROTOCOL_WORDS.get(protocol, protocol)}); {truncation}, {cfg['max_new_tokens']} new "
+        f"tokens, temperature {cfg['temperature']:g}, top_p {cfg['top_p']:g}; judge: {summary['judge'] or 'none (rule only)'}.",
         "",
     ]
+    if all(f"rule/{p}" in b for b in benchmarks.values() for p in ("strict", "published")):
+        lines += ["Rule scores of the same completions under both protocols (no judge; x100):", "",
+                  "| rule protocol | " + " | ".join(b["display"] for b in benchmarks.values()) + " | Avg |",
+                  "|" + "---|" * (len(benchmarks) + 2)]
+        for p in ("published", "strict"):
+            values = [b[f"rule/{p}"] for b in benchmarks.values()]
+            lines.append(f"| {p} | " + " | ".join(f"{v:.1f}" for v in values) + f" | {sum(values) / len(values):.1f} |")
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -88,7 +104,6 @@ def write_reports(out: str | Path, summary: dict[str, Any]) -> None:
 
 def print_results(summary: dict[str, Any]) -> None:
     """The table on stdout (rich), one row per model as in the paper."""
-    from longrl.console import print_table
 
     benchmarks = summary["benchmarks"]
     columns = ["model", *(b["display"] for b in benchmarks.values()), "Avg"]

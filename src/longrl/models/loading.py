@@ -7,7 +7,9 @@
 longrl (`builtin:tiny-base`, the embedded default), or `random`: a seeded random-init tiny
 Qwen2 model of shape `model.tiny` with the default tokenizer (tests and smoke runs). dtype, attention implementation,
 `rope_scaling` (YaRN and friends) and the context window come from config. Weights load
-with safetensors only.
+with safetensors only. A LoRA adapter folder (`final/` of a run with `model.lora.final: adapter`)
+loads as its base model with the adapter merged in. `model.lora` itself is applied by the training
+loops (`models/lora.py`), not here: evaluation and references load plain models.
 """
 
 from __future__ import annotations
@@ -15,19 +17,40 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+from transformers.utils import logging as hf_logging
 
+from longrl.config.model import ModelConfig, TinyArchConfig
+from longrl.console import hub_bars_enabled
 from longrl.errors import ConfigError
-from longrl.models.config import ModelConfig
-from longrl.models.tokenizer import assets_dir
+from longrl.models.lora import adapter_base, is_adapter_folder, load_adapter_into
+from longrl.models.tiny import build_tiny_model
+from longrl.models.tokenizer import assets_dir, load_default_tokenizer
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 BUILTIN = "builtin:"
 RANDOM = "random"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")  # any one will do
 
 
-def resolve_path(name: str) -> str:
-    """`builtin:NAME` -> the shipped folder; anything else unchanged (local path or hub name)."""
+def looks_local(name: str) -> bool:
+    """A name that can only be a local path: absolute, ./ ../ ~, a trailing slash, or 2+ slashes.
+
+    A hub id is `repo` or `namespace/repo`; anything else the hub would reject with "Repo id must be
+    in the form ...", which is no help to someone who mistyped a folder.
+    """
+    return name.startswith(("/", "./", "../", "~", ".\\")) or name.endswith("/") or name.count("/") >= 2 or "\\" in name
+
+
+def resolve_path(name: str, key: str = "model.path") -> str:
+    """`builtin:NAME` -> the shipped folder; a local folder (checked: it must exist); a hub name unchanged."""
     if not name.startswith(BUILTIN):
+        local = Path(name).expanduser()
+        if local.exists():
+            return str(local)
+        if looks_local(name):
+            raise ConfigError(f"{key}={name!r}: no such local folder (a hub model is named 'namespace/repo')")
         return name
     folder = assets_dir() / name[len(BUILTIN):]
     if not folder.is_dir():
@@ -45,17 +68,17 @@ def resolve_device(name: str) -> torch.device:
 
 
 def load_tokenizer(cfg: ModelConfig):
-    from transformers import AutoTokenizer
-
+    follow_progress_setting()
     if (cfg.tokenizer or cfg.path) == RANDOM:
-        from longrl.models.tokenizer import load_default_tokenizer
-
         return load_default_tokenizer()
-    path = resolve_path(cfg.tokenizer or cfg.path)
+    path = resolve_path(cfg.tokenizer or cfg.path, "model.tokenizer" if cfg.tokenizer else "model.path")
+    if Path(path).is_dir() and not any((Path(path) / name).exists() for name in TOKENIZER_FILES):
+        raise ConfigError(f"{path}: no tokenizer files ({', '.join(TOKENIZER_FILES)}); "
+                          "set model.tokenizer to the folder that has them")
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=cfg.trust_remote_code)
-    except OSError as exc:
-        raise ConfigError(f"cannot load tokenizer from {path!r}: {exc}") from None
+    except (OSError, ValueError) as exc:  # transformers says "no files" or "cannot build one" with either
+        raise ConfigError(f"cannot load tokenizer from {path!r}: {_one_line(exc)}") from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -63,16 +86,19 @@ def load_tokenizer(cfg: ModelConfig):
 
 def load_policy(cfg: ModelConfig, device: torch.device | str = "cpu"):
     """An `AutoModelForCausalLM` on `device`, in `cfg.dtype`, with config overrides applied."""
-    from transformers import AutoConfig, AutoModelForCausalLM
+    follow_progress_setting()
 
     if cfg.path == RANDOM:
-        from longrl.models.config import TinyArchConfig
-        from longrl.models.tiny import build_tiny_model
-
         model = build_tiny_model(cfg.tiny or TinyArchConfig(), load_tokenizer(cfg))
-        model.set_attn_implementation(cfg.attn_implementation)
+        try:
+            model.set_attn_implementation(cfg.attn_implementation)
+        except ValueError as exc:  # transformers lists the implementations it knows
+            raise ConfigError(f"model.attn_implementation={cfg.attn_implementation!r}: {_one_line(exc)}") from None
         return model.to(device=device, dtype=torch.float32 if cfg.dtype == "auto" else DTYPES[cfg.dtype])
     path = resolve_path(cfg.path)
+    if is_adapter_folder(path):                 # a LoRA run's `final: adapter`: its base, with the adapter merged in
+        return load_adapter_into(load_policy(cfg.model_copy(update={"path": adapter_base(path), "lora": None}), device),
+                                 path)
     try:
         config = AutoConfig.from_pretrained(path, trust_remote_code=cfg.trust_remote_code)
     except (OSError, ValueError) as exc:
@@ -81,18 +107,52 @@ def load_policy(cfg: ModelConfig, device: torch.device | str = "cpu"):
         params = dict(getattr(config, "rope_parameters", None) or {})
         params.update(cfg.rope_scaling)
         config.rope_parameters = params
+        check_rope(config)
     if cfg.max_position_embeddings:
         config.max_position_embeddings = cfg.max_position_embeddings
     dtype = "auto" if cfg.dtype == "auto" else DTYPES[cfg.dtype]
     if Path(path).is_dir() and not any(Path(path).glob("*.safetensors")):
         raise ConfigError(f"{path}: no *.safetensors weights (longrl loads safetensors only)")
-    model = AutoModelForCausalLM.from_pretrained(
-        path, config=config, dtype=dtype, attn_implementation=cfg.attn_implementation,
-        trust_remote_code=cfg.trust_remote_code, use_safetensors=True,
-    )
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            path, config=config, dtype=dtype, attn_implementation=cfg.attn_implementation,
+            trust_remote_code=cfg.trust_remote_code, use_safetensors=True,
+        )
+    except (OSError, ValueError, SafetensorError) as exc:  # missing, truncated or mismatched weight files
+        raise ConfigError(f"cannot load model weights from {path!r}: {_one_line(exc)}") from None
     if cfg.gradient_checkpointing:
         enable_activation_checkpointing(model)
     return model.to(device)
+
+
+def follow_progress_setting() -> None:
+    """transformers' and the hub's tqdm bars ("Loading weights", downloads) follow `run.progress`:
+    shown only where longrl draws rich bars (a terminal), never as carriage-return noise in logs."""
+    if hub_bars_enabled():
+        hf_logging.enable_progress_bar()
+    else:
+        hf_logging.disable_progress_bar()
+
+
+def check_rope(config) -> None:
+    """ConfigError for a `model.rope_scaling` transformers cannot build (it fails later with a bare KeyError)."""
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS  # lazy: only configs with rope_scaling need it
+
+    params = config.rope_parameters
+    rope_type = params.get("rope_type", params.get("type", "default"))
+    known = sorted({"default", *ROPE_INIT_FUNCTIONS})
+    if rope_type not in known:
+        raise ConfigError(f"model.rope_scaling: unknown rope_type {rope_type!r}; known: {', '.join(known)}")
+    try:
+        config.validate_rope()
+    except (KeyError, ValueError, TypeError) as exc:  # KeyError: "Missing required keys ... for 'rope_type'='yarn'"
+        raise ConfigError(f"model.rope_scaling: {exc.args[0] if exc.args else type(exc).__name__}") from None
+
+
+def _one_line(exc: Exception) -> str:
+    """The library's message on one line (some span a page)."""
+    text = " ".join(str(exc).split())
+    return (text[:300] + " ...") if len(text) > 300 else text or type(exc).__name__
 
 
 def enable_activation_checkpointing(model) -> None:

@@ -12,14 +12,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from transformers import Qwen2Config, Qwen2ForCausalLM
 
-from longrl.models.config import TinyArchConfig
+from longrl.config.model import TinyArchConfig
+from longrl.models.circuits import init_retrieval_circuit
 from longrl.models.tokenizer import IM_END, PAD, save_tokenizer
 
 
 def tiny_model_config(arch: TinyArchConfig, tokenizer):
-    from transformers import Qwen2Config
-
     return Qwen2Config(
         vocab_size=len(tokenizer),
         hidden_size=arch.hidden_size,
@@ -43,7 +43,6 @@ def build_tiny_model(arch: TinyArchConfig, tokenizer):
 
     `arch.init: retrieval` then writes the retrieval circuit of `longrl.models.circuits` into it.
     """
-    from transformers import Qwen2ForCausalLM
 
     config = tiny_model_config(arch, tokenizer)
     devices = [torch.device("cpu")]
@@ -52,8 +51,6 @@ def build_tiny_model(arch: TinyArchConfig, tokenizer):
         model = Qwen2ForCausalLM(config)
     del devices
     if arch.init == "retrieval":
-        from longrl.models.circuits import init_retrieval_circuit
-
         init_retrieval_circuit(model, tokenizer, seed=arch.init_seed)
     model.generation_config.eos_token_id = config.eos_token_id
     model.generation_config.pad_token_id = config.pad_token_id

@@ -6,17 +6,29 @@ byte-level BPE without unknown token), so a saved folder loads back through plai
 (padding), `<|im_start|>`, `<|im_end|>` (end of turn, the eos), plus `<think>` and `</think>`
 as ordinary added tokens (kept when decoding with skip_special_tokens).
 
-    tokenizer = train_tokenizer(corpus_texts(600, seed=1234), vocab_size=2048)
+    tokenizer = train_tokenizer(corpus_texts(600, seed=1234), vocab_size=2048)   # corpus: longrl.data.synthetic.corpus
     tokenizer.save_pretrained("my-tokenizer")
 """
 
 from __future__ import annotations
 
 import functools
-import random
-from collections.abc import Iterable, Iterator
+import json
+from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
+
+from tokenizers import (
+    AddedToken,
+    Regex,
+    Tokenizer,
+    decoders,
+    normalizers,
+    pre_tokenizers,
+    trainers,
+)
+from tokenizers.models import BPE
+from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 PAD, IM_START, IM_END = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
@@ -32,9 +44,6 @@ DEFAULT_TOKENIZER_DIR = "tokenizer"  # under longrl/assets
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int):
     """Train byte-level BPE on `texts`; returns a transformers tokenizer with the chat template."""
-    from tokenizers import AddedToken, Regex, Tokenizer, decoders, normalizers, pre_tokenizers, trainers
-    from tokenizers.models import BPE
-    from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(BPE(unk_token=None, continuing_subword_prefix="", end_of_word_suffix="", fuse_unk=False, byte_fallback=False))
     tok.normalizer = normalizers.NFC()
@@ -56,33 +65,12 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int):
 
 def save_tokenizer(tokenizer, path: str | Path) -> None:
     """`save_pretrained`, recording Qwen2Tokenizer as the class (what AutoTokenizer would pick anyway)."""
-    import json
 
     tokenizer.save_pretrained(str(path))
     config_path = Path(path) / "tokenizer_config.json"
     config = json.loads(config_path.read_text())
     config["tokenizer_class"] = "Qwen2Tokenizer"
     config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-
-
-def corpus_texts(n: int, seed: int) -> Iterator[str]:
-    """Texts the merges are learnt from: synthetic documents, questions, options and traces."""
-    from longrl.data.prompt import TEMPLATE
-    from longrl.data.schema import LETTERS
-    from longrl.data.synthetic import DEFAULT_HOPS, FAMILIES, default_distractors
-    from longrl.data.synthetic.world import DocumentPlan, build_document
-
-    families = ["choice", "docmath", "multihop"]  # fixed: new families must not change the shipped merges
-    yield TEMPLATE
-    for i in range(n):
-        name = families[i % len(families)]
-        rng = random.Random(f"corpus:{seed}:{i}")
-        length = rng.choice([128, 256, 512, 1024])
-        draft = FAMILIES.get(name)(rng, DEFAULT_HOPS[name], default_distractors(length))
-        yield build_document(rng, DocumentPlan(draft.facts, draft.topic), length, lambda t: len(t.split()) * 4 // 3)
-        options = "".join(f"\n({LETTERS[j]}) {c}" for j, c in enumerate(draft.choices or []))
-        yield draft.question + options
-        yield draft.trace
 
 
 def assets_dir() -> Path:
@@ -92,7 +80,6 @@ def assets_dir() -> Path:
 @functools.lru_cache(maxsize=1)
 def load_default_tokenizer():
     """The tokenizer shipped with longrl (also the tiny base model's)."""
-    from transformers import AutoTokenizer
 
     path = assets_dir() / DEFAULT_TOKENIZER_DIR
     if not (path / "tokenizer.json").exists():

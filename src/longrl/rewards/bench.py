@@ -1,7 +1,8 @@
-"""Reward benchmarks: `longrl bench judge` and `longrl bench verifiers`.
+"""Reward benchmarks: `longrl bench judge`, `longrl bench verifiers` and `longrl bench adversarial`.
 
     longrl bench judge [--quick] [--json FILE]       # 1,000 judge calls, loopback server, 50 ms each, concurrency 32
     longrl bench verifiers [--quick] [--json FILE]   # rule-score 100,000 responses on one core
+    longrl bench adversarial [--quick] [--json FILE] # the worst case: hostile responses of up to 1 MB, both protocols
 
 `judge` starts a loopback chat/completions server in a child process (a thread per connection,
 each reply after 50 ms)
@@ -12,6 +13,12 @@ a time (measured on a few calls), then reruns the batch from the on-disk cache. 
 `verifiers` scores seeded synthetic responses (a ~1 KB thinking part, then an answer sentence;
 a third each of docmath, multihop, choice; right, wrong and malformed answers mixed) with the rule
 path of HybridReward, then absurd numeric answers (5,000 digits, 1e999, nan). Target: < 10 s.
+
+`adversarial` scores each response of `adversarial_inputs()` (nested braces and parentheses,
+1 MB answer lines, long digit runs, tag and emphasis floods; the kind of text a policy can emit)
+for each task kind (qa, docmath, choice) under both protocols, plus the judge prompt built from
+its prediction, and reports the slowest single response (CPU time, best of three). Target: < 50 ms
+per response whatever the input.
 """
 
 from __future__ import annotations
@@ -29,8 +36,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 
 from longrl.bench import BENCHMARKS
-from longrl.rewards.config import JudgeConfig, RewardConfig
+from longrl.config.reward import JudgeConfig, RewardConfig
 from longrl.rewards.hybrid import HybridReward, RewardInput, summarize
+from longrl.rewards.judge import build_messages
+from longrl.rewards.numbers import parse_first_number, stated_scales
+from longrl.rewards.text import canonical_word, strict_normalize
 
 
 class _LatencyServer(ThreadingHTTPServer):
@@ -212,4 +222,74 @@ def bench_verifiers(args: argparse.Namespace) -> dict:
         "absurd_inputs": len(absurd_items), "absurd_wall_s": round(absurd_wall, 4),
         "absurd_max_score": max(r.score for r in absurd_results),
         "target_s": 10.0, "meets_target": wall < 10.0,
+    }
+
+
+MB = 1_000_000
+
+
+def adversarial_inputs(size: int = MB) -> list[tuple[str, str]]:
+    """(name, response) pairs a policy could produce to make scoring slow; each about `size` characters."""
+    think, answer = "<think>x</think>", "<think>x</think>Therefore, the answer is "
+    n = size
+    return [
+        ("5,000 nested \\boxed{", answer + "\\boxed{" * 5000 + "42" + "}" * 5000),
+        ("nested \\boxed{ to the size", answer + "\\boxed{" * (n // 8) + "42" + "}" * (n // 8)),
+        ("5,000 nested parentheses", answer + "(" * 5000 + "42" + ")" * 5000),
+        ("nested parentheses to the size", answer + "(" * (n // 2) + "42" + ")" * (n // 2)),
+        ("unclosed parentheses", answer + "(" * n),
+        ("nested quotes and $", answer + '"$' * (n // 4) + "7" + '$"' * (n // 4)),
+        ("one answer line of the size", answer + "word " * (n // 5)),
+        ("thinking of the size, short answer", "<think>" + "step " * (n // 5) + "</think>Therefore, the answer is 42."),
+        ("the phrase repeated", think + "the answer is " * (n // 14)),
+        ("the phrase with a long gap", think + "the answer" + " " * n + "is 5"),
+        ("a digit run", answer + "9" * n),
+        ("digits and commas", answer + "1," * (n // 2)),
+        ("a long exponent", answer + "1e" + "9" * n),
+        ("Arabic-Indic digits", answer + "\u0661" * n),
+        ("underscore emphasis flood", answer + "a_" * (n // 2)),
+        ("asterisk flood", answer + "*" * n),
+        ("think tags alternating", "</think><think>" * (n // 15) + "</think>the answer is 1"),
+        ("HTML tag flood", answer + "<b>" * (n // 3)),
+        ("data tag flood", answer + "</prediction   >" * (n // 16)),
+        ("verdict markers", answer + "[[YES]]" * (n // 7)),
+        ("spaces then a number", answer + " " * n + "5"),
+        ("choice phrase flood", think + "The correct answer is " * (n // 22)),
+        ("multiline answer of the size", answer + "Paris\n" * (n // 6)),
+    ]
+
+
+def _clear_caches() -> None:
+
+    for cached in (parse_first_number, stated_scales, canonical_word, strict_normalize):
+        cached.cache_clear()
+
+
+@BENCHMARKS.register("adversarial")
+def bench_adversarial(args: argparse.Namespace) -> dict:
+    size = 100_000 if args.quick else MB
+    cases = adversarial_inputs(size)
+    golds = {"multihop": ["Paris"], "docmath": ["42"], "choice": ["B"]}
+    rewards = {p: HybridReward(RewardConfig(protocol=p)) for p in ("strict", "published")}
+    worst: dict[str, tuple[float, str]] = {}
+    for protocol, reward in rewards.items():
+        for name, response in cases:
+            for task, gold in golds.items():
+                item = RewardInput(task=task, question="Which one?", answers=gold, response=response)
+                best = math.inf
+                for _ in range(3):
+                    _clear_caches()  # every repetition scores cold
+                    cpu = time.process_time()
+                    outcome = reward.rule(item)
+                    build_messages(item.question, outcome.extraction.prediction or "", gold[0])
+                    best = min(best, time.process_time() - cpu)
+                key = f"{protocol}/{task}"
+                if best > worst.get(key, (0.0, ""))[0]:
+                    worst[key] = (best, name)
+    slowest = max(worst.values())
+    return {
+        "cases": len(cases), "response_chars": size, "scored": len(cases) * len(golds) * len(rewards),
+        "worst_ms_by_protocol_task": {k: [round(v[0] * 1e3, 2), v[1]] for k, v in sorted(worst.items())},
+        "worst_ms": round(slowest[0] * 1e3, 2), "worst_case": slowest[1],
+        "target_ms": 50.0, "meets_target": slowest[0] * 1e3 < 50.0,
     }

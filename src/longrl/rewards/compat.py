@@ -1,36 +1,50 @@
-"""longrl's reward as plain functions for other RL frameworks: verl and TRL.
+"""longrl's reward as plain functions for other RL frameworks: verl and TRL. Rule-only by default.
 
-verl (`custom_reward_function`), rule verification only; extra keyword arguments come from
-`custom_reward_function.reward_kwargs`:
+verl (`custom_reward_function`), rule verification only (no judge: verl calls it once per response,
+synchronously). Extra keyword arguments come from `custom_reward_function.reward_kwargs`:
 
     custom_reward_function:
-      path: <site-packages>/longrl/rewards/compat.py
-      name: compute_score
-      reward_kwargs: {require_think: true}
+      path: <site-packages>/longrl/rewards/compat.py    # python -c "import longrl.rewards.compat as m; print(m.__file__)"
+      name: compute_score           # a float; `compute_score_dict` (or reward_kwargs {return_dict: true}) returns
+      reward_kwargs: {require_think: true}   # {"score", "acc", "pred"}, what DAPO's filter_groups.metric=acc reads;
+                                             # {protocol: published}: the published scripts' rules
 
     compute_score("docmath_qa", "<think>...</think>Therefore, the answer is 30.", "Therefore, the answer is 30.")  # 1.0
 
 The task comes from `data_source` (a TASKS name, or a DocQA-RL source prefix: docmath*,
-long_toc_choices*, multihoprag*, musique*); `ground_truth` is a gold string or a list of them, with
-or without its answer sentence ("Therefore, the answer is 30." -> "30").
+long_toc_choices*, multihoprag*, musique*); `ground_truth` is a gold string, a list or numpy array of
+them, or a number (int/float, as many verl datasets carry), with or without its answer sentence
+("Therefore, the answer is 30." -> "30").
 
 TRL (`GRPOTrainer(reward_funcs=[longrl_reward])`): `(prompts, completions, **columns) -> list[float]`
 with dataset columns `answers` (list of gold strings per row, or one string) and `task` (or
 `data_source`), optionally `question` (for the judge). Completions may be plain strings or
-conversations (lists of {"role", "content"}). `make_trl_reward(cfg)` builds one with a judge or
-overlong shaping from a RewardConfig.
+conversations (lists of {"role", "content"}). `longrl_reward` is rule-only; `make_trl_reward(cfg)`
+builds one with the LLM judge (`cfg.judge`) or overlong shaping from a RewardConfig. With
+`require_think` on (the default, as QwenLong-L1 trains), a response without `</think>` scores 0: the
+reward warns once when every completion of a call lacks it (a model that does not reason; pass
+`RewardConfig(require_think=False)`).
 """
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from longrl.data.importers import PROMPT_RE, TASK_PREFIXES, strip_answer_sentence, task_for_source
+from longrl.config.reward import RewardConfig
+from longrl.data.importers import (
+    PROMPT_RE,
+    TASK_PREFIXES,
+    strip_answer_sentence,
+    task_for_source,
+)
 from longrl.data.tasks import TASKS
 from longrl.errors import UserError
-from longrl.rewards.config import RewardConfig
 from longrl.rewards.hybrid import HybridReward, RewardInput
+
+THINK_END = "</think>"
 
 
 def task_for(data_source: str) -> str:
@@ -44,31 +58,68 @@ def task_for(data_source: str) -> str:
     return task
 
 
+def gold_text(value: Any) -> str | None:
+    """One gold as text: a string as is, an int or float (numpy scalars too) as its shortest decimal form."""
+    if hasattr(value, "item") and not isinstance(value, str):
+        value = value.item()                        # numpy scalar -> Python
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float) and math.isfinite(value):
+        return f"{value:.15g}"                     # 30.0 -> "30", 0.1 -> "0.1", 1e-07 -> "1e-07"
+    return None
+
+
 def golds_from(ground_truth: Any, task: str) -> list[str]:
-    """Gold strings from a string or a sequence of strings, answer sentences stripped."""
-    values = [ground_truth] if isinstance(ground_truth, str) else list(ground_truth)
-    if not values or not all(isinstance(v, str) for v in values):
-        raise UserError(f"ground_truth must be a string or a list of strings, got {ground_truth!r}")
-    golds = [strip_answer_sentence(v, task) for v in values]
-    return [g for g in golds if g] or values
+    """Gold strings from a string, a number, or a list / tuple / numpy array of them; answer sentences stripped."""
+    if hasattr(ground_truth, "tolist") and not isinstance(ground_truth, str):
+        ground_truth = ground_truth.tolist()       # numpy array (verl's non-tensor batch) or scalar
+    values = list(ground_truth) if isinstance(ground_truth, list | tuple) else [ground_truth]
+    texts = [gold_text(v) for v in values]
+    if not texts or any(t is None for t in texts):
+        raise UserError(f"ground_truth must be a string, a number, or a list of them, got {ground_truth!r}")
+    golds = [strip_answer_sentence(t, task) for t in texts]
+    return [g for g in golds if g] or texts
 
 
 def compute_score(data_source: str, solution_str: str, ground_truth: Any, extra_info: dict | None = None,
-                  require_think: bool = True, numeric_rel_tol: float = 0.0015, **_: Any) -> float:
+                  require_think: bool = True, numeric_rel_tol: float = 0.0015, protocol: str = "strict",
+                  return_dict: bool = False, **_: Any) -> float | dict[str, Any]:
     """verl's custom reward function: the rule score (0.0 or 1.0) of one response.
 
     Args:
         data_source: task name or DocQA-RL data_source.
         solution_str: the decoded response.
-        ground_truth: gold answer string(s).
+        ground_truth: gold answer(s): a string, an int or float, or a list / numpy array of them.
         extra_info: verl's per-row extras (unused).
         require_think: a response without `</think>` scores 0.
         numeric_rel_tol: docmath relative tolerance.
+        protocol: "strict" (default) or "published" (the published evaluation scripts' rules).
+        return_dict: return {"score", "acc", "pred"} instead of the float (verl's DAPO trainer reads
+            `acc` for `algorithm.filter_groups.metric=acc`, and logs every key).
     """
     task = task_for(data_source)
-    reward = HybridReward(RewardConfig(require_think=require_think, numeric_rel_tol=numeric_rel_tol))
+    try:
+        cfg = RewardConfig(require_think=require_think, numeric_rel_tol=numeric_rel_tol, protocol=protocol)
+    except ValueError as exc:
+        raise UserError(f"compute_score: {exc}") from None
+    reward = HybridReward(cfg)
     item = RewardInput(task=task, question="", answers=golds_from(ground_truth, task), response=solution_str)
-    return reward.rule(item).verdict.score
+    outcome = reward.rule(item)
+    score = float(outcome.verdict.score)
+    if not return_dict:
+        return score
+    return {"score": score, "acc": 1.0 if score >= 1.0 else 0.0, "pred": outcome.extraction.prediction or ""}
+
+
+def compute_score_dict(data_source: str, solution_str: str, ground_truth: Any, extra_info: dict | None = None,
+                       **kwargs: Any) -> dict[str, Any]:
+    """`compute_score(..., return_dict=True)`, for a verl config that names the function (`name: compute_score_dict`)."""
+    kwargs["return_dict"] = True
+    return compute_score(data_source, solution_str, ground_truth, extra_info, **kwargs)
 
 
 def completion_text(completion: Any) -> str:
@@ -99,6 +150,16 @@ def make_trl_reward(cfg: RewardConfig | None = None, max_completion_length: int 
         name: the function's __name__ (TRL logs rewards under it).
     """
     reward = HybridReward(cfg or RewardConfig())
+    warned = False
+
+    def warn_if_no_reasoning(texts: list[str]) -> None:
+        nonlocal warned
+        if warned or not reward.cfg.require_think or not texts or any(THINK_END in t for t in texts):
+            return
+        warned = True
+        warnings.warn(f"{name}: none of the {len(texts)} completions contains {THINK_END}, so every one scores 0 "
+                      "(require_think is on). For a model that does not reason, build the reward with "
+                      "make_trl_reward(RewardConfig(require_think=False)).", UserWarning, stacklevel=3)
 
     def reward_fn(prompts: list[Any], completions: list[Any], answers: list[Any] | None = None,
                   task: list[str] | None = None, question: list[str] | None = None,
@@ -107,11 +168,12 @@ def make_trl_reward(cfg: RewardConfig | None = None, max_completion_length: int 
         if answers is None or (task is None and data_source is None):
             raise UserError("longrl TRL reward needs dataset columns 'answers' and 'task' (or 'data_source')")
         tasks = task if task is not None else [task_for(s) for s in data_source]
+        texts = [completion_text(c) for c in completions]
+        warn_if_no_reasoning(texts)
         items = []
-        for i, completion in enumerate(completions):
-            golds = [answers[i]] if isinstance(answers[i], str) else list(answers[i])
+        for i, text in enumerate(texts):
             items.append(RewardInput(
-                task=tasks[i], answers=golds, response=completion_text(completion),
+                task=tasks[i], answers=golds_from(answers[i], tasks[i]), response=text,
                 question=question[i] if question is not None else question_from_prompt(prompts[i] if prompts else ""),
                 response_tokens=len(completion_ids[i]) if completion_ids is not None else 0,
                 max_response_tokens=max_completion_length))

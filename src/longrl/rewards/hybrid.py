@@ -5,8 +5,10 @@
     metrics = summarize(results)                      # {"reward/mean": ..., "reward/rule": ..., ...}
     results = await reward.ascore(items)              # the same from async code (the eval harness)
 
-Per response: the prediction is extracted (`extract.py`), the task's verifier (through
-`longrl.data.tasks.TASKS`) gives the rule score; the judge is asked only when the rule score is 0,
+Per response: under `reward.protocol: strict` (the default) the prediction is extracted
+(`extract.py`) and the task's verifier (through `longrl.data.tasks.TASKS`) gives the rule score,
+with the units the question or document states ("in thousands") known to the numeric verifier;
+under `published` both come from `published.py` (the published evaluation scripts' rules). The judge is asked only when the rule score is 0,
 a prediction exists, a judge is configured and the task's verifier is in `judge_verifiers`.
 score = max(rule, judge) + overlong penalty (when enabled). Identical judge questions in one batch
 (the G samples of a group often agree) are sent once. A judge that fails on more than
@@ -16,15 +18,18 @@ score = max(rule, judge) + overlong penalty (when enabled). Identical judge ques
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from longrl.config.reward import JudgeConfig, RewardConfig
 from longrl.data.tasks import TASKS
 from longrl.errors import ConfigError, UserError
-from longrl.rewards.config import JudgeConfig, RewardConfig
 from longrl.rewards.extract import Extraction, extract_prediction
 from longrl.rewards.judge import JudgeClient, JudgeError, JudgeVerdict, OpenAIJudge, format_golds
+from longrl.rewards.numbers import stated_scales
+from longrl.rewards.published import published_rule
 from longrl.rewards.verifiers import VERIFIERS, Verdict, VerifyOptions
 
 DEFAULT_MAX_ERROR_RATE = JudgeConfig.model_fields["max_error_rate"].default
@@ -38,6 +43,7 @@ class RewardInput:
     response: str                           # the model's full reply
     response_tokens: int = 0                # length of the reply in tokens (overlong shaping)
     max_response_tokens: int | None = None  # the generation limit it ran under (overlong shaping)
+    context: str = ""                       # the document (strict numeric: units it states, e.g. "in thousands")
 
 
 @dataclass(frozen=True)
@@ -125,8 +131,16 @@ class HybridReward:
         if item.task not in TASKS:
             raise UserError(f"unknown task {item.task!r}; known: {', '.join(TASKS.names())}")
         name = TASKS.get(item.task).verifier
+        if self.cfg.protocol == "published":
+            extraction, verdict = published_rule(name, item.response, list(item.answers))
+            return RuleOutcome(extraction, verdict, name)
         extraction = extract_prediction(item.response, self.cfg.require_think)
-        verdict = VERIFIERS.get(name)(extraction.prediction or "", list(item.answers), self.opts)
+        opts = self.opts
+        if name == "numeric":
+            scales = tuple(sorted(set(stated_scales(item.question)) | set(stated_scales(item.context))))
+            if scales:
+                opts = dataclasses.replace(opts, scales=scales)
+        verdict = VERIFIERS.get(name)(extraction.prediction or "", list(item.answers), opts)
         if extraction.prediction is None:
             verdict = Verdict(0.0, {k: 0.0 for k in verdict.metrics})
         return RuleOutcome(extraction, verdict, name)

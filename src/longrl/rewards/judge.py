@@ -27,10 +27,10 @@ import re
 from dataclasses import dataclass
 from typing import Protocol
 
+from longrl.config.reward import JudgeConfig
 from longrl.errors import UserError
 from longrl.http import OpenAIClient, Reply, RetryPolicy, ServerError, snippet
 from longrl.rewards.cache import CachedVerdict, JudgeCache, cache_key, default_cache_dir
-from longrl.rewards.config import JudgeConfig
 
 SYSTEM_PROMPT = (
     "You compare answers to questions about documents. Decide whether a predicted answer means the "
@@ -55,7 +55,11 @@ MAX_FIELD_CHARS = {"question": 8000, "prediction": 2000, "gold": 2000}
 _VERDICT_RE = re.compile(r"\[\[\s*(YES|NO)\s*\]\]", re.IGNORECASE)
 _OPEN_BRACKETS_RE = re.compile(r"\[(?:\s*\[)+")
 _CLOSE_BRACKETS_RE = re.compile(r"\](?:\s*\])+")
-_TAG_RE = re.compile(r"<(\s*/?\s*(?:question|prediction|gold)\b[^<>]{0,40})>", re.IGNORECASE)
+# "<" then any whitespace (zero-width spaces too), an optional "/", a data tag's name, anything up to
+# the next "<" or ">": "</prediction>", "< / Gold >", "</prediction" + 45 spaces + ">", "<gold\n".
+# The "<" is replaced even when no ">" follows. Linear: each try ends at the next "<" or ">".
+_TAG_SPACE = r"[\s\u200b-\u200d\u2060\ufeff]*"
+_TAG_RE = re.compile(rf"<({_TAG_SPACE}/?{_TAG_SPACE}(?:question|prediction|gold)\b[^<>]*)(>?)", re.IGNORECASE)
 
 
 class JudgeError(UserError):
@@ -83,11 +87,12 @@ class JudgeClient(Protocol):
 def neutralize(text: str) -> str:
     """Make a data field unable to carry a verdict marker or close its tag.
 
-    "[[YES]]" -> "[YES]", "[ [NO] ]" -> "[NO]", "</prediction>" -> "‹/prediction›".
+    "[[YES]]" -> "[YES]", "[ [NO] ]" -> "[NO]", "</prediction>" -> "‹/prediction›",
+    "</prediction   \n >" -> "‹/prediction   \n ›", "</gold" -> "‹/gold" (whatever whitespace, with or without ">").
     """
     text = _OPEN_BRACKETS_RE.sub("[", text)
     text = _CLOSE_BRACKETS_RE.sub("]", text)
-    return _TAG_RE.sub(lambda m: "\u2039" + m.group(1) + "\u203a", text)
+    return _TAG_RE.sub(lambda m: "\u2039" + m.group(1) + ("\u203a" if m.group(2) else ""), text)
 
 
 def _clip(text: str, limit: int) -> str:
@@ -97,7 +102,9 @@ def _clip(text: str, limit: int) -> str:
 def build_messages(question: str, prediction: str, gold: str) -> list[dict[str, str]]:
     """The chat messages of one judge call, fields neutralised and clipped."""
     fields = {"question": question, "prediction": prediction, "gold": gold}
-    clean = {name: _clip(neutralize(value), MAX_FIELD_CHARS[name]) for name, value in fields.items()}
+    # Clipped before neutralising too (with a margin, so a tag cut by the limit is still caught): a
+    # megabyte-long prediction costs no more than a short one.
+    clean = {name: _clip(neutralize(value[: MAX_FIELD_CHARS[name] + 200]), MAX_FIELD_CHARS[name]) for name, value in fields.items()}
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": USER_TEMPLATE.format(**clean)}]
 
 

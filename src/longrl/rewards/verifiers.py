@@ -10,10 +10,16 @@ for "numeric", no letter for "choice") raises `GoldError` whatever the predictio
 New verifiers plug in with `@VERIFIERS.register("name")` and a task naming them in
 `longrl.data.tasks.TASKS`.
 
-- "qa": SQuAD normalisation, then the published two-way containment (gold in prediction or
+These are the `strict` protocol's verifiers (`published.py` holds the published scripts' rules):
+- "qa": `strict_normalize` (SQuAD normalisation; markup and possessives removed; plural, demonym
+  and ordinal forms joined), then the published two-way containment (gold in prediction or
   prediction in gold) on whole words; an empty normalised prediction never matches. Reports em, f1.
-- "numeric": the first number of the prediction equals a gold number within `rel_tol` (exact for a
-  gold of 0), also x100 or /100; unit words count both ways ("3.5 million" is 3.5 and 3,500,000).
+- "numeric": the first number of the prediction (`numbers.parse_first_number`) equals a gold
+  number within `rel_tol` (exact for a gold of 0), also x100 or /100; or it is the gold rounded to
+  the decimals the prediction is written with (at least one decimal and two significant digits:
+  "0.26" for 0.2573). Unit words count both ways ("3.5 million" is 3.5 and 3,500,000), and so
+  does a unit the question or document states (`VerifyOptions.scales`, from "(in thousands)"):
+  "2500" matches a gold of 2,500,000 in a table in thousands.
 - "choice": a letter from "(B)", "B", "B.", "b", "(b) Paris", "B: Paris" against the gold letter.
 """
 
@@ -25,8 +31,8 @@ from dataclasses import dataclass, field
 
 from longrl.errors import UserError
 from longrl.registry import Registry
-from longrl.rewards.numbers import numbers_match, parse_first_number
-from longrl.rewards.text import normalize_answer, token_f1, two_way_match
+from longrl.rewards.numbers import numbers_match, parse_first_number, rounds_to
+from longrl.rewards.text import strict_normalize, token_f1, two_way_match
 
 
 class GoldError(UserError):
@@ -36,6 +42,7 @@ class GoldError(UserError):
 @dataclass(frozen=True)
 class VerifyOptions:
     numeric_rel_tol: float = 0.0015  # docmath relative tolerance (0.15%, as published)
+    scales: tuple[float, ...] = ()   # unit multipliers the question or document states (numbers.stated_scales)
 
     @classmethod
     def from_config(cls, cfg) -> VerifyOptions:
@@ -55,11 +62,11 @@ VERIFIERS: Registry[Verifier] = Registry("verifier")
 
 @VERIFIERS.register("qa")
 def verify_qa(prediction: str, golds: list[str], opts: VerifyOptions) -> Verdict:
-    """Two-way word-boundary containment after SQuAD normalisation; em and f1 in metrics."""
-    normalized_golds = [normalize_answer(g) for g in golds]
+    """Two-way word-boundary containment after `strict_normalize`; em and f1 in metrics."""
+    normalized_golds = [strict_normalize(g) for g in golds]
     if not any(normalized_golds):
         raise GoldError(f"every gold answer normalises to nothing (articles/punctuation only): {golds!r}")
-    pred = normalize_answer(prediction)
+    pred = strict_normalize(prediction)
     score = em = f1 = 0.0
     for gold in normalized_golds:
         if not gold:
@@ -74,7 +81,7 @@ def verify_qa(prediction: str, golds: list[str], opts: VerifyOptions) -> Verdict
 
 @VERIFIERS.register("numeric")
 def verify_numeric(prediction: str, golds: list[str], opts: VerifyOptions) -> Verdict:
-    """The first number of the prediction against each gold number (tolerance, x100, /100)."""
+    """The first number of the prediction against each gold number (tolerance, x100, /100, rounding, units)."""
     gold_values = []
     for gold in golds:
         parsed = parse_first_number(gold)
@@ -84,8 +91,20 @@ def verify_numeric(prediction: str, golds: list[str], opts: VerifyOptions) -> Ve
     pred = parse_first_number(prediction)
     if pred is None:
         return Verdict(0.0, {"parsed": 0.0})
-    correct = any(numbers_match(p, g, opts.numeric_rel_tol) for p in pred.candidates() for g in gold_values)
-    return Verdict(1.0 if correct else 0.0, {"parsed": 1.0})
+    gold_values += [g * s for g in gold_values for s in opts.scales]
+    scaled = [(v, 1.0) for v in pred.candidates()]
+    if pred.scale != 1.0:
+        scaled[1] = (pred.value * pred.scale, pred.scale)
+    scaled += [(v * s, m * s) for v, m in list(scaled) for s in opts.scales]
+    if any(numbers_match(value, gold, opts.numeric_rel_tol) for value, _ in scaled for gold in gold_values):
+        return Verdict(1.0, {"parsed": 1.0})
+    if pred.decimals is not None and pred.decimals >= 1 and pred.significant >= 2:  # stated precision: rounding
+        for value, unit in scaled:
+            for gold in gold_values:
+                if any(rounds_to(value / unit, target / unit, pred.decimals, pred.significant)
+                       for target in (gold, gold * 100.0, gold / 100.0)):
+                    return Verdict(1.0, {"parsed": 1.0})
+    return Verdict(0.0, {"parsed": 1.0})
 
 
 _LETTERS = "A-J"  # Sample.choices allows up to 10 options

@@ -8,7 +8,7 @@ Legend (used in every shape comment of the RL package):
     pg, clip_frac = ppo_clip_loss(logp, old_logp, adv_b, mask, 0.2, 0.28)     # (B, T), scalar
     per_token = pg + kl_coef * KL_ESTIMATORS.get("k3")(logp, ref_logp) + entropy_bonus(entropy, 0.001)
     agg = LOSS_AGG.get("token-mean")
-    loss = agg.reduce(per_token, mask) / agg.count(mask)                      # scalar
+    loss = agg.reduce(per_token, mask) / agg.count(mask, max_tokens)          # scalar
 
 Loss aggregation is split into `reduce` (a sum over the sequences at hand) and `count` (the
 normaliser), so a mini-batch cut into micro-batches gives exactly the loss of the whole
@@ -159,25 +159,30 @@ def kl_k3(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
 class LossAgg:
     """How per-token losses become one number: sum(reduce over parts) / count(over the whole batch).
 
-    `reduce(loss, mask)` sums the contribution of the given sequences; `count(mask)` is the
-    normaliser of the batch they belong to. Both are linear in the sequences, which is what
-    keeps micro-batched accumulation exact.
+    `reduce(loss, mask)` sums the contribution of the given sequences; `count(mask, max_tokens)` is
+    the normaliser of the batch they belong to (`max_tokens`: the response-length limit, which only
+    the constant-normaliser mode uses). Both are linear in the sequences, which is what keeps
+    micro-batched accumulation exact.
     """
 
     name: str
     reduce: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (B, T), (B, T) -> scalar
-    count: Callable[[torch.Tensor], float]                        # (B, T) mask -> normaliser
+    _count: Callable[[torch.Tensor, int], float]                  # (B, T) mask, length limit -> normaliser
 
-    def __call__(self, loss: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def count(self, mask: torch.Tensor, max_tokens: int | None = None) -> float:
+        """The normaliser of a batch with this mask; `max_tokens` defaults to the mask's width."""
+        return self._count(mask, mask.shape[-1] if max_tokens is None else max_tokens)
+
+    def __call__(self, loss: torch.Tensor, mask: torch.Tensor, max_tokens: int | None = None) -> torch.Tensor:
         """Aggregate a whole batch in one go: reduce / count."""
-        return self.reduce(loss, mask) / max(self.count(mask), 1.0)
+        return self.reduce(loss, mask) / max(self.count(mask, max_tokens), 1.0)
 
 
 def _token_sum(loss: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (loss * mask.to(loss.dtype)).sum()
 
 
-def _token_count(mask: torch.Tensor) -> float:
+def _token_count(mask: torch.Tensor, max_tokens: int) -> float:
     return float(mask.sum())
 
 
@@ -187,11 +192,19 @@ def _seq_mean_sum(loss: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return per_seq.sum()
 
 
-def _seq_count(mask: torch.Tensor) -> float:
+def _seq_count(mask: torch.Tensor, max_tokens: int) -> float:
     return float((mask.sum(-1) > 0).sum())
+
+
+def _seq_times_limit(mask: torch.Tensor, max_tokens: int) -> float:
+    return float((mask.sum(-1) > 0).sum()) * max_tokens
 
 
 # DAPO: every token of the batch weighs the same, so long responses are not down-weighted.
 LOSS_AGG.add("token-mean", LossAgg("token-mean", _token_sum, _token_count))
 # GRPO: mean over each sequence's tokens, then mean over sequences.
 LOSS_AGG.add("seq-mean-token-mean", LossAgg("seq-mean-token-mean", _seq_mean_sum, _seq_count))
+# Dr. GRPO (arXiv 2503.20783): each sequence's token SUM over a constant (the response-length limit),
+# then mean over sequences: no 1/|o| per sequence, so length does not rescale a response's gradient.
+# Pair it with `algo.advantage: drgrpo` (no std normalisation) for the full Dr. GRPO objective.
+LOSS_AGG.add("seq-mean-token-sum-norm", LossAgg("seq-mean-token-sum-norm", _token_sum, _seq_times_limit))

@@ -110,7 +110,8 @@ def split_mini_batches(n_groups: int, mini_batches: int, generator: torch.Genera
     Example: 10 groups, 4 mini-batches -> sizes 3, 3, 2, 2. Empty mini-batches (fewer groups
     than mini-batches) are left out.
     """
-    order = torch.randperm(n_groups, generator=generator).tolist() if generator is not None else list(range(n_groups))
+    order = (torch.randperm(n_groups, generator=generator, device=generator.device).tolist() if generator is not None
+             else list(range(n_groups)))
     k = min(mini_batches, n_groups)
     if k == 0:
         return []
@@ -136,16 +137,20 @@ def gather(micro: MicroBatch, prompt_ids: Sequence[list[int]], completion_ids: S
     return prompts, completions
 
 
-def completion_mask(lengths: Sequence[int], width: int | None = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """(B, T) mask: 1 for the first lengths[b] positions of row b. T = max length unless given."""
+def completion_mask(lengths: Sequence[int], width: int | None = None, dtype: torch.dtype = torch.float32,
+                    device: torch.device | str = "cpu") -> torch.Tensor:
+    """(B, T) mask on `device`: 1 for the first lengths[b] positions of row b. T = max length unless given."""
     width = max(lengths, default=0) if width is None else width
-    return (torch.arange(width)[None, :] < torch.tensor(list(lengths))[:, None]).to(dtype)
+    positions = torch.arange(width, device=device)
+    return (positions[None, :] < torch.tensor(list(lengths), device=device)[:, None]).to(dtype)
 
 
 def pad_rows(rows: Sequence[torch.Tensor], width: int | None = None, value: float = 0.0) -> torch.Tensor:
-    """Stack 1-D tensors of different lengths into (B, T), right-padded with `value`."""
+    """Stack 1-D tensors of different lengths into (B, T), right-padded with `value`, on the rows' device."""
     width = max((len(r) for r in rows), default=0) if width is None else width
-    out = torch.full((len(rows), width), value, dtype=rows[0].dtype if rows else torch.float32)
+    if not rows:
+        return torch.full((0, width), value, dtype=torch.float32, device="cpu")
+    out = torch.full((len(rows), width), value, dtype=rows[0].dtype, device=rows[0].device)
     for i, r in enumerate(rows):
         out[i, : len(r)] = r[:width]
     return out

@@ -1,6 +1,6 @@
-"""Training prompts: load the configured items, hand them out in seeded epochs, resume exactly.
+"""Training prompts: hand the loaded items out in seeded epochs, resume exactly.
 
-    items = load_items(cfg.data.train, skip_bad=cfg.data.skip_bad)
+    items = load_items(cfg.data.train, tokenizer, skip_bad=cfg.data.skip_bad)     # longrl.data.sources
     sampler = PromptSampler(items, seed=cfg.run.seed, cursor=state.get("cursor", 0))
     draws = sampler.next(4)          # [Draw(index=0, item=...), ...]
     sampler.cursor                   # 4: saved in the checkpoint; a new sampler at 4 continues identically
@@ -17,7 +17,6 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from longrl.data.config import DataSource
 from longrl.data.schema import Sample
 from longrl.errors import UserError
 
@@ -56,41 +55,3 @@ class PromptSampler:
             draws.append(Draw(self.cursor, self.items[self._order[pos]]))
             self.cursor += 1
         return draws
-
-
-def load_source(source: DataSource, skip_bad: bool = False, tokenizer=None) -> list[Sample]:
-    """The Samples of one data source (file or synthetic), after its `limit`."""
-    if source.path is not None:
-        from longrl.console import info
-        from longrl.data.io import read_samples
-
-        loaded = read_samples(source.path, skip_bad=skip_bad)
-        if loaded.skipped:
-            info(f"{source.path}: skipped {len(loaded.skipped)} malformed rows; first: {loaded.skipped[0]}")
-        samples = loaded.samples
-    else:
-        from longrl.data.synthetic import synthesize
-
-        spec = source.synth
-        samples = synthesize(spec.tasks, spec.n, spec.length, spec.seed, spec.hops, spec.distractors, tokenizer)
-    return samples[: source.limit] if source.limit else samples
-
-
-def load_items(sources: Sequence[DataSource], skip_bad: bool = False, tokenizer=None) -> list[Sample]:
-    """All samples of `sources`, in order; ids must be unique across sources (they key item scores)."""
-    items: list[Sample] = []
-    origin: dict[str, int] = {}
-    for k, source in enumerate(sources):
-        for sample in load_source(source, skip_bad, tokenizer):
-            if sample.id in origin:
-                raise UserError(f"data source {k} ({_describe(source)}): sample id {sample.id!r} already appears in "
-                                f"source {origin[sample.id]} ({_describe(sources[origin[sample.id]])}); ids must be unique")
-            origin[sample.id] = k
-            items.append(sample)
-    return items
-
-
-def _describe(source: DataSource) -> str:
-    if source.path is not None:
-        return source.path
-    return f"synth tasks={','.join(source.synth.tasks)} n={source.synth.n} length={source.synth.length} seed={source.synth.seed}"

@@ -7,23 +7,28 @@
 Each step:
   1. Rollout. Draw prompts (`rl/sampler.py`: seeded epochs, resumable cursor), render them with the
      method's template (documents middle-truncated to `rollout.max_input_tokens`), sample G
-     completions per prompt with the shared-prefix generator (`rl/rollout.py`: the prompt's KV is
-     kept once per group). Each group's randomness comes from (run seed, step, draw index), so a
-     resumed or re-batched run samples the same tokens.
+     completions per prompt with the shared-prefix generator (`engine/generate.py`: the prompt's KV is
+     kept once per group), or, with `rollout.backend: server`, from an OpenAI-compatible server
+     (SGLang, vLLM, `longrl serve`: `engine/remote.py`) that reloads the policy the trainer writes
+     after every update and must report its version before the next rollout. Each group's randomness
+     comes from (run seed, step, draw index), so a resumed or re-batched run samples the same tokens.
   2. Reward. The hybrid reward (`rewards/hybrid.py`): rule verification, the LLM judge when the rule
      says 0 (if configured), DAPO overlong shaping (if enabled).
-  3. Dynamic sampling (`rl/dynamic.py`, DAPO): groups whose G rewards are all equal are dropped and
-     more prompts are drawn, at most `algo.max_refills` extra rounds; then the step trains on what it
+  3. Dynamic sampling (`rl/dynamic.py`, DAPO): groups whose `algo.filter_metric` is the same for all G
+     samples are dropped (accuracy, the default: all right or all wrong, 0 < #correct < G is kept,
+     whatever overlong shaping did to the rewards; reward: the shaped rewards all equal) and more
+     prompts are drawn, at most `algo.max_refills` extra rounds; then the step trains on what it
      has. No informative group at all: the update is skipped and logged (`update/skipped`).
-  4. Advantages (`algos.ADVANTAGES`): GRPO (r - mean) / (std + eps) per group, or Dr. GRPO r - mean.
+  4. Advantages (`algos.ADVANTAGES`): GRPO (r - mean) / (std + eps) per group, or Dr. GRPO r - mean
+     (pair it with `algo.loss_agg: seq-mean-token-sum-norm`, Dr. GRPO's constant normaliser).
   5. Update: `train.ppo_epochs` passes; each splits the groups into `train.mini_batches` shuffled
      mini-batches (one AdamW step each, global grad-norm clip); each mini-batch runs as token-budget
      micro-batches (`rl/batching.py`) with gradient accumulation. Log-probs come from the
-     shared-prompt training forward with a chunked LM head (`rl/logprobs.py`). Per-token loss =
+     shared-prompt training forward with a chunked LM head (`engine/logprobs.py`). Per-token loss =
      clipped PPO term (clip-higher) + kl_coef * KL(policy || ref) + entropy bonus, aggregated as
      `algo.loss_agg` with the normaliser of the whole mini-batch, so micro-batching is exact.
-  6. Metrics (one `metrics.jsonl` line per step), item scores (`item_scores.jsonl`: the G rewards of
-     every item rolled out, read by the curriculum's difficulty store), sample dumps (`samples/`),
+  6. Metrics (one `metrics.jsonl` line per step), item scores (`item_scores.jsonl`: the G rewards and
+     G correctness flags of every item rolled out, read by the curriculum's difficulty store), sample dumps (`samples/`),
      checkpoint (`checkpoints/step-N/`, every `run.save_every` steps and at the last one).
 
 Metrics (metrics.jsonl, one line per step; reward, length and accuracy figures cover every response
@@ -34,7 +39,8 @@ generated in the step, refills included; loss figures cover the trained tokens):
   truncated_frac, filtered_groups_frac (generated groups not trained on), rollout/* (refills, groups,
   uniform_groups_frac, fill_frac, tokens), loss/{policy,total,clip_frac}, optim/{lr,grad_norm,updates},
   update/{skipped,tokens}, tokens_per_s (prompt + completion tokens rolled out / step wall time),
-  time/{rollout,reward,update,step,step_cpu}.
+  time/{rollout,reward,update,sync,step,step_cpu} (sync: handing the weights to the rollout backend;
+  ~0 in process, write + reload + version check for a server; step 1's includes the first hand-over).
 
 Departures from the papers, and choices they left open:
   - Old log-probs (the PPO ratio's denominator) come from the current policy before the step's
@@ -46,7 +52,8 @@ Departures from the papers, and choices they left open:
     generating "too many" batches); surplus informative groups of the last round are not trained on.
   - The learning rate is a pure function of the RL step (warmup counts steps, not optimizer updates).
   - The reference model for KL is the starting policy (`model.path`), loaded only when
-    `algo.kl_coef > 0` or `algo.track_kl`; the paper uses kl_coef 0.
+    `algo.kl_coef > 0` or `algo.track_kl`; the paper uses kl_coef 0. With LoRA (`model.lora`) only the
+    adapters train and the reference is the policy with its adapters switched off (no second copy).
 
 Resume: rerunning the same command on the same `--out` continues from the newest checkpoint (model,
 optimizer, RNG states, data cursor); metrics.jsonl and item_scores.jsonl are cut back
@@ -59,6 +66,7 @@ from __future__ import annotations
 
 import math
 import random
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,14 +77,42 @@ import torch
 
 from longrl import checkpoint
 from longrl.config import Config
+from longrl.data.prompt import encode_prompt
 from longrl.data.schema import Sample
+from longrl.data.sources import load_items
+from longrl.engine.generate import (
+    Generator,
+    SamplingParams,
+    SharedPrefixGenerator,
+    group_seed,
+    stop_token_ids,
+)
+from longrl.engine.logprobs import completion_stats
+from longrl.engine.remote import RemoteGenerator
 from longrl.errors import ConfigError
 from longrl.files import atomic_dir
+from longrl.models.loading import load_policy, load_tokenizer, resolve_device
+from longrl.models.lora import adapters_disabled, attach_adapters, has_adapters, save_model_folder
+from longrl.rewards.hybrid import HybridReward, RewardInput, summarize
 from longrl.rl import algos
-from longrl.rl.batching import completion_mask, gather, pad_rows, plan_micro_batches, split_mini_batches
+from longrl.rl.batching import (
+    completion_mask,
+    gather,
+    pad_rows,
+    plan_micro_batches,
+    split_mini_batches,
+)
 from longrl.rl.dynamic import collect_groups
-from longrl.rl.sampler import Draw, PromptSampler, load_items
-from longrl.tracking import MetricsLog, StepProgress, Timers, dump_samples, prepare_run_dir
+from longrl.rl.sampler import Draw, PromptSampler
+from longrl.trackers import Trackers
+from longrl.tracking import (
+    MetricsLog,
+    StepProgress,
+    Timers,
+    check_run_dir,
+    dump_samples,
+    prepare_run_dir,
+)
 
 
 @dataclass
@@ -91,6 +127,11 @@ class Group:
     results: list[Any]                # G RewardResults
     rewards: list[float]              # G final scores (what advantages are computed from)
 
+    @property
+    def correct(self) -> list[float]:
+        """1.0 per response the rule or the judge marks correct (before any shaping), else 0.0."""
+        return [float(is_correct(r)) for r in self.results]
+
 
 @dataclass
 class Objective:
@@ -102,6 +143,15 @@ class Objective:
     clip_high: float
     kl_coef: float
     entropy_coef: float
+
+
+def is_correct(result) -> bool:
+    """The rule or the judge marks the response correct (a RewardResult, before overlong shaping)."""
+    return max(result.rule_score, result.judge_score or 0.0) >= 1.0
+
+
+# `algo.filter_metric` -> what must vary within a group for DAPO's dynamic sampling to keep it.
+FILTER_SIGNALS = {"accuracy": lambda g: g.correct, "reward": lambda g: g.rewards}
 
 
 def seed_everything(cfg: Config) -> None:
@@ -144,53 +194,66 @@ def set_learning_rate(optimizer: torch.optim.Optimizer, cfg: Config, step: int) 
     return lr
 
 
-def load_reference(cfg: Config, device: torch.device):
-    """The frozen starting policy, or None when no KL is computed."""
+def load_reference(cfg: Config, device: torch.device, policy):
+    """The frozen starting policy, or None when no KL is computed. With LoRA the reference is the
+    policy itself, run with its adapters switched off (`reference_logprobs`): no second copy."""
     if cfg.algo.kl_coef == 0 and not cfg.algo.track_kl:
         return None
-    from longrl.models.loading import load_policy
-
+    if has_adapters(policy):
+        return policy
     ref = load_policy(cfg.model, device).eval()
     ref.requires_grad_(False)
     return ref
 
 
-def stop_token_ids(tokenizer, policy) -> tuple[int, ...]:
-    ids = {tokenizer.eos_token_id}
-    eos = getattr(policy.generation_config, "eos_token_id", None)
-    ids.update(eos if isinstance(eos, list) else [eos])
-    return tuple(sorted(i for i in ids if i is not None))
+def make_generator(cfg: Config, policy, tokenizer, out: Path | None) -> Generator:
+    """The rollout backend `rollout.backend` names: the in-process shared-prefix generator, or a model
+    server (`engine/remote.py`) loading the weights the trainer writes to `rollout.server.weights_dir`
+    (default `out/served`; without a run directory, a folder under the system's temporary directory)."""
+    r = cfg.rollout
+    if r.backend == "server":
+        weights_dir = Path(out) / "served" if out is not None else Path(tempfile.gettempdir()) / "longrl-served"
+        return RemoteGenerator(r.server, weights_dir)
+    try:
+        return SharedPrefixGenerator(policy, tokenizer.pad_token_id, groups_per_batch=r.groups_per_batch,
+                                     device=next(policy.parameters()).device, decode=r.decode)
+    except ValueError as exc:
+        raise ConfigError(f"rollout.decode: {exc}") from None
 
 
 class Roller:
-    """Rollout + reward for batches of draws: `roll(step, draws) -> list[Group]`."""
+    """Rollout + reward for batches of draws: `roll(step, draws) -> list[Group]`.
 
-    def __init__(self, cfg: Config, policy, tokenizer, timers: Timers):
-        from longrl.rewards.hybrid import HybridReward
-        from longrl.rl.rollout import SamplingParams, SharedPrefixGenerator
+    `sync(version)` hands the policy's current weights to the rollout backend (a server writes,
+    reloads and checks them; the in-process generator samples the live policy: nothing to do). The
+    first roll() syncs when nothing has been yet.
+    """
 
+    def __init__(self, cfg: Config, policy, tokenizer, timers: Timers, out: Path | None = None):
         self.cfg, self.policy, self.tokenizer, self.timers = cfg, policy, tokenizer, timers
-        self.stops = stop_token_ids(tokenizer, policy)
+        self.stops = stop_token_ids(tokenizer, policy)                # the same rule evaluation uses
         r = cfg.rollout
         self.params = SamplingParams(max_new_tokens=r.max_new_tokens, temperature=r.temperature, top_p=r.top_p,
                                      top_k=r.top_k, stop_token_ids=self.stops)
-        self.generator = SharedPrefixGenerator(policy, tokenizer.pad_token_id, groups_per_batch=r.groups_per_batch,
-                                               device=next(policy.parameters()).device)
+        self.generator = make_generator(cfg, policy, tokenizer, out)
         self.reward = HybridReward(cfg.reward)
+        self.synced = False
+
+    def sync(self, version: str) -> None:
+        with self.timers.time("sync"):
+            self.generator.sync_weights(self.policy, version)
+        self.synced = True
 
     def encode(self, item: Sample) -> list[int]:
-        from longrl.data.prompt import encode_prompt
-
         try:
             return encode_prompt(self.tokenizer, item, self.cfg.rollout.max_input_tokens).ids
         except ValueError as exc:
             raise ConfigError(f"rollout.max_input_tokens: {exc}") from None
 
     def roll(self, step: int, draws: list[Draw]) -> list[Group]:
-        from longrl.rewards.hybrid import RewardInput
-        from longrl.rl.rollout import group_seed
-
         G = self.cfg.rollout.group_size
+        if not self.synced:
+            self.sync(f"rollout-{step}")
         with self.timers.time("rollout"), torch.no_grad():
             self.policy.eval()
             prompts = [self.encode(d.item) for d in draws]
@@ -199,7 +262,8 @@ class Roller:
         with self.timers.time("reward"):
             texts = [[self.decode(c) for c in out.completions] for out in outs]
             inputs = [RewardInput(task=d.item.task, question=d.item.question, answers=list(d.item.answers), response=t,
-                                  response_tokens=len(c), max_response_tokens=self.params.max_new_tokens)
+                                  response_tokens=len(c), max_response_tokens=self.params.max_new_tokens,
+                                  context=d.item.context)
                       for d, out, ts in zip(draws, outs, texts) for t, c in zip(ts, out.completions)]
             results = self.reward.score(inputs)
         groups = []
@@ -217,8 +281,6 @@ class Roller:
 
 def no_grad_logprobs(model, groups: list[Group], cfg: Config) -> dict[tuple[int, int], torch.Tensor]:
     """Per-sequence log-probs of every completion under `model`, micro-batched, without grad."""
-    from longrl.rl.logprobs import completion_stats
-
     prompts = [g.prompt_ids for g in groups]
     comps = [g.completions for g in groups]
     plan = plan_micro_batches([len(p) for p in prompts], [[len(c) for c in cs] for cs in comps],
@@ -234,6 +296,12 @@ def no_grad_logprobs(model, groups: list[Group], cfg: Config) -> dict[tuple[int,
     return out
 
 
+def reference_logprobs(ref, groups: list[Group], cfg: Config) -> dict[tuple[int, int], torch.Tensor]:
+    """Log-probs under the reference: the frozen starting model, or the LoRA policy with its adapters off."""
+    with adapters_disabled(ref):                 # a no-op for a model without adapters
+        return no_grad_logprobs(ref, groups, cfg)
+
+
 def policy_update(policy, ref, optimizer, groups: list[Group], adv: torch.Tensor, cfg: Config, obj: Objective,
                   step: int) -> dict[str, float]:
     """`ppo_epochs` x mini-batches of micro-batches; one AdamW step per mini-batch.
@@ -245,14 +313,12 @@ def policy_update(policy, ref, optimizer, groups: list[Group], adv: torch.Tensor
     Returns:
         loss/*, optim/grad_norm, entropy, kl (when a reference is loaded), update counts.
     """
-    from longrl.rl.logprobs import completion_stats
-
     t = cfg.train
     prompts = [g.prompt_ids for g in groups]
     comps = [g.completions for g in groups]
     updates = t.ppo_epochs * min(t.mini_batches, len(groups))
     old = no_grad_logprobs(policy, groups, cfg) if updates > 1 else None
-    ref_lp = no_grad_logprobs(ref, groups, cfg) if ref is not None else None
+    ref_lp = reference_logprobs(ref, groups, cfg) if ref is not None else None
     params = [p for p in policy.parameters() if p.requires_grad]
     sums = {"loss/policy": 0.0, "loss/total": 0.0, "loss/clip_frac": 0.0, "entropy": 0.0, "kl": 0.0}
     tokens, norms = 0.0, []
@@ -261,7 +327,8 @@ def policy_update(policy, ref, optimizer, groups: list[Group], adv: torch.Tensor
         order = torch.Generator().manual_seed(stream_seed(cfg.run.seed, "minibatch", step, epoch))
         for mini in split_mini_batches(len(groups), t.mini_batches, order):
             m_prompts, m_comps = [prompts[i] for i in mini], [comps[i] for i in mini]
-            normaliser = max(obj.agg.count(completion_mask([len(c) for cs in m_comps for c in cs])), 1.0)
+            normaliser = max(obj.agg.count(completion_mask([len(c) for cs in m_comps for c in cs]),
+                                           cfg.rollout.max_new_tokens), 1.0)
             plan = plan_micro_batches([len(p) for p in m_prompts], [[len(c) for c in cs] for cs in m_comps],
                                       t.micro_batch_tokens, t.shared_prompt_forward)
             optimizer.zero_grad(set_to_none=True)
@@ -317,17 +384,15 @@ def objective(cfg: Config) -> Objective:
 
 def rewards_tensor(groups: list[Group], group_size: int) -> torch.Tensor:
     """(P, G) final scores of the groups (P may be 0)."""
-    return torch.tensor([g.rewards for g in groups], dtype=torch.float32).reshape(len(groups), group_size)
+    return torch.tensor([g.rewards for g in groups], dtype=torch.float32, device="cpu").reshape(len(groups), group_size)
 
 
 def rollout_metrics(groups: list[Group]) -> dict[str, float]:
     """Reward, accuracy and length statistics over every response generated in the step."""
-    from longrl.rewards.hybrid import summarize
-
     results = [r for g in groups for r in g.results]
     lengths = [len(c) for g in groups for c in g.completions]
     truncated = [t for g in groups for t in g.truncated]
-    correct = [max(r.rule_score, r.judge_score or 0.0) >= 1.0 for r in results]
+    correct = [is_correct(r) for r in results]
     n = max(len(lengths), 1)
     return {
         **summarize(results),
@@ -341,7 +406,9 @@ def rollout_metrics(groups: list[Group]) -> dict[str, float]:
 
 
 def item_score_rows(step: int, phase: str, groups: list[Group]) -> list[dict[str, Any]]:
-    return [{"step": step, "phase": phase, "id": g.draw.item.id, "rewards": g.rewards} for g in groups]
+    """One row per item rolled out: its G rewards (shaped) and G correctness flags (read by the curriculum)."""
+    return [{"step": step, "phase": phase, "id": g.draw.item.id, "rewards": g.rewards, "correct": g.correct}
+            for g in groups]
 
 
 def sample_rows(step: int, groups: list[Group]) -> list[dict[str, Any]]:
@@ -357,11 +424,11 @@ def is_finished(out: Path, cfg: Config) -> bool:
     return (out / "final").is_dir() and bool(found) and found[-1][0] >= cfg.train.steps
 
 
-def save_final(path: Path, policy, tokenizer) -> Path:
-    """The policy as a Hugging Face folder (config, safetensors, tokenizer), written atomically."""
+def save_final(path: Path, policy, tokenizer, model_cfg) -> Path:
+    """The policy as a Hugging Face folder (config, safetensors, tokenizer), written atomically; with
+    LoRA, merged or as the adapter folder (`model.lora.final`)."""
     with atomic_dir(path) as tmp:
-        policy.save_pretrained(str(tmp), safe_serialization=True)
-        tokenizer.save_pretrained(str(tmp))
+        save_model_folder(policy, tokenizer, tmp, model_cfg)
     return path
 
 
@@ -374,25 +441,25 @@ def train(cfg: Config, out: str | Path, items: list[Sample] | None = None, phase
         items: training items; None = load `cfg.data.train`.
         phase: label written to every metrics line, item score and checkpoint (curriculum phases).
     """
-    from longrl.models.loading import load_policy, load_tokenizer, resolve_device
-
-    out = prepare_run_dir(out, cfg)                                         # refuses a different config
+    out = check_run_dir(out, cfg)                                           # refuses a different config; writes nothing
     if is_finished(out, cfg):
         return out / "final"
     seed_everything(cfg)
     device = resolve_device(cfg.run.device)
     tokenizer = load_tokenizer(cfg.model)
-    policy = load_policy(cfg.model, device)
-    ref = load_reference(cfg, device)                                       # None unless KL is used
+    policy = attach_adapters(load_policy(cfg.model, device), cfg.model.lora)  # model.lora: only adapters train
+    ref = load_reference(cfg, device, policy)                               # None unless KL is used
+    items = items if items is not None else load_items(cfg.data.train, tokenizer, cfg.data.skip_bad)
+    prepare_run_dir(out, cfg)                                               # the run starts: config.yaml, log.txt
     optimizer = make_optimizer(cfg, policy)
     state = checkpoint.resume(out, policy, optimizer)                       # {} on a fresh run
     start = state.get("step", 0)
-    metrics = MetricsLog(out / "metrics.jsonl", resume_step=state.get("step"))
+    metrics = MetricsLog(out / "metrics.jsonl", resume_step=state.get("step"), trackers=Trackers.from_config(cfg, out))
     item_scores = MetricsLog(out / "item_scores.jsonl", resume_step=state.get("step"))
-    items = items if items is not None else load_items(cfg.data.train, cfg.data.skip_bad, tokenizer)
     sampler = PromptSampler(items, cfg.run.seed, cursor=state.get("cursor", 0))
     timers = Timers()
-    roller = Roller(cfg, policy, tokenizer, timers)
+    roller = Roller(cfg, policy, tokenizer, timers, out)
+    roller.sync(f"step-{start}")                                           # a rollout server gets the policy first
     advantage_fn = algos.ADVANTAGES.get(cfg.algo.advantage)                 # names resolved once, up front
     obj = objective(cfg)
     progress = StepProgress(cfg.train.steps, start, cfg.run.progress, phase, cfg.run.log_every)
@@ -401,13 +468,14 @@ def train(cfg: Config, out: str | Path, items: list[Sample] | None = None, phase
             began, began_cpu = time.perf_counter(), time.process_time()
             lr = set_learning_rate(optimizer, cfg, step)
             # 1-3) rollout -> reward, refilled until the step has its informative groups (DAPO dynamic sampling)
-            collected = collect_groups(lambda n: roller.roll(step, sampler.next(n)), lambda g: g.rewards,
+            collected = collect_groups(lambda n: roller.roll(step, sampler.next(n)), FILTER_SIGNALS[cfg.algo.filter_metric],
                                        cfg.train.prompts_per_step, cfg.algo.max_refills, cfg.algo.dynamic_sampling)
             # 4) advantages, 5) policy update (skipped, and logged, when no group is informative)
             with timers.time("update"):
                 adv = advantage_fn(rewards_tensor(collected.groups, cfg.rollout.group_size), eps=cfg.algo.adv_eps)
                 update = (policy_update(policy, ref, optimizer, collected.groups, adv, cfg, obj, step)
                           if collected.groups else skipped_update(ref is not None))
+            roller.sync(f"step-{step}")                                     # the next rollout samples the new policy
             # 6) metrics, item scores, sample dumps, checkpoint
             elapsed = time.perf_counter() - began
             stats = rollout_metrics(collected.all)
@@ -425,4 +493,4 @@ def train(cfg: Config, out: str | Path, items: list[Sample] | None = None, phase
             progress.update(step, row)
     metrics.close()
     item_scores.close()
-    return save_final(out / "final", policy, tokenizer)
+    return save_final(out / "final", policy, tokenizer, cfg.model)

@@ -7,7 +7,7 @@ each, the loss on those only), for the two shapes the embedded default is made i
 layers and hidden 256 / 4 layers (GQA 4/2 heads, the shipped 1.3K-token vocabulary).
 
 - longrl: `micro_batches` (first-fit packing into rows of `ROW_TOKENS`, block-diagonal attention
-  `sft/segments.py`), `token_nll` (LM head on reply positions only), AdamW: what `train_loop` runs.
+  `engine/packed.py`), `token_nll` (LM head on reply positions only), AdamW: what `train_loop` runs.
 - longrl_bf16: the same under `torch.autocast(bfloat16)` (`sft.bf16_autocast: true`); pays off on
   CPUs with AMX / AVX512-BF16 and on GPUs, costs on others.
 - baseline: what a plain loop does: examples in data order, one per row, padded to the longest of
@@ -29,6 +29,12 @@ import time
 import torch
 
 from longrl.bench import BENCHMARKS
+from longrl.config.model import TinyArchConfig
+from longrl.engine.packed import packed_attention
+from longrl.models.tiny import build_tiny_model
+from longrl.models.tokenizer import load_default_tokenizer
+from longrl.sft.packing import Example, micro_batches
+from longrl.sft.trainer import autocast, token_nll
 
 BATCH_TOKENS = 8192
 ROW_TOKENS = 2048
@@ -39,7 +45,6 @@ SHAPES = {"h128_l2": (128, 2, 512), "h256_l4": (256, 4, 768)}
 
 def bench_examples(budget: int, seed: int = 0, low: int = 128, high: int = 512) -> list:
     """Random-token examples of lengths in [low, high] filling `budget` tokens, the last REPLY_TOKENS as reply."""
-    from longrl.sft.packing import Example
 
     rng = random.Random(seed)
     examples, used = [], 0
@@ -52,10 +57,6 @@ def bench_examples(budget: int, seed: int = 0, low: int = 128, high: int = 512) 
 
 
 def longrl_step(model, optimizer, examples: list, budget: int, row_tokens: int, bf16: bool = False) -> None:
-    from longrl.sft.packing import micro_batches
-    from longrl.sft.segments import packed_attention
-    from longrl.sft.trainer import autocast, token_nll
-
     batches = micro_batches(examples, budget, row_tokens)
     n_labels = sum(b.n_labels for b in batches)
     optimizer.zero_grad(set_to_none=True)
@@ -93,10 +94,6 @@ def padded_step(model, optimizer, examples: list, budget: int) -> None:
 
 
 def measure(shape: tuple[int, int, int], budget: int, repeats: int) -> dict:
-    from longrl.models.config import TinyArchConfig
-    from longrl.models.tiny import build_tiny_model
-    from longrl.models.tokenizer import load_default_tokenizer
-
     hidden, layers, inter = shape
     model = build_tiny_model(TinyArchConfig(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=4,
                                             num_key_value_heads=2, intermediate_size=inter), load_default_tokenizer())

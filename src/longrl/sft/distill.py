@@ -10,7 +10,7 @@ A demonstration is a Sample whose `meta.trace` is the reply to train on, so `lon
 the output directly. From traces, each sample whose programmatic trace passes its task's rule
 verifier is written as it is (a trace that fails is counted, never kept).
 
-From a teacher, every item gets K replies (`sft.teacher.samples`) to the method.md prompt; each
+From a teacher, every item gets K replies (`sft.teacher.samples`) to the QwenLong-L1 prompt (`longrl.data.prompt`); each
 reply is scored by the hybrid reward (`reward`: rule, then the judge if configured) against the
 gold answers and only correct ones are kept (rejection sampling), at most `keep_per_item`. A kept
 reply becomes the row `{item id}#t{j}` (j = its index among the K) with meta.trace = the reply,
@@ -35,14 +35,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from longrl.config.reward import OverlongConfig, RewardConfig
+from longrl.config.sft import TeacherConfig
 from longrl.data.io import write_samples
 from longrl.data.prompt import user_message
 from longrl.data.schema import Sample
 from longrl.errors import DataError, UserError
 from longrl.files import atomic_open
-from longrl.rewards.config import RewardConfig
 from longrl.rewards.hybrid import HybridReward, RewardInput
-from longrl.sft.config import TeacherConfig
 from longrl.sft.teacher import TeacherClient, TeacherError
 
 MIN_ITEMS_FOR_ERROR_RATE = 10
@@ -66,9 +66,15 @@ def passrates_path(out: str | Path) -> Path:
     return out.with_name(f"{out.name[:-len('.jsonl')] if out.name.endswith('.jsonl') else out.name}.passrates.jsonl")
 
 
+def correctness_only(reward_cfg: RewardConfig | None) -> RewardConfig:
+    """The reward settings demonstrations are judged by: correct or not, so no overlong shaping
+    (a demonstration has no response limit; with shaping on, scoring one was a ValueError)."""
+    return (reward_cfg or RewardConfig()).model_copy(update={"overlong": OverlongConfig()})
+
+
 def demos_from_traces(samples: list[Sample], out: str | Path, reward_cfg: RewardConfig | None = None) -> DistillStats:
     """Write the samples whose `meta.trace` verifies (rule only) to `out`, atomically."""
-    reward = HybridReward((reward_cfg or RewardConfig()).model_copy(update={"judge": None}))
+    reward = HybridReward(correctness_only(reward_cfg).model_copy(update={"judge": None}))
     with_trace = [s for s in samples if isinstance(s.trace, str) and s.trace.strip()]
     results = reward.score([RewardInput(s.task, s.question, s.answers, s.trace) for s in with_trace])
     kept = [s for s, r in zip(with_trace, results) if r.rule_score >= 1.0]
@@ -235,7 +241,7 @@ def distill(items: list[Sample], out: str | Path, teacher_cfg: TeacherConfig, re
     if not todo:
         return stats
     client = teacher or TeacherClient(teacher_cfg)
-    reward = HybridReward(reward_cfg or RewardConfig())
+    reward = HybridReward(correctness_only(reward_cfg))
 
     async def main() -> None:
         try:

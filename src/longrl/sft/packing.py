@@ -5,7 +5,7 @@
     for batch in micro_batches([examples[i] for i in steps[0]], micro_batch_tokens=8192, row_tokens=2048):
         batch.input_ids, batch.position_ids, batch.labels, batch.segments       # (R, T) x 3, lengths per row
 
-An example is one user turn (the method.md prompt, `longrl.data.prompt`) followed by the
+An example is one user turn (the QwenLong-L1 prompt (`longrl.data.prompt`), `longrl.data.prompt`) followed by the
 assistant's reply: the demonstration (`meta.trace`: `<think>...</think>` then the answer
 sentence) and the end-of-turn token (the tokenizer's eos). Only reply tokens carry labels. When
 the chat template already opens the thinking block (R1-Distill templates end with `<think>\n`),
@@ -13,7 +13,7 @@ the reply starts after it.
 
 Packing puts several examples side by side in one row of at most `row_tokens` tokens (first-fit
 decreasing), with positions restarting at 0 for each example. The attention that keeps packed
-examples apart (block-diagonal causal, no mask of size row x row) is `longrl.sft.segments`;
+examples apart (block-diagonal causal, no mask of size row x row) is `longrl.engine.packed`;
 together they make every example's per-token loss equal to what it is when run alone. Rows are
 padded only up to the longest row of their micro-batch.
 
@@ -35,10 +35,9 @@ import torch
 
 from longrl.data.prompt import encode_prompt
 from longrl.data.schema import Sample
+from longrl.engine.nll import IGNORE
 from longrl.errors import UserError
 from longrl.models.tokenizer import THINK_OPEN
-
-IGNORE = -100  # label of positions without a target
 
 
 @dataclass(frozen=True)
@@ -186,13 +185,14 @@ def pack_rows(lengths: list[int], row_tokens: int) -> list[list[int]]:
 
 
 def collate(examples: list[Example], rows: list[list[int]], pad_id: int = 0) -> PackedBatch:
-    """Tensors of `rows` (indices into `examples`), padded to the longest row."""
+    """Tensors of `rows` (indices into `examples`), padded to the longest row, on the CPU (the loop moves them)."""
     width = max(sum(examples[i].n_tokens for i in row) for row in rows)
-    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    position_ids = torch.zeros((len(rows), width), dtype=torch.long)
-    labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+    cpu = torch.device("cpu")
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long, device=cpu)
+    position_ids = torch.zeros((len(rows), width), dtype=torch.long, device=cpu)
+    labels = torch.full((len(rows), width), IGNORE, dtype=torch.long, device=cpu)
     weighted = any(examples[i].weights is not None for row in rows for i in row)
-    weights = torch.zeros((len(rows), width), dtype=torch.float32) if weighted else None
+    weights = torch.zeros((len(rows), width), dtype=torch.float32, device=cpu) if weighted else None
     segments = []
     n_labels = 0
     for r, row in enumerate(rows):
@@ -200,14 +200,14 @@ def collate(examples: list[Example], rows: list[list[int]], pad_id: int = 0) -> 
         for i in row:
             ex = examples[i]
             end = start + ex.n_tokens
-            ids = torch.tensor(ex.ids, dtype=torch.long)
+            ids = torch.tensor(ex.ids, dtype=torch.long, device=cpu)
             input_ids[r, start:end] = ids
-            position_ids[r, start:end] = torch.arange(ex.n_tokens)
+            position_ids[r, start:end] = torch.arange(ex.n_tokens, device=cpu)
             # position p predicts token p + 1; reply tokens are ids[n_prompt:], predicted from n_prompt - 1 on
             first = max(ex.n_prompt - 1, 0)
             labels[r, start + first:end - 1] = ids[first + 1:]
             if weights is not None:
-                weights[r, start + first:end - 1] = (torch.tensor(ex.weights[first + 1:], dtype=torch.float32)
+                weights[r, start + first:end - 1] = (torch.tensor(ex.weights[first + 1:], dtype=torch.float32, device=cpu)
                                                      if ex.weights is not None else 1.0)
             n_labels += ex.n_tokens - 1 - first
             start = end

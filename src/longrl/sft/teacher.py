@@ -25,9 +25,9 @@ import asyncio
 import json
 from typing import Any
 
+from longrl.config.sft import TeacherConfig
 from longrl.errors import UserError
 from longrl.http import OpenAIClient, RetryPolicy, ServerError, snippet
-from longrl.sft.config import TeacherConfig
 
 
 class TeacherError(UserError):

@@ -1,4 +1,4 @@
-"""Warm-up SFT: one readable loop over packed demonstrations (method.md, recipe step 1).
+"""Warm-up SFT: one readable loop over packed demonstrations (the QwenLong-L1 recipe, step 1).
 
     longrl sft --config configs/demo.yaml --out runs/sft                 # rerun the same command = resume
     longrl sft --config configs/demo.yaml --out runs/sft sft.lr=2e-5 sft.epochs=2
@@ -6,11 +6,11 @@
     final = train_sft(cfg, Path("runs/sft"))              # Python: returns runs/sft/final
     final = train_sft(cfg, out, examples=samples)         # Samples whose meta.trace is the reply
 
-Each demonstration is a chat example: user = the method.md prompt over the document, assistant =
+Each demonstration is a chat example: user = the QwenLong-L1 prompt (`longrl.data.prompt`) over the document, assistant =
 the trace (`<think>...</think>` + answer sentence) and the end-of-turn token; the loss is the
 negative log-likelihood of the assistant tokens only, averaged over all assistant tokens of the
 optimizer step (token-level, across micro-batches). Examples are packed into rows of
-`sft.row_tokens` with block-diagonal causal attention (`sft/segments.py`), so packing changes no
+`sft.row_tokens` with block-diagonal causal attention (`engine/packed.py`), so packing changes no
 example's loss. Steps are cut from seeded epochs by a token budget (`sft.batch_tokens`), so the
 data of step s is a pure function of (data, seed, s): resume needs no data cursor.
 
@@ -19,6 +19,9 @@ Per step: AdamW, linear warmup then constant / cosine / linear decay, global gra
 `run.save_every` steps (and at the last) an atomic checkpoint (`longrl.checkpoint`); rerunning on
 the same `--out` resumes from the newest one and ends with the same weights as an uninterrupted
 run. The model goes to `DIR/final` (config + safetensors + tokenizer, written atomically).
+
+With `model.lora` only LoRA adapters train (`models/lora.py`; checkpoints hold the adapters alone) and
+`final/` is the merged model or the adapter folder (`model.lora.final`).
 
 One process, one device (CPU or a GPU); long demonstrations fit by lowering `sft.micro_batch_tokens`
 and setting `model.gradient_checkpointing: true`. `sft.bf16_autocast: true` runs the forward in
@@ -42,17 +45,27 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch.utils.checkpoint import checkpoint as recompute
 
 from longrl import checkpoint
+from longrl.config import Config
+from longrl.console import info
+from longrl.data.sources import load_items
+from longrl.engine.nll import IGNORE, autocast, token_nll
+from longrl.engine.packed import packed_attention
+from longrl.errors import ConfigError
 from longrl.files import atomic_dir, atomic_write_json
-from longrl.sft.packing import IGNORE, Example, PackedBatch, encode_examples, micro_batches, plan_steps, split_examples
-from longrl.sft.segments import packed_attention, segment_kwargs
-from longrl.tracking import MetricsLog, StepProgress, prepare_run_dir
-
-# Config attributes that change logits after the LM head; the chunked loss here does not apply them.
-UNSUPPORTED_HEAD_CONFIG = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_logits_scale")
+from longrl.models.loading import load_policy, load_tokenizer, resolve_device
+from longrl.models.lora import attach_adapters, save_model_folder
+from longrl.sft.packing import (
+    Example,
+    PackedBatch,
+    encode_examples,
+    micro_batches,
+    plan_steps,
+    split_examples,
+)
+from longrl.trackers import Trackers
+from longrl.tracking import MetricsLog, StepProgress, check_run_dir, prepare_run_dir
 
 
 @dataclass(frozen=True)
@@ -93,52 +106,6 @@ def lr_factor(step: int, total: int, warmup: int, schedule: str, min_ratio: floa
     return 1.0 if schedule == "constant" else min_ratio + (1 - min_ratio) * decay
 
 
-def output_head(model) -> torch.nn.Linear:
-    """The LM head; raises for heads whose logits are not `hidden @ W.T (+ b)`."""
-    for name in UNSUPPORTED_HEAD_CONFIG:
-        value = getattr(model.config, name, None)
-        if value not in (None, 1, 1.0):
-            raise NotImplementedError(f"{type(model).__name__} has {name}={value!r}: not supported by the SFT loss")
-    head = model.get_output_embeddings()
-    if not isinstance(head, torch.nn.Linear):
-        raise NotImplementedError(f"{type(model).__name__}: output head {type(head).__name__} is not a Linear layer")
-    return head
-
-
-def _chunk_nll(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, targets: torch.Tensor) -> torch.Tensor:
-    return F.cross_entropy(F.linear(hidden, weight, bias).float(), targets, reduction="none")
-
-
-def token_nll(model, batch: PackedBatch, logits_chunk_mb: float = 256.0) -> torch.Tensor:
-    """Negative log-likelihood of every labelled token of a packed batch, in row-major order.
-
-    The LM head runs only on labelled positions, `logits_chunk_mb` of fp32 logits at a time; with
-    more than one chunk each chunk's logits are recomputed in backward (activation checkpointing),
-    so [tokens x vocab] logits never exist at once.
-
-    Args:
-        model: a Hugging Face causal LM whose attention goes through AttentionInterface, inside
-            `packed_attention(model)`.
-        batch: packed rows.        # input_ids, position_ids, labels: (R, T)
-        logits_chunk_mb: size of one chunk of logits.
-    Returns:
-        (N,) float32 NLL in nats, N = batch.n_labels.
-    """
-    device = model.get_input_embeddings().weight.device
-    hidden = model.base_model(input_ids=batch.input_ids.to(device), position_ids=batch.position_ids.to(device),
-                              use_cache=False, **segment_kwargs(batch.segments)).last_hidden_state   # (R, T, H)
-    labels = batch.labels.to(device)
-    keep = labels != IGNORE
-    hidden, targets = hidden[keep], labels[keep]                                                 # (N, H), (N,)
-    head = output_head(model)
-    rows = max(1, int(logits_chunk_mb * 2**20 // (4 * head.weight.shape[0])))
-    if hidden.shape[0] <= rows:
-        return _chunk_nll(hidden, head.weight, head.bias, targets)
-    parts = [recompute(_chunk_nll, hidden[s:s + rows], head.weight, head.bias, targets[s:s + rows], use_reentrant=False)
-             for s in range(0, hidden.shape[0], rows)]
-    return torch.cat(parts)
-
-
 def label_weights(batch: PackedBatch) -> torch.Tensor | None:
     """(N,) loss weights of a batch's labelled tokens in `token_nll`'s order; None when all are 1."""
     if batch.weights is None:
@@ -149,11 +116,6 @@ def label_weights(batch: PackedBatch) -> torch.Tensor | None:
 def weight_total(batch: PackedBatch) -> float:
     """Sum of the loss weights of a batch's labels (its label count when unweighted)."""
     return float(batch.n_labels if batch.weights is None else label_weights(batch).sum())
-
-
-def autocast(model, enabled: bool):
-    """bfloat16 autocast on the model's device (matmuls in bf16: AMX CPUs and GPUs run them several times faster)."""
-    return torch.autocast(model.get_input_embeddings().weight.device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
 @torch.no_grad()
@@ -171,7 +133,7 @@ def evaluate_loss(model, batches: list[PackedBatch], logits_chunk_mb: float = 25
 
 
 def train_loop(model, examples_at: Callable[[int], list[Example]], settings: LoopSettings, out: Path,
-               eval_examples: list[Example] | None = None, pad_id: int = 0) -> dict:
+               eval_examples: list[Example] | None = None, pad_id: int = 0, trackers: Trackers | None = None) -> dict:
     """Train `model` for `settings.steps` steps (resuming from `out/checkpoints`); returns the last metrics row.
 
     Args:
@@ -182,12 +144,13 @@ def train_loop(model, examples_at: Callable[[int], list[Example]], settings: Loo
         out: run directory (metrics.jsonl, checkpoints/).
         eval_examples: held-out examples for loss/eval (none = no eval loss).
         pad_id: token id written after the last segment of a row.
+        trackers: experiment trackers fed from metrics.jsonl (`run.trackers`); None = none.
     """
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay, betas=settings.betas)
     state = checkpoint.resume(out, model, optimizer)                          # {} on a fresh run
     start = state.get("step", 0)
-    metrics = MetricsLog(out / "metrics.jsonl", resume_step=state.get("step"))
+    metrics = MetricsLog(out / "metrics.jsonl", resume_step=state.get("step"), trackers=trackers)
     eval_batches = micro_batches(eval_examples or [], settings.micro_batch_tokens, settings.row_tokens, pad_id)
     prepare = lambda step: micro_batches(examples_at(step), settings.micro_batch_tokens, settings.row_tokens, pad_id)  # noqa: E731
     row: dict = {}
@@ -263,15 +226,15 @@ def is_finished(out: Path, steps: int) -> bool:
     return (out / "final").is_dir() and bool(found) and found[-1][0] >= steps
 
 
-def save_final(path: Path, model, tokenizer) -> Path:
-    """The model as a Hugging Face folder (config, safetensors, tokenizer), written atomically."""
+def save_final(path: Path, model, tokenizer, model_cfg) -> Path:
+    """The model as a Hugging Face folder (config, safetensors, tokenizer), written atomically; with
+    LoRA, merged or as the adapter folder (`model.lora.final`)."""
     with atomic_dir(path) as tmp:
-        model.save_pretrained(str(tmp), safe_serialization=True)
-        tokenizer.save_pretrained(str(tmp))
+        save_model_folder(model, tokenizer, tmp, model_cfg)
     return path
 
 
-def train_sft(cfg, out: str | Path, examples=None) -> Path:
+def train_sft(cfg: Config, out: str | Path, examples=None) -> Path:
     """Warm-up SFT as `cfg` says, or resume it from `out`; returns the final model folder `out/final`.
 
     Args:
@@ -281,31 +244,27 @@ def train_sft(cfg, out: str | Path, examples=None) -> Path:
     Returns:
         `out/final`, a folder that `load_policy(ModelConfig(path=...))` loads.
     """
-    from longrl.console import info
-    from longrl.errors import ConfigError
-    from longrl.models.loading import load_policy, load_tokenizer, resolve_device
-    from longrl.rl.sampler import load_items
-
-    out = prepare_run_dir(out, cfg)                                           # refuses a different config
+    out = check_run_dir(out, cfg)                                             # refuses a different config; writes nothing
     seed_everything(cfg.run)
     tokenizer = load_tokenizer(cfg.model)
     if examples is None:
         if not cfg.sft.data:
             raise ConfigError("sft.data is empty: name the demonstrations to train on (e.g. the output of `longrl distill`)")
-        examples = load_items(cfg.sft.data, cfg.data.skip_bad, tokenizer)
+        examples = load_items(cfg.sft.data, tokenizer, cfg.data.skip_bad)
     encoded, dropped = encode_examples(tokenizer, list(examples), cfg.sft.max_seq_tokens)
     train, held = split_examples(encoded, cfg.sft.eval_fraction, cfg.run.seed)
     plan = plan_steps([e.n_tokens for e in train], cfg.sft.batch_tokens, cfg.run.seed, cfg.sft.epochs, cfg.sft.steps)
     summary = {"examples": len(encoded) + dropped, "dropped_too_long": dropped, "train_examples": len(train),
                "eval_examples": len(held), "steps": len(plan), "train_tokens": sum(e.n_tokens for e in train),
                "train_label_tokens": sum(e.n_labels for e in train)}
-    atomic_write_json(out / "data.json", summary)
     if is_finished(out, len(plan)):
         return out / "final"
+    model = attach_adapters(load_policy(cfg.model, resolve_device(cfg.run.device)), cfg.model.lora)  # LoRA: adapters train
+    prepare_run_dir(out, cfg)                                                 # the run starts: config.yaml, log.txt
+    atomic_write_json(out / "data.json", summary)
     info(f"sft: {summary['train_examples']} training examples ({summary['train_tokens']:,} tokens), "
          f"{len(held)} held out, {dropped} dropped over sft.max_seq_tokens; {len(plan)} steps")
-    model = load_policy(cfg.model, resolve_device(cfg.run.device))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     train_loop(model, lambda step: [train[i] for i in plan[step - 1]], settings_from_sft(cfg, len(plan)), out,
-               held, pad_id)
-    return save_final(out / "final", model, tokenizer)
+               held, pad_id, Trackers.from_config(cfg, out))
+    return save_final(out / "final", model, tokenizer, cfg.model)

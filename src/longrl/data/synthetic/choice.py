@@ -22,6 +22,12 @@ from longrl.data.synthetic.spec import TaskDraft
 from longrl.data.synthetic.world import RELATIONS, distinct_names
 
 
+def choice_names(hops: int, distractors: int) -> int:
+    """Distinct names a draft uses: the chain, a value per decoy (at least 3) and a subject for all but the first."""
+    decoys = max(distractors, 3)
+    return hops + 1 + 2 * decoys - 1
+
+
 def draft_choice(rng: random.Random, hops: int, distractors: int) -> TaskDraft:
     relation = rng.choice(RELATIONS)
     chain = distinct_names(rng, hops + 1)

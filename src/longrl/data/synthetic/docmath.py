@@ -28,6 +28,11 @@ def listed(names: list[str]) -> str:
     return ", ".join(parts[:-1]) + f" and {parts[-1]}"
 
 
+def docmath_names(hops: int, distractors: int) -> int:
+    """Distinct names a draft uses: the figures' names, then one new name per decoy (one figure per name)."""
+    return max(hops, 2) + distractors
+
+
 def draft_docmath(rng: random.Random, hops: int, distractors: int) -> TaskDraft:
     hops = max(hops, 2)
     metric = rng.choice(METRICS)

@@ -19,6 +19,11 @@ from longrl.data.synthetic.spec import TaskDraft
 from longrl.data.synthetic.world import RELATIONS, distinct_names
 
 
+def lookup_names(hops: int, distractors: int) -> int:
+    """Distinct names a draft uses: a subject and a value per fact."""
+    return 2 * (hops + distractors)
+
+
 def draft_lookup(rng: random.Random, hops: int, distractors: int) -> TaskDraft:
     count = hops + distractors
     names = distinct_names(rng, 2 * count)

@@ -32,6 +32,11 @@ def chain_question(relation: str, start: str, hops: int) -> str:
     return "Who is " + " of ".join([f"the {relation}"] * hops) + f" of {start}?"
 
 
+def multihop_names(hops: int, distractors: int) -> int:
+    """Distinct names a draft uses: the chain, a new subject per even decoy, a new pair per odd one."""
+    return hops + 1 + (distractors + 1) // 2 + 2 * (distractors // 2)
+
+
 def draft_multihop(rng: random.Random, hops: int, distractors: int) -> TaskDraft:
     relation = rng.choice(RELATIONS)
     chain = distinct_names(rng, hops + 1)

@@ -83,18 +83,18 @@ _NAME_SET, _ALL_NAME_SET = frozenset(NAMES), frozenset(ALL_NAMES)
 def distinct_names(rng: random.Random, k: int, exclude: set[str] = frozenset()) -> list[str]:
     """`k` names not in `exclude`: from the single-token `NAMES` while they last, else from `ALL_NAMES`."""
     pool = NAMES
-    if len(NAMES) - sum(1 for n in exclude if n in _NAME_SET) < k:
+    if len(exclude) + k > len(NAMES) and len(NAMES) - len(_NAME_SET.intersection(exclude)) < k:
         pool = ALL_NAMES
-        if len(ALL_NAMES) - sum(1 for n in exclude if n in _ALL_NAME_SET) < k:
+        if len(exclude) + k > len(ALL_NAMES) and len(ALL_NAMES) - len(_ALL_NAME_SET.intersection(exclude)) < k:
             raise UserError(f"a synthetic document needs more than the {len(ALL_NAMES):,} distinct names there are "
                             f"({k + len(exclude):,}): ask for fewer distractors or a shorter length")
     picked: list[str] = []
-    taken = set(exclude)
+    seen: set[str] = set()
     while len(picked) < k:              # rejection sampling: `exclude` is small next to the pool, or the pool is ALL_NAMES
         name = pool[rng.randrange(len(pool))]
-        if name not in taken:
+        if name not in exclude and name not in seen:
             picked.append(name)
-            taken.add(name)
+            seen.add(name)
     return picked
 
 

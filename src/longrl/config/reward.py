@@ -1,0 +1,43 @@
+"""Config section `reward`: rule verification, the optional LLM judge, overlong shaping."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from longrl.config.base import Section
+
+
+class JudgeConfig(Section):
+    """An OpenAI-compatible `POST {base_url}/chat/completions` server (vllm serve, SGLang, hosted APIs)."""
+
+    base_url: str = Field(pattern=r"^https?://\S+$")  # e.g. http://127.0.0.1:8000/v1 (requests go to {base_url}/chat/completions)
+    model: str                                 # model name sent in the request (also part of the cache key)
+    api_key_env: str | None = "LONGRL_JUDGE_API_KEY"  # environment variable holding the key; never logged
+    concurrency: int = Field(32, ge=1)         # requests in flight
+    timeout_s: float = Field(60.0, gt=0)       # per attempt
+    max_attempts: int = Field(3, ge=1)         # tries per call; 429 / 5xx / timeouts / connection errors are retried
+    backoff_s: float = Field(0.5, ge=0)        # wait before the 2nd attempt; doubles each attempt (or Retry-After)
+    max_backoff_s: float = Field(30.0, ge=0)   # cap on one wait
+    temperature: float = Field(0.0, ge=0)      # 0 = deterministic verdicts (the paper's judge runs at 0)
+    max_tokens: int = Field(256, ge=1)         # reply budget: a short justification and the verdict
+    cache: bool = True                         # keep successful verdicts on disk, keyed by (model, question, prediction, gold)
+    cache_dir: str | None = None               # cache root (entries in <root>/judge); None = $XDG_CACHE_HOME/longrl or ~/.cache/longrl
+    max_error_rate: float = Field(0.1, ge=0, le=1)  # failed calls / calls in a batch above this: JudgeError
+
+
+class OverlongConfig(Section):
+    """DAPO overlong shaping: linear penalty 0 -> -1 over the last `buffer` tokens before the limit."""
+
+    enabled: bool = False
+    buffer: int = Field(1024, ge=1)            # tokens; must not exceed the response limit it applies to
+
+
+class RewardConfig(Section):
+    protocol: Literal["strict", "published"] = "strict"  # rule scoring: strict (holes closed) | published (the paper's eval scripts; rewards/published.py)
+    require_think: bool = True                 # strict: a response without a closed </think> has no answer (published: as the scripts do)
+    numeric_rel_tol: float = Field(0.0015, ge=0)  # docmath relative tolerance (0.15%)
+    judge: JudgeConfig | None = None           # None = rule only
+    judge_verifiers: list[str] = ["qa", "numeric"]  # verifiers whose zeros the judge may overturn ("choice" is exact)
+    overlong: OverlongConfig = OverlongConfig()

@@ -1,0 +1,104 @@
+"""Block-diagonal causal attention over packed rows, without a (row x row) mask.
+
+    with packed_attention(model):                      # switches the attention function, restores it after
+        out = model.base_model(input_ids=ids, position_ids=pos, use_cache=False,
+                               **segment_kwargs(batch.segments))      # segments: lengths per row
+
+Every packed row holds several examples side by side (`longrl.sft.packing`). Inside the
+context, each decoder layer's attention splits every row into its segments and runs causal
+SDPA on each one alone, so no token ever sees another example, and the cost is the sum of
+the squared segment lengths instead of the square of the row. Positions (RoPE) restart per
+segment through `position_ids`, which makes a packed example's per-token loss equal to
+the example's loss when run alone.
+
+How it plugs in: the function is registered with `transformers.AttentionInterface` under
+`longrl_packed`, with no mask builder, so transformers builds no mask at all for it (a packed
+mask would be rows x T x T booleans); the segment lengths reach it as the keyword argument
+`longrl_segments`, which Hugging Face decoders pass down to their attention function. Sliding
+windows, soft-capping and attention dropout are not implemented and raise. With activation
+checkpointing the backward pass recomputes layers, so it must run inside the block too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+from transformers import AttentionInterface
+
+IMPLEMENTATION = "longrl_packed"
+SEGMENTS_KWARG = "longrl_segments"
+
+
+def segment_kwargs(segments: list[list[int]]) -> dict:
+    """Keyword arguments of a decoder forward over packed rows with these segment lengths."""
+    return {SEGMENTS_KWARG: segments}
+
+
+def attend_segments(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, segments: list[list[int]],
+                    scale: float | None) -> torch.Tensor:
+    """Causal attention within each segment of each row; padding after the last segment gives 0.
+
+    Args:
+        query: (R, H, T, D)
+        key, value: (R, KVH, T, D); H must be a multiple of KVH (grouped-query attention).
+        segments: per row, the lengths of its segments, left to right (sum <= T).
+        scale: score multiplier; None = D ** -0.5.
+    Returns:
+        (R, H, T, D) attention outputs.
+    """
+    gqa = query.shape[1] != key.shape[1]
+    width = query.shape[2]
+    rows = []
+    for r, (q, k, v) in enumerate(zip(query.unbind(0), key.unbind(0), value.unbind(0))):
+        lengths = list(segments[r])
+        pad = width - sum(lengths)
+        if pad < 0:
+            raise ValueError(f"row {r}: segments {lengths} hold more than the row's {width} tokens")
+        sizes = lengths + ([pad] if pad else [])
+        # split (whose backward is a concatenation), not slicing: keeps the backward linear in the row
+        parts = [F.scaled_dot_product_attention(qs[None], ks[None], vs[None], is_causal=True, scale=scale,
+                                                enable_gqa=gqa)[0]
+                 for qs, ks, vs in zip(q.split(sizes, 1)[:len(lengths)], k.split(sizes, 1), v.split(sizes, 1))]
+        if pad:
+            parts.append(q.new_zeros(q.shape[0], pad, v.shape[-1]))
+        rows.append(torch.cat(parts, 1) if len(sizes) > 1 else parts[0])
+    return torch.stack(rows)
+
+
+def packed_attention_forward(module, query, key, value, attention_mask, scaling=None, dropout: float = 0.0, **kwargs):
+    """The registered attention function (AttentionInterface signature); returns (R, T, H, D) and None."""
+    segments = kwargs.get(SEGMENTS_KWARG)
+    if segments is None:
+        raise RuntimeError(f"the {IMPLEMENTATION} attention needs `{SEGMENTS_KWARG}` (call the model through "
+                           "longrl.engine.packed.segment_kwargs inside `packed_attention(model)`)")
+    if dropout:
+        raise NotImplementedError("packed attention does not implement attention dropout; set attention_dropout to 0")
+    for name in ("sliding_window", "softcap", "s_aux", "position_bias"):
+        if kwargs.get(name) is not None:
+            raise NotImplementedError(f"packed attention does not implement {name!r} (layer {getattr(module, 'layer_idx', '?')})")
+    out = attend_segments(query, key, value, segments, scaling)
+    return out.transpose(1, 2).contiguous(), None
+
+
+def register_packed_attention() -> None:
+    """Register `longrl_packed` with transformers (idempotent); no mask builder on purpose."""
+
+    AttentionInterface.register(IMPLEMENTATION, packed_attention_forward)
+
+
+@contextlib.contextmanager
+def packed_attention(model) -> Iterator[None]:
+    """Run `model` with packed attention inside the block; its own implementation is restored after."""
+    register_packed_attention()
+    previous = model.config._attn_implementation
+    model.set_attn_implementation(IMPLEMENTATION)
+    if model.config._attn_implementation != IMPLEMENTATION:
+        raise NotImplementedError(f"{type(model).__name__} cannot switch its attention implementation "
+                                  "(it does not dispatch through transformers.AttentionInterface)")
+    try:
+        yield
+    finally:
+        model.set_attn_implementation(previous)

@@ -1,0 +1,118 @@
+"""Bounds on structured text from outside: JSON nesting and YAML alias expansion.
+
+    obj = load_json(line)            # LimitError (a ValueError) past MAX_DEPTH levels
+    tree = load_yaml(text)           # LimitError for an alias bomb, a recursive alias or deep nesting
+
+Python's JSON decoder recurses once per level, so a line of 100,000 `[` raises RecursionError,
+and a tree a few hundred levels deep parses but breaks whatever walks it next. YAML aliases
+share one object, so nine lines can describe 9^7 list elements that load in no time and then
+take minutes and gigabytes to copy, validate or dump. Both readers refuse such input up front
+with a `LimitError`; callers turn it into a DataError or ConfigError naming the file and line.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import yaml
+
+MAX_DEPTH = 64          # containers nested inside each other (configs and samples need a handful)
+MAX_YAML_NODES = 100_000  # values of a YAML document once every alias is expanded
+
+
+class LimitError(ValueError):
+    """Input past a bound of this module; the message says which bound."""
+
+
+def load_json(text: str | bytes) -> Any:
+    """`json.loads` that raises LimitError (never RecursionError) on nesting past MAX_DEPTH."""
+    try:
+        obj = json.loads(text)
+    except RecursionError:
+        raise LimitError(f"nested deeper than {MAX_DEPTH} levels") from None
+    except json.JSONDecodeError:
+        raise
+    except ValueError:  # Python's own bound: an integer of more than 4300 digits
+        digits = getattr(sys, "get_int_max_str_digits", lambda: 4300)()
+        raise LimitError(f"holds an integer of more than {digits} digits") from None
+    check_depth(obj)
+    return obj
+
+
+def check_depth(obj: Any, limit: int = MAX_DEPTH) -> None:
+    """LimitError if lists/dicts nest deeper than `limit` (iterative: no recursion of its own)."""
+    stack = [(obj, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list | tuple) else None
+        if children is None:
+            continue
+        if depth > limit:
+            raise LimitError(f"nested deeper than {limit} levels")
+        stack.extend((child, depth + 1) for child in children)
+
+
+class _DepthBoundLoader(yaml.SafeLoader):
+    """SafeLoader whose composer stops past MAX_DEPTH (PyYAML composes nodes recursively)."""
+
+    _depth = 0
+
+    def compose_node(self, parent, index):
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise LimitError(f"nested deeper than {MAX_DEPTH} levels")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def load_yaml(text: str) -> Any:
+    """`yaml.safe_load` with nesting bounded while composing, then `check_expansion`;
+    YAML syntax errors stay yaml.YAMLError."""
+    loader = _DepthBoundLoader(text)
+    try:
+        data = loader.get_single_data()
+    except RecursionError:
+        raise LimitError(f"nested deeper than {MAX_DEPTH} levels") from None
+    finally:
+        loader.dispose()
+    check_expansion(data)
+    return data
+
+
+def check_expansion(obj: Any, max_nodes: int = MAX_YAML_NODES, max_depth: int = MAX_DEPTH) -> int:
+    """Count the values of `obj` as if every shared (aliased) container were copied out.
+
+    Each distinct container is sized once (memoised by identity), so a bomb is measured in
+    time linear to its text. Raises LimitError past `max_nodes` or `max_depth`, or for a
+    container that contains itself (a recursive alias); returns the expanded count.
+    """
+    if not isinstance(obj, dict | list):
+        return 1
+    sizes: dict[int, int] = {}
+    on_path: set[int] = set()   # containers whose children are being sized: meeting one again is a cycle
+    stack: list[tuple[Any, int, bool]] = [(obj, 1, False)]  # (container, depth, children sized yet?)
+    while stack:
+        node, depth, done = stack.pop()
+        key = id(node)
+        children = [*node.keys(), *node.values()] if isinstance(node, dict) else node
+        if done:
+            size = 1 + sum(sizes.get(id(c), 1) for c in children)
+            if size > max_nodes:
+                raise LimitError(f"expands to more than {max_nodes:,} values (YAML aliases repeat a large block)")
+            sizes[key] = size
+            on_path.discard(key)
+            continue
+        if key in sizes:
+            continue
+        if key in on_path:
+            raise LimitError("a YAML alias refers to a block that contains it (recursive alias)")
+        if depth > max_depth:
+            raise LimitError(f"nested deeper than {max_depth} levels")
+        on_path.add(key)
+        stack.append((node, depth, True))
+        stack.extend((c, depth + 1, False) for c in children if isinstance(c, dict | list))
+    return sizes[id(obj)]
