@@ -25,7 +25,7 @@ from longrl.models.tokenizer import assets_dir
 SMOKE = str(Path(__file__).resolve().parents[2] / "configs" / "smoke.yaml")
 TINY_RL = ["train.steps=1", "data.train.0.synth.n=2", "rollout.group_size=2", "rollout.max_new_tokens=4",
            "reward.overlong.buffer=2", "run.save_every=1"]
-SYNTH = ["data", "synth", "--n", "2", "--length", "64"]
+SYNTH = ["data", "synth", "--n", "2", "--length", "128"]
 BOMB = "model:\n  rope_scaling:\n    a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
     f"    {b}: &{b} [{', '.join(['*' + a] * 9)}]\n" for a, b in zip("abcdef", "bcdefg"))
 SAMPLE = {"id": "a", "task": "qa", "context": "The sky is blue.", "question": "Colour?", "answers": ["blue"],
@@ -62,7 +62,7 @@ CASES = [
          r"longrl rl: error: cannot write {d}/afile: a file of that name exists; name a directory", {"afile": "x"}),
     Case("rl --out under a file", ["rl", "--config", SMOKE, "--out", "{d}/afile/run", *TINY_RL], 2,
          r"longrl rl: error: cannot write {d}/afile/run: {d}/afile is a file, not a directory", {"afile": "x"}),
-    Case("eval --out under a file", ["eval", "--model", "random", "--benchmarks", "synthetic-64", "--out", "{d}/afile/ev",
+    Case("eval --out under a file", ["eval", "--model", "random", "--benchmarks", "synthetic-128", "--out", "{d}/afile/ev",
                                      "eval.synthetic.n=1", "eval.max_new_tokens=2"], 2,
          r"longrl eval: error: cannot write {d}/afile/ev: {d}/afile is a file, not a directory", {"afile": "x"}),
     Case("model tiny --out is a file", ["model", "tiny", "--out", "{d}/afile"], 2,
@@ -100,8 +100,10 @@ CASES = [
          r"longrl data: error: synthetic distractors -3 must be 0 or more", absent=["x.jsonl"]),
     Case("synth --length 100000000", ["data", "synth", "--n", "1", "--length", "100000000", "--out", "{d}/x.jsonl"], 2,
          r"longrl data: error: synthetic length 100000000 is out of range: use 32\.\.1048576 prompt tokens", absent=["x.jsonl"]),
-    Case("synth --hops 1000", [*SYNTH, "--tasks", "multihop", "--hops", "1000", "--out", "{d}/x.jsonl"], 2,
-         r"synthetic family 'multihop' cannot chain 1000 hops: its world has 160 names", absent=["x.jsonl"]),
+    Case("synth --hops 10000", [*SYNTH, "--tasks", "multihop", "--hops", "10000", "--out", "{d}/x.jsonl"], 2,
+         r"synthetic family 'multihop' cannot chain 10000 hops: its world has 4,900 names", absent=["x.jsonl"]),
+    Case("synth --hops 1000 in 128 tokens", [*SYNTH, "--tasks", "multihop", "--hops", "1000", "--out", "{d}/x.jsonl"], 2,
+         r"synthetic family 'multihop': a 128-token prompt cannot hold 1000 hops and 0 distractors", absent=["x.jsonl"]),
     Case("synth --n 0", ["data", "synth", "--n", "0", "--length", "64", "--out", "{d}/x.jsonl"], 2, r"--n 0: must be at least 1"),
     Case("validate run.torch_threads=99999999999999999999", ["validate", "--config", SMOKE, "run.torch_threads=99999999999999999999"], 2,
          r"run.torch_threads \(from run.torch_threads=99999999999999999999\): Input should be less than or equal to 4096"),
@@ -122,8 +124,8 @@ CASES = [
     Case("validate a misspelt key in a phase's overrides", ["validate", "--config", SMOKE,
          "curriculum.phases=[{name: p1, max_input_tokens: 512, max_response_tokens: 8, overrides: {algo.clip_eps_hihg: 0.3}}]"], 2,
          r"curriculum.phases.0.overrides \(phase 'p1'\)\):\n  algo.clip_eps_hihg .*unknown key"),
-    Case("validate synth decoys no document can hold", ["validate", "--config", SMOKE, "data.train.0.synth.distractors=500"], 2,
-         r"synth: synthetic family 'choice' places at most 81 distractors at 1 hops"),
+    Case("validate synth decoys no document can hold", ["validate", "--config", SMOKE, "data.train.0.synth.distractors=5000"], 2,
+         r"synth: synthetic family 'choice' places at most 2449 distractors at 1 hops"),
     Case("bench --threads 99999999999", ["bench", "verifiers", "--threads", "99999999999"], 2,
          r"longrl bench: error: --threads 99999999999: use 0 \(torch's default\) to 4096"),
     Case("bench --threads -1", ["bench", "verifiers", "--threads", "-1"], 2, r"--threads -1: use 0"),

@@ -116,11 +116,11 @@ def test_check_names_rejects_unknown_family():
 
 
 def test_check_names_rejects_synth_knobs_no_document_can_hold():
-    cfg = load_config(None, ["data.train=[{synth: {tasks: [choice], hops: 2, distractors: 500}}]"])
+    cfg = load_config(None, ["data.train=[{synth: {tasks: [choice], hops: 2, distractors: 5000}}]"])
     with pytest.raises(ConfigError, match=r"synth: synthetic family 'choice' places at most \d+ distractors at 2 hops"):
         check_names(cfg)
-    with pytest.raises(ConfigError, match="pretrain: synthetic family 'lookup' cannot chain 200 hops"):
-        check_names(load_config(None, ["pretrain.tasks=[lookup]", "pretrain.hops=200"]))
+    with pytest.raises(ConfigError, match="pretrain: synthetic family 'lookup' cannot chain 3000 hops"):
+        check_names(load_config(None, ["pretrain.tasks=[lookup]", "pretrain.hops=3000"]))
 
 
 def test_non_utf8_config_names_file_and_line(tmp_path):

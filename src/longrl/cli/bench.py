@@ -116,3 +116,13 @@ def bench_startup(args: argparse.Namespace) -> dict:
             "commands": commands, "slowest_cpu_s": slowest, "target_s": 1.0, "meets_target": slowest < 1.0,
             "ratio_to_import_torch": round(slowest / max(torch_import["cpu_s"], 1e-9), 3),
             "load_average": list(os.getloadavg())}
+
+
+@BENCHMARKS.register("synth")
+def bench_synth(args: argparse.Namespace) -> dict:
+    """Tokens/s of synthetic data generation, memoised vs plain tokenizer calls (`longrl.data.bench`)."""
+    # lazy: torch/transformers load only when this benchmark runs (`longrl ls benchmarks` stays fast)
+    from longrl.data.bench import bench_synth as measure_synth
+    from longrl.models.tokenizer import load_default_tokenizer
+
+    return measure_synth(args, load_default_tokenizer())

@@ -27,6 +27,9 @@ def run_pretrain(args: argparse.Namespace) -> int:
     table = [["overall", acc["overall"], before["overall"]]]
     table += [[f"task {k}", v, before["by_task"][k]] for k, v in acc["by_task"].items()]
     table += [[f"length {k}", v, before["by_length"][k]] for k, v in acc["by_length"].items()]
+    if "retrieval" in provenance:
+        table.append(["retrieval: value accuracy (teacher-forced, lookup)", provenance["retrieval"]["value_accuracy"],
+                      provenance["retrieval_before_cast"]["value_accuracy"]])
     dtype = provenance["dtype"]
     print_table(f"held-out greedy accuracy, % (n={acc['n']})", ["", f"saved ({dtype})", "before save"], table)
     if abs(acc["overall"] - before["overall"]) > 2.0:

@@ -21,6 +21,7 @@ class TinyArchConfig(Section):
     rope_theta: float = Field(10000.0, gt=0)
     tie_word_embeddings: bool = True
     init_seed: int = 0                        # seed of the random initialisation
+    init: Literal["random", "retrieval"] = "random"  # "retrieval": write a bigram induction circuit into the initial weights (models/circuits.py)
 
     @model_validator(mode="after")
     def _check_heads(self) -> TinyArchConfig:
@@ -102,6 +103,7 @@ class PretrainConfig(Section):
     bf16_autocast: bool = False               # forward in bfloat16 autocast (see sft.bf16_autocast); slow on CPUs without AMX
     eval_items: int = Field(200, ge=0)        # held-out items scored at the end (greedy), spread over eval_lengths
     eval_lengths: list[int] = []              # prompt lengths of the held-out items; [] = 4 spread over [min_length, max_length]
+    value_items: int = Field(40, ge=0)        # held-out lookup items (8 look-ups, 176-384 tokens) for teacher-forced value accuracy
     eval_every: int = Field(200, ge=1)        # steps between held-out losses (the last step always evaluates)
     eval_max_new_tokens: int = Field(96, ge=1)  # greedy reply limit when scoring
     eval_batch_size: int = Field(16, ge=1)    # prompts decoded together when scoring

@@ -15,6 +15,7 @@ import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from longrl.config.model import TinyArchConfig
+from longrl.models.circuits import init_retrieval_circuit
 from longrl.models.tokenizer import IM_END, PAD, save_tokenizer
 
 
@@ -38,7 +39,10 @@ def tiny_model_config(arch: TinyArchConfig, tokenizer):
 
 
 def build_tiny_model(arch: TinyArchConfig, tokenizer):
-    """A randomly initialised Qwen2ForCausalLM; the same `arch.init_seed` gives the same weights."""
+    """A randomly initialised Qwen2ForCausalLM; the same `arch.init_seed` gives the same weights.
+
+    `arch.init: retrieval` then writes the retrieval circuit of `longrl.models.circuits` into it.
+    """
 
     config = tiny_model_config(arch, tokenizer)
     devices = [torch.device("cpu")]
@@ -46,6 +50,8 @@ def build_tiny_model(arch: TinyArchConfig, tokenizer):
         torch.manual_seed(arch.init_seed)
         model = Qwen2ForCausalLM(config)
     del devices
+    if arch.init == "retrieval":
+        init_retrieval_circuit(model, tokenizer, seed=arch.init_seed)
     model.generation_config.eos_token_id = config.eos_token_id
     model.generation_config.pad_token_id = config.pad_token_id
     return model

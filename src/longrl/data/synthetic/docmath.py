@@ -1,10 +1,13 @@
-"""`docmath`: numbers scattered through a report; the question needs arithmetic over them.
+"""`docmath`: figures scattered through a report; the question needs arithmetic over them.
 
-    In 2019, the revenue of Bako was 45 million dollars.  ...  In 2019, the revenue of Rilu was 37 million dollars.
-    Q: What was the total revenue of Bako and Rilu in 2019, in million dollars?     A: 82
+    The revenue of Bako (7 million dollars) was reported.  ...  The revenue of Rilu (5 million dollars) was reported.
+    Q: What was the total revenue of Bako and of Rilu, in million dollars?     A: 12
 
-`hops` is the number of figures combined (2 = a sum or a difference, 3+ = a sum). Decoys: the same
-metric for other names or years, other metrics of the same names.
+`hops` is the number of figures combined (2 = a sum or a difference, 3+ = a sum). Figures are 1-9,
+right after the "(" that follows their company's name (the tiny base model finds a figure the way it
+finds a name after "is"); the trace repeats the question's "and of" / "that of" before each further
+name, so it can be copied from the question the same way. Decoys: the same metric for other names,
+other metrics of other names; every name has one figure in a document.
 """
 
 from __future__ import annotations
@@ -12,60 +15,49 @@ from __future__ import annotations
 import random
 
 from longrl.data.synthetic.spec import TaskDraft
-from longrl.data.synthetic.world import METRICS, YEARS, distinct_names, unused_pair
+from longrl.data.synthetic.world import METRICS, distinct_names
 
 
-def figure(metric: str, name: str, year: str, value: int) -> str:
-    return f"In {year}, the {metric} of {name} was {value} million dollars."
+def figure(metric: str, name: str, value: int) -> str:
+    return f"The {metric} of {name} ({value} million dollars) was reported."
+
+
+def listed(names: list[str]) -> str:
+    """"of A, of B and of C": each name after "of", so the trace can take them from the question in order."""
+    parts = [f"of {n}" for n in names]
+    return ", ".join(parts[:-1]) + f" and {parts[-1]}"
 
 
 def docmath_names(hops: int, distractors: int) -> int:
-    """Distinct names a draft uses: the figures' names plus decoys that cannot reuse them (see below)."""
-    hops = max(hops, 2)
-    other_year, other_metric, other_name = (distractors + 2) // 3, (distractors + 1) // 3, distractors // 3
-    return (hops + max(0, other_year - (len(YEARS) - 1) * hops) + max(0, other_metric - (len(METRICS) - 1) * hops)
-            + other_name)
+    """Distinct names a draft uses: the figures' names, then one new name per decoy (one figure per name)."""
+    return max(hops, 2) + distractors
 
 
 def draft_docmath(rng: random.Random, hops: int, distractors: int) -> TaskDraft:
     hops = max(hops, 2)
-    metric, year = rng.choice(METRICS), rng.choice(YEARS)
+    metric = rng.choice(METRICS)
     names = distinct_names(rng, hops)
-    values = [rng.randint(10, 99) for _ in names]
     subtract = hops == 2 and rng.random() < 0.5
     if subtract:
-        values.sort(reverse=True)
-        if values[0] == values[1]:
-            values[0] += 1
+        values = sorted(rng.sample(range(1, 10), 2), reverse=True)
         answer = values[0] - values[1]
-        question = f"How much higher was the {metric} of {names[0]} than the {metric} of {names[1]} in {year}, in million dollars?"
-        arithmetic = f"{values[0]} - {values[1]} = {answer}."
+        question = f"How much higher was the {metric} of {names[0]} than that of {names[1]}, in million dollars?"
+        steps = (f"The {metric} of {names[0]} ({values[0]} million dollars) than that of {names[1]} "
+                 f"({values[1]} million dollars).")
+        arithmetic = f"{values[0]}-{values[1]}={answer}."
     else:
+        values = [rng.randint(1, 9) for _ in names]
         answer = sum(values)
-        joined = ", ".join(names[:-1]) + f" and {names[-1]}"
-        question = f"What was the total {metric} of {joined} in {year}, in million dollars?"
-        arithmetic = " + ".join(map(str, values)) + f" = {answer}."
-    facts = [figure(metric, n, year, v) for n, v in zip(names, values)]
-    steps = [f"The {metric} of {n} in {year} was {v}." for n, v in zip(names, values)]
-    other_years = [y for y in YEARS if y != year]
+        question = f"What was the total {metric} {listed(names)}, in million dollars?"
+        quoted = [f"of {n} ({v} million dollars)" for n, v in zip(names, values)]
+        steps = f"The {metric} " + ", ".join(quoted[:-1]) + f" and {quoted[-1]}."
+        arithmetic = "+".join(map(str, values)) + f"={answer}."
+    facts = [figure(metric, n, v) for n, v in zip(names, values)]
     other_metrics = [m for m in METRICS if m != metric]
     used = set(names)
-    taken_years: set[tuple[str, str]] = set()    # (year, name) with the asked metric
-    taken_metrics: set[tuple[str, str]] = set()  # (metric, name) in the asked year
     for d in range(distractors):
-        kind = d % 3
-        pair = None
-        if kind == 0:    # same name, another year
-            pair = unused_pair(rng, other_years, names, taken_years)
-            if pair:
-                facts.append(figure(metric, pair[1], pair[0], rng.randint(10, 99)))
-        elif kind == 1:  # same name, another metric
-            pair = unused_pair(rng, other_metrics, names, taken_metrics)
-            if pair:
-                facts.append(figure(pair[0], pair[1], year, rng.randint(10, 99)))
-        if pair is None:  # another name, same metric and year
-            other = distinct_names(rng, 1, used)[0]
-            used.add(other)
-            facts.append(figure(metric, other, year, rng.randint(10, 99)))
-    trace = "<think>" + " ".join(steps) + f" {arithmetic}</think>Therefore, the answer is {answer}."
+        other = distinct_names(rng, 1, used)[0]
+        used.add(other)
+        facts.append(figure(metric if d % 2 == 0 else rng.choice(other_metrics), other, rng.randint(1, 9)))
+    trace = f"<think>{steps} {arithmetic}</think>Therefore, the answer is {answer}."
     return TaskDraft(question=question, answers=[str(answer)], facts=facts, trace=trace, topic="report")

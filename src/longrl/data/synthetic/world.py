@@ -1,7 +1,10 @@
 """The vocabulary and sentence grammar shared by the synthetic task families.
 
-Entities are made-up two-syllable names ("Bako", "Rilu") that the default tokenizer learns as
-single tokens, so a tiny model can look them up. Filler sentences come from a small grammar and
+Entities are made-up two-syllable names ("Bako", "Rilu"). The first 160 (`NAMES`) are single
+tokens of the default tokenizer, so a tiny model can look them up; documents that need more
+distinct names than that (long documents carry hundreds of decoys) draw from all 4,900
+consonant-vowel-consonant-vowel names (`ALL_NAMES`), and a request for more than those is a
+`UserError`. Filler sentences come from a small grammar and
 never state a fact of the kind a question asks about; names appear in some of them, so the only
 way to an answer is matching the full fact pattern, not spotting a name.
 
@@ -16,20 +19,22 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from longrl.errors import UserError
+
 CONSONANTS = "bdfgklmnprstvz"
 VOWELS = "aeiou"
 
 
 def _make_names(count: int, seed: int = 7) -> list[str]:
     rng = random.Random(seed)
-    pool = sorted({(c1 + v1 + c2 + v2).capitalize() for c1 in CONSONANTS for v1 in VOWELS for c2 in CONSONANTS for v2 in VOWELS})
-    return sorted(rng.sample(pool, count))
+    return sorted(rng.sample(ALL_NAMES, count))
 
 
+ALL_NAMES: list[str] = sorted({(c1 + v1 + c2 + v2).capitalize()
+                               for c1 in CONSONANTS for v1 in VOWELS for c2 in CONSONANTS for v2 in VOWELS})
 NAMES: list[str] = _make_names(160)
 RELATIONS = ["mentor", "partner", "rival", "neighbor", "sponsor", "deputy"]
 METRICS = ["revenue", "cost", "profit", "debt", "payroll", "budget"]
-YEARS = [str(y) for y in range(2016, 2024)]
 
 _SUBJECTS = {
     "general": ["The committee", "The council", "A local paper", "The museum", "The old library", "A travel guide",
@@ -53,29 +58,44 @@ _NAME_FILLER = ["{n} visited {o} {t}.", "{n} wrote a letter about {o}.", "{n} wa
                 "{n} spoke about {o} {t}."]
 
 
+def _pick(index: int, *sizes: int) -> list[int]:
+    """Mixed-radix digits of `index` (one random draw picks every part of a sentence)."""
+    digits = []
+    for size in sizes:
+        index, digit = divmod(index, size)
+        digits.append(digit)
+    return digits
+
+
 def filler_sentence(rng: random.Random, topic: str) -> str:
     """One sentence that states no fact a question could ask about."""
     if rng.random() < 0.2:
-        return rng.choice(_NAME_FILLER).format(n=rng.choice(NAMES), o=rng.choice(_OBJECTS), t=rng.choice(_TAILS))
-    return f"{rng.choice(_SUBJECTS[topic])} {rng.choice(_VERBS)} {rng.choice(_OBJECTS)} {rng.choice(_TAILS)}."
+        f, n, o, t = _pick(rng.getrandbits(40), len(_NAME_FILLER), len(NAMES), len(_OBJECTS), len(_TAILS))
+        return _NAME_FILLER[f].format(n=NAMES[n], o=_OBJECTS[o], t=_TAILS[t])
+    subjects = _SUBJECTS[topic]
+    s, v, o, t = _pick(rng.getrandbits(40), len(subjects), len(_VERBS), len(_OBJECTS), len(_TAILS))
+    return f"{subjects[s]} {_VERBS[v]} {_OBJECTS[o]} {_TAILS[t]}."
+
+
+_NAME_SET, _ALL_NAME_SET = frozenset(NAMES), frozenset(ALL_NAMES)
 
 
 def distinct_names(rng: random.Random, k: int, exclude: set[str] = frozenset()) -> list[str]:
-    pool = [n for n in NAMES if n not in exclude]
-    return rng.sample(pool, k)
-
-
-def unused_pair(rng: random.Random, firsts: list[str], seconds: list[str], used: set[tuple[str, str]]) -> tuple[str, str] | None:
-    """A random (first, second) not in `used` (added to it), or None when all are taken.
-
-    Keeps the synthetic world unambiguous: one value per (relation, subject) or figure key.
-    """
-    free = [(a, b) for a in firsts for b in seconds if (a, b) not in used]
-    if not free:
-        return None
-    pair = rng.choice(free)
-    used.add(pair)
-    return pair
+    """`k` names not in `exclude`: from the single-token `NAMES` while they last, else from `ALL_NAMES`."""
+    pool = NAMES
+    if len(exclude) + k > len(NAMES) and len(NAMES) - len(_NAME_SET.intersection(exclude)) < k:
+        pool = ALL_NAMES
+        if len(exclude) + k > len(ALL_NAMES) and len(ALL_NAMES) - len(_ALL_NAME_SET.intersection(exclude)) < k:
+            raise UserError(f"a synthetic document needs more than the {len(ALL_NAMES):,} distinct names there are "
+                            f"({k + len(exclude):,}): ask for fewer distractors or a shorter length")
+    picked: list[str] = []
+    seen: set[str] = set()
+    while len(picked) < k:              # rejection sampling: `exclude` is small next to the pool, or the pool is ALL_NAMES
+        name = pool[rng.randrange(len(pool))]
+        if name not in exclude and name not in seen:
+            picked.append(name)
+            seen.add(name)
+    return picked
 
 
 @dataclass
