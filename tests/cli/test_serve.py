@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import queue
 import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -22,14 +24,18 @@ def test_serve_runs_until_interrupted(tiny_model_dir):
     proc = subprocess.Popen([sys.executable, "-m", "longrl.cli", "serve", "--model", str(tiny_model_dir), "--port", "0",
                              "--name", "tiny", "--threads", "1", "--device", "cpu"],
                             stderr=subprocess.PIPE, text=True, env=env)
+    lines: queue.Queue[str] = queue.Queue()
+    seen: list[str] = []
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in proc.stderr], daemon=True)
+    reader.start()                                       # drains stderr all along: a full pipe never blocks the server
     try:
-        url, seen, deadline = None, [], time.monotonic() + 120
-        while url is None and time.monotonic() < deadline:
-            line = proc.stderr.readline()
-            if not line:
-                break
-            seen.append(line)
-            match = re.search(r"on (http://127\.0\.0\.1:\d+/v1)", line)
+        url, deadline = None, time.monotonic() + 120
+        while url is None and time.monotonic() < deadline and (proc.poll() is None or not lines.empty()):
+            try:
+                seen.append(lines.get(timeout=1))
+            except queue.Empty:
+                continue
+            match = re.search(r"on (http://127\.0\.0\.1:\d+/v1)", seen[-1])
             url = match.group(1) if match else None
         assert url, "".join(seen)
         assert httpx.get(url + "/models", timeout=30).json()["data"][0]["id"] == "tiny"
@@ -38,7 +44,13 @@ def test_serve_runs_until_interrupted(tiny_model_dir):
         assert len(reply["choices"]) == 2 and all(1 <= len(c["token_ids"]) <= 3 for c in reply["choices"])
     finally:
         proc.send_signal(signal.SIGINT)
-        code = proc.wait(timeout=60)
+        try:
+            code = proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            reader.join(5)
+            seen += list(lines.queue)
+            raise AssertionError("longrl serve did not stop within 60 s of Ctrl-C; its stderr:\n" + "".join(seen)) from None
     assert code == 130                                   # Ctrl-C: "longrl serve: interrupted"
 
 

@@ -47,8 +47,8 @@ def run_serve(args: argparse.Namespace) -> int:
         server = start_server(args.model, args.host, args.port, args.name, args.device, args.dtype, args.groups_per_batch)
     except OSError as exc:
         raise UserError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
-    info(f"serving {server.served.name} on {server.url} (device {server.worker.generator.device}); Ctrl-C stops")
-    try:
+    try:                        # a Ctrl-C at any point from here on still closes the server
+        info(f"serving {server.served.name} on {server.url} (device {server.worker.generator.device}); Ctrl-C stops")
         server.wait()
     finally:
         server.close()
