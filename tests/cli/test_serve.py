@@ -13,13 +13,15 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from longrl.cli import main
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 
-def test_serve_runs_until_interrupted(tiny_model_dir):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_serve_runs_until_interrupted(tiny_model_dir, stop):
     env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", ""), "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "longrl.cli", "serve", "--model", str(tiny_model_dir), "--port", "0",
                              "--name", "tiny", "--threads", "1", "--device", "cpu"],
@@ -43,15 +45,17 @@ def test_serve_runs_until_interrupted(tiny_model_dir):
                                                        "return_token_ids": True}, timeout=60).json()
         assert len(reply["choices"]) == 2 and all(1 <= len(c["token_ids"]) <= 3 for c in reply["choices"])
     finally:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(stop)
         try:
             code = proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             proc.kill()
             reader.join(5)
             seen += list(lines.queue)
-            raise AssertionError("longrl serve did not stop within 60 s of Ctrl-C; its stderr:\n" + "".join(seen)) from None
-    assert code == 130                                   # Ctrl-C: "longrl serve: interrupted"
+            raise AssertionError(f"longrl serve did not stop within 60 s of {stop.name}; its stderr:\n" + "".join(seen)) from None
+    reader.join(5)
+    assert code == 130, "".join(seen)                    # "longrl serve: interrupted", the server closed first
+    assert "longrl serve: interrupted" in "".join(seen + list(lines.queue))
 
 
 def test_serve_reports_a_port_it_cannot_use(tiny_model_dir, capsys):

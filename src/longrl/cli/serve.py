@@ -5,7 +5,7 @@
     longrl rl --config configs/smoke.yaml --out runs/x rollout.backend=server \\
         "rollout.server={base_url: http://127.0.0.1:30000/v1}"
 
-Runs until Ctrl-C. Endpoints and formats: `longrl.serve` (vLLM/SGLang-compatible completions with
+Runs until Ctrl-C (or SIGTERM), then closes its socket and model thread. Endpoints and formats: `longrl.serve` (vLLM/SGLang-compatible completions with
 token ids, chat completions, SGLang's weight reload and version endpoints).
 """
 
@@ -33,6 +33,9 @@ def register(sub) -> None:
 
 def run_serve(args: argparse.Namespace) -> int:
     # lazy: stage code loads only when this command runs (`longrl --help` stays fast)
+    import signal
+    import threading
+
     import torch
 
     from longrl.console import info
@@ -47,9 +50,17 @@ def run_serve(args: argparse.Namespace) -> int:
         server = start_server(args.model, args.host, args.port, args.name, args.device, args.dtype, args.groups_per_batch)
     except OSError as exc:
         raise UserError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
-    try:                        # a Ctrl-C at any point from here on still closes the server
-        info(f"serving {server.served.name} on {server.url} (device {server.worker.generator.device}); Ctrl-C stops")
-        server.wait()
+    stop = threading.Event()    # Ctrl-C (SIGINT) or SIGTERM: set by the handler, acted on here, never mid-call
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        info(f"serving {server.served.name} on {server.url} (device {server.worker.generator.device}); "
+             "Ctrl-C stops")
+        while server.running() and not stop.wait(0.5):
+            pass
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         server.close()
+    if stop.is_set():
+        raise KeyboardInterrupt          # the command line reports "interrupted" (exit 130)
     return 0

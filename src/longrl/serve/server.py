@@ -58,6 +58,10 @@ class ModelServer:
         self._thread.start()
         return self
 
+    def running(self) -> bool:
+        """Whether the serving thread is up (started and not closed)."""
+        return self._thread is not None and self._thread.is_alive()
+
     def wait(self) -> None:
         """Block until the server stops (Ctrl-C reaches the caller: the join wakes up twice a second)."""
         while self._thread is not None and self._thread.is_alive():
