@@ -1,10 +1,10 @@
 """Trainable models: fp32 master weights, bf16 math, and FSDP2 sharding under torchrun.
 
-    policy = load_policy(cfg.model, device, dtype="float32")           # master weights
-    policy = prepare(policy, dist, compute_dtype(cfg.model))          # sharded when launched
+    policy = load_trainable(cfg.model, dist, device)                   # fp32 masters, sharded when launched
     stats = run_forward(policy, completion_stats_fn, prompts, comps)   # what engine/logprobs.py does
     with rollout_weights(policy) as model: generate(model, ...)        # full weights for sampling
     save_hf_folder(path, policy, tokenizer, dtype, dist)               # a plain HF folder from any rank count
+    save_trained(path, policy, tokenizer, cfg.model, dist)             # the same, or LoRA's merged / adapter folder
 
 One process (not launched by torchrun): the model stays as it is; when the compute dtype is not
 the weights' dtype, every forward runs under `torch.autocast` in it, so weights, gradients and
@@ -38,8 +38,12 @@ from typing import Any
 
 import torch
 
+from longrl.config.model import ModelConfig
 from longrl.engine.distributed import SINGLE, Dist
+from longrl.errors import ConfigError
 from longrl.files import atomic_dir
+from longrl.models.loading import compute_dtype, load_policy
+from longrl.models.lora import attach_adapters, has_adapters, save_model_folder
 
 FORWARD_METHOD = "longrl_forward"
 _AUTOCAST: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()     # model -> compute dtype (one device)
@@ -231,4 +235,34 @@ def save_hf_folder(path: str | Path, model, tokenizer, dtype: torch.dtype | None
             if dtype is not None:
                 model.config.dtype = config_dtype
     dist.barrier()
+    return path
+
+
+def load_trainable(cfg: ModelConfig, dist: Dist, device: torch.device):
+    """The model a training stage (SFT, RL) updates, ready for `compute_dtype(cfg)` math.
+
+    fp32 master weights, sharded under torchrun (`prepare`); with `model.lora`, the base in
+    `model.dtype` with adapters that alone train (one process only: adapters are not sharded).
+    """
+    if cfg.lora is None:
+        model = load_policy(cfg, load_device(dist, device), dtype="float32")
+    elif dist.launched:
+        raise ConfigError("model.lora runs in one process (LoRA adapters are not sharded with FSDP2); "
+                          "start it without torchrun")
+    else:
+        model = attach_adapters(load_policy(cfg, device), cfg.lora)
+    return prepare(model, dist, compute_dtype(cfg))
+
+
+def save_trained(path: Path, model, tokenizer, cfg: ModelConfig, dist: Dist = SINGLE) -> Path:
+    """A trained model's `final/`: a Hugging Face folder (config, fp32 safetensors, tokenizer) written
+    atomically by rank 0; with LoRA, merged or as the adapter folder (`model.lora.final`).
+
+    The fp32 master weights: rounded to bf16, a phase's updates at lr 2e-6 would mostly be lost at the
+    next phase's start.
+    """
+    if not has_adapters(model):
+        return save_hf_folder(path, model, tokenizer, dist=dist)
+    with atomic_dir(path) as tmp:
+        save_model_folder(model, tokenizer, tmp, cfg)
     return path

@@ -97,11 +97,10 @@ from longrl.engine.generate import (
 )
 from longrl.engine.logprobs import completion_stats
 from longrl.engine.remote import RemoteGenerator
-from longrl.engine.sharding import load_device, prepare, rollout_weights, save_hf_folder
+from longrl.engine.sharding import load_device, load_trainable, prepare, rollout_weights, save_trained
 from longrl.errors import ConfigError
-from longrl.files import atomic_dir
 from longrl.models.loading import compute_dtype, load_policy, load_tokenizer
-from longrl.models.lora import adapters_disabled, attach_adapters, has_adapters, save_model_folder
+from longrl.models.lora import adapters_disabled, has_adapters
 from longrl.rewards.hybrid import HybridReward, RewardInput, summarize
 from longrl.rl import algos
 from longrl.rl.batching import (
@@ -439,20 +438,6 @@ def is_finished(out: Path, cfg: Config) -> bool:
     return (out / "final").is_dir() and bool(found) and found[-1][0] >= cfg.train.steps
 
 
-def save_final(path: Path, policy, tokenizer, model_cfg, dist: Dist = SINGLE) -> Path:
-    """The policy as a Hugging Face folder (config, fp32 safetensors, tokenizer), written atomically
-    (by rank 0 under torchrun); with LoRA, merged or as the adapter folder (`model.lora.final`).
-
-    The fp32 master weights: rounded to bf16, a phase's updates at lr 2e-6 would mostly be lost at the
-    next phase's start.
-    """
-    if not has_adapters(policy):
-        return save_hf_folder(path, policy, tokenizer, dist=dist)
-    with atomic_dir(path) as tmp:
-        save_model_folder(policy, tokenizer, tmp, model_cfg)
-    return path
-
-
 def train(cfg: Config, out: str | Path, items: list[Sample] | None = None, phase: str = "rl") -> Path:
     """Run RL as `cfg` says, or resume it from `out`; returns the final policy folder `out/final`.
 
@@ -469,17 +454,10 @@ def train(cfg: Config, out: str | Path, items: list[Sample] | None = None, phase
     dist, device = setup(cfg.run.device)                                    # torchrun: this rank's place and device
     check_split(cfg.train.prompts_per_step, cfg.train.mini_batches, dist.world)
     tokenizer = load_tokenizer(cfg.model)
-    if dist.launched and cfg.model.lora is not None:
-        raise ConfigError("model.lora runs in one process (LoRA adapters are not sharded with FSDP2); "
-                          "start it without torchrun")
     if dist.launched and cfg.rollout.backend == "server":
         raise ConfigError("rollout.backend=server runs in one process (one trainer publishes weights to the "
                           "server); start it without torchrun, or use rollout.backend=engine")
-    if cfg.model.lora is None:
-        policy = load_policy(cfg.model, load_device(dist, device), dtype="float32")   # fp32 master weights
-    else:
-        policy = attach_adapters(load_policy(cfg.model, device), cfg.model.lora)  # model.lora: only adapters train
-    policy = prepare(policy, dist, compute_dtype(cfg.model))               # sharded (torchrun) or autocast
+    policy = load_trainable(cfg.model, dist, device)                        # fp32 masters; sharded or autocast
     ref = load_reference(cfg, device, policy, dist)                         # None unless KL is used
     items = items if items is not None else load_items(cfg.data.train, tokenizer, cfg.data.skip_bad)
     prepare_run_dir(out, cfg)                                               # the run starts: config.yaml, log.txt
@@ -529,4 +507,4 @@ def train(cfg: Config, out: str | Path, items: list[Sample] | None = None, phase
             progress.update(step, row)
     metrics.close()
     item_scores.close()
-    return save_final(out / "final", policy, tokenizer, cfg.model, dist)
+    return save_trained(out / "final", policy, tokenizer, cfg.model, dist)

@@ -59,11 +59,10 @@ from longrl.data.sources import load_items
 from longrl.engine.distributed import SINGLE, Dist, setup
 from longrl.engine.nll import IGNORE, autocast, token_nll
 from longrl.engine.packed import packed_attention
-from longrl.engine.sharding import load_device, prepare, save_hf_folder
+from longrl.engine.sharding import load_trainable, save_trained
 from longrl.errors import ConfigError
-from longrl.files import atomic_dir, atomic_write_json
-from longrl.models.loading import compute_dtype, load_policy, load_tokenizer
-from longrl.models.lora import attach_adapters, has_adapters, save_model_folder
+from longrl.files import atomic_write_json
+from longrl.models.loading import load_tokenizer
 from longrl.sft.packing import (
     Example,
     PackedBatch,
@@ -253,16 +252,6 @@ def is_finished(out: Path, steps: int) -> bool:
     return (out / "final").is_dir() and bool(found) and found[-1][0] >= steps
 
 
-def save_final(path: Path, model, tokenizer, model_cfg, dist: Dist = SINGLE) -> Path:
-    """The model as a Hugging Face folder (config, fp32 safetensors, tokenizer), written atomically
-    (by rank 0 under torchrun); with LoRA, merged or as the adapter folder (`model.lora.final`)."""
-    if not has_adapters(model):
-        return save_hf_folder(path, model, tokenizer, dist=dist)
-    with atomic_dir(path) as tmp:
-        save_model_folder(model, tokenizer, tmp, model_cfg)
-    return path
-
-
 def train_sft(cfg: Config, out: str | Path, examples=None) -> Path:
     """Warm-up SFT as `cfg` says, or resume it from `out`; returns the final model folder `out/final`.
 
@@ -276,9 +265,6 @@ def train_sft(cfg: Config, out: str | Path, examples=None) -> Path:
     out = check_run_dir(out, cfg)                                             # refuses a different config; writes nothing
     seed_everything(cfg.run)
     dist, device = setup(cfg.run.device)                                      # torchrun: this rank's place and device
-    if cfg.model.lora is not None and dist.launched:
-        raise ConfigError("model.lora runs in one process (LoRA adapters are not sharded with FSDP2); "
-                          "start it without torchrun")
     tokenizer = load_tokenizer(cfg.model)
     if examples is None:
         if not cfg.sft.data:
@@ -292,11 +278,7 @@ def train_sft(cfg: Config, out: str | Path, examples=None) -> Path:
                "train_label_tokens": sum(e.n_labels for e in train)}
     if is_finished(out, len(plan)):
         return out / "final"
-    if cfg.model.lora is None:
-        model = load_policy(cfg.model, load_device(dist, device), dtype="float32")     # fp32 master weights
-    else:
-        model = attach_adapters(load_policy(cfg.model, device), cfg.model.lora)      # LoRA: adapters train
-    model = prepare(model, dist, compute_dtype(cfg.model))                               # sharded or autocast
+    model = load_trainable(cfg.model, dist, device)                          # fp32 masters; sharded or autocast
     prepare_run_dir(out, cfg)                                                 # the run starts: config.yaml, log.txt
     if dist.is_main:
         atomic_write_json(out / "data.json", summary)
@@ -305,4 +287,4 @@ def train_sft(cfg: Config, out: str | Path, examples=None) -> Path:
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     train_loop(model, lambda step: [train[i] for i in plan[step - 1]], settings_from_sft(cfg, len(plan)), out,
                held, pad_id, Trackers.from_config(cfg, out) if dist.is_main else None, dist)
-    return save_final(out / "final", model, tokenizer, cfg.model, dist)
+    return save_trained(out / "final", model, tokenizer, cfg.model, dist)
