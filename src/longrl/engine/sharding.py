@@ -38,6 +38,7 @@ from typing import Any
 
 import torch
 
+from longrl.checkpoint import is_sharded
 from longrl.config.model import ModelConfig
 from longrl.engine.distributed import SINGLE, Dist
 from longrl.errors import ConfigError
@@ -48,13 +49,6 @@ from longrl.models.lora import attach_adapters, has_adapters, save_model_folder
 FORWARD_METHOD = "longrl_forward"
 _AUTOCAST: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()     # model -> compute dtype (one device)
 _TWINS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()        # sharded model -> (meta twin, dtype)
-
-
-def is_sharded(model) -> bool:
-    """The model's parameters are FSDP2 shards (DTensors)."""
-    from torch.distributed.tensor import DTensor  # lazy: torch.distributed.tensor is slow to import
-
-    return any(isinstance(p, DTensor) for p in model.parameters())
 
 
 def decoder_layers(model) -> torch.nn.ModuleList:
