@@ -47,6 +47,7 @@ from longrl.data.prompt import encode_prompt
 from longrl.data.synthetic import synthesize
 from longrl.data.tokens import PieceTokenizer
 from longrl.engine.distributed import launched
+from longrl.engine.seeds import seed_everything, stream_seed
 from longrl.errors import ConfigError
 from longrl.files import atomic_dir
 from longrl.models.loading import DTYPES, load_policy, resolve_device
@@ -54,16 +55,12 @@ from longrl.models.tiny import build_tiny_model
 from longrl.models.tokenizer import THINK_CLOSE, THINK_OPEN, load_default_tokenizer
 from longrl.rewards.hybrid import HybridReward, RewardInput
 from longrl.sft.packing import encode_example
-from longrl.sft.trainer import LoopSettings, seed_everything, train_loop
+from longrl.sft.trainer import LoopSettings, train_loop
 from longrl.trackers import Trackers
 from longrl.tracking import check_run_dir, prepare_run_dir, read_metrics
 
 DEFAULT_EVAL_LENGTHS = 4
-
-
-def stream_seed(*keys) -> int:
-    """A 48-bit seed fixed by `keys` (stable across processes, unlike hash())."""
-    return random.Random(":".join(map(str, keys))).getrandbits(48)
+SEED_BITS = 48          # the item streams' seeds (the shipped base was trained on these exact streams)
 
 
 def training_examples(pcfg, tokenizer, seed: int, step: int) -> list:
@@ -78,7 +75,7 @@ def training_examples(pcfg, tokenizer, seed: int, step: int) -> list:
         task, length = rng.choice(pcfg.tasks), rng.randint(pcfg.min_length, pcfg.max_length)
         if examples and used + length > pcfg.batch_tokens:
             return examples                                   # not even the prompt fits: no need to make it
-        sample = synthesize([task], 1, length, stream_seed("pretrain", seed, step, len(examples)),
+        sample = synthesize([task], 1, length, stream_seed("pretrain", seed, step, len(examples), bits=SEED_BITS),
                             pcfg.hops, pcfg.distractors, tokenizer)[0]
         example = encode_example(tokenizer, sample)
         if pcfg.other_token_weight != 1.0:
@@ -124,7 +121,7 @@ def eval_items(pcfg, tokenizer, seed: int) -> list:
         n = pcfg.eval_items // len(lengths) + (1 if i < pcfg.eval_items % len(lengths) else 0)
         tasks = list(pcfg.tasks[i % len(pcfg.tasks):]) + list(pcfg.tasks[:i % len(pcfg.tasks)])
         if n:
-            items += synthesize(tasks, n, length, stream_seed("pretrain-eval", seed), pcfg.hops,
+            items += synthesize(tasks, n, length, stream_seed("pretrain-eval", seed, bits=SEED_BITS), pcfg.hops,
                                 pcfg.distractors, tokenizer)
     return items
 
@@ -139,7 +136,7 @@ def retrieval_items(count: int, tokenizer, seed: int) -> list:
     for i, length in enumerate(VALUE_LENGTHS):
         n = count // len(VALUE_LENGTHS) + (1 if i < count % len(VALUE_LENGTHS) else 0)
         if n:
-            items += synthesize(["lookup"], n, length, stream_seed("pretrain-values", seed), VALUE_HOPS, None, tokenizer)
+            items += synthesize(["lookup"], n, length, stream_seed("pretrain-values", seed, bits=SEED_BITS), VALUE_HOPS, None, tokenizer)
     return items
 
 

@@ -21,13 +21,9 @@ from safetensors.torch import load_file
 
 from longrl.cli import main
 from longrl.config import load_config
-from longrl.rl.trainer import (
-    Group,
-    lr_factor,
-    objective,
-    policy_update,
-    train,
-)
+from longrl.rl.groups import Group
+from longrl.rl.trainer import lr_factor, train
+from longrl.rl.update import objective, policy_update
 from longrl.tracking import read_metrics
 
 pytestmark = pytest.mark.usefixtures("one_thread")

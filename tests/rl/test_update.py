@@ -1,6 +1,6 @@
 """The composed policy update against one naive, loop-based implementation of the same objective.
 
-`rl.trainer.policy_update` composes advantages, old log-probs (recomputed before the first update),
+`rl.update.policy_update` composes advantages, old log-probs (recomputed before the first update),
 the seeded mini-batch permutation, token-budget micro-batches with the shared-prompt forward and the
 chunked LM head, clip-higher, entropy bonus, KL to a reference and the loss aggregation. The reference
 below does each piece the plain way: per-sequence full-vocabulary forwards, Python loops over tokens,
@@ -19,9 +19,11 @@ import torch
 
 from longrl.config import load_config
 from longrl.data.prompt import encode_prompt
+from longrl.engine.seeds import stream_seed
 from longrl.rl import algos
+from longrl.rl.groups import Group
 from longrl.rl.sampler import Draw
-from longrl.rl.trainer import Group, objective, policy_update, stream_seed
+from longrl.rl.update import objective, policy_update
 
 G = 4
 CLIP_LOW, CLIP_HIGH, KL_COEF, ENT_COEF, LIMIT = 0.2, 0.28, 0.05, 0.01, 12

@@ -34,8 +34,8 @@ from longrl.engine.distributed import SINGLE, Dist
 from longrl.files import atomic_open, atomic_write_json
 from longrl.registry import Registry
 from longrl.rl.groups import roll_across_ranks
+from longrl.rl.rollout import Roller
 from longrl.rl.sampler import Draw
-from longrl.rl.trainer import Roller
 from longrl.tracking import Timers, read_metrics
 
 SOLVED = 1.0 - 1e-9  # a reward at or above this counts as a solve

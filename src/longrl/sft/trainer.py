@@ -42,14 +42,12 @@ rows,pad_frac}, time/{data,step,eval}.
 from __future__ import annotations
 
 import math
-import random
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from longrl import checkpoint
@@ -59,6 +57,7 @@ from longrl.data.sources import load_items
 from longrl.engine.distributed import SINGLE, Dist, setup
 from longrl.engine.nll import IGNORE, autocast, token_nll
 from longrl.engine.packed import packed_attention
+from longrl.engine.seeds import seed_everything
 from longrl.engine.sharding import load_trainable, save_trained
 from longrl.errors import ConfigError
 from longrl.files import atomic_write_json
@@ -235,15 +234,6 @@ def settings_from_sft(cfg, steps: int) -> LoopSettings:
                         logits_chunk_mb=s.logits_chunk_mb, bf16_autocast=s.bf16_autocast, eval_every=s.eval_every,
                         save_every=cfg.run.save_every,
                         keep_checkpoints=cfg.run.keep_checkpoints, log_every=cfg.run.log_every, progress=cfg.run.progress)
-
-
-def seed_everything(run) -> None:
-    """Threads and the global RNGs from the `run` section (the loop itself draws nothing random)."""
-    if run.torch_threads:
-        torch.set_num_threads(run.torch_threads)
-    random.seed(run.seed)
-    np.random.seed(run.seed % 2**32)
-    torch.manual_seed(run.seed)
 
 
 def is_finished(out: Path, steps: int) -> bool:

@@ -1,0 +1,146 @@
+"""Rollout + reward for batches of draws (`Roller`): what step 1-2 of the RL loop and the curriculum's
+offline scoring both run, and the per-step rows they log.
+
+    roller = Roller(cfg, policy, tokenizer, Timers(), out)
+    groups = roller.roll(step, draws)            # G completions per draw, decoded and scored
+
+The backend is `rollout.backend`: the in-process shared-prefix generator (`engine/generate.py`), or
+an OpenAI-compatible server (`engine/remote.py`) that reloads the weights `sync` writes.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from longrl.config import Config
+from longrl.data.prompt import encode_prompt
+from longrl.data.schema import Sample
+from longrl.engine.generate import (
+    Generator,
+    SamplingParams,
+    SharedPrefixGenerator,
+    group_seed,
+    stop_token_ids,
+)
+from longrl.engine.remote import RemoteGenerator
+from longrl.engine.sharding import rollout_weights
+from longrl.errors import ConfigError
+from longrl.rewards.hybrid import HybridReward, RewardInput, summarize
+from longrl.rl.groups import Group, is_correct
+from longrl.rl.sampler import Draw
+from longrl.tracking import Timers
+
+
+def make_generator(cfg: Config, policy, tokenizer, out: Path | None) -> Generator:
+    """The rollout backend `rollout.backend` names: the in-process shared-prefix generator, or a model
+    server (`engine/remote.py`) loading the weights the trainer writes to `rollout.server.weights_dir`
+    (default `out/served`; without a run directory, a folder under the system's temporary directory)."""
+    r = cfg.rollout
+    if r.backend == "server":
+        weights_dir = Path(out) / "served" if out is not None else Path(tempfile.gettempdir()) / "longrl-served"
+        return RemoteGenerator(r.server, weights_dir)
+    try:
+        return SharedPrefixGenerator(policy, tokenizer.pad_token_id, groups_per_batch=r.groups_per_batch,
+                                     device=next(policy.parameters()).device, decode=r.decode)
+    except ValueError as exc:
+        raise ConfigError(f"rollout.decode: {exc}") from None
+
+
+class Roller:
+    """Rollout + reward for batches of draws: `roll(step, draws) -> list[Group]`.
+
+    `sync(version)` hands the policy's current weights to the rollout backend (a server writes,
+    reloads and checks them; the in-process generator samples the live policy: nothing to do). The
+    first roll() syncs when nothing has been yet.
+    """
+
+    def __init__(self, cfg: Config, policy, tokenizer, timers: Timers, out: Path | None = None):
+        self.cfg, self.policy, self.tokenizer, self.timers = cfg, policy, tokenizer, timers
+        self.stops = stop_token_ids(tokenizer, policy)                # the same rule evaluation uses
+        r = cfg.rollout
+        self.params = SamplingParams(max_new_tokens=r.max_new_tokens, temperature=r.temperature, top_p=r.top_p,
+                                     top_k=r.top_k, stop_token_ids=self.stops)
+        self.generator = make_generator(cfg, policy, tokenizer, out)
+        self.reward = HybridReward(cfg.reward)
+        self.synced = False
+
+    def sync(self, version: str) -> None:
+        with self.timers.time("sync"):
+            self.generator.sync_weights(self.policy, version)
+        self.synced = True
+
+    def encode(self, item: Sample) -> list[int]:
+        try:
+            return encode_prompt(self.tokenizer, item, self.cfg.rollout.max_input_tokens).ids
+        except ValueError as exc:
+            raise ConfigError(f"rollout.max_input_tokens: {exc}") from None
+
+    def roll(self, step: int, draws: list[Draw]) -> list[Group]:
+        G = self.cfg.rollout.group_size
+        if not self.synced:
+            self.sync(f"rollout-{step}")
+        in_process = isinstance(self.generator, SharedPrefixGenerator)
+        with self.timers.time("rollout"), torch.no_grad(), rollout_weights(self.policy) as model:
+            self.policy.eval()
+            if in_process:
+                self.generator.model = model             # the policy, or its twin holding gathered weights
+            try:
+                prompts = [self.encode(d.item) for d in draws]
+                seeds = [group_seed(self.cfg.run.seed, step, d.index) for d in draws]
+                outs = self.generator.generate(prompts, G, self.params, seeds) if draws else []
+            finally:
+                if in_process:
+                    self.generator.model = self.policy
+        with self.timers.time("reward"):
+            texts = [[self.decode(c) for c in out.completions] for out in outs]
+            inputs = [RewardInput(task=d.item.task, question=d.item.question, answers=list(d.item.answers), response=t,
+                                  response_tokens=len(c), max_response_tokens=self.params.max_new_tokens,
+                                  context=d.item.context)
+                      for d, out, ts in zip(draws, outs, texts) for t, c in zip(ts, out.completions)]
+            results = self.reward.score(inputs)
+        groups = []
+        for k, (d, out, ts) in enumerate(zip(draws, outs, texts)):
+            res = results[k * G:(k + 1) * G]
+            groups.append(Group(d, list(out.prompt_ids), [list(c) for c in out.completions], list(out.truncated), ts,
+                                res, [r.score for r in res]))
+        return groups
+
+    def decode(self, ids: list[int]) -> str:
+        if ids and ids[-1] in self.stops:
+            ids = ids[:-1]
+        return self.tokenizer.decode(ids, skip_special_tokens=False)
+
+
+def rollout_metrics(groups: list[Group]) -> dict[str, float]:
+    """Reward, accuracy and length statistics over every response generated in the step."""
+    results = [r for g in groups for r in g.results]
+    lengths = [len(c) for g in groups for c in g.completions]
+    truncated = [t for g in groups for t in g.truncated]
+    correct = [is_correct(r) for r in results]
+    n = max(len(lengths), 1)
+    return {
+        **summarize(results),
+        "accuracy": sum(correct) / n,                     # rule-or-judge says correct, before shaping
+        "response_len/mean": sum(lengths) / n,
+        "response_len/max": float(max(lengths, default=0)),
+        "truncated_frac": sum(truncated) / n,
+        "rollout/prompt_len_mean": sum(len(g.prompt_ids) for g in groups) / max(len(groups), 1),
+        "rollout/tokens": float(sum(len(g.prompt_ids) + sum(len(c) for c in g.completions) for g in groups)),
+    }
+
+
+def item_score_rows(step: int, phase: str, groups: list[Group]) -> list[dict[str, Any]]:
+    """One row per item rolled out: its G rewards (shaped) and G correctness flags (read by the curriculum)."""
+    return [{"step": step, "phase": phase, "id": g.draw.item.id, "rewards": g.rewards, "correct": g.correct}
+            for g in groups]
+
+
+def sample_rows(step: int, groups: list[Group]) -> list[dict[str, Any]]:
+    return [{"step": step, "id": g.draw.item.id, "draw": g.draw.index, "task": g.draw.item.task, "sample": k,
+             "reward": g.rewards[k], "prediction": r.prediction, "status": r.status, "answers": g.draw.item.answers,
+             "truncated": g.truncated[k], "response_tokens": len(g.completions[k]), "response": g.texts[k]}
+            for g in groups for k, r in enumerate(g.results)]
