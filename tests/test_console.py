@@ -71,3 +71,18 @@ def test_transformers_bars_follow_run_progress(tiny_model_dir, monkeypatch, prog
     monkeypatch.setattr("sys.stderr.isatty", lambda: False)   # auto off a terminal (the default mode)
     load_tokenizer(ModelConfig(path=str(tiny_model_dir)))
     assert not hf_logging.is_progress_bar_enabled()
+
+
+def test_tables_off_a_terminal_keep_every_cell_whole(tmp_path, capsys):
+    # 131,072-token documents make 6-digit figures in 9 columns: wider than 80, never cut to "1163…"
+    row = ["multihop", 3, "context_words", *[116394 + i for i in range(6)]]
+    with command_log("$ longrl data stats big.jsonl"):
+        start_run_log(tmp_path)
+        console.print_table("big.jsonl: 3 samples", ["task", "count", "length", "p0", "p10", "p50", "p90", "p99", "max"],
+                            [row])
+    printed = capsys.readouterr().out
+    logged = (tmp_path / "log.txt").read_text()
+    for text in (printed, logged):
+        assert "…" not in text
+        assert all(str(cell) in text for cell in row)
+        assert sum("116394" in line for line in text.splitlines()) == 1     # one line per row: nothing folded

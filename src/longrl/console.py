@@ -104,8 +104,8 @@ def stderr_console() -> Console:
     return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-def stdout_console() -> Console:
-    return Console(highlight=False, soft_wrap=True)
+def stdout_console(width: int | None = None) -> Console:
+    return Console(highlight=False, soft_wrap=True, width=width)
 
 
 def set_progress_mode(mode: str) -> None:
@@ -182,16 +182,20 @@ def progress_bar(total: int | None, description: str, mode: str = "auto", lines:
 
 
 def print_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
+    """A table on stdout (and in the log) whose cells are never cut short: on a terminal narrower than the
+    table a cell folds onto a second line; in a pipe or a file the table keeps its full width."""
     table = Table(title=title, title_justify="left")
     for i, name in enumerate(columns):
-        table.add_column(name, justify="left" if i == 0 else "right")
+        table.add_column(name, justify="left" if i == 0 else "right", overflow="fold")
     for row in rows:
         table.add_row(*[_fmt(v) for v in row])
     console = stdout_console()
-    console.print(table)
+    full = max(console.width, console.measure(table, options=console.options.update_width(100_000)).maximum)
+    (console if console.is_terminal else stdout_console(width=full)).print(table)
     if _LOG.active:
-        with console.capture() as captured:
-            console.print(table)
+        logged = stdout_console(width=full)
+        with logged.capture() as captured:
+            logged.print(table)
         _LOG.write(captured.get())
 
 
