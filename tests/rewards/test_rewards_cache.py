@@ -83,3 +83,15 @@ def test_concurrent_writers_never_expose_partial_entries(tmp_path):
     assert problems == []
     assert all(cache.get(k) == CachedVerdict(True, long_raw) for k in keys)
     assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_entries_get_the_mode_the_umask_gives(tmp_path):
+    import os
+
+    old = os.umask(0o002)                    # a group-shared cache: rw-rw-r--, not mkstemp's private 0600
+    try:
+        cache = JudgeCache(tmp_path)
+        cache.put("ab" + "0" * 62, CachedVerdict(True, "yes"))
+    finally:
+        os.umask(old)
+    assert cache.path("ab" + "0" * 62).stat().st_mode & 0o777 == 0o664

@@ -25,6 +25,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from longrl.files import umask
+
 PROMPT_VERSION = "longrl-judge-v1"
 
 
@@ -65,12 +67,13 @@ class JudgeCache:
         return CachedVerdict(entry["equivalent"], entry["raw"])
 
     def put(self, key: str, verdict: CachedVerdict) -> None:
-        """Write atomically (temporary file + rename); concurrent writers of a key are harmless."""
+        """Write atomically (temporary file + rename), with the mode the umask gives; concurrent writers are harmless."""
         path = self.path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         data = json.dumps({"equivalent": verdict.equivalent, "raw": verdict.raw}, ensure_ascii=False)
         fd, tmp = tempfile.mkstemp(prefix=f".{key[:16]}.", suffix=".tmp", dir=path.parent)
         try:
+            os.fchmod(fd, 0o666 & ~umask())          # a cache a team shares: the mode `open` gives, not mkstemp's 0600
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 fh.write(data)
             os.replace(tmp, path)
