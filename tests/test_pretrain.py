@@ -7,8 +7,9 @@ import json
 import torch
 from safetensors import safe_open
 
+from longrl.checkpoint import sha256
 from longrl.config import load_config
-from longrl.pretrain import eval_items, sha256, training_examples
+from longrl.pretrain import eval_items, training_examples
 
 TOY = ["pretrain.architecture={hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 1, "
        "intermediate_size: 64, max_position_embeddings: 1024}",
@@ -40,13 +41,19 @@ def test_held_out_items_spread_over_lengths_and_never_trained_on(tokenizer):
 
 
 def test_toy_pretrain_end_to_end(tmp_path, capsys):
+    from transformers.utils import logging as hf_logging
+
     from longrl.cli import main
     from longrl.config.model import ModelConfig
     from longrl.models.loading import load_policy
     from longrl.tracking import read_metrics
 
     out = tmp_path / "base"
+    hf_logging.enable_progress_bar()               # as in a fresh process: transformers draws bars by default
     assert main(["pretrain", "--out", str(out), *TOY]) == 0
+    printed = capsys.readouterr()
+    assert "held-out greedy accuracy" in printed.out
+    assert "Writing model shards" not in printed.err               # off a terminal no bar, even from scratch
     final = out / "final"
     provenance = json.loads((final / "PROVENANCE.json").read_text())
     assert provenance["files"]["model.safetensors"] == sha256(final / "model.safetensors")
@@ -60,7 +67,6 @@ def test_toy_pretrain_end_to_end(tmp_path, capsys):
     rows = read_metrics(out / "metrics.jsonl")
     assert [r["step"] for r in rows] == [1, 2, 3, 4] and all(r["phase"] == "pretrain" for r in rows)
     assert [r["step"] for r in rows if "loss/eval" in r] == [2, 4]
-    assert "held-out greedy accuracy" in capsys.readouterr().out
     assert main(["pretrain", "--out", str(out), *TOY]) == 0          # complete: nothing redone
     assert json.loads((final / "PROVENANCE.json").read_text()) == provenance
     more = tmp_path / "more"                                          # continue from the saved base

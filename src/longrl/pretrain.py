@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import json
 import random
 import subprocess
@@ -39,6 +38,7 @@ from pathlib import Path
 import torch
 
 from longrl import __version__
+from longrl.checkpoint import sha256
 from longrl.config import Config
 from longrl.config.model import ModelConfig
 from longrl.config.reward import RewardConfig
@@ -50,7 +50,7 @@ from longrl.engine.distributed import launched
 from longrl.engine.seeds import seed_everything, stream_seed
 from longrl.errors import ConfigError
 from longrl.files import atomic_dir
-from longrl.models.loading import DTYPES, load_policy, resolve_device
+from longrl.models.loading import DTYPES, follow_progress_setting, load_policy, resolve_device
 from longrl.models.tiny import build_tiny_model
 from longrl.models.tokenizer import THINK_CLOSE, THINK_OPEN, load_default_tokenizer
 from longrl.rewards.hybrid import HybridReward, RewardInput
@@ -229,14 +229,6 @@ def git_state() -> dict:
     return {"commit": commit, "dirty": dirty}
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def save_checked(model, tokenizer, final: Path, cfg, items: list, provenance: dict, began: float) -> dict:
     """Save in dtype_on_save, reload from disk, check the weights and score again; then publish `final/`."""
 
@@ -276,6 +268,7 @@ def pretrain(cfg: Config, out: str | Path) -> dict:
         return json.loads((final / "PROVENANCE.json").read_text())
     began = time.perf_counter()
     seed_everything(cfg.run)
+    follow_progress_setting()                                  # transformers' "Writing model shards" bar too
     tokenizer = load_default_tokenizer()
     device = resolve_device(cfg.run.device)
     if pcfg.init_from:                                         # continue an earlier base (its own shape), in fp32

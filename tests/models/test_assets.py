@@ -4,8 +4,8 @@ import json
 
 import torch
 
+from longrl.checkpoint import sha256
 from longrl.models.tokenizer import assets_dir
-from longrl.pretrain import sha256
 
 BASE = assets_dir() / "tiny-base"
 MAX_BYTES = 10 * 1024 * 1024
