@@ -91,20 +91,29 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         finishing = True
-        follow_umask(tmp)
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
+        publish_dir(tmp, path)
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(exc, OSError) and (finishing or exc.errno in WRITE_ERRNOS):
             raise OutputError(str(path), explain(path, exc)) from None
         raise
+
+
+def publish_dir(tmp: Path, path: Path) -> None:
+    """Rename the finished directory `tmp` to `path`, with the modes the umask gives.
+
+    An existing `path` is set aside first and removed only once the new one is in place, so a
+    kill at any point leaves a complete `path` (old or new) or the set-aside copy, never neither.
+    """
+    follow_umask(tmp)
+    if path.exists():
+        old = path.with_name(f".{path.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, path)
 
 
 def follow_umask(root: Path) -> None:

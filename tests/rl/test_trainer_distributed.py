@@ -22,6 +22,7 @@ import torch
 from safetensors.torch import load_file
 
 from longrl.cli import main
+from longrl.files import umask
 from longrl.tracking import read_metrics
 
 pytestmark = pytest.mark.slow          # each module run starts torchrun a few times (about 40 s each on 2 cores)
@@ -100,6 +101,9 @@ def test_sharded_checkpoints_and_a_plain_final_folder(runs):
     state = json.loads((last / "state.json").read_text())
     assert state["format"] == "sharded" and state["world_size"] == 2 and state["step"] == STEPS
     assert len(list((last / "shards").glob("*.safetensors"))) == 2           # one file per rank
+    mode = 0o666 & ~umask()                                                    # as every run output: the umask's
+    assert {f.name: f.stat().st_mode & 0o777 for f in last.rglob("*") if f.is_file()} == {
+        str(f.name): mode for f in last.rglob("*") if f.is_file()}
     assert not list((two / "checkpoints").glob(".*"))                         # no temporary directories left
     final = sorted(p.name for p in (two / "final").iterdir())
     assert {"config.json", "model.safetensors", "tokenizer.json"} <= set(final)

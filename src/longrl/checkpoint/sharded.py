@@ -10,7 +10,6 @@ is scattered into a sharded model the same way.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from longrl.checkpoint.layout import (
     sha256,
     tied_aliases,
 )
-from longrl.files import atomic_write_text
+from longrl.files import atomic_write_text, publish_dir
 
 
 def is_sharded(model: torch.nn.Module) -> bool:
@@ -83,12 +82,7 @@ def save_sharded(run_dir, target: Path, step: int, model, optimizer, scheduler, 
                  if f.is_file()}          # shards: sizes only (hashing every rank's shards here would stall all ranks)
         files["state.json"] = {"bytes": (tmp / "state.json").stat().st_size, "sha256": sha256(tmp / "state.json")}
         atomic_write_text(tmp / MANIFEST, json.dumps({"files": files}, indent=1, sort_keys=True))
-        if target.exists():
-            old = target.with_name(f".{target.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(target, old)
-            shutil.rmtree(old, ignore_errors=True)
-        os.replace(tmp, target)
+        publish_dir(tmp, target)             # the shards too get the umask's modes (safetensors writes 0600)
         prune(run_dir, keep)
     tdist.barrier()
     return target
