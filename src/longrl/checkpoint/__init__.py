@@ -60,10 +60,10 @@ from longrl.checkpoint.layout import (
     CheckpointMismatch,
     checkpoint_dir,
     first_line,
-    is_tied,
     latest_checkpoint,
     list_checkpoints,
     prune,
+    refuse_other_names,
     rng_state,
     set_rng_state,
     sha256,
@@ -120,42 +120,22 @@ def load(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimi
     try:
         payload = load_json((path / "state.json").read_bytes())
         step, caller_state, rng = int(payload["step"]), dict(payload["state"]), payload["rng"]
-        if payload.get("format") != "sharded":
+        sharded = payload.get("format") == "sharded"
+        if not sharded:
             trainer = torch.load(path / "trainer.pt", map_location="cpu", weights_only=True)
     except (OSError, ValueError, KeyError, TypeError, EOFError, pickle.UnpicklingError, RuntimeError) as exc:
         raise CheckpointError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc})") from None
-    if payload.get("format") == "sharded":
+    if sharded:                       # optimizer state is in the shards; the rest in state.json
         load_shards(path, model, optimizer)
-        if scheduler is not None and payload.get("scheduler") is not None:
-            scheduler.load_state_dict(payload["scheduler"])
-        if restore_rng:
-            torch.set_rng_state(torch.tensor(payload["torch_rng"], dtype=torch.uint8, device="cpu"))
-            set_rng_state(rng)
-        return {"step": step, **caller_state}
-    if is_sharded(model):
+        trainer = {"scheduler": payload.get("scheduler"), "cuda_rng": [],
+                   "torch_rng": payload.get("torch_rng")}
+    elif is_sharded(model):
         if (path / TRAINABLE).exists():
             raise CheckpointMismatch(f"{path}: a single-process LoRA checkpoint ({TRAINABLE}) cannot be resumed "
                                      "on several ranks; resume it with one process")
         load_plain_into_sharded(path, model, optimizer, trainer["optimizer"])
     else:
-        if (path / TRAINABLE).exists():
-            try:
-                load_trainable(model, path / TRAINABLE)
-            except (OSError, SafetensorError) as exc:
-                raise CheckpointError(f"{path}: unreadable {TRAINABLE} ({exc})") from None
-        else:
-            try:
-                missing, unexpected = load_model(unwrap(model), str(path / "model.safetensors"), strict=False)
-            except (OSError, SafetensorError) as exc:
-                raise CheckpointError(f"{path}: unreadable model.safetensors ({exc})") from None
-            except RuntimeError as exc:   # shapes differ
-                raise CheckpointMismatch(f"{path}: checkpoint does not match the model ({first_line(exc)}); "
-                                         "it was written by a run with another model or config") from None
-            missing = sorted(m for m in missing if not is_tied(model, m))
-            if unexpected or missing:
-                raise CheckpointMismatch(f"{path}: checkpoint does not match the model (missing {missing[:3]}, "
-                                         f"unexpected {sorted(unexpected)[:3]}); it was written by a run with "
-                                         "another model or config")
+        load_plain_weights(path, model)
         if optimizer is not None and trainer["optimizer"] is not None:
             try:
                 optimizer.load_state_dict(trainer["optimizer"])
@@ -164,11 +144,29 @@ def load(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimi
     if scheduler is not None and trainer["scheduler"] is not None:
         scheduler.load_state_dict(trainer["scheduler"])
     if restore_rng:
-        torch.set_rng_state(trainer["torch_rng"])
+        torch.set_rng_state(torch.as_tensor(trainer["torch_rng"], dtype=torch.uint8, device="cpu"))
         if trainer["cuda_rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(trainer["cuda_rng"])
         set_rng_state(rng)
     return {"step": step, **caller_state}
+
+
+def load_plain_weights(path: Path, model: torch.nn.Module) -> None:
+    """The plain format's weights into a model on one process: trainable.safetensors (LoRA) or model.safetensors."""
+    if (path / TRAINABLE).exists():
+        try:
+            load_trainable(model, path / TRAINABLE)
+        except (OSError, SafetensorError) as exc:
+            raise CheckpointError(f"{path}: unreadable {TRAINABLE} ({exc})") from None
+        return
+    try:
+        missing, unexpected = load_model(unwrap(model), str(path / "model.safetensors"), strict=False)
+    except (OSError, SafetensorError) as exc:
+        raise CheckpointError(f"{path}: unreadable model.safetensors ({exc})") from None
+    except RuntimeError as exc:   # shapes differ
+        raise CheckpointMismatch(f"{path}: checkpoint does not match the model ({first_line(exc)}); "
+                                 "it was written by a run with another model or config") from None
+    refuse_other_names(path, model, missing, unexpected)
 
 
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor] | None:

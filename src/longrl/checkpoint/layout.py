@@ -105,16 +105,27 @@ def prune(run_dir: str | Path, keep: int) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
+def tied_groups(model: torch.nn.Module) -> list[list[str]]:
+    """The names of each parameter held under several names (tied embeddings), in named order."""
+    names: dict[int, list[str]] = {}
+    for name, p in unwrap(model).named_parameters(remove_duplicate=False):
+        names.setdefault(id(p), []).append(name)
+    return [group for group in names.values() if len(group) > 1]
+
+
 def tied_aliases(model: torch.nn.Module) -> set[str]:
     """Names of parameters that are another, earlier-named parameter (tied embeddings)."""
-    seen: dict[int, str] = {}
-    aliases = set()
-    for name, p in unwrap(model).named_parameters(remove_duplicate=False):
-        if id(p) in seen:
-            aliases.add(name)
-        else:
-            seen[id(p)] = name
-    return aliases
+    return {name for group in tied_groups(model) for name in group[1:]}
+
+
+def refuse_other_names(path: Path, model: torch.nn.Module, missing, unexpected) -> None:
+    """CheckpointMismatch when the saved tensor names are not the model's. A tied parameter may be
+    missing under one of its names: safetensors stores a shared tensor once."""
+    tied = {name for group in tied_groups(model) for name in group}
+    missing, unexpected = sorted(set(missing) - tied), sorted(unexpected)
+    if missing or unexpected:
+        raise CheckpointMismatch(f"{path}: checkpoint does not match the model (missing {missing[:3]}, unexpected "
+                                 f"{unexpected[:3]}); it was written by a run with another model or config")
 
 
 def first_line(exc: BaseException) -> str:
@@ -124,13 +135,6 @@ def first_line(exc: BaseException) -> str:
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return getattr(model, "module", model)
-
-
-def is_tied(model: torch.nn.Module, name: str) -> bool:
-    """safetensors stores a shared tensor once; the alias it skipped is reported as missing."""
-    params = dict(unwrap(model).named_parameters(remove_duplicate=False))
-    target = params.get(name)
-    return target is not None and any(p is target and n != name for n, p in params.items())
 
 
 def to_json(obj: Any) -> Any:

@@ -20,8 +20,8 @@ from longrl.checkpoint.layout import (
     MANIFEST,
     CheckpointMismatch,
     first_line,
-    is_tied,
     prune,
+    refuse_other_names,
     rng_state,
     sha256,
     tied_aliases,
@@ -127,11 +127,7 @@ def load_plain_into_sharded(path: Path, model, optimizer, optim_state: dict | No
 
     full = load_file(str(path / "model.safetensors"))
     names = set(model.state_dict())
-    missing = sorted(k for k in names - set(full) if not is_tied(model, k))   # a tied tensor is stored under one name
-    unexpected = sorted(set(full) - names)
-    if missing or unexpected:
-        raise CheckpointMismatch(f"{path}: checkpoint does not match the model (missing {missing[:3]}, unexpected "
-                                 f"{unexpected[:3]}); it was written by a run with another model or config")
+    refuse_other_names(path, model, names - set(full), set(full) - names)
     options = StateDictOptions(full_state_dict=True, strict=False)
     try:
         set_model_state_dict(model, full, options=options)

@@ -60,6 +60,13 @@ def merge_attention(o1: torch.Tensor, lse1: torch.Tensor, o2: torch.Tensor, lse2
     return o1 * w1.to(o1.dtype) + o2 * w2.to(o2.dtype), lse
 
 
+def autocast_state(device_type: str) -> dict:
+    """torch.autocast(**state) re-enters the autocast state in force now (custom backward passes run outside it)."""
+    enabled = torch.is_autocast_enabled(device_type)
+    dtype = torch.get_autocast_dtype(device_type) if enabled else torch.bfloat16
+    return {"device_type": device_type, "dtype": dtype, "enabled": enabled}
+
+
 def _block_mask(q_pos, k_pos, key_valid, start: int, end: int):
     """Boolean mask (N|1, rows, L) of allowed keys for query rows [start, end), or None."""
     mask = None
@@ -102,9 +109,7 @@ class _AttentionWithLSE(torch.autograd.Function):
             lse[:, start:end] = (peak + denom.log()).squeeze(-1)
         ctx.save_for_backward(q, k, v, out, lse, q_pos, k_pos, key_valid)
         ctx.scale, ctx.block = scale, block
-        enabled = torch.is_autocast_enabled(q.device.type)   # the backward recomputes scores as the forward did
-        ctx.autocast = {"device_type": q.device.type, "enabled": enabled,
-                        "dtype": torch.get_autocast_dtype(q.device.type) if enabled else torch.bfloat16}
+        ctx.autocast = autocast_state(q.device.type)        # the backward recomputes scores as the forward did
         return out, lse
 
     @staticmethod

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from longrl.engine.attention import (
     CascadeContext,
     PrefillContext,
+    autocast_state,
     enable_cascade_attention,
 )
 from longrl.engine.sharding import keep_for_backward, run_forward
@@ -104,13 +105,6 @@ class _ChunkedTokenStats(torch.autograd.Function):
                 grad_w.addmm_(dz.t(), h.float())
             del dz, logp
         return grad_h, (grad_w.to(weight.dtype) if need_w else None), None, None, None
-
-
-def autocast_state(device_type: str) -> dict:
-    """torch.autocast(**state) re-enters the autocast state in force now (custom backward passes run outside it)."""
-    enabled = torch.is_autocast_enabled(device_type)
-    dtype = torch.get_autocast_dtype(device_type) if enabled else torch.bfloat16
-    return {"device_type": device_type, "dtype": dtype, "enabled": enabled}
 
 
 def chunked_token_stats(hidden: torch.Tensor, lm_head_weight: torch.Tensor, targets: torch.Tensor,

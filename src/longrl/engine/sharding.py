@@ -155,6 +155,16 @@ def keep_for_backward(model, kept: dict[int, tuple[torch.Tensor, torch.Tensor]])
         kept[index] = _GatherInBackward.apply(layers[index], k, v)
 
 
+def full_tensor(tensor: torch.Tensor) -> torch.Tensor:
+    """The whole tensor: an FSDP2 shard (DTensor) gathered from every rank; a plain tensor as it is."""
+    return tensor.full_tensor() if hasattr(tensor, "full_tensor") else tensor
+
+
+def clip_grad_norm(params, max_norm: float) -> float:
+    """Clip the gradients of `params` to a global norm of `max_norm` (over every rank's shards); the norm before."""
+    return float(full_tensor(torch.nn.utils.clip_grad_norm_(params, max_norm)))
+
+
 @contextlib.contextmanager
 def rollout_weights(model) -> Iterator[Any]:
     """The model to sample from: `model` itself (under autocast when asked), or its twin holding full weights."""
@@ -179,7 +189,7 @@ def full_weights(model, keep: Callable[[torch.Tensor], torch.Tensor], dist: Dist
     """
     out: dict[str, torch.Tensor] = {}
     for name, tensor in list(model.named_parameters()) + list(model.named_buffers()):
-        full = tensor.full_tensor() if hasattr(tensor, "full_tensor") else tensor
+        full = full_tensor(tensor)
         if not only_main or dist.is_main:
             out[name] = keep(full.detach())
         del full
@@ -192,7 +202,7 @@ def _fill(twin, model, keep: Callable[[torch.Tensor], torch.Tensor]) -> None:
     named = list(model.named_parameters(remove_duplicate=False)) + list(model.named_buffers(remove_duplicate=False))
     for name, tensor in named:
         if id(tensor) not in made:
-            full = tensor.full_tensor() if hasattr(tensor, "full_tensor") else tensor
+            full = full_tensor(tensor)
             made[id(tensor)] = keep(full.detach())
         owner_name, _, leaf = name.rpartition(".")
         owner = twin.get_submodule(owner_name)

@@ -19,6 +19,7 @@ from longrl.config import Config
 from longrl.engine.distributed import SINGLE, Dist
 from longrl.engine.logprobs import completion_stats
 from longrl.engine.seeds import stream_seed
+from longrl.engine.sharding import clip_grad_norm
 from longrl.models.lora import adapters_disabled
 from longrl.rl import algos
 from longrl.rl.batching import (
@@ -145,8 +146,7 @@ def policy_update(policy, ref, optimizer, groups: list[Group], adv: torch.Tensor
                 sums["loss/policy"] += float((pg.detach() * mask).sum())
                 sums["loss/clip_frac"] += float(clip_frac) * n
                 sums["entropy"] += float((stats.entropy.detach() * mask).sum())
-            norm = torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)      # global over shards
-            norms.append(float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm))
+            norms.append(clip_grad_norm(params, cfg.optim.grad_clip))              # global over shards
             optimizer.step()
     optimizer.zero_grad(set_to_none=True)          # no gradients held through the next rollout
     keys = list(sums)

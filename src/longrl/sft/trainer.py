@@ -58,7 +58,7 @@ from longrl.engine.distributed import SINGLE, Dist, setup
 from longrl.engine.nll import IGNORE, autocast, token_nll
 from longrl.engine.packed import packed_attention
 from longrl.engine.seeds import seed_everything
-from longrl.engine.sharding import load_trainable, save_trained
+from longrl.engine.sharding import clip_grad_norm, load_trainable, save_trained
 from longrl.errors import ConfigError
 from longrl.files import atomic_write_json
 from longrl.models.loading import load_tokenizer
@@ -194,8 +194,7 @@ def train_loop(model, examples_at: Callable[[int], list[Example]], settings: Loo
                 w = label_weights(batch)
                 ((losses if w is None else losses * w.to(losses.device)).sum() * scale / max(total_weight, 1e-12)).backward()
                 nll += scale * float(losses.detach().sum())
-            norm = torch.nn.utils.clip_grad_norm_(params, settings.grad_clip)              # global over shards
-            grad_norm = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
+            grad_norm = clip_grad_norm(params, settings.grad_clip)                          # global over shards
             optimizer.step()
             elapsed = time.perf_counter() - began
             nll, n_tokens, padded, n_examples, n_rows = dist.all_sum([
