@@ -30,6 +30,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from longrl.config import Config
 from longrl.config.model import ModelConfig
 from longrl.console import info
@@ -48,7 +50,7 @@ from longrl.eval.backends import LocalBackend
 from longrl.eval.benchmarks import load_suites
 from longrl.eval.harness import build_reward, evaluate
 from longrl.files import atomic_write_json
-from longrl.models.loading import load_policy, load_tokenizer, resolve_device
+from longrl.models.loading import load_policy, load_tokenizer
 from longrl.report import write_report
 from longrl.rl.trainer import train
 from longrl.sft.trainer import train_sft
@@ -103,7 +105,7 @@ def phase_items(cfg: Config, k: int, tokenizer, carried: list[Sample], stage: Pa
 
 
 def run_retrospective(cfg: Config, out: Path, k: int, policy_path: str, earlier: list[Sample], tokenizer,
-                      dist: Dist = SINGLE) -> list[Sample]:
+                      device: torch.device, dist: Dist = SINGLE) -> list[Sample]:
     """Between phase k and k+1: the hardest earlier items (under phase k+1's limits), saved in retroK/."""
 
     stage = out / f"retro{k}"
@@ -118,8 +120,7 @@ def run_retrospective(cfg: Config, out: Path, k: int, policy_path: str, earlier:
     fitting = filter_by_length(earlier, tokenizer, nxt.max_input_tokens).kept
     if retro.mode == "offline":
         next_cfg = phase_config(cfg, nxt, init_from=policy_path, steps=1)
-        policy = load_policy(ModelConfig(**{**cfg.model.model_dump(), "path": policy_path}), resolve_device(
-            cfg.run.device) if not dist.launched else dist.device)
+        policy = load_policy(ModelConfig(**{**cfg.model.model_dump(), "path": policy_path}), device)
         scores = score_offline(next_cfg, policy, tokenizer, fitting, retro.samples, seed_key=f"retro{k}",
                                metric=retro.metric, dist=dist)
     else:
@@ -138,13 +139,13 @@ def run_retrospective(cfg: Config, out: Path, k: int, policy_path: str, earlier:
     return [by_id[s.id] for s in selected]
 
 
-def run_phases(cfg: Config, out: Path, start_from: str, tokenizer, dist: Dist = SINGLE) -> str:
+def run_phases(cfg: Config, out: Path, start_from: str, tokenizer, device: torch.device, dist: Dist = SINGLE) -> str:
     """Every curriculum phase in turn (with retrospective sampling between); returns the final weights."""
 
     weights, earlier, carried = start_from, [], []
     for k, phase in enumerate(cfg.curriculum.phases, start=1):
         if k > 1:
-            carried = run_retrospective(cfg, out, k - 1, weights, earlier, tokenizer, dist)
+            carried = run_retrospective(cfg, out, k - 1, weights, earlier, tokenizer, device, dist)
         stage = out / f"phase{k}"
         items = phase_items(cfg, k, tokenizer, carried, stage, dist)
         if (done := stage_done(stage)) is None:
@@ -157,7 +158,7 @@ def run_phases(cfg: Config, out: Path, start_from: str, tokenizer, dist: Dist = 
     return weights
 
 
-def run_eval(cfg: Config, out: Path, models: dict[str, str], tokenizer) -> dict[str, dict[str, Any]]:
+def run_eval(cfg: Config, out: Path, models: dict[str, str], tokenizer, device: torch.device) -> dict[str, dict[str, Any]]:
     """Each named model on the same `eval.benchmarks` items; results under eval/<name>/."""
 
     suites = load_suites(cfg.eval.benchmarks, cfg.eval.data_dir, cfg.eval.synthetic, cfg.eval.limit, tokenizer,
@@ -170,7 +171,7 @@ def run_eval(cfg: Config, out: Path, models: dict[str, str], tokenizer) -> dict[
             continue
         info(f"[pipeline] stage eval/{name} ({path}) -> {stage}")
         model_cfg = ModelConfig(**{**cfg.model.model_dump(), "path": path})
-        backend = LocalBackend(load_policy(model_cfg, resolve_device(cfg.run.device)), tokenizer, name=name,
+        backend = LocalBackend(load_policy(model_cfg, device), tokenizer, name=name,
                                batch_size=cfg.eval.batch_size)
         summary = evaluate(backend, tokenizer, suites, cfg.eval, build_reward(cfg), stage, seed=cfg.run.seed,
                            progress=cfg.run.progress)
@@ -182,15 +183,15 @@ def run_pipeline(cfg: Config, out: str | Path) -> dict[str, Any]:
     """Run (or resume) the whole recipe in `out`; returns {"models": {...}, "eval": {name: summary}}."""
 
     out = check_run_dir(out, cfg)                  # refuses a different config; writes nothing
-    dist, _ = setup(cfg.run.device)                # torchrun: this rank's place
+    dist, device = setup(cfg.run.device)           # torchrun: this rank's place and device
     tokenizer = load_tokenizer(cfg.model)          # a bad model.path fails here, before the run directory is made
     prepare_run_dir(out, cfg)
     sft_weights = run_sft(cfg, out, dist)
-    final = run_phases(cfg, out, sft_weights, tokenizer, dist)
+    final = run_phases(cfg, out, sft_weights, tokenizer, device, dist)
     models = {"sft" if cfg.sft.data else "base": sft_weights, "rl": final}
     if not dist.is_main:                                            # evaluation and report: rank 0 alone
         return {"models": models, "eval": {}}
-    summaries = run_eval(cfg, out, models, tokenizer)
+    summaries = run_eval(cfg, out, models, tokenizer, device)
     write_report(out)
     result = {"models": models, "eval": summaries}
     atomic_write_json(out / "pipeline.json", {"models": models, "eval": {k: {n: b["score"] for n, b in v["benchmarks"].items()}

@@ -78,7 +78,7 @@ class Dist:
         if not self.launched:
             return [payload]
         data = json.dumps(payload, separators=(",", ":")).encode("utf-8")
-        local = torch.frombuffer(bytearray(data), dtype=torch.uint8) if data else torch.empty(0, dtype=torch.uint8, device="cpu")
+        local = torch.frombuffer(bytearray(data), dtype=torch.uint8)             # never empty: JSON has a value
         size = torch.tensor([local.numel()], dtype=torch.int64, device=self.device)
         sizes = [torch.zeros(1, dtype=torch.int64, device=self.device) for _ in range(self.world)]
         tdist.all_gather(sizes, size)
@@ -88,7 +88,7 @@ class Dist:
         buffer[: local.numel()] = local.to(self.device)
         parts = [torch.empty(width, dtype=torch.uint8, device=self.device) for _ in range(self.world)]
         tdist.all_gather(parts, buffer)
-        return [json.loads(bytes(p[:n].cpu().tolist()).decode("utf-8")) for p, n in zip(parts, sizes)]
+        return [json.loads(p[:n].cpu().numpy().tobytes().decode("utf-8")) for p, n in zip(parts, sizes)]
 
     def broadcast_json(self, payload: Any) -> Any:
         """Rank 0's `payload` on every rank."""

@@ -56,18 +56,17 @@ def rewards_tensor(groups: list[Group], group_size: int) -> torch.Tensor:
     return torch.tensor([g.rewards for g in groups], dtype=torch.float32, device="cpu").reshape(len(groups), group_size)
 
 
-def no_grad_logprobs(model, groups: list[Group], cfg: Config, shares: list[list[int]] | None = None,
+def no_grad_logprobs(model, groups: list[Group], cfg: Config, shares: list[list[int]],
                      dist: Dist = SINGLE) -> dict[tuple[int, int], torch.Tensor]:
-    """Per-sequence log-probs of the completions of this rank's groups (`shares[rank]`; default all), without grad."""
+    """Per-sequence log-probs of the completions of this rank's groups (`shares[rank]`: one list per rank), without grad."""
     prompts = [g.prompt_ids for g in groups]
     comps = [g.completions for g in groups]
     lens = [[len(c) for c in cs] for cs in comps]
-    shares = shares or [list(range(len(groups)))]
     plans = [plan_groups(share, [len(p) for p in prompts], lens, cfg.train.micro_batch_tokens,
                          cfg.train.shared_prompt_forward) for share in shares]
     out: dict[tuple[int, int], torch.Tensor] = {}
     with torch.no_grad():
-        for micro, weight in lockstep(plans, dist.rank if len(shares) > 1 else 0, spare_group=0):
+        for micro, weight in lockstep(plans, dist.rank, spare_group=0):
             p, c = gather(micro, prompts, comps)
             stats = completion_stats(model, p, c, cfg.train.logprob_chunk_tokens, with_entropy=False,
                                      shared_prompt=cfg.train.shared_prompt_forward)
@@ -76,7 +75,7 @@ def no_grad_logprobs(model, groups: list[Group], cfg: Config, shares: list[list[
     return out
 
 
-def reference_logprobs(ref, groups: list[Group], cfg: Config, shares: list[list[int]] | None = None,
+def reference_logprobs(ref, groups: list[Group], cfg: Config, shares: list[list[int]],
                        dist: Dist = SINGLE) -> dict[tuple[int, int], torch.Tensor]:
     """Log-probs under the reference: the frozen starting model, or the LoRA policy with its adapters off."""
     with adapters_disabled(ref):                 # a no-op for a model without adapters

@@ -53,7 +53,7 @@ class ModelServer:
         return f"http://{self.host}:{self.port}/v1"
 
     def start(self) -> ModelServer:
-        """Serve from a background thread; returns at once (`wait` blocks until the server is closed)."""
+        """Serve from a background thread; returns at once (`running` says whether it still serves)."""
         self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
         return self
@@ -61,11 +61,6 @@ class ModelServer:
     def running(self) -> bool:
         """Whether the serving thread is up (started and not closed)."""
         return self._thread is not None and self._thread.is_alive()
-
-    def wait(self) -> None:
-        """Block until the server stops (Ctrl-C reaches the caller: the join wakes up twice a second)."""
-        while self._thread is not None and self._thread.is_alive():
-            self._thread.join(0.5)
 
     def close(self) -> None:
         self.httpd.shutdown()
