@@ -46,15 +46,13 @@ else
   timeout 240 "$PY" -m pytest -q -p no:cacheprovider -m gpu tests 2>&1 | tail -1 | tee "$OUTDIR/gpu_tests.log"
 fi
 
+BENCH_ARGS=(--device "$MODE")
+[ "$MODE" = cpu ] && BENCH_ARGS+=(--quick)
+
 step "planner vs measured peaks (longrl bench memory)"
-timeout 150 "$PY" - "$OUTDIR/bench_memory.json" "$MODE" <<'PY' > "$OUTDIR/bench_memory.log" 2>&1 || { tail -20 "$OUTDIR/bench_memory.log"; fail "bench memory"; }
-import argparse, json, sys
-from longrl.engine.memory_bench import bench_memory
-result = bench_memory(argparse.Namespace(device=sys.argv[2], quick=sys.argv[2] == "cpu"))
-open(sys.argv[1], "w").write(json.dumps({"benchmark": "memory", **result}, indent=2) + "\n")
-print(json.dumps(result))
-PY
-tail -1 "$OUTDIR/bench_memory.log"
+timeout 150 "$PY" -m longrl.cli bench memory "${BENCH_ARGS[@]}" --json "$OUTDIR/bench_memory.json" \
+  > "$OUTDIR/bench_memory.log" 2>&1 || { tail -20 "$OUTDIR/bench_memory.log"; fail "bench memory"; }
+grep -o '"worst_relative_error": [0-9.]*' "$OUTDIR/bench_memory.json"
 
 # One RL step under torchrun with FSDP2 on one rank: the 0.5B-shaped model (hidden 896, 24 layers; the default
 # tokenizer's vocabulary), an 8K-token prompt, G=8, 256 new tokens (--cpu: a tiny shape and a short prompt).
@@ -77,8 +75,6 @@ timeout 300 "$PY" -m torch.distributed.run --standalone --nproc_per_node 1 -m lo
 tail -1 "$RL_OUT/metrics.jsonl"
 
 # Benchmarks: each writes its own JSON; sizes as the GPU-speed issue states them (--quick on the CPU).
-BENCH_ARGS=(--device "$MODE")
-[ "$MODE" = cpu ] && BENCH_ARGS+=(--quick)
 for name in rollout forward logprobs; do
   step "bench $name"
   extra=()

@@ -248,3 +248,6 @@ def bench_memory(args: argparse.Namespace) -> dict:
     rows = [compare(c, device) for c in cases(args.quick)]
     worst = max(abs(r["ratio"] - 1) for r in rows)
     return {"device": str(device), "cases": rows, "worst_relative_error": round(worst, 3)}
+
+
+bench_memory.devices = ("cpu", "cuda")          # `longrl bench memory --device cuda` measures CUDA peaks
