@@ -21,11 +21,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from longrl.files import umask
+from longrl.files import atomic_write_text
 
 PROMPT_VERSION = "longrl-judge-v1"
 
@@ -67,22 +66,9 @@ class JudgeCache:
         return CachedVerdict(entry["equivalent"], entry["raw"])
 
     def put(self, key: str, verdict: CachedVerdict) -> None:
-        """Write atomically (temporary file + rename), with the mode the umask gives; concurrent writers are harmless."""
-        path = self.path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        """Write atomically (`files.atomic_write_text`: the umask's mode); concurrent writers of a key are harmless."""
         data = json.dumps({"equivalent": verdict.equivalent, "raw": verdict.raw}, ensure_ascii=False)
-        fd, tmp = tempfile.mkstemp(prefix=f".{key[:16]}.", suffix=".tmp", dir=path.parent)
-        try:
-            os.fchmod(fd, 0o666 & ~umask())          # a cache a team shares: the mode `open` gives, not mkstemp's 0600
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
+        atomic_write_text(self.path(key), data)
 
     def __len__(self) -> int:
         return sum(1 for _ in self.root.glob("??/*.json")) if self.root.exists() else 0
