@@ -68,7 +68,7 @@ def run_plan(args: argparse.Namespace) -> int:
     # lazy: stage code loads only when this command runs (`longrl --help` stays fast)
     from longrl.console import print_table
     from longrl.engine.memory import GB, Layout
-    from longrl.engine.plan import plan_phase
+    from longrl.engine.plan import USABLE, plan_phase
     from longrl.errors import ConfigError
     from longrl.files import atomic_write_json
     from longrl.models.shapes import architecture
@@ -83,7 +83,7 @@ def run_plan(args: argparse.Namespace) -> int:
     layout = Layout(gpus=args.gpus, compute=compute, fsdp=True if args.torchrun else None)
     how = f"torchrun + FSDP2, {args.gpus} ranks" if layout.sharded else "one process"
     print(f"{cfg.model.path}: {shape.params / 1e9:.2f}B parameters, {compute} math, fp32 master weights; {how}; "
-          f"{args.gpu_memory_gb:g} GB per GPU ({100 * 0.9:.0f}% planned)")
+          f"{args.gpu_memory_gb:g} GB per GPU ({100 * USABLE:.0f}% planned)")
     plans = [plan_phase(shape, spec, layout, args.gpu_memory_gb) for spec in phase_specs(cfg)]
     failing = []
     for plan in plans:

@@ -88,7 +88,10 @@ class Estimate:
     """Bytes per GPU, by component; `total` is the peak (the parts that coexist at the worst moment)."""
 
     parts: dict[str, float] = field(default_factory=dict)
-    total: float = 0.0
+
+    @property
+    def total(self) -> float:
+        return sum(self.parts.values())
 
     @property
     def transient(self) -> float:
@@ -168,7 +171,7 @@ def train_memory(shape: Shape, layout: Layout, prompt_tokens: int, completion_to
     }
     saved, extra = max(moments.values(), key=lambda m: m[0] + sum(m[1].values()))
     parts.update({"activations": saved, **extra})
-    return Estimate(parts, sum(parts.values()))
+    return Estimate(parts)
 
 
 def sft_memory(shape: Shape, layout: Layout, tokens: int, label_tokens: int, checkpointing: bool,
@@ -185,9 +188,9 @@ def sft_memory(shape: Shape, layout: Layout, tokens: int, label_tokens: int, che
     saved += label_tokens * _per_token(c["completion_head"], shape)
     rows = min(max(1, int(logits_chunk_mb * 2**20 // (4 * shape.vocab))), max(label_tokens, 1))
     head = rows * shape.vocab * 12.0
-    parts.update({"activations": saved, "log-prob chunk": head, "recompute": block})
-    parts["log-prob chunk"] = max(head - block, 0.0)           # the head and a recomputed block come one at a time
-    return Estimate(parts, sum(parts.values()))
+    parts.update({"activations": saved, "recompute": block,
+                  "log-prob chunk": max(head - block, 0.0)})    # the head and a recomputed block come one at a time
+    return Estimate(parts)
 
 
 def rollout_memory(shape: Shape, layout: Layout, prompt_len: int, response_len: int, group_size: int, groups: int,
@@ -219,4 +222,4 @@ def rollout_memory(shape: Shape, layout: Layout, prompt_len: int, response_len: 
         parts.update({"compute copies": blocks_copy, "rollout KV": prompt_kv, "rollout transient": prefill})
     else:
         parts.update({"compute copies": all_copy, "rollout KV": prompt_kv + suffix_kv, "rollout transient": decode})
-    return Estimate(parts, sum(parts.values()))
+    return Estimate(parts)

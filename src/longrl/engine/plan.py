@@ -94,12 +94,14 @@ def plan_phase(shape: Shape, spec: PhaseSpec, layout: Layout, gpu_memory_gb: flo
             plan.proposal = {key: budget, "model.gradient_checkpointing": checkpointing}
             break
     if rollout is not None and plan.proposal:
+        def rollout_bytes(groups: int) -> float:
+            return rollout_memory(shape, layout, spec.prompt_len, spec.response_len, spec.group_size, groups,
+                                  spec.reference).total
+
         groups = spec.groups_per_batch
-        while groups > 1 and rollout_memory(shape, layout, spec.prompt_len, spec.response_len, spec.group_size,
-                                            groups, spec.reference).total > usable:
+        while groups > 1 and rollout_bytes(groups) > usable:
             groups //= 2
-        if rollout_memory(shape, layout, spec.prompt_len, spec.response_len, spec.group_size, groups,
-                          spec.reference).total > usable:
+        if rollout_bytes(groups) > usable:
             plan.proposal = {}
         elif groups != spec.groups_per_batch:
             plan.proposal["rollout.groups_per_batch"] = groups

@@ -79,15 +79,12 @@ def from_hf_config(config) -> Shape:
 
 def architecture(cfg: ModelConfig) -> Shape:
     """The Shape of `cfg.path` (config.json, `model.tiny`, or the KNOWN table for hub names not cached)."""
-    from longrl.models.loading import RANDOM, resolve_path  # lazy: loading imports transformers' model classes
+    from longrl.models.loading import RANDOM, load_tokenizer, resolve_path  # lazy: loading imports transformers
 
-    if cfg.path == RANDOM:
-        from longrl.models.tokenizer import load_default_tokenizer  # lazy: a tokenizer only for the random model
+    if cfg.path == RANDOM:                   # the config training builds the random model from
+        from longrl.models.tiny import tiny_model_config  # lazy: as above
 
-        arch = cfg.tiny or TinyArchConfig()
-        return Shape(vocab=len(load_default_tokenizer()), hidden=arch.hidden_size, layers=arch.num_hidden_layers,
-                     heads=arch.num_attention_heads, kv_heads=arch.num_key_value_heads,
-                     intermediate=arch.intermediate_size, tied=arch.tie_word_embeddings)
+        return from_hf_config(tiny_model_config(cfg.tiny or TinyArchConfig(), load_tokenizer(cfg)))
     from transformers import AutoConfig  # lazy: transformers is slow to import
 
     path = resolve_path(cfg.path)

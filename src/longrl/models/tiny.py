@@ -45,11 +45,9 @@ def build_tiny_model(arch: TinyArchConfig, tokenizer):
     """
 
     config = tiny_model_config(arch, tokenizer)
-    devices = [torch.device("cpu")]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(arch.init_seed)
         model = Qwen2ForCausalLM(config)
-    del devices
     if arch.init == "retrieval":
         init_retrieval_circuit(model, tokenizer, seed=arch.init_seed)
     model.generation_config.eos_token_id = config.eos_token_id
