@@ -229,10 +229,9 @@ def git_state() -> dict:
     return {"commit": commit, "dirty": dirty}
 
 
-def save_checked(model, tokenizer, final: Path, cfg, items: list, provenance: dict, began: float) -> dict:
-    """Save in dtype_on_save, reload from disk, check the weights and score again; then publish `final/`."""
-
-
+def save_checked(model, tokenizer, final: Path, cfg, items: list, probes: list, provenance: dict, began: float) -> dict:
+    """Save in dtype_on_save, reload from disk, check the weights and score again (held-out `items`, retrieval
+    `probes`); then publish `final/`."""
     dtype = DTYPES[cfg.pretrain.dtype_on_save]
     saved = copy.deepcopy(model).to(dtype)
     with atomic_dir(final) as tmp:
@@ -243,9 +242,8 @@ def save_checked(model, tokenizer, final: Path, cfg, items: list, provenance: di
             if not torch.equal(want.float(), got):
                 raise RuntimeError(f"{tmp}: {name} did not reload as saved")
         provenance["accuracy"] = score_items(reloaded, tokenizer, items, cfg.pretrain)
-        if cfg.pretrain.value_items:
-            provenance["retrieval"] = value_accuracy(reloaded, tokenizer,
-                                                     retrieval_items(cfg.pretrain.value_items, tokenizer, cfg.run.seed))
+        if probes:
+            provenance["retrieval"] = value_accuracy(reloaded, tokenizer, probes)
         provenance["files"] = {p.name: sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
         provenance["this_run_wall_s"] = round(time.perf_counter() - began, 1)
         (tmp / "PROVENANCE.json").write_text(json.dumps(provenance, indent=2, sort_keys=True) + "\n")
@@ -298,6 +296,7 @@ def pretrain(cfg: Config, out: str | Path) -> dict:
         "final_eval_loss": next((r["loss/eval"] for r in reversed(rows) if r.get("loss/eval") is not None), None),
         "accuracy_before_cast": score_items(model, tokenizer, items, pcfg),
     }
-    if pcfg.value_items:
-        provenance["retrieval_before_cast"] = value_accuracy(model, tokenizer, retrieval_items(pcfg.value_items, tokenizer, cfg.run.seed))
-    return save_checked(model, tokenizer, final, cfg, items, provenance, began)
+    probes = retrieval_items(pcfg.value_items, tokenizer, cfg.run.seed) if pcfg.value_items else []
+    if probes:
+        provenance["retrieval_before_cast"] = value_accuracy(model, tokenizer, probes)
+    return save_checked(model, tokenizer, final, cfg, items, probes, provenance, began)

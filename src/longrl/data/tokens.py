@@ -33,8 +33,8 @@ from itertools import chain
 
 UNUSUAL_ASCII = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")   # control characters whose \s-ness differs between regex engines
 
-MAX_MEMO = 200_000  # memoised pre-tokens and short texts (each memo is cleared when full: memory stays bounded)
-SHORT_TEXT = 256    # `count` memoises texts up to this many characters (sentences, not documents)
+MAX_MEMO = 200_000  # memoised pre-tokens and estimates (each memo is cleared when full: memory stays bounded)
+SHORT_TEXT = 256    # `estimate` memoises texts up to this many characters; `encode` keeps the last longer one
 
 
 class PieceTokenizer:
@@ -52,11 +52,10 @@ class PieceTokenizer:
         contents = sorted(self._added, key=len, reverse=True)
         self._split = re.compile("(" + "|".join(map(re.escape, contents)) + ")") if contents else None
         self._pieces: dict[str, list[int]] = {}
-        self._counts: dict[str, int] = {}
         self._spaced: dict[str, int] = {}                # word -> tokens of " " + word (a bounded vocabulary: not cleared)
         self._estimates: dict[str, int] = {}
         self._last: tuple[str, list[int]] = ("", [])   # the last long text encoded (a prompt is counted, then encoded)
-        self._frame: tuple[str, str] | None | bool = False   # chat template around one user turn (False = not tried)
+        self._frames: dict[bool, tuple[str, str] | None] = {}   # add_generation_prompt -> the frame of one user turn
 
     def __getattr__(self, name: str):
         """Everything but encoding is the wrapped tokenizer's (chat template, eos/pad ids, decode)."""
@@ -85,15 +84,8 @@ class PieceTokenizer:
         return ids
 
     def count(self, text: str) -> int:
-        """len(encode(text)), memoised per short text (documents are measured sentence by sentence)."""
-        if len(text) > SHORT_TEXT or not self.memoise:
-            return len(self.encode(text))
-        n = self._counts.get(text)
-        if n is None:
-            if len(self._counts) >= MAX_MEMO:
-                self._counts.clear()
-            n = self._counts[text] = len(self.encode(text))
-        return n
+        """len(encode(text)) (its pre-tokens are memoised by `encode`)."""
+        return len(self.encode(text))
 
     def estimate(self, text: str) -> int:
         """Tokens of `text` as the sum over its space-separated words (" " + word each); memoised per word."""
@@ -127,15 +119,14 @@ class PieceTokenizer:
 
     def _chat_frame(self, add_generation_prompt: bool) -> tuple[str, str] | None:
         """(head, tail) such that a user turn renders as head + content + tail, or None if the template is not so."""
-        if self._frame is False or self._frame_prompt != add_generation_prompt:
+        if add_generation_prompt not in self._frames:
             frames = []
             for probe in ("\x00a\x00", " \x00b\x00\n"):     # two contents, one with edge whitespace
                 text = self.tokenizer.apply_chat_template([{"role": "user", "content": probe}], tokenize=False,
                                                           add_generation_prompt=add_generation_prompt)
                 frames.append(tuple(text.split(probe)) if text.count(probe) == 1 else None)
-            self._frame = frames[0] if frames[0] is not None and frames[0] == frames[1] else None
-            self._frame_prompt = add_generation_prompt
-        return self._frame
+            self._frames[add_generation_prompt] = frames[0] if frames[0] is not None and frames[0] == frames[1] else None
+        return self._frames[add_generation_prompt]
 
     def _encode_plain(self, text: str) -> list[int]:
         backend = self._backend
@@ -196,10 +187,11 @@ def ascii_pattern(pattern: str) -> str:
 
 @functools.lru_cache(maxsize=8)
 def _compile(pattern: str):
-    if "\\p{" in ascii_pattern(pattern):       # a Unicode class this rewrite does not know
+    rewritten = ascii_pattern(pattern)
+    if "\\p{" in rewritten:                     # a Unicode class this rewrite does not know
         return None
     try:
-        return re.compile(ascii_pattern(pattern))
+        return re.compile(rewritten)
     except re.error:
         return None
 

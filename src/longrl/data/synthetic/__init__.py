@@ -136,7 +136,7 @@ def make_sample(name: str, drafter: Drafter, index: int, length: int, seed: int,
         rng = random.Random(key)
         draft = drafter(rng, h, d)
         sample = Sample(id=f"{name}-s{seed}-L{length}-{index:06d}", task=name, context="", question=draft.question,
-                        answers=draft.answers, choices=draft.choices,
+                        answers=draft.answers,
                         meta={"trace": draft.trace, "length": length, "hops": h, "distractors": d,
                               "generator": GENERATOR_VERSION})
         overhead = tokenizer.estimate(render_chat(tokenizer, user_message(sample, "")))
@@ -158,4 +158,4 @@ def make_sample(name: str, drafter: Drafter, index: int, length: int, seed: int,
             break
         target_doc = max(target_doc + length - total, 1)
     return Sample(id=sample.id, task=name, context=document, question=draft.question, answers=draft.answers,
-                  choices=draft.choices, meta=sample.meta)
+                  meta=sample.meta)

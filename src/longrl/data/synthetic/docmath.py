@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 
 from longrl.data.synthetic.spec import TaskDraft
-from longrl.data.synthetic.world import METRICS, distinct_names
+from longrl.data.synthetic.world import METRICS, distinct_names, joined
 
 
 def figure(metric: str, name: str, value: int) -> str:
@@ -24,8 +24,7 @@ def figure(metric: str, name: str, value: int) -> str:
 
 def listed(names: list[str]) -> str:
     """"of A, of B and of C": each name after "of", so the trace can take them from the question in order."""
-    parts = [f"of {n}" for n in names]
-    return ", ".join(parts[:-1]) + f" and {parts[-1]}"
+    return joined([f"of {n}" for n in names])
 
 
 def docmath_names(hops: int, distractors: int) -> int:
@@ -50,7 +49,7 @@ def draft_docmath(rng: random.Random, hops: int, distractors: int) -> TaskDraft:
         answer = sum(values)
         question = f"What was the total {metric} {listed(names)}, in million dollars?"
         quoted = [f"of {n} ({v} million dollars)" for n, v in zip(names, values)]
-        steps = f"The {metric} " + ", ".join(quoted[:-1]) + f" and {quoted[-1]}."
+        steps = f"The {metric} {joined(quoted)}."
         arithmetic = "+".join(map(str, values)) + f"={answer}."
     facts = [figure(metric, n, v) for n, v in zip(names, values)]
     other_metrics = [m for m in METRICS if m != metric]

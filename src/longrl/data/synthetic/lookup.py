@@ -16,7 +16,7 @@ import random
 
 from longrl.data.synthetic.multihop import fact
 from longrl.data.synthetic.spec import TaskDraft
-from longrl.data.synthetic.world import RELATIONS, distinct_names
+from longrl.data.synthetic.world import RELATIONS, distinct_names, joined
 
 
 def lookup_names(hops: int, distractors: int) -> int:
@@ -34,8 +34,7 @@ def draft_lookup(rng: random.Random, hops: int, distractors: int) -> TaskDraft:
         facts.append(fact(relation, subjects[i], values[i]))
         if i < hops:
             asked.append((relation, subjects[i], values[i]))
-    parts = [f"the {r} of {s}" for r, s, _ in asked]
-    listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + f" and {parts[-1]}"
+    listed = joined([f"the {r} of {s}" for r, s, _ in asked])
     answer = ", ".join(v for _, _, v in asked)
     steps = " ".join(fact(r, s, v) for r, s, v in asked)
     return TaskDraft(question=f"Name, in this order, {listed}.", answers=[answer], facts=facts,

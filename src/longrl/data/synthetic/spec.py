@@ -12,4 +12,3 @@ class TaskDraft:
     facts: list[str]             # sentences placed in the document (true and decoy)
     trace: str                   # demonstration: <think>...</think> then the answer sentence
     topic: str                   # filler register: general | report | legal
-    choices: list[str] | None = None

@@ -67,6 +67,11 @@ def _pick(index: int, *sizes: int) -> list[int]:
     return digits
 
 
+def joined(parts: list[str]) -> str:
+    """"A, B and C" (one part: itself): how questions and traces list several things."""
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + f" and {parts[-1]}"
+
+
 def filler_sentence(rng: random.Random, topic: str) -> str:
     """One sentence that states no fact a question could ask about."""
     if rng.random() < 0.2:
