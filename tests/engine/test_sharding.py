@@ -7,6 +7,7 @@ bf16 compute every trained parameter moves, in RL, SFT and pretraining alike.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -24,8 +25,9 @@ from longrl.models.loading import compute_dtype, load_policy
 pytestmark = pytest.mark.usefixtures("one_thread")
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = str(ROOT / "configs" / "smoke.yaml")
-TINY = ("{hidden_size: 64, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, "
-        "intermediate_size: 128, max_position_embeddings: 4096}")
+SHAPE = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+         "intermediate_size": 128, "max_position_embeddings": 4096}      # smoke.yaml's model.tiny
+TINY = json.dumps(SHAPE)                                                  # as an override (YAML reads JSON)
 
 
 def trained_parameters(model) -> dict[str, torch.Tensor]:
@@ -47,15 +49,10 @@ def test_bf16_compute_runs_matmuls_in_bf16_and_keeps_fp32_weights(tiny_model):
     handle.remove()
     assert seen == [torch.bfloat16, torch.bfloat16]                      # prompt pass + completions pass
     assert {p.dtype for p in model.parameters()} == {torch.float32}
-    exact = completion_stats(load_policy(ModelConfig(path="random", tiny=_tiny())), prompts,
+    exact = completion_stats(load_policy(ModelConfig(path="random", tiny=SHAPE)), prompts,
                              comps)
     assert torch.allclose(low.logprobs, exact.logprobs, atol=0.05) and not torch.equal(low.logprobs, exact.logprobs)
     assert run_forward(model, lambda m, x: torch.is_autocast_enabled("cpu") and x, 3) == 3
-
-
-def _tiny() -> dict:
-    return {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
-            "intermediate_size": 128, "max_position_embeddings": 4096}
 
 
 def test_compute_dtype_refuses_float16_and_reads_auto_from_the_checkpoint(tmp_path, tiny_model, tokenizer):
@@ -73,7 +70,7 @@ def test_rl_in_bf16_compute_at_lr_2e6_updates_every_parameter(tmp_path):
     assert main(["rl", "--config", SMOKE, "--out", str(out), "model.dtype=bfloat16", "optim.lr=2e-6",
                  "optim.weight_decay=0", "optim.warmup_steps=0", "train.steps=1", "train.mini_batches=1",
                  "run.progress=none", "run.torch_threads=1"]) == 0
-    before = trained_parameters(load_policy(ModelConfig(path="random", tiny=_tiny())))
+    before = trained_parameters(load_policy(ModelConfig(path="random", tiny=SHAPE)))
     after = load_file(str(out / "final" / "model.safetensors"))
     assert {v.dtype for v in after.values()} == {torch.float32}         # the master weights
     assert unchanged(before, after) == [] and len(before) == 26
@@ -92,7 +89,7 @@ def test_sft_in_bf16_compute_at_lr_2e6_updates_every_parameter(tmp_path):
     assert main(["sft", "--out", str(out), "model.path=random", f"model.tiny={TINY}", "model.dtype=bfloat16",
                  f"sft.data=[{{path: {data}}}]", "sft.steps=1", "sft.batch_tokens=1024", "sft.lr=2e-6",
                  "sft.weight_decay=0", "sft.eval_fraction=0", "run.progress=none", "run.torch_threads=1"]) == 0
-    before = trained_parameters(load_policy(ModelConfig(path="random", tiny=_tiny())))
+    before = trained_parameters(load_policy(ModelConfig(path="random", tiny=SHAPE)))
     assert unchanged(before, load_file(str(out / "final" / "model.safetensors"))) == []
 
 
