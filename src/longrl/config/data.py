@@ -34,4 +34,5 @@ class DataSource(Section):
 
 class DataConfig(Section):
     train: list[DataSource] = [DataSource(synth=SynthSpec())]  # RL training items
+    eval: list[DataSource] = []               # held-out items scored during RL (`train.eval_every`); [] = no validation
     skip_bad: bool = False                    # skip malformed rows (and report how many) instead of failing

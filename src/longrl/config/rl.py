@@ -23,6 +23,15 @@ class RolloutServerConfig(Section):
     backoff_s: float = Field(1.0, ge=0)        # wait before the 2nd attempt; doubles each attempt
 
 
+class ValidationSamplingConfig(Section):
+    """How held-out items (`data.eval`) are sampled during RL (official script: n 1, T 0.7, top-p 0.95)."""
+
+    n: int = Field(1, ge=1)                    # samples per item; accuracy averages them
+    temperature: float = Field(0.7, ge=0)      # 0 = greedy
+    top_p: float = Field(0.95, gt=0, le=1)
+    max_new_tokens: int | None = Field(None, ge=1)  # None = the rollout's (the phase's) response limit
+
+
 class RolloutConfig(Section):
     group_size: int = Field(8, ge=1)           # G samples per prompt (paper: 8)
     max_new_tokens: int = Field(64, ge=1)      # response limit (paper: 10K)
@@ -34,6 +43,7 @@ class RolloutConfig(Section):
     decode: Literal["auto", "dynamic", "static", "graph"] = "auto"  # engine decode path: auto = static + CUDA graph on CUDA, dynamic on CPU
     backend: Literal["engine", "server"] = "engine"  # engine = in-process generator; server = an OpenAI-compatible server (rollout.server)
     server: RolloutServerConfig | None = None  # the server holding the policy when backend is "server"
+    validation: ValidationSamplingConfig = ValidationSamplingConfig()  # sampling of `data.eval` during RL
 
     @model_validator(mode="after")
     def _check_backend(self) -> RolloutConfig:
@@ -75,3 +85,5 @@ class TrainConfig(Section):
     micro_batch_tokens: int = Field(16384, ge=16)  # token budget of one forward/backward
     logprob_chunk_tokens: int = Field(1024, ge=1)  # LM-head chunk size for log-probs and entropy
     shared_prompt_forward: bool = True         # run each prompt once per group in the training forward
+    eval_every: int = Field(0, ge=0)           # score `data.eval` every N RL steps (and at the last); 0 = never (official script: 5)
+    eval_before_train: bool = True             # also score it before the first step (step 0), when eval_every > 0
