@@ -60,7 +60,19 @@ def test_read_group_puts_back_a_trimmed_stop_token():
     assert sglang.completions == [[4, 5]] and vllm.completions == [[4, 2]] and not sglang.truncated[0]
 
 
+def test_read_group_takes_the_servers_token_logprobs_when_given():
+    lps = {"token_logprobs": [-0.5, -1.25], "tokens": ["a", "b"]}
+    group = read_group(reply(choice([4, 2], logprobs=lps)), PROMPT, 1, PARAMS)
+    assert group.logprobs == [[-0.5, -1.25]]
+    trimmed = read_group(reply(choice([4], matched_stop=5, logprobs={"token_logprobs": [-0.5]})), PROMPT, 1, PARAMS)
+    assert trimmed.logprobs[0][0] == -0.5 and math.isnan(trimmed.logprobs[0][1])     # the stop token put back
+    assert completion_body("m", PROMPT, 2, SamplingParams(16), 1, "vllm", logprobs=True)["logprobs"] == 0
+    assert "logprobs" not in completion_body("m", PROMPT, 2, SamplingParams(16), 1, "vllm")
+
+
 READ_ERRORS = [
+    (reply(choice([1, 3, 4, 6], "length", logprobs={"token_logprobs": [-1.0, -2.0]})), 1, "2 token log-probs for 4"),
+    (reply(choice([4, 2], logprobs={"token_logprobs": ["x", 1]})), 1, "not a list of numbers"),
     (reply(choice([1, 2])), 2, "n=2 samples, got 1"),                         # the server ignored n
     ({"choices": "x"}, 1, "no choices"),
     (reply({"index": 0, "text": "hi", "finish_reason": "stop"}), 1, "return_token_ids"),   # text only

@@ -7,14 +7,14 @@ import math
 import pytest
 import torch
 
-from longrl.engine.logprobs import chunked_token_stats, completion_stats
+from longrl.engine.logprobs import chunked_token_stats, completion_stats, training_temperature
 
 
-def naive_stats(hidden, weight, targets):
-    """Full logits, log_softmax, one row at a time."""
+def naive_stats(hidden, weight, targets, temperature: float = 1.0):
+    """Full logits divided by the temperature, log_softmax, one row at a time."""
     lps, ents = [], []
     for h, t in zip(hidden, targets):
-        logp = torch.log_softmax(weight @ h, -1)
+        logp = torch.log_softmax((weight @ h) / temperature, -1)
         lps.append(logp[t])
         ents.append(-(logp.exp() * logp).sum())
     return torch.stack(lps), torch.stack(ents)
@@ -22,14 +22,15 @@ def naive_stats(hidden, weight, targets):
 
 @pytest.mark.parametrize("chunk", [1, 3, 64])
 @pytest.mark.parametrize("with_entropy", [True, False])
-def test_chunked_token_stats_equal_naive_values_and_gradients(chunk, with_entropy):
+@pytest.mark.parametrize("temperature", [1.0, 0.7, 1.6])
+def test_chunked_token_stats_equal_naive_values_and_gradients(chunk, with_entropy, temperature):
     g = torch.Generator().manual_seed(chunk)
     hidden = torch.randn(10, 8, generator=g, requires_grad=True)
     weight = torch.randn(50, 8, generator=g, requires_grad=True)
     targets = torch.randint(0, 50, (10,), generator=g)
     w_lp, w_ent = torch.randn(10, generator=g), torch.randn(10, generator=g)
-    lp, ent = chunked_token_stats(hidden, weight, targets, chunk, with_entropy)
-    ref_lp, ref_ent = naive_stats(hidden, weight, targets)
+    lp, ent = chunked_token_stats(hidden, weight, targets, chunk, with_entropy, temperature=temperature)
+    ref_lp, ref_ent = naive_stats(hidden, weight, targets, temperature)
     torch.testing.assert_close(lp, ref_lp, atol=1e-5, rtol=1e-5)
     if with_entropy:
         torch.testing.assert_close(ent, ref_ent, atol=1e-5, rtol=1e-5)
@@ -50,6 +51,15 @@ def test_chunked_token_stats_worked_example():
     lp, ent = chunked_token_stats(hidden, weight, torch.tensor([1]))
     assert lp.item() == pytest.approx(math.log(0.75), abs=1e-6)
     assert ent.item() == pytest.approx(-(0.25 * math.log(0.25) + 0.75 * math.log(0.75)), abs=1e-6)
+
+
+def test_training_temperature_rule():
+    assert training_temperature(0.7) == 0.7 and training_temperature(1.3) == 1.3
+    assert training_temperature(0.0) == 1.0                  # greedy: the model's own distribution
+    with pytest.raises(ValueError, match="temperature"):
+        training_temperature(-0.1)
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        chunked_token_stats(torch.randn(2, 3), torch.randn(5, 3), torch.tensor([1, 2]), temperature=0.0)
 
 
 def test_chunked_token_stats_reject_bad_targets():
@@ -83,13 +93,13 @@ def _batch(group_size: int, seed: int = 0):
     return prompts, completions
 
 
-def naive_model_stats(model, prompts, completions):
-    """The plainest reference: each prompt+completion alone, full logits, log_softmax."""
+def naive_model_stats(model, prompts, completions, temperature: float = 1.0):
+    """The plainest reference: each prompt+completion alone, full logits / temperature, log_softmax."""
     lps, ents = [], []
     for prompt, group in zip(prompts, completions):
         for c in group:
             logits = model(torch.tensor([prompt + c])).logits[0, len(prompt) - 1:-1]
-            logp = torch.log_softmax(logits, -1)
+            logp = torch.log_softmax(logits / temperature, -1)
             lps.append(logp.gather(1, torch.tensor(c)[:, None]).squeeze(1))
             ents.append(-(logp.exp() * logp).sum(-1))
     return lps, ents
@@ -109,12 +119,14 @@ def _grads(model, loss):
 @pytest.mark.parametrize("group_size", [1, 4])
 @pytest.mark.parametrize("tied", [True, False])
 @pytest.mark.parametrize("shared", [True, False])
-def test_completion_stats_equal_the_naive_forward_with_gradients(group_size, tied, shared):
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_completion_stats_equal_the_naive_forward_with_gradients(group_size, tied, shared, temperature):
     model = _model(tied)
     prompts, completions = _batch(group_size)
-    ref_lps, ref_ents = naive_model_stats(model, prompts, completions)
+    ref_lps, ref_ents = naive_model_stats(model, prompts, completions, temperature)
     want = _grads(model, _loss(ref_lps, ref_ents))
-    stats = completion_stats(model, prompts, completions, chunk_tokens=5, shared_prompt=shared)
+    stats = completion_stats(model, prompts, completions, chunk_tokens=5, shared_prompt=shared,
+                             temperature=temperature)
     rows = [c for group in completions for c in group]
     assert stats.logprobs.shape == (len(rows), max(len(c) for c in rows))
     lps, ents = [], []

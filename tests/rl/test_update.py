@@ -19,14 +19,16 @@ import torch
 
 from longrl.config import load_config
 from longrl.data.prompt import encode_prompt
+from longrl.engine.generate import SamplingParams, SharedPrefixGenerator, stop_token_ids
 from longrl.engine.seeds import stream_seed
 from longrl.rl import algos
 from longrl.rl.groups import Group
 from longrl.rl.sampler import Draw
-from longrl.rl.update import objective, policy_update
+from longrl.rl.update import no_grad_logprobs, objective, policy_update
 
 G = 4
 CLIP_LOW, CLIP_HIGH, KL_COEF, ENT_COEF, LIMIT = 0.2, 0.28, 0.05, 0.01, 12
+TEMPERATURE = 0.7          # the rollout's: every training log-prob, the entropy and the KL are of logits / T
 
 
 def naive_advantages(rewards: list[list[float]], std_norm: bool) -> list[list[float]]:
@@ -38,10 +40,10 @@ def naive_advantages(rewards: list[list[float]], std_norm: bool) -> list[list[fl
     return out
 
 
-def token_stats(model, prompt: list[int], completion: list[int]):
-    """Per completion token: log-prob of the token and entropy of the distribution, full vocabulary."""
+def token_stats(model, prompt: list[int], completion: list[int], temperature: float = TEMPERATURE):
+    """Per completion token: log-prob of the token and entropy of softmax(logits / T), full vocabulary."""
     ids = torch.tensor([prompt + completion], device="cpu")
-    logits = model(input_ids=ids).logits[0, len(prompt) - 1: -1].float()                 # (Tc, V)
+    logits = model(input_ids=ids).logits[0, len(prompt) - 1: -1].float() / temperature  # (Tc, V)
     logp = torch.log_softmax(logits, -1)
     taken = torch.stack([logp[t, tok] for t, tok in enumerate(completion)])
     entropy = torch.stack([-(logp[t].exp() * logp[t]).sum() for t in range(len(completion))])
@@ -114,6 +116,7 @@ def test_policy_update_equals_the_naive_reference(tiny_model, tokenizer, samples
                              f"algo.loss_agg={agg}", f"algo.advantage={advantage}", f"algo.kl_coef={KL_COEF}",
                              f"algo.entropy_coef={ENT_COEF}", f"algo.clip_eps_low={CLIP_LOW}",
                              f"algo.clip_eps_high={CLIP_HIGH}", "algo.kl_estimator=k3", f"rollout.max_new_tokens={LIMIT}",
+                             f"rollout.temperature={TEMPERATURE}",
                              "optim.grad_clip=1.0", "run.seed=7"])
     ref = copy.deepcopy(tiny_model).eval().requires_grad_(False)
     naive = copy.deepcopy(tiny_model)
@@ -127,3 +130,70 @@ def test_policy_update_equals_the_naive_reference(tiny_model, tokenizer, samples
     assert metrics["loss/clip_frac"] > 0                            # the second epoch's ratios did hit the clip
     for (name, got), want in zip(tiny_model.named_parameters(), naive.parameters()):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5, msg=lambda m, n=name: f"{n}: {m}")
+
+
+def sampled_groups(generator, tokenizer, samples, params, seeds):
+    """Groups rolled out by `generator` (the sampler's own log-probs kept next to them)."""
+    prompts = [encode_prompt(tokenizer, s, 160).ids for s in samples]
+    outs = generator.generate(prompts, G, params, seeds)
+    groups = [Group(Draw(i, s), o.prompt_ids, o.completions, o.truncated, [""] * G, [], [0.0] * G)
+              for i, (s, o) in enumerate(zip(samples, outs))]
+    return groups, [o.logprobs for o in outs]
+
+
+def trainer_logprobs(model, groups, temperature: float, top_p: float):
+    """What the RL update reads as old log-probs, for the config's rollout sampling."""
+    cfg = load_config(None, [f"rollout.temperature={temperature}", f"rollout.top_p={top_p}", f"rollout.group_size={G}",
+                             "rollout.max_new_tokens=12", "train.micro_batch_tokens=400"])
+    return no_grad_logprobs(model, groups, cfg, [list(range(len(groups)))])
+
+
+@pytest.mark.parametrize("temperature", [0.7, 1.4, 0.0])
+@pytest.mark.parametrize("decode", ["dynamic", "static"])
+def test_training_logprobs_are_the_samplers_own_at_top_p_1(tiny_model, tokenizer, samples, temperature, decode):
+    """Rollout at T (top-p 1): the trainer's log-probs of the sampled tokens equal the sampler's; greedy
+    (T = 0) is scored under the model's own distribution, which is what the sampler reports for it."""
+    torch.set_num_threads(1)
+    params = SamplingParams(12, temperature=temperature, top_p=1.0, stop_token_ids=stop_token_ids(tokenizer, tiny_model))
+    generator = SharedPrefixGenerator(tiny_model, tokenizer.pad_token_id, decode=decode)
+    groups, sampler = sampled_groups(generator, tokenizer, samples[:3], params, [11, 12, 13])
+    got = trainer_logprobs(tiny_model, groups, temperature, 1.0)
+    for g, group in enumerate(groups):
+        for r, completion in enumerate(group.completions):
+            torch.testing.assert_close(got[(g, r)], torch.tensor(sampler[g][r]), atol=2e-4, rtol=1e-4)
+    if temperature == 0.7:                          # raw logits (T = 1) are not what was sampled
+        raw = trainer_logprobs(tiny_model, groups, 1.0, 1.0)
+        assert max(float((raw[k] - got[k]).abs().max()) for k in got) > 0.05
+
+
+def test_top_p_below_1_is_not_applied_in_training(tiny_model, tokenizer, samples):
+    """The sampler renormalises over the nucleus, so its log-prob of a token is >= the trainer's, which
+    scores the whole tempered distribution (as verl does)."""
+    torch.set_num_threads(1)
+    params = SamplingParams(12, temperature=0.7, top_p=0.5, stop_token_ids=stop_token_ids(tokenizer, tiny_model))
+    groups, sampler = sampled_groups(SharedPrefixGenerator(tiny_model, tokenizer.pad_token_id), tokenizer,
+                                     samples[:2], params, [5, 6])
+    got = trainer_logprobs(tiny_model, groups, 0.7, 0.5)
+    gaps = torch.cat([torch.tensor(sampler[g][r]) - got[(g, r)] for g, r in got])
+    assert float(gaps.min()) > -2e-4 and float(gaps.max()) > 1e-3
+
+
+def test_training_logprobs_are_longrl_serves_own_at_top_p_1(tiny_model, tokenizer, samples, tmp_path):
+    """The server backend: `longrl serve` reports the sampled tokens' log-probs (`logprobs: 0`) and the
+    trainer's equal them."""
+    from longrl.config.rl import RolloutServerConfig
+    from longrl.engine.remote import RemoteGenerator
+    from longrl.serve.server import ModelServer
+    from longrl.serve.worker import ModelWorker
+
+    torch.set_num_threads(1)
+    params = SamplingParams(12, temperature=0.7, top_p=1.0, stop_token_ids=stop_token_ids(tokenizer, tiny_model))
+    with ModelServer(ModelWorker(copy.deepcopy(tiny_model), tokenizer, "tiny", "startup"), port=0) as server:
+        generator = RemoteGenerator(RolloutServerConfig(base_url=server.url, api_key_env=None, timeout_s=60,
+                                                        logprobs=True), tmp_path)
+        generator.sync_weights(tiny_model, "step-0")
+        groups, sampler = sampled_groups(generator, tokenizer, samples[:2], params, [7, 8])
+    got = trainer_logprobs(tiny_model, groups, 0.7, 1.0)
+    for g, group in enumerate(groups):
+        for r in range(len(group.completions)):
+            torch.testing.assert_close(got[(g, r)], torch.tensor(sampler[g][r]), atol=2e-4, rtol=1e-4)

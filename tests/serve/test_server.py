@@ -149,6 +149,9 @@ BAD_REQUESTS = [
     ("/completions", {"prompt": [1], "temperature": "hot"}, 400, "`temperature` must be"),
     ("/completions", {"prompt": [1], "seed": 2 ** 70}, 400, "`seed` must be"),
     ("/chat/completions", {"messages": "hi"}, 400, "`messages` must be"),
+    ("/completions", {"prompt": [1], "logprobs": 2}, 400, "`logprobs` must be 0"),
+    ("/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "logprobs": True}, 400,
+     "`logprobs` is not supported"),
     ("/nowhere", {}, 404, "no route"),
 ]
 

@@ -21,6 +21,7 @@ class RolloutServerConfig(Section):
     timeout_s: float = Field(600.0, gt=0)      # per attempt (a rollout request or a reload)
     max_attempts: int = Field(3, ge=1)         # tries per request; 429 / 5xx / timeouts / dropped connections are retried
     backoff_s: float = Field(1.0, ge=0)        # wait before the 2nd attempt; doubles each attempt
+    logprobs: bool = False                     # ask for the sampled tokens' log-probs (`logprobs: 0`; vLLM: run it with --logprobs-mode processed_logprobs); the trainer recomputes its own either way
 
 
 class ValidationSamplingConfig(Section):

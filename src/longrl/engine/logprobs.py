@@ -51,14 +51,14 @@ class _ChunkedTokenStats(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, hidden, weight, targets, chunk: int, with_entropy: bool):
+    def forward(ctx, hidden, weight, targets, chunk: int, with_entropy: bool, inv_temperature: float):
         n = hidden.shape[0]
         logprobs = torch.empty(n, dtype=torch.float32, device=hidden.device)
         entropy = torch.empty(n if with_entropy else 0, dtype=torch.float32, device=hidden.device)
         lse = torch.empty(n, dtype=torch.float32, device=hidden.device)
         for start in range(0, n, chunk):
             end = min(n, start + chunk)
-            z = F.linear(hidden[start:end], weight).float()                      # (c, V)
+            z = _scaled(F.linear(hidden[start:end], weight).float(), inv_temperature)  # (c, V)
             peak = z.amax(-1, keepdim=True)
             z.sub_(peak)
             p = z.exp()
@@ -71,7 +71,7 @@ class _ChunkedTokenStats(torch.autograd.Function):
                 entropy[start:end] = -(p.unsqueeze(1) @ z.unsqueeze(2)).view(-1)
             del z, p
         ctx.save_for_backward(hidden, weight, targets, lse, entropy)
-        ctx.chunk, ctx.with_entropy = chunk, with_entropy
+        ctx.chunk, ctx.with_entropy, ctx.inv_temperature = chunk, with_entropy, inv_temperature
         ctx.autocast = autocast_state(hidden.device.type)
         return logprobs, entropy
 
@@ -90,7 +90,7 @@ class _ChunkedTokenStats(torch.autograd.Function):
             end = min(hidden.shape[0], start + ctx.chunk)
             h = hidden[start:end]
             g_lp = g_logprobs[start:end, None].float()
-            logp = F.linear(h, weight).float().sub_(lse[start:end, None])       # (c, V)
+            logp = _scaled(F.linear(h, weight).float(), ctx.inv_temperature).sub_(lse[start:end, None])  # (c, V)
             p = logp.exp()
             if ctx.with_entropy:
                 g_h = g_entropy[start:end, None].float()
@@ -99,16 +99,37 @@ class _ChunkedTokenStats(torch.autograd.Function):
                 dz = p.mul_(g_lp).neg_()
             del p
             dz.scatter_add_(1, targets[start:end, None], g_lp)
+            _scaled(dz, ctx.inv_temperature)                                    # d(z / T) / dz = 1 / T
             if need_h:
                 grad_h[start:end] = (dz.to(weight.dtype) @ weight).to(hidden.dtype)
             if need_w:
                 grad_w.addmm_(dz.t(), h.float())
             del dz, logp
-        return grad_h, (grad_w.to(weight.dtype) if need_w else None), None, None, None
+        return grad_h, (grad_w.to(weight.dtype) if need_w else None), None, None, None, None
+
+
+def _scaled(logits: torch.Tensor, inv_temperature: float) -> torch.Tensor:
+    """`logits` divided by the temperature, in place (untouched at temperature 1)."""
+    return logits if inv_temperature == 1.0 else logits.mul_(inv_temperature)
+
+
+def training_temperature(sampling_temperature: float) -> float:
+    """The temperature training log-probs are taken at, for completions sampled at `sampling_temperature`.
+
+    Training scores the tokens under the distribution they were sampled from, softmax(logits / T), as
+    verl does: the PPO ratio, the clip, the entropy and the KL all see logits / T. Greedy decoding
+    (T = 0) has no sampling distribution; its completions are scored under the model's own
+    distribution (T = 1). top-p and top-k are not applied in training (nor in verl): the truncated
+    distribution has zero mass outside the nucleus and no gradient there, so training uses the whole
+    tempered distribution and the sampler's log-probs equal the trainer's only at top_p 1, top_k 0.
+    """
+    if sampling_temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {sampling_temperature}")
+    return sampling_temperature if sampling_temperature > 0 else 1.0
 
 
 def chunked_token_stats(hidden: torch.Tensor, lm_head_weight: torch.Tensor, targets: torch.Tensor,
-                        chunk_tokens: int = 1024, with_entropy: bool = True):
+                        chunk_tokens: int = 1024, with_entropy: bool = True, temperature: float = 1.0):
     """Log-prob of each target and entropy of each row's distribution, never holding all logits.
 
     Args:
@@ -117,6 +138,7 @@ def chunked_token_stats(hidden: torch.Tensor, lm_head_weight: torch.Tensor, targ
         targets: token ids.                                                       # (N,) int64
         chunk_tokens: rows per LM-head chunk; peak extra memory ~ 2 x chunk_tokens x V x 4 bytes.
         with_entropy: also return the entropy (nats).
+        temperature: the distribution is softmax(logits / temperature) (> 0; see `training_temperature`).
     Returns:
         (logprobs, entropy): (N,) float32 each; entropy is None when not asked for. Both are
         differentiable with respect to `hidden` and `lm_head_weight`.
@@ -129,12 +151,15 @@ def chunked_token_stats(hidden: torch.Tensor, lm_head_weight: torch.Tensor, targ
     if targets.numel() and (int(targets.min()) < 0 or int(targets.max()) >= lm_head_weight.shape[0]):
         raise ValueError(f"target ids must lie in [0, {lm_head_weight.shape[0]}); got "
                          f"[{int(targets.min())}, {int(targets.max())}]")
-    logprobs, entropy = _ChunkedTokenStats.apply(hidden, lm_head_weight, targets, chunk_tokens, with_entropy)
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature} (greedy: see training_temperature)")
+    logprobs, entropy = _ChunkedTokenStats.apply(hidden, lm_head_weight, targets, chunk_tokens, with_entropy,
+                                                 1.0 / temperature)
     return logprobs, (entropy if with_entropy else None)
 
 
 def completion_stats(model, prompts: list[list[int]], completions: list[list[list[int]]], chunk_tokens: int = 1024,
-                     with_entropy: bool = True, shared_prompt: bool = True) -> TokenStats:
+                     with_entropy: bool = True, shared_prompt: bool = True, temperature: float = 1.0) -> TokenStats:
     """Log-probs (and entropy) of every completion token under `model`, with grad if grad is enabled.
 
     Args:
@@ -146,6 +171,8 @@ def completion_stats(model, prompts: list[list[int]], completions: list[list[lis
         with_entropy: also compute per-token entropy.
         shared_prompt: run each prompt once and attend its completions to it (cascade attention);
             False runs the per-sample reference (prompt + completion concatenated, ordinary forward).
+        temperature: log-probs and entropy of softmax(logits / temperature), the distribution the
+            completions were sampled from (`training_temperature(rollout temperature)`).
 
     A model prepared by `engine.sharding.prepare` runs this as one of its forwards (FSDP gathers when
     sharded, autocast for one-device mixed precision).
@@ -153,11 +180,12 @@ def completion_stats(model, prompts: list[list[int]], completions: list[list[lis
         TokenStats with (B, Tc) tensors, Tc = longest completion; entry [b, j] scores token j of
         completion b given its prompt and tokens < j.
     """
-    return run_forward(model, _completion_stats, prompts, completions, chunk_tokens, with_entropy, shared_prompt)
+    return run_forward(model, _completion_stats, prompts, completions, chunk_tokens, with_entropy, shared_prompt,
+                       temperature)
 
 
 def _completion_stats(model, prompts, completions, chunk_tokens: int, with_entropy: bool,
-                      shared_prompt: bool) -> TokenStats:
+                      shared_prompt: bool, temperature: float = 1.0) -> TokenStats:
     weight = lm_head_weight(model)
     _check_inputs(prompts, completions, weight.shape[0])
     device = weight.device
@@ -170,7 +198,8 @@ def _completion_stats(model, prompts, completions, chunk_tokens: int, with_entro
         hidden = _shared_prompt_hidden(model, prompts, completions, targets)
     else:
         hidden = _per_sample_hidden(model, prompts, completions)
-    logprobs, entropy = chunked_token_stats(hidden[mask], weight, targets[mask], chunk_tokens, with_entropy)
+    logprobs, entropy = chunked_token_stats(hidden[mask], weight, targets[mask], chunk_tokens, with_entropy,
+                                            temperature)
     zeros = torch.zeros(mask.shape, dtype=torch.float32, device=device)
     return TokenStats(logprobs=zeros.masked_scatter(mask, logprobs),
                       entropy=None if entropy is None else zeros.masked_scatter(mask, entropy), mask=mask)

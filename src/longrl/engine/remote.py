@@ -62,8 +62,9 @@ def server_root(base_url: str) -> str:
 
 
 def completion_body(model: str, prompt: list[int], group_size: int, params: SamplingParams, seed: int,
-                    reload_api: str) -> dict[str, Any]:
-    """The `/completions` request for one group: token ids in, G samples, token ids out."""
+                    reload_api: str, logprobs: bool = False) -> dict[str, Any]:
+    """The `/completions` request for one group: token ids in, G samples, token ids out (and, with
+    `logprobs`, the sampled tokens' log-probs: `logprobs: 0`)."""
     body: dict[str, Any] = {
         "model": model, "prompt": list(prompt), "n": group_size, "max_tokens": params.max_new_tokens,
         "temperature": params.temperature, "top_p": params.top_p, "seed": seed,
@@ -71,6 +72,8 @@ def completion_body(model: str, prompt: list[int], group_size: int, params: Samp
     }
     if params.top_k > 0:
         body["top_k"] = params.top_k
+    if logprobs:
+        body["logprobs"] = 0
     if reload_api == "sglang":
         body["no_stop_trim"] = True          # keep the matched stop token in the output
         # no ignore_eos: SGLang's also switches stop_token_ids off; its eos ids must then be among longrl's
@@ -82,7 +85,8 @@ def completion_body(model: str, prompt: list[int], group_size: int, params: Samp
 def read_group(payload: Any, prompt: list[int], group_size: int, params: SamplingParams) -> GroupRollout:
     """The GroupRollout in a `/completions` reply; raises ValueError saying what is wrong with it.
 
-    Log-probs are NaN: the server's are not the sampler's (the trainer recomputes what it needs).
+    Log-probs are the server's `choices[].logprobs.token_logprobs` when it sent them (asked for with
+    `rollout.server.logprobs`), else NaN; the trainer recomputes what it trains on either way.
     """
     if not isinstance(payload, dict) or not isinstance(payload.get("choices"), list):
         raise ValueError("no choices")
@@ -92,7 +96,7 @@ def read_group(payload: Any, prompt: list[int], group_size: int, params: Samplin
     if len(choices) != group_size:
         raise ValueError(f"asked for n={group_size} samples, got {len(choices)} (does the server honour `n`?)")
     stops = set(params.stop_token_ids)
-    completions, truncated = [], []
+    completions, truncated, logprobs = [], [], []
     for choice in sorted(choices, key=lambda c: c.get("index", 0)):
         ids = choice.get("token_ids")
         if not isinstance(ids, list) or not all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in ids):
@@ -124,8 +128,23 @@ def read_group(payload: Any, prompt: list[int], group_size: int, params: Samplin
             raise ValueError(f"a completion of {len(ids)} < max_tokens={params.max_new_tokens} tokens: {why}")
         completions.append(ids)
         truncated.append(not stopped)
-    return GroupRollout(prompt_ids=list(prompt), completions=completions,
-                        logprobs=[[math.nan] * len(c) for c in completions], truncated=truncated)
+        logprobs.append(choice_logprobs(choice, len(ids)))
+    return GroupRollout(prompt_ids=list(prompt), completions=completions, logprobs=logprobs, truncated=truncated)
+
+
+def choice_logprobs(choice: dict, n_tokens: int) -> list[float]:
+    """The sampled tokens' log-probs a choice carries (OpenAI's completions shape), or NaN per token."""
+    block = choice.get("logprobs")
+    found = block.get("token_logprobs") if isinstance(block, dict) else None
+    if found is None:
+        return [math.nan] * n_tokens
+    if not isinstance(found, list) or not all(isinstance(x, int | float) and not isinstance(x, bool) for x in found):
+        raise ValueError("`logprobs.token_logprobs` is not a list of numbers")
+    if len(found) != n_tokens:        # a trimmed stop token has no log-prob: pad it as unknown
+        if len(found) != n_tokens - 1:
+            raise ValueError(f"{len(found)} token log-probs for {n_tokens} tokens")
+        found = [*found, math.nan]
+    return [float(x) for x in found]
 
 
 class RemoteGenerator:
@@ -186,7 +205,7 @@ class RemoteGenerator:
                                            for i, (prompt, seed) in enumerate(zip(prompts, seeds)))))
 
     async def _complete(self, model, i, prompt, group_size, params, seed) -> GroupRollout:
-        body = completion_body(model, prompt, group_size, params, seed, self.cfg.reload_api)
+        body = completion_body(model, prompt, group_size, params, seed, self.cfg.reload_api, self.cfg.logprobs)
         self.requests += 1
         payload = await self._send(self.api, "POST", "/completions", body, f"prompt {i} (rollout)")
         served = payload.get("metadata", {}).get("weight_version") if isinstance(payload, dict) \

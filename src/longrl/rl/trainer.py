@@ -44,9 +44,12 @@ generated in the step, refills included; loss figures cover the trained tokens):
   dist/world_size (ranks), memory/peak_gb (CUDA: this rank's peak).
 
 Departures from the papers, and choices they left open:
+  - Training log-probs (current, old, reference), the entropy and the KL are of softmax(logits / T),
+    T = `rollout.temperature` (the phase's; greedy T = 0 trains at T = 1), as verl and the official
+    script do; top-p is not applied in training (the sampler's log-probs equal the trainer's at top_p 1).
   - Old log-probs (the PPO ratio's denominator) come from the current policy before the step's
     updates, recomputed by a no-grad forward, not from the sampler: sampling log-probs differ
-    from the policy's by temperature and top-p. When the step makes a single optimizer update the
+    from the policy's by top-p (and by the engine's numerics). When the step makes a single optimizer update the
     forward is skipped: the policy is still the one that would be recomputed, so the current
     log-probs, detached, are the same numbers (ratio exactly 1 at the first update).
   - Dynamic sampling never fails for lack of informative groups (the original raises after

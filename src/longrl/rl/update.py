@@ -4,6 +4,11 @@
     obj = objective(cfg)                               # loss names resolved once
     metrics = policy_update(policy, ref, optimizer, groups, adv, cfg, obj, step, dist)
 
+Every log-prob here (current, old, reference) and the entropy are of softmax(logits / T), T the rollout
+temperature (the phase's, after overrides; greedy T = 0 trains at T = 1), the distribution the
+completions were sampled from, as verl does; top-p / top-k truncation is not applied in training
+(`engine.logprobs.training_temperature`).
+
 Per-token loss = clipped PPO term (clip-higher) + kl_coef * KL(policy || ref) + entropy bonus,
 aggregated as `algo.loss_agg` with the normaliser of the whole mini-batch, so the micro-batch
 split never changes the loss (`tests/rl/test_update.py` checks it against a loop-based reference).
@@ -17,7 +22,7 @@ import torch
 
 from longrl.config import Config
 from longrl.engine.distributed import SINGLE, Dist
-from longrl.engine.logprobs import completion_stats
+from longrl.engine.logprobs import completion_stats, training_temperature
 from longrl.engine.seeds import stream_seed
 from longrl.engine.sharding import clip_grad_norm
 from longrl.models.lora import adapters_disabled
@@ -69,7 +74,8 @@ def no_grad_logprobs(model, groups: list[Group], cfg: Config, shares: list[list[
         for micro, weight in lockstep(plans, dist.rank, spare_group=0):
             p, c = gather(micro, prompts, comps)
             stats = completion_stats(model, p, c, cfg.train.logprob_chunk_tokens, with_entropy=False,
-                                     shared_prompt=cfg.train.shared_prompt_forward)
+                                     shared_prompt=cfg.train.shared_prompt_forward,
+                                     temperature=training_temperature(cfg.rollout.temperature))
             for b, (g, r) in enumerate(micro.sequences if weight else []):
                 out[(g, r)] = stats.logprobs[b, : len(comps[g][r])].detach()
     return out
@@ -97,6 +103,7 @@ def policy_update(policy, ref, optimizer, groups: list[Group], adv: torch.Tensor
         loss/*, optim/grad_norm, entropy, kl (when a reference is loaded), update counts (all ranks summed).
     """
     t = cfg.train
+    temperature = training_temperature(cfg.rollout.temperature)     # logits / T, as the rollout sampled them
     prompts = [g.prompt_ids for g in groups]
     comps = [g.completions for g in groups]
     lens = [[len(c) for c in cs] for cs in comps]
@@ -122,7 +129,7 @@ def policy_update(policy, ref, optimizer, groups: list[Group], adv: torch.Tensor
                 seqs = micro.sequences                                   # step-level (group, row)
                 p, c = gather(micro, prompts, comps)
                 stats = completion_stats(policy, p, c, t.logprob_chunk_tokens, with_entropy=True,
-                                         shared_prompt=t.shared_prompt_forward)
+                                         shared_prompt=t.shared_prompt_forward, temperature=temperature)
                 mask = stats.mask.to(stats.logprobs.dtype)                                   # (B, T)
                 width = mask.shape[1]
                 fresh = old is None or not weight                       # one update, or a lockstep filler

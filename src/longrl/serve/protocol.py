@@ -6,8 +6,12 @@
 Requests follow vLLM's and SGLang's `/v1/completions` and `/v1/chat/completions`: a prompt as text or
 token ids (one or several), `n`, `max_tokens` (`max_completion_tokens` for chat), `temperature`,
 `top_p`, `top_k` (<= 0: off), `seed`, `stop_token_ids`, `ignore_eos`, `return_token_ids`,
-`skip_special_tokens`. Fields longrl does not implement and that would change the result (`stream`,
-`echo`, `logprobs`, stop strings, `logit_bias`, penalties) are refused with HTTP 400 rather than
+`skip_special_tokens`, and on `/completions` `logprobs: 0`: each choice then carries
+`logprobs.token_logprobs`, the log-prob of every sampled token under the distribution it was
+sampled from (after temperature, top-k and top-p, renormalised; vLLM's `--logprobs-mode
+processed_logprobs`), and `logprobs.tokens`. Fields longrl does not implement and that would change
+the result (`stream`, `echo`, top-N alternatives (`logprobs` > 0, chat `logprobs`), stop strings,
+`logit_bias`, penalties) are refused with HTTP 400 rather than
 ignored; other unknown fields are ignored, as SGLang does. Replies carry `choices[].token_ids` and
 `prompt_token_ids` when `return_token_ids` is set, the stop token that ended a choice
 (`matched_stop`, SGLang's name, and `stop_reason`, vLLM's), usage counts, and
@@ -68,6 +72,7 @@ class Job:
     return_token_ids: bool
     skip_special_tokens: bool
     chat: bool
+    logprobs: bool = False       # /completions `logprobs: 0`: report the sampled tokens' log-probs
 
     @property
     def key(self) -> tuple:
@@ -110,9 +115,9 @@ def check_model(body: dict, served: Served) -> None:
         raise RequestError(404, f"model {model!r} is not served here; this server serves {served.name!r}")
 
 
-def _check_unsupported(body: dict) -> None:
+def _check_unsupported(body: dict, allowed: tuple[str, ...] = ()) -> None:
     for name, in_use in UNSUPPORTED.items():
-        if name in body and in_use(body[name]):
+        if name in body and name not in allowed and in_use(body[name]):
             raise RequestError(400, f"`{name}` is not supported by longrl serve")
 
 
@@ -176,7 +181,11 @@ def parse_completion(body: Any, served: Served) -> Job:
     if not isinstance(body, dict):
         raise RequestError(400, "the request body must be a JSON object")
     check_model(body, served)
-    _check_unsupported(body)
+    _check_unsupported(body, allowed=("logprobs",))
+    logprobs = body.get("logprobs")
+    if logprobs is not None and (isinstance(logprobs, bool) or logprobs != 0):
+        raise RequestError(400, f"`logprobs` must be 0 (the sampled tokens' log-probs; longrl serve returns no "
+                                f"alternatives), got {logprobs!r}")
     prompt = body.get("prompt")
     add_special = body.get("add_special_tokens", True) is not False
     if isinstance(prompt, str):
@@ -197,7 +206,7 @@ def parse_completion(body: Any, served: Served) -> Job:
         else:
             prompts.append(_ids(p, served.vocab_size, f"prompt {i}"))
     n, params, seeds = _sampling(body, served, prompts, COMPLETION_MAX_TOKENS, ("max_tokens",))
-    return Job(prompts, n, params, seeds, *_flags(body), chat=False)
+    return Job(prompts, n, params, seeds, *_flags(body), chat=False, logprobs=logprobs is not None)
 
 
 def _message_text(message: Any, i: int) -> dict[str, str]:
@@ -243,6 +252,12 @@ def _choice_fields(job: Job, prompt: list[int], ids: list[int], truncated: bool,
     return text, fields
 
 
+def _token_logprobs(ids: list[int], logprobs: list[float], served: Served) -> dict[str, Any]:
+    """A choice's `logprobs` object (OpenAI's completions shape), the sampled tokens only."""
+    return {"tokens": [served.tokenizer.decode([t], skip_special_tokens=False) for t in ids],
+            "token_logprobs": [float(x) for x in logprobs], "top_logprobs": None, "text_offset": None}
+
+
 def build_reply(job: Job, groups: list[GroupRollout], served: Served, version: str) -> dict[str, Any]:
     """The `/completions` or `/chat/completions` payload: choice k*n + j is sample j of prompt k."""
     choices = []
@@ -253,7 +268,8 @@ def build_reply(job: Job, groups: list[GroupRollout], served: Served, version: s
             if job.chat:
                 choices.append({"index": index, "message": {"role": "assistant", "content": text}, **fields})
             else:
-                choices.append({"index": index, "text": text, "logprobs": None, **fields})
+                logprobs = _token_logprobs(ids, group.logprobs[j], served) if job.logprobs else None
+                choices.append({"index": index, "text": text, "logprobs": logprobs, **fields})
     prompt_tokens = sum(len(p) for p in job.prompts)
     completion_tokens = sum(len(c) for g in groups for c in g.completions)
     return {
