@@ -29,7 +29,9 @@ rollout: {group_size: 2, max_new_tokens: 12, temperature: 1.0, top_p: 1.0, group
 algo: {dynamic_sampling: false}
 reward: {overlong: {enabled: true, buffer: 12}}
 optim: {lr: 1.0e-4}
-train: {prompts_per_step: 2, micro_batch_tokens: 1024}
+train: {prompts_per_step: 2, micro_batch_tokens: 1024, eval_every: 2}
+data:
+  eval: [{synth: {tasks: [multihop, docmath], n: 2, length: 160, seed: 9}}]
 curriculum:
   phases:
     - {name: short, max_input_tokens: 200, max_response_tokens: 12, steps: 2,
@@ -75,6 +77,11 @@ def test_pipeline_end_to_end(single_run):
     # every metrics line carries its phase; the phase starts from the previous phase's weights
     rows = [json.loads(x) for x in (out / "phase2" / "metrics.jsonl").read_text().splitlines()]
     assert [r["phase"] for r in rows] == ["long", "long"]
+    # validation during RL: phase 1 before training and at its last step; phase 2 (starting from the
+    # weights just scored) at its last step only
+    phase1 = [json.loads(x) for x in (out / "phase1" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in phase1 if "val/accuracy" in r] == [0, 2]
+    assert [r["step"] for r in rows if "val/accuracy" in r] == [2] and rows[-1]["val/items"] == 2
     cfg2 = (out / "phase2" / "config.yaml").read_text()
     assert str(out / "phase1" / "final") in cfg2 and "temperature: 0.9" in cfg2
     assert set(result["eval"]) == {"sft", "rl"}
@@ -107,8 +114,9 @@ def test_pipeline_resumes_after_kill_in_phase(tmp_path):
     subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     assert {s: (out / s / "stage.json").stat().st_mtime_ns for s in done_before} == done_before
     assert (out / "phase1" / "metrics.jsonl").read_bytes() == phase1_metrics
-    steps = [json.loads(x)["step"] for x in (out / "phase2" / "metrics.jsonl").read_text().splitlines()]
-    assert steps == list(range(1, 13))
+    rows = [json.loads(x) for x in (out / "phase2" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(1, 13))
+    assert [r["step"] for r in rows if "val/accuracy" in r] == list(range(2, 13, 2))
     assert (out / "eval" / "rl" / "summary.json").exists()
 
 
@@ -127,9 +135,11 @@ def test_pipeline_under_torchrun_matches_one_process(single_run, tmp_path):
     for stage in ("sft", "phase1", "retro1", "phase2", "eval/sft", "eval/rl"):
         assert json.loads((out / stage / "stage.json").read_text())["status"] == "done", stage
     assert (out / "report.md").exists() and (out / "pipeline.json").exists()
-    for phase in ("phase1", "phase2"):
-        rows = [json.loads(x) for x in (out / phase / "metrics.jsonl").read_text().splitlines()]
-        assert [r["step"] for r in rows] == [1, 2] and {r["dist/world_size"] for r in rows} == {2}
+    for phase, steps in (("phase1", [0, 1, 2]), ("phase2", [1, 2])):
+        rows, alone = ([json.loads(x) for x in (run / phase / "metrics.jsonl").read_text().splitlines()] for run in (out, one))
+        assert [r["step"] for r in rows] == steps and {r["dist/world_size"] for r in rows if r["step"]} == {2}
+        # validation split across the ranks: the same held-out scores as one process
+        assert [r.get("val/accuracy") for r in rows] == [r.get("val/accuracy") for r in alone]
     assert json.loads((out / "sft" / "metrics.jsonl").read_text().splitlines()[0])["dist/world_size"] == 2
 
     def diff(stage):

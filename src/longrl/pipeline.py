@@ -6,7 +6,10 @@
 Each stage runs in its own subdirectory of --out:
 
     sft/        warm-up SFT on `sft.data` (skipped when empty: RL starts from `model.path`)
-    phase1/     RL on phase 1's items that fit its `max_input_tokens` (`rl/trainer.py`)
+    phase1/     RL on phase 1's items that fit its `max_input_tokens` (`rl/trainer.py`); with `data.eval`
+                and `train.eval_every`, held-out accuracy before the phase and every few steps
+                (`val/*` in metrics.jsonl; later phases skip the before-training pass: their starting
+                weights were scored at the previous phase's last step)
     retro1/     retrospective sampling: the hardest items of the earlier phases, carried into phase 2
     phase2/     RL from phase 1's final weights on phase 2's items + the carried ones
     ...
@@ -151,6 +154,8 @@ def run_phases(cfg: Config, out: Path, start_from: str, tokenizer, device: torch
         if (done := stage_done(stage)) is None:
             info(f"[pipeline] stage phase{k} ({phase.name}) -> {stage}")
             phase_cfg = phase_config(cfg, phase, init_from=weights, steps=phase_steps(phase, len(items), cfg.train.prompts_per_step))
+            if k > 1:        # its starting weights were validated at the previous phase's last step
+                phase_cfg = phase_cfg.model_copy(update={"train": phase_cfg.train.model_copy(update={"eval_before_train": False})})
             done = mark_done(stage, dist, final=str(train(phase_cfg, stage, items=items, phase=phase.name)),
                              phase=phase.name)
         weights = done["final"]

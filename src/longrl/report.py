@@ -8,8 +8,8 @@ Reads what a pipeline (or a single `longrl rl` run) left in DIR:
                                               accuracy-against-length curve)
 
 and writes DIR/report.md with two PNG figures beside it: `dynamics.png` (the paper's
-training-dynamics figure: reward, entropy, KL and response length against step, coloured by
-phase) and `accuracy_by_length.png` (the SFT-only and the RL policy by document length).
+training-dynamics figure: reward, held-out accuracy (validation during RL, when logged), entropy,
+KL and response length against step, coloured by phase) and `accuracy_by_length.png` (the SFT-only and the RL policy by document length).
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from longrl.files import atomic_write_text
 from longrl.limits import load_json
 from longrl.tracking import read_metrics
 
-PANELS = [("reward/mean", "reward"), ("entropy", "entropy"), ("kl", "KL to reference"), ("response_len/mean", "response length (tokens)")]
+PANELS = [("reward/mean", "reward"), ("val/accuracy", "held-out accuracy"), ("entropy", "entropy"),
+          ("kl", "KL to reference"), ("response_len/mean", "response length (tokens)")]
 SYNTHETIC = re.compile(r"^synthetic-(\d+)$")
 
 
@@ -138,8 +139,8 @@ def plot_accuracy_by_length(summaries: dict[str, dict[str, Any]], path: Path) ->
 
 
 def phase_table(run_dir: Path, runs: list[tuple[str, list[dict[str, Any]]]]) -> list[str]:
-    lines = ["| phase | steps | items kept | dropped (too long) | carried in | reward first -> last | accuracy first -> last |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| phase | steps | items kept | dropped (too long) | carried in | reward first -> last | accuracy first -> last "
+             "| held-out accuracy first -> last |", "|---|---|---|---|---|---|---|---|"]
     counts = {}
     for path in run_dir.glob("phase*/items.json"):
         info = read_json(path)
@@ -148,7 +149,10 @@ def phase_table(run_dir: Path, runs: list[tuple[str, list[dict[str, Any]]]]) -> 
         c = counts.get(phase, {})
         reward = _first_last(rows, "reward/mean")
         acc = _first_last(rows, "accuracy")
-        lines.append(f"| {phase} | {len(rows)} | {c.get('kept', '-')} | {c.get('dropped', '-')} | {c.get('carried', '-')} | {reward} | {acc} |")
+        val = _first_last(rows, "val/accuracy")
+        steps = sum(1 for r in rows if r["step"] >= 1)               # step 0: the validation before training
+        lines.append(f"| {phase} | {steps} | {c.get('kept', '-')} | {c.get('dropped', '-')} | {c.get('carried', '-')} "
+                     f"| {reward} | {acc} | {val} |")
     return lines
 
 
@@ -189,7 +193,7 @@ def write_report(run_dir: str | Path) -> Path:
     if runs:
         lines += ["## Training dynamics", ""]
         if plot_dynamics(runs, run_dir / "dynamics.png"):
-            lines += ["![reward, entropy, KL and response length per step, by phase](dynamics.png)", ""]
+            lines += ["![reward, held-out accuracy, entropy, KL and response length per step, by phase](dynamics.png)", ""]
         lines += [*phase_table(run_dir, runs), ""]
     for path in sorted(run_dir.glob("retro*/selection.json")):
         sel = read_json(path)

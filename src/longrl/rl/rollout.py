@@ -21,6 +21,7 @@ from longrl.data.prompt import encode_prompt
 from longrl.data.schema import Sample
 from longrl.engine.generate import (
     Generator,
+    GroupRollout,
     SamplingParams,
     SharedPrefixGenerator,
     group_seed,
@@ -79,22 +80,29 @@ class Roller:
         except ValueError as exc:
             raise ConfigError(f"rollout.max_input_tokens: {exc}") from None
 
-    def roll(self, step: int, draws: list[Draw]) -> list[Group]:
-        G = self.cfg.rollout.group_size
+    def sample(self, prompts: list[list[int]], n: int, params: SamplingParams, seeds: list[int],
+               version: str) -> list[GroupRollout]:
+        """n completions of each prompt from the current policy (every rank calls it, maybe with none:
+        sharded weights are gathered once for all of them)."""
         if not self.synced:
-            self.sync(f"rollout-{step}")
+            self.sync(version)
         in_process = isinstance(self.generator, SharedPrefixGenerator)
-        with self.timers.time("rollout"), torch.no_grad(), rollout_weights(self.policy) as model:
+        with torch.no_grad(), rollout_weights(self.policy) as model:
             self.policy.eval()
             if in_process:
                 self.generator.model = model             # the policy, or its twin holding gathered weights
             try:
-                prompts = [self.encode(d.item) for d in draws]
-                seeds = [group_seed(self.cfg.run.seed, step, d.index) for d in draws]
-                outs = self.generator.generate(prompts, G, self.params, seeds) if draws else []
+                return self.generator.generate(prompts, n, params, seeds) if prompts else []
             finally:
                 if in_process:
                     self.generator.model = self.policy
+
+    def roll(self, step: int, draws: list[Draw]) -> list[Group]:
+        G = self.cfg.rollout.group_size
+        with self.timers.time("rollout"):
+            prompts = [self.encode(d.item) for d in draws]
+            seeds = [group_seed(self.cfg.run.seed, step, d.index) for d in draws]
+            outs = self.sample(prompts, G, self.params, seeds, f"rollout-{step}")
         with self.timers.time("reward"):
             texts = [[self.decode(c) for c in out.completions] for out in outs]
             inputs = [RewardInput(task=d.item.task, question=d.item.question, answers=list(d.item.answers), response=t,

@@ -27,7 +27,10 @@ Each step (rollout and reward: `rl/rollout.py`; the update: `rl/update.py`):
      shared-prompt training forward with a chunked LM head (`engine/logprobs.py`). Per-token loss =
      clipped PPO term (clip-higher) + kl_coef * KL(policy || ref) + entropy bonus, aggregated as
      `algo.loss_agg` with the normaliser of the whole mini-batch, so micro-batching is exact.
-  6. Metrics (one `metrics.jsonl` line per step), item scores (`item_scores.jsonl`: the G rewards and
+  6. Validation (`rl/validation.py`, when `train.eval_every` > 0 and `data.eval` is set): the held-out
+     items are sampled with `rollout.validation` and scored with the evaluation reward before the first
+     step (a step-0 line in metrics.jsonl) and every `eval_every` steps and at the last.
+  7. Metrics (one `metrics.jsonl` line per step), item scores (`item_scores.jsonl`: the G rewards and
      G correctness flags of every item rolled out, read by the curriculum's difficulty store), sample dumps (`samples/`),
      checkpoint (`checkpoints/step-N/`, every `run.save_every` steps and at the last one).
 
@@ -41,7 +44,8 @@ generated in the step, refills included; loss figures cover the trained tokens):
   update/{skipped,tokens}, tokens_per_s (prompt + completion tokens rolled out / step wall time),
   time/{rollout,reward,update,sync,step,step_cpu} (sync: handing the weights to the rollout backend;
   ~0 in process, write + reload + version check for a server; step 1's includes the first hand-over),
-  dist/world_size (ranks), memory/peak_gb (CUDA: this rank's peak).
+  dist/world_size (ranks), memory/peak_gb (CUDA: this rank's peak); on validation steps val/accuracy,
+  val/<task>/accuracy, val/response_len/mean, val/items and time/val.
 
 Departures from the papers, and choices they left open:
   - Training log-probs (current, old, reference), the entropy and the KL are of softmax(logits / T),
@@ -96,6 +100,7 @@ from longrl.rl.groups import check_split, roll_across_ranks
 from longrl.rl.rollout import Roller, item_score_rows, rollout_metrics, sample_rows
 from longrl.rl.sampler import PromptSampler
 from longrl.rl.update import objective, policy_update, rewards_tensor, skipped_update
+from longrl.rl.validation import is_validation_step, validate, validation_metrics
 from longrl.trackers import Trackers
 from longrl.tracking import (
     MetricsLog,
@@ -178,6 +183,7 @@ def train(cfg: Config, out: str | Path, items: list[Sample] | None = None, phase
     policy = load_trainable(cfg.model, dist, device)                        # fp32 masters; sharded or autocast
     ref = load_reference(cfg, device, policy, dist)                         # None unless KL is used
     items = items if items is not None else load_items(cfg.data.train, tokenizer, cfg.data.skip_bad)
+    held_out = load_items(cfg.data.eval, tokenizer, cfg.data.skip_bad) if cfg.train.eval_every else []
     prepare_run_dir(out, cfg)                                               # the run starts: config.yaml, log.txt
     optimizer = make_optimizer(cfg, policy)
     state = checkpoint.resume(out, policy, optimizer)                       # {} on a fresh run
@@ -192,6 +198,16 @@ def train(cfg: Config, out: str | Path, items: list[Sample] | None = None, phase
     advantage_fn = algos.ADVANTAGES.get(cfg.algo.advantage)                 # names resolved once, up front
     obj = objective(cfg)
     progress = StepProgress(cfg.train.steps, start, cfg.run.progress, phase, cfg.run.log_every)
+
+    def validation(step: int) -> dict[str, float]:
+        """val/* of `data.eval` when `step` is a validation step, else {}."""
+        if not held_out or not is_validation_step(step, cfg.train.steps, cfg.train.eval_every, cfg.train.eval_before_train):
+            return {}
+        with timers.time("val"):
+            return validation_metrics(validate(roller, held_out, cfg, step, dist))
+
+    if start == 0 and (before := validation(0)):                            # before training: step 0
+        metrics.log({"step": 0, "phase": phase, **before, **timers.pop()})
     with progress:
         for step in range(start + 1, cfg.train.steps + 1):
             began, began_cpu = time.perf_counter(), time.process_time()
@@ -207,12 +223,14 @@ def train(cfg: Config, out: str | Path, items: list[Sample] | None = None, phase
                 update = (policy_update(policy, ref, optimizer, collected.groups, adv, cfg, obj, step, dist)
                           if collected.groups else skipped_update(ref is not None))
             roller.sync(f"step-{step}")                                     # the next rollout samples the new policy
-            # 6) metrics, item scores, sample dumps, checkpoint
-            elapsed = time.perf_counter() - began
+            elapsed, elapsed_cpu = time.perf_counter() - began, time.process_time() - began_cpu
+            # 6) validation: held-out accuracy of the updated policy (its time is time/val, not time/step)
+            val = validation(step)
+            # 7) metrics, item scores, sample dumps, checkpoint
             stats = rollout_metrics(collected.all)
-            row = {"step": step, "phase": phase, **stats, **collected.metrics(), **update, "optim/lr": lr,
+            row = {"step": step, "phase": phase, **stats, **collected.metrics(), **update, **val, "optim/lr": lr,
                    "tokens_per_s": stats["rollout/tokens"] / max(elapsed, 1e-9), **timers.pop(),
-                   "time/step": round(elapsed, 4), "time/step_cpu": round(time.process_time() - began_cpu, 4),
+                   "time/step": round(elapsed, 4), "time/step_cpu": round(elapsed_cpu, 4),
                    "dist/world_size": dist.world, **peak_memory(device)}
             for score_row in item_score_rows(step, phase, collected.all):
                 item_scores.log(score_row)
