@@ -14,7 +14,7 @@ def test_unreadable_metrics_lines_are_skipped(tmp_path):
         b'{"step": 3, "reward/mean": 0.5, "kl": "n/a"}\n{"step": 4, "reward'
     )
     text = write_report(tmp_path).read_text()
-    assert f"| {tmp_path.name} | 2 | - | - | - | 0.250 -> 0.500 | - |" in text  # steps 1 and 3; the rest skipped
+    assert f"| {tmp_path.name} | 2 | - | - | - | - | - | 0.250 -> 0.500 | - |" in text  # steps 1 and 3; the rest skipped
     assert (tmp_path / "dynamics.png").exists()
 
 

@@ -3,7 +3,7 @@
 Reads what a pipeline (or a single `longrl rl` run) left in DIR:
 
     phase*/metrics.jsonl (or metrics.jsonl)  reward, entropy, KL, response length per step
-    phase*/items.json, retro*/selection.json  items kept / dropped / carried per phase
+    phase*/items.json, retro*/selection.json  items kept / new / dropped / carried / replayed per phase
     eval/<model>/summary.json                 scores per benchmark (synthetic-<length> suites give the
                                               accuracy-against-length curve)
 
@@ -138,8 +138,8 @@ def plot_accuracy_by_length(summaries: dict[str, dict[str, Any]], path: Path) ->
 
 
 def phase_table(run_dir: Path, runs: list[tuple[str, list[dict[str, Any]]]]) -> list[str]:
-    lines = ["| phase | steps | items kept | dropped (too long) | carried in | reward first -> last | accuracy first -> last |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| phase | steps | items kept | new | dropped (too long) | carried in | replayed copies | reward first -> last | accuracy first -> last |",
+             "|---|---|---|---|---|---|---|---|---|"]
     counts = {}
     for path in run_dir.glob("phase*/items.json"):
         info = read_json(path)
@@ -148,7 +148,8 @@ def phase_table(run_dir: Path, runs: list[tuple[str, list[dict[str, Any]]]]) -> 
         c = counts.get(phase, {})
         reward = _first_last(rows, "reward/mean")
         acc = _first_last(rows, "accuracy")
-        lines.append(f"| {phase} | {len(rows)} | {c.get('kept', '-')} | {c.get('dropped', '-')} | {c.get('carried', '-')} | {reward} | {acc} |")
+        cells = [c.get(key, "-") for key in ("kept", "new", "dropped", "carried", "replayed")]
+        lines.append(f"| {phase} | {len(rows)} | {' | '.join(map(str, cells))} | {reward} | {acc} |")
     return lines
 
 
