@@ -9,9 +9,13 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from longrl.config import load_config
-from longrl.pipeline import run_pipeline
+from longrl.data.io import write_samples
+from longrl.data.synthetic import synthesize
+from longrl.errors import UserError
+from longrl.pipeline import phase_items, run_phases, run_pipeline
 
 CONFIG = """
 run: {name: pipe, seed: 0, torch_threads: 1, save_every: 1, keep_checkpoints: 2, dump_samples_every: 0, progress: none}
@@ -151,3 +155,77 @@ def test_pipeline_under_torchrun_matches_one_process(single_run, tmp_path):
     selected = [json.loads((run / "retro1" / "selection.json").read_text())["selected"] for run in (one, out)]
     assert selected[0] == selected[1]
     assert diff("phase2") < 1e-4
+
+
+ONE_FILE = """
+run: {name: onefile, seed: 0, torch_threads: 1, save_every: 100, keep_checkpoints: 1, dump_samples_every: 0, progress: none}
+model:
+  path: random
+  tiny: {hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 1, intermediate_size: 64, max_position_embeddings: 1024}
+rollout: {group_size: 2, max_new_tokens: 4, temperature: 1.0, top_p: 1.0, groups_per_batch: 4}
+algo: {dynamic_sampling: false}
+optim: {lr: 1.0e-4}
+train: {prompts_per_step: 4, micro_batch_tokens: 1024}
+curriculum:
+  phases:
+    - {name: short, max_input_tokens: 200, max_response_tokens: 4, steps: 1, data: [{path: %(file)s}]}
+    - {name: long, max_input_tokens: 420, max_response_tokens: 4, epochs: 1, data: [{path: %(file)s}]}
+  retrospective: {mode: offline, samples: 2, count: 2, fraction: null, carry: %(carry)s, replay_copies: 2}
+"""
+
+
+def phase_ids(stage: Path) -> list[str]:
+    """The item ids of every rollout group phase `stage` trained on (item_scores.jsonl: one row per draw)."""
+    return [json.loads(x)["id"] for x in (stage / "item_scores.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("carry", ["new_plus_carried", "replay"])
+def test_two_phases_over_one_file_train_phase2_on_the_carried_items(tmp_path, tokenizer, one_thread, carry):
+    """Both phases read one file (as the official run does): phase 2 trains on the carried items, the
+    way `carry` says; the earlier items not carried are left out (new_plus_carried) or drawn once (replay)."""
+    data = tmp_path / "docqa.jsonl"
+    short = synthesize(["multihop", "docmath"], 6, 160, seed=2, tokenizer=tokenizer)     # fit phase 1
+    long = synthesize(["multihop", "docmath"], 3, 400, seed=3, tokenizer=tokenizer)      # fit phase 2 only
+    write_samples(data, short + long)
+    config = tmp_path / "onefile.yaml"
+    config.write_text(ONE_FILE % {"file": data, "carry": carry})
+    cfg = load_config(config)
+    out = tmp_path / "run"
+    final = run_phases(cfg, out, cfg.model.path, tokenizer, torch.device("cpu"))
+
+    carried = json.loads((out / "retro1" / "selection.json").read_text())["selected"]
+    assert len(carried) == 2 and set(carried) <= {s.id for s in short}
+    counts = json.loads((out / "phase2" / "items.json").read_text())
+    trained = phase_ids(out / "phase2")
+    others = {s.id for s in short} - set(carried)
+    if carry == "new_plus_carried":
+        # ceil(5 items / 4 prompts per step) = 2 steps: the first epoch's 5 draws cover every item
+        assert set(trained) == set(carried) | {s.id for s in long} and not others & set(trained)
+        assert {k: counts[k] for k in ("data", "dropped", "seen", "new", "carried", "replayed", "kept", "epoch")} == \
+            {"data": 9, "dropped": 0, "seen": 6, "new": 3, "carried": 2, "replayed": 0, "kept": 5, "epoch": 5}
+    else:
+        # ceil(13 / 4) = 4 steps, 16 draws: the first epoch (13) draws each carried item 3 times, the others once
+        first_epoch = trained[:13]
+        assert all(first_epoch.count(i) == 3 for i in carried) and all(first_epoch.count(i) == 1 for i in others)
+        assert {k: counts[k] for k in ("seen", "new", "carried", "replayed", "kept", "epoch")} == \
+            {"seen": 6, "new": 3, "carried": 2, "replayed": 4, "kept": 9, "epoch": 13}
+        assert sorted(counts["replayed_ids"]) == sorted(carried * 2)
+    assert len(trained) == 4 * (2 if carry == "new_plus_carried" else 4)
+    # the frozen list reads back as the epoch trained on (replayed copies included); a rerun redoes nothing
+    frozen = phase_items(cfg, 2, tokenizer, [], [], out / "phase2")
+    assert sorted(s.id for s in frozen) == sorted(trained[:counts["epoch"]])
+    assert run_phases(cfg, out, cfg.model.path, tokenizer, torch.device("cpu")) == final
+
+
+def test_a_phase_with_nothing_new_and_nothing_carried_says_so(tmp_path, tokenizer):
+    """Same file, same limit, nothing carried: new_plus_carried leaves nothing, and the message says why."""
+    data = tmp_path / "docqa.jsonl"
+    items = synthesize(["multihop"], 3, 160, seed=2, tokenizer=tokenizer)
+    write_samples(data, items)
+    phases = (f"curriculum.phases=[{{name: a, max_input_tokens: 300, max_response_tokens: 4, data: [{{path: {data}}}]}}, "
+              f"{{name: b, max_input_tokens: 300, max_response_tokens: 4, data: [{{path: {data}}}]}}]")
+    cfg = load_config(None, ["model.path=random", phases])
+    with pytest.raises(UserError, match=r"(?s)phase 'b': nothing to train on: all 3 .*carry=replay"):
+        phase_items(cfg, 2, tokenizer, items, [], tmp_path / "phase2")
+    replay = load_config(None, ["model.path=random", phases, "curriculum.retrospective.carry=replay"])
+    assert phase_items(replay, 2, tokenizer, items, [], tmp_path / "phase2") == items

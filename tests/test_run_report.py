@@ -14,7 +14,7 @@ def test_unreadable_metrics_lines_are_skipped(tmp_path):
         b'{"step": 3, "reward/mean": 0.5, "kl": "n/a"}\n{"step": 4, "reward'
     )
     text = write_report(tmp_path).read_text()
-    assert f"| {tmp_path.name} | 2 | - | - | - | 0.250 -> 0.500 | - | - |" in text  # steps 1 and 3; the rest skipped
+    assert f"| {tmp_path.name} | 2 | - | - | - | - | - | 0.250 -> 0.500 | - | - |" in text  # steps 1 and 3; the rest skipped
     assert (tmp_path / "dynamics.png").exists()
 
 
@@ -22,7 +22,7 @@ def test_validation_during_rl_is_tabled_and_plotted(tmp_path):
     rows = [{"step": 0, "val/accuracy": 0.2}, {"step": 1, "reward/mean": 0.1}, {"step": 2, "reward/mean": 0.3, "val/accuracy": 0.5}]
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     text = write_report(tmp_path).read_text()
-    assert f"| {tmp_path.name} | 2 | - | - | - | 0.100 -> 0.300 | - | 0.200 -> 0.500 |" in text   # step 0 is no RL step
+    assert f"| {tmp_path.name} | 2 | - | - | - | - | - | 0.100 -> 0.300 | - | 0.200 -> 0.500 |" in text   # step 0 is no RL step
     assert "held-out accuracy" in text and (tmp_path / "dynamics.png").exists()
 
 

@@ -11,7 +11,7 @@ Each stage runs in its own subdirectory of --out:
                 (`val/*` in metrics.jsonl; later phases skip the before-training pass: their starting
                 weights were scored at the previous phase's last step)
     retro1/     retrospective sampling: the hardest items of the earlier phases, carried into phase 2
-    phase2/     RL from phase 1's final weights on phase 2's items + the carried ones
+    phase2/     RL from phase 1's final weights on phase 2's new items + the carried ones (below)
     ...
     eval/sft/   the SFT checkpoint (the RL starting point) on `eval.benchmarks`
     eval/rl/    the final policy on the same items
@@ -20,6 +20,15 @@ Each stage runs in its own subdirectory of --out:
 A stage that finished writes `stage.json`; rerunning the same command after a crash or Ctrl-C
 skips finished stages and resumes the one in progress from its newest checkpoint, so nothing
 finished is redone. Each phase's item list is frozen in `phaseK/items.jsonl` on first entry.
+
+What phase k trains on is `curriculum.retrospective.carry` (`curriculum/phases.py:mix_phase`):
+`new_plus_carried` (the default, the paper's reading: hard items are carried into the next phase
+"alongside its new, longer data") trains on the phase's own items that no earlier phase had in its
+list, plus the carried ones; when every phase reads one file (the official run reads DocQA-RL-1.6K
+for both), that is the items longer than the previous limit plus the carried hard ones. `replay`
+keeps all of the phase's own items and adds each carried item `replay_copies` more times.
+`phaseK/items.json` counts data, dropped (too long), seen (in an earlier phase's list), new, carried,
+replayed (extra copies, their ids in `replayed_ids`), kept (distinct items) and epoch (draws per epoch).
 
 Under torchrun (`torchrun --nproc_per_node N -m longrl.cli pipeline ...`) SFT and the RL phases
 run sharded on every rank, offline retrospective scoring splits its items across ranks by whole
@@ -38,7 +47,7 @@ import torch
 from longrl.config import Config
 from longrl.config.model import ModelConfig
 from longrl.console import info
-from longrl.curriculum.phases import filter_by_length, phase_config, phase_steps
+from longrl.curriculum.phases import filter_by_length, mix_phase, phase_config, phase_steps, with_replays
 from longrl.curriculum.retrospective import (
     DifficultyStore,
     save_selection,
@@ -49,6 +58,7 @@ from longrl.data.io import read_samples, write_samples
 from longrl.data.schema import Sample
 from longrl.data.sources import load_items
 from longrl.engine.distributed import SINGLE, Dist, setup
+from longrl.errors import UserError
 from longrl.eval.backends import LocalBackend
 from longrl.eval.benchmarks import load_suites
 from longrl.eval.harness import build_reward, evaluate
@@ -85,26 +95,39 @@ def run_sft(cfg: Config, out: Path, dist: Dist = SINGLE) -> str:
     return mark_done(stage, dist, final=str(final))["final"]
 
 
-def phase_items(cfg: Config, k: int, tokenizer, carried: list[Sample], stage: Path, dist: Dist = SINGLE) -> list[Sample]:
-    """Phase k's new items plus the carried ones, filtered to its input limit; frozen on first entry."""
-    frozen = stage / "items.jsonl"
-    if frozen.exists():
-        return read_samples(frozen).samples
+def phase_items(cfg: Config, k: int, tokenizer, earlier: list[Sample], carried: list[Sample], stage: Path,
+                dist: Dist = SINGLE) -> list[Sample]:
+    """Phase k's training list (`mix_phase`: its new items + the carried ones, or replay); frozen on first entry.
 
-    phase = cfg.curriculum.phases[k - 1]
-    new = load_items(phase.data, tokenizer, cfg.data.skip_bad) if phase.data else []
-    new_ids = {s.id for s in new}
-    pool = new + [s for s in carried if s.id not in new_ids]
-    kept = filter_by_length(pool, tokenizer, phase.max_input_tokens)
-    counts = {"phase": phase.name, "new": len(new), "carried": len(pool) - len(new), **kept.counts(),
-              "max_input_tokens": phase.max_input_tokens, "max_response_tokens": phase.max_response_tokens}
-    info(f"[pipeline] {phase.name}: {counts['kept']} items fit {phase.max_input_tokens} tokens "
-         f"({counts['dropped']} dropped; {counts['carried']} carried from earlier phases)")
+    Own items longer than the phase's input limit are dropped; `earlier` (the earlier phases' items)
+    says which own items are not new; `carried` items already fit (the retrospective filtered them).
+    """
+    frozen = stage / "items.jsonl"
+    if frozen.exists():                 # distinct items; the replayed copies are listed in items.json
+        replayed_ids = json.loads((stage / "items.json").read_text()).get("replayed_ids", [])
+        return with_replays(read_samples(frozen).samples, replayed_ids)
+
+    phase, retro = cfg.curriculum.phases[k - 1], cfg.curriculum.retrospective
+    own = filter_by_length(load_items(phase.data, tokenizer, cfg.data.skip_bad) if phase.data else [],
+                           tokenizer, phase.max_input_tokens)
+    mix = mix_phase(own.kept, carried, (s.id for s in earlier), retro.carry, retro.replay_copies)
+    counts = {"phase": phase.name, "carry": retro.carry, "data": len(own.kept) + len(own.dropped),
+              "dropped": len(own.dropped), **mix.counts, "max_input_tokens": phase.max_input_tokens,
+              "max_response_tokens": phase.max_response_tokens, "replayed_ids": [s.id for s in mix.replayed]}
+    info(f"[pipeline] {phase.name} (carry: {retro.carry}): {counts['kept']} items ({counts['new']} new, "
+         f"{counts['carried']} carried from earlier phases) + {counts['replayed']} replayed copies; of its "
+         f"{counts['data']} own items {counts['seen']} were in an earlier phase, {counts['dropped']} do not fit "
+         f"{phase.max_input_tokens} tokens")
+    if not mix.items and counts["seen"]:
+        raise UserError(f"curriculum phase {phase.name!r}: nothing to train on: all {counts['seen']} of its items that fit "
+                        "were in an earlier phase and none was carried (carry: new_plus_carried trains on new items and "
+                        "carried ones); give it longer data or a larger max_input_tokens, or set "
+                        "curriculum.retrospective.carry=replay to train on them again")
     stage.mkdir(parents=True, exist_ok=True)
     if dist.is_main:                    # every rank made the same list; one writes it
         atomic_write_json(stage / "items.json", counts)
-        write_samples(frozen, kept.kept)
-    return kept.kept
+        write_samples(frozen, mix.items)
+    return mix.epoch()
 
 
 def run_retrospective(cfg: Config, out: Path, k: int, policy_path: str, earlier: list[Sample], tokenizer,
@@ -150,7 +173,7 @@ def run_phases(cfg: Config, out: Path, start_from: str, tokenizer, device: torch
         if k > 1:
             carried = run_retrospective(cfg, out, k - 1, weights, earlier, tokenizer, device, dist)
         stage = out / f"phase{k}"
-        items = phase_items(cfg, k, tokenizer, carried, stage, dist)
+        items = phase_items(cfg, k, tokenizer, earlier, carried, stage, dist)
         if (done := stage_done(stage)) is None:
             info(f"[pipeline] stage phase{k} ({phase.name}) -> {stage}")
             phase_cfg = phase_config(cfg, phase, init_from=weights, steps=phase_steps(phase, len(items), cfg.train.prompts_per_step))

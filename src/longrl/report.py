@@ -3,7 +3,7 @@
 Reads what a pipeline (or a single `longrl rl` run) left in DIR:
 
     phase*/metrics.jsonl (or metrics.jsonl)  reward, entropy, KL, response length per step
-    phase*/items.json, retro*/selection.json  items kept / dropped / carried per phase
+    phase*/items.json, retro*/selection.json  items kept / new / dropped / carried / replayed per phase
     eval/<model>/summary.json                 scores per benchmark (synthetic-<length> suites give the
                                               accuracy-against-length curve)
 
@@ -139,8 +139,8 @@ def plot_accuracy_by_length(summaries: dict[str, dict[str, Any]], path: Path) ->
 
 
 def phase_table(run_dir: Path, runs: list[tuple[str, list[dict[str, Any]]]]) -> list[str]:
-    lines = ["| phase | steps | items kept | dropped (too long) | carried in | reward first -> last | accuracy first -> last "
-             "| held-out accuracy first -> last |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| phase | steps | items kept | new | dropped (too long) | carried in | replayed copies | reward first -> last "
+             "| accuracy first -> last | held-out accuracy first -> last |", "|---|---|---|---|---|---|---|---|---|---|"]
     counts = {}
     for path in run_dir.glob("phase*/items.json"):
         info = read_json(path)
@@ -151,8 +151,8 @@ def phase_table(run_dir: Path, runs: list[tuple[str, list[dict[str, Any]]]]) -> 
         acc = _first_last(rows, "accuracy")
         val = _first_last(rows, "val/accuracy")
         steps = sum(1 for r in rows if r["step"] >= 1)               # step 0: the validation before training
-        lines.append(f"| {phase} | {steps} | {c.get('kept', '-')} | {c.get('dropped', '-')} | {c.get('carried', '-')} "
-                     f"| {reward} | {acc} | {val} |")
+        cells = [c.get(key, "-") for key in ("kept", "new", "dropped", "carried", "replayed")]
+        lines.append(f"| {phase} | {steps} | {' | '.join(map(str, cells))} | {reward} | {acc} | {val} |")
     return lines
 
 

@@ -3,15 +3,18 @@
 import pytest
 
 from longrl.config import load_config
-from longrl.config.curriculum import PhaseConfig
+from longrl.config.curriculum import PhaseConfig, RetrospectiveConfig
 from longrl.curriculum.phases import (
     filter_by_length,
+    mix_phase,
     phase_config,
     phase_steps,
     prompt_tokens,
+    with_replays,
 )
 from longrl.data.synthetic import synthesize
 from longrl.errors import ConfigError
+from longrl.rl.sampler import PromptSampler
 
 
 @pytest.fixture(scope="module")
@@ -51,3 +54,68 @@ def test_phase_config_applies_limits_start_and_overrides():
     bad = PhaseConfig(name="p3", max_input_tokens=600, max_response_tokens=48, overrides={"algo.clip_hi": 1})
     with pytest.raises(ConfigError, match=r"(?s)curriculum phase .p3..*algo.clip_hi.*unknown key"):
         phase_config(cfg, bad, init_from="x", steps=1)
+
+
+# Retrospective carry: what phase 2 trains on, when both phases read one file and when each has its own.
+L1, L2 = 400, 800        # phase input limits: 150- and 300-token documents fit phase 1, 600-token ones only phase 2
+
+
+def ids(samples):
+    return [s.id for s in samples]
+
+
+@pytest.fixture(scope="module")
+def two_phases(mixed_lengths, tokenizer):
+    """(phase 1's items, the 2 carried hard ones, phase 2's own items that fit) with one file for both phases."""
+    phase1 = filter_by_length(mixed_lengths, tokenizer, L1).kept
+    carried = [phase1[5], phase1[2]]                 # what the retrospective picked, hardest first
+    return phase1, carried, filter_by_length(mixed_lengths, tokenizer, L2).kept
+
+
+def test_new_plus_carried_is_the_default():
+    assert RetrospectiveConfig().carry == "new_plus_carried" and RetrospectiveConfig().replay_copies == 1
+
+
+def test_one_file_new_plus_carried_trains_on_the_longer_items_and_the_carried_ones(two_phases, tokenizer):
+    phase1, carried, own = two_phases
+    mix = mix_phase(own, carried, ids(phase1))
+    longer = [s for s in own if prompt_tokens(tokenizer, s) > L1]
+    assert len(longer) == 4 and len(phase1) == 8
+    assert mix.items == longer + carried and mix.replayed == [] and mix.epoch() == mix.items
+    assert mix.counts == {"seen": 8, "new": 4, "carried": 2, "replayed": 0, "kept": 6, "epoch": 6}
+    # the phase-1 items not carried are not trained on again
+    assert not set(ids(mix.items)) & (set(ids(phase1)) - set(ids(carried)))
+
+
+def test_one_file_replay_keeps_everything_and_repeats_the_carried_ones(two_phases):
+    phase1, carried, own = two_phases
+    mix = mix_phase(own, carried, ids(phase1), carry="replay", replay_copies=2)
+    assert mix.items == own and ids(mix.replayed) == [carried[0].id] * 2 + [carried[1].id] * 2
+    assert mix.counts == {"seen": 8, "new": 4, "carried": 2, "replayed": 4, "kept": 12, "epoch": 16}
+    epoch = ids(mix.epoch())
+    assert {i: epoch.count(i) for i in ids(carried)} == {carried[0].id: 3, carried[1].id: 3}
+    assert all(epoch.count(i) == 1 for i in ids(own) if i not in ids(carried))
+    # one epoch of the prompt sampler draws each carried item 1 + replay_copies times
+    drawn = [d.item.id for d in PromptSampler(mix.epoch(), seed=0).next(len(epoch))]
+    assert sorted(drawn) == sorted(epoch)
+    # the frozen form (distinct items + replayed ids) gives the same epoch back
+    assert with_replays(mix.items, ids(mix.replayed)) == mix.epoch()
+
+
+def test_separate_files_every_own_item_is_new(two_phases, mixed_lengths):
+    phase1, carried, _ = two_phases
+    own = mixed_lengths[8:]                          # stands for another file: none of its ids in phase 1
+    assert not set(ids(own)) & set(ids(phase1))
+    mix = mix_phase(own, carried, ids(phase1))
+    assert mix.items == own + carried
+    assert mix.counts == {"seen": 0, "new": 4, "carried": 2, "replayed": 0, "kept": 6, "epoch": 6}
+    replay = mix_phase(own, carried, ids(phase1), carry="replay")
+    assert replay.items == own + carried and replay.replayed == carried
+    assert replay.counts == {"seen": 0, "new": 4, "carried": 2, "replayed": 2, "kept": 6, "epoch": 8}
+
+
+def test_nothing_carried_the_first_phase_is_all_new(mixed_lengths):
+    mix = mix_phase(mixed_lengths, [], [])
+    assert mix.items == list(mixed_lengths) and mix.counts["new"] == len(mixed_lengths) == mix.counts["epoch"]
+    with pytest.raises(ValueError, match="carry"):
+        mix_phase(mixed_lengths, [], [], carry="sometimes")

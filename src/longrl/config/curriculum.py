@@ -28,6 +28,18 @@ class RetrospectiveConfig(Section):
     count: int | None = Field(None, ge=0)      # carry the hardest N items, or
     fraction: float | None = Field(0.25, ge=0, le=1)  # the hardest fraction of scored items
     exclude_unsolved: bool = False             # drop items solved 0/K (maybe unlearnable); K/K always dropped
+    # What phase k trains on (`curriculum/phases.py:mix_phase`; counts in phaseK/items.json):
+    #   new_plus_carried (default; the paper: hard items "carried into the next phase alongside its new,
+    #     longer data"): the phase's own items that no earlier phase trained on, plus the carried ones.
+    #     When every phase reads one file this is the items longer than the previous limit plus the
+    #     carried hard ones; with separate files per phase, the phase's whole file plus the carried ones.
+    #     With mode: off nothing is carried, and the phase still leaves out what earlier phases trained on
+    #     (carry: replay with mode: off trains each phase on all of its data that fits).
+    #   replay: the phase keeps all of its own items, and every carried item is added `replay_copies`
+    #     more times: extra weight, each carried item is drawn 1 + replay_copies times an epoch.
+    # Steps given as `epochs` count passes over that list (replayed copies included).
+    carry: Literal["new_plus_carried", "replay"] = "new_plus_carried"
+    replay_copies: int = Field(1, ge=1)        # replay: extra copies of each carried item
 
 
 class CurriculumConfig(Section):

@@ -1,18 +1,37 @@
 """Curriculum phases: which items a phase trains on, how long, and with which settings.
 
-    kept, dropped = filter_by_length(items, tokenizer, phase.max_input_tokens)
-    cfg_k = phase_config(cfg, phase, init_from="runs/x/phase1/final", steps=phase_steps(phase, len(kept), cfg))
+    fit = filter_by_length(items, tokenizer, phase.max_input_tokens)          # fit.kept, fit.dropped
+    steps = phase_steps(phase, len(fit.kept), cfg.train.prompts_per_step)
+    cfg_k = phase_config(cfg, phase, init_from="runs/x/phase1/final", steps=steps)
 
 A phase trains only on items whose tokenized prompt (chat template included) fits its
 `max_input_tokens`; the rest are dropped and counted, never truncated. Its responses are
 limited to `max_response_tokens`. It starts from the previous stage's final weights, and
 `overrides` may change any RL setting for that phase alone.
+
+What it trains on besides (`mix_phase`, `curriculum.retrospective.carry`):
+
+    mix = mix_phase(own_items_that_fit, carried, seen_ids, carry="new_plus_carried")
+    mix.epoch()          # the phase's training list: mix.items, then mix.replayed (extra copies)
+
+  new_plus_carried  (default, the paper's reading: hard items are "carried into the next phase
+                    alongside its new, longer data") the phase's own items that no earlier phase
+                    trained on, plus the carried ones. When every phase reads one file (as the
+                    official run does), its new items are those longer than the previous limit.
+  replay            all of the phase's own items, and each carried item `replay_copies` extra
+                    times, so it is drawn 1 + replay_copies times an epoch.
+
+Ids stay unique in `mix.items`; only `mix.replayed` repeats them. The prompt sampler draws
+duplicates as separate draws (each draw index seeds its own rollout), `item_scores.jsonl` has a
+row per draw and the difficulty store keeps an id's latest row, so a repeated id breaks nothing.
+The frozen `phaseK/items.jsonl` holds the distinct items (a Samples file: ids unique) and
+`phaseK/items.json` lists the replayed ids (`with_replays` rebuilds the epoch on resume).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from longrl.config import Config, apply_overrides
@@ -42,8 +61,51 @@ def filter_by_length(items: Sequence[Sample], tokenizer, max_input_tokens: int) 
     return LengthFilter(kept, dropped)
 
 
+@dataclass(frozen=True)
+class PhaseMix:
+    items: list[Sample]        # distinct ids: the phase's own items it trains on, then the carried ones
+    replayed: list[Sample]     # extra copies of carried items (carry: replay); empty otherwise
+    counts: dict[str, int]     # seen, new, carried, replayed, kept (distinct items), epoch (draws per epoch)
+
+    def epoch(self) -> list[Sample]:
+        return self.items + self.replayed
+
+
+def mix_phase(own: Sequence[Sample], carried: Sequence[Sample], seen: Iterable[str],
+              carry: str = "new_plus_carried", replay_copies: int = 1) -> PhaseMix:
+    """A phase's training items from its `own` items (those that fit), the `carried` hard ones and the
+    ids `seen` in earlier phases' item lists.
+
+    new_plus_carried: own items not seen before + carried ones (a carried item the phase's data also
+    holds comes once). replay: every own item + carried ones it lacks, then each carried item
+    `replay_copies` more times. Counts: seen (own items an earlier phase trained on), new (the rest),
+    carried, replayed (extra copies), kept (distinct items), epoch (kept + replayed).
+    """
+    if carry not in ("new_plus_carried", "replay"):
+        raise ValueError(f"unknown carry {carry!r}")
+    seen = set(seen)
+    new = [s for s in own if s.id not in seen]
+    base = new if carry == "new_plus_carried" else list(own)
+    base_ids = {s.id for s in base}
+    items = base + [s for s in carried if s.id not in base_ids]
+    replayed = [s for s in carried for _ in range(replay_copies)] if carry == "replay" else []
+    counts = {"seen": len(own) - len(new), "new": len(new), "carried": len(carried), "replayed": len(replayed),
+              "kept": len(items), "epoch": len(items) + len(replayed)}
+    return PhaseMix(items, replayed, counts)
+
+
+def with_replays(items: Sequence[Sample], replayed_ids: Iterable[str]) -> list[Sample]:
+    """`items` (distinct ids) followed by a copy of the item of each id in `replayed_ids`: a frozen mix's epoch."""
+    by_id = {s.id: s for s in items}
+    return list(items) + [by_id[i] for i in replayed_ids]
+
+
 def phase_steps(phase: PhaseConfig, n_items: int, prompts_per_step: int) -> int:
-    """`phase.steps`, or enough steps for `phase.epochs` passes over `n_items` (at least 1)."""
+    """`phase.steps`, or enough steps for `phase.epochs` passes over `n_items` (at least 1).
+
+    `n_items` is the length of the phase's epoch (`PhaseMix.epoch()`): replayed copies count, so under
+    carry: replay an epoch draws each carried item 1 + replay_copies times.
+    """
     if phase.steps is not None:
         return phase.steps
     epochs = phase.epochs if phase.epochs is not None else 1.0

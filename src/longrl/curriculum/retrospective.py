@@ -15,7 +15,9 @@ Either way, per item K values of `curriculum.retrospective.metric` (accuracy, th
 shaped reward): difficulty = 1 - their mean (or 1 / mean; the paper leaves the formula open),
 items solved K/K are excluded, items solved 0/K optionally, and the hardest `count` (or
 `fraction`) are carried. The selection and every item's scores are saved in the run
-directory (`scores.jsonl`, `selection.json`).
+directory (`scores.jsonl`, `selection.json`). How the carried items join the next phase's own
+(`new_plus_carried`: beside its new items; `replay`: as extra copies) is `curriculum.retrospective.carry`
+(`curriculum/phases.py:mix_phase`).
 """
 
 from __future__ import annotations
