@@ -10,7 +10,8 @@ Used through the `judge_server` fixture (conftest.py):
         judge_server.max_in_flight  # most requests handled at once
 
 By default the server answers [[YES]] when the prediction field equals one of the gold lines
-(case-insensitive), else [[NO]], like a sensible judge would. The HTTP side is tests/loopback.py.
+(case-insensitive), else [[NO]], like a sensible judge would; it reads longrl's tagged prompt and the
+published one ("Answer 1" the prediction, "Answer 2" the gold). The HTTP side is tests/loopback.py.
 """
 
 from __future__ import annotations
@@ -41,9 +42,19 @@ def field_of(body: dict, name: str) -> str:
     return match.group(1) if match else ""
 
 
+PUBLISHED_USER_RE = re.compile(r"\nProblem: (.*)\nAnswer 1: (.*)\nAnswer 2: (.*)\n", re.DOTALL)
+
+
+def published_fields(body: dict) -> dict[str, str] | None:
+    """question, prediction and gold of a request in the published prompt's shape; None for another prompt."""
+    match = PUBLISHED_USER_RE.fullmatch(body["messages"][-1]["content"])
+    return None if match is None else dict(zip(("question", "prediction", "gold"), match.groups()))
+
+
 def sensible(body: dict) -> Reply:
-    prediction = field_of(body, "prediction").strip().lower()
-    golds = [g.removeprefix("- ").strip().lower() for g in field_of(body, "gold").split("\n")]
+    fields = published_fields(body) or {name: field_of(body, name) for name in ("prediction", "gold")}
+    prediction = fields["prediction"].strip().lower()
+    golds = [g.removeprefix("- ").strip().lower() for g in fields["gold"].split("\n")]
     verdict = "[[YES]]" if prediction in golds else "[[NO]]"
     return Reply(content=f"Comparing the two answers. {verdict}")
 

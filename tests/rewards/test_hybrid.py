@@ -132,6 +132,41 @@ def test_ascore_from_a_running_loop_and_score_refuses_one(judge_server, judge_cf
     assert [r.score for r in results] == [1.0, 0.0, 0.0] and judge_server.count == 2
 
 
+def test_published_docmath_asks_the_judge_when_the_published_reward_does(judge_server, judge_cfg):
+    """Under protocol published, DocMath asks the judge only about a number literal after the last </think>,
+    read with parentheses kept (the published RL reward's condition); strict asks whenever its extraction
+    found a prediction, a phrase included. Gold 8: every rule says 0."""
+    T = "<think>reading</think>"
+    responses = {
+        "after think": T + "Therefore, the answer is 7.",                   # both ask
+        "a phrase": T + "Therefore, the answer is seven",                   # strict asks; published reads no number
+        "no </think>": "Therefore, the answer is 7.",                       # the published rule reads 7; no judge
+        "empty after </think>": "<think>so the answer is 7</think>",        # likewise
+        "in parentheses": T + "Therefore, the answer is (7).",              # the rule drops them; the judge step keeps them
+        "a dot, then 7": T + "Therefore, the answer is (.), the answer is 7",  # the rule reads nothing; judged on 7
+    }
+    items = [RewardInput("docmath", "How many?", ["8"], response) for response in responses.values()]
+
+    def asked(protocol):
+        judge_server.requests.clear()
+        results = HybridReward(RewardConfig(protocol=protocol, judge=judge_cfg.model_copy(update={"cache": False}))).score(items)
+        assert all(r.rule_score == 0.0 and r.score == 0.0 for r in results)
+        shown = sorted(field_of(request.body, "prediction") for request in judge_server.requests)
+        return [name for name, r in zip(responses, results) if r.judge_asked], shown
+
+    assert asked("published") == (["after think", "a dot, then 7"], ["7"])  # one call: identical questions merge
+    assert asked("strict") == (["after think", "a phrase", "in parentheses", "a dot, then 7"], ["7", "seven"])
+
+
+def test_published_protocol_and_prompt_together(judge_server, judge_cfg):
+    judge_server.decide = lambda body: Reply(content="Answer 1 matches Answer 2: YES")  # no [[YES]]: the published reading
+    cfg = RewardConfig(protocol="published", judge=judge_cfg.model_copy(update={"prompt": "published"}))
+    response = "<think>.</think>Therefore, the answer is **1/2**"
+    results = HybridReward(cfg).score([RewardInput("docmath", "What share?", ["0.5"], response)])
+    assert results[0].rule_score == 0.0 and results[0].judge_score == 1.0 and results[0].score == 1.0
+    assert judge_server.requests[0].body["messages"][1]["content"] == "\nProblem: What share?\nAnswer 1: 1\nAnswer 2: 0.5\n"
+
+
 class RecordingJudge:
     """A JudgeClient of the test's own (the protocol lets callers bring any judge)."""
 

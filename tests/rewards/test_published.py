@@ -14,6 +14,7 @@ from longrl.rewards.hybrid import HybridReward, RewardInput
 from longrl.rewards.published import (
     choice_letter,
     docmath_equal,
+    docmath_judge_prediction,
     docmath_literal,
     published_rule,
     qa_normalize,
@@ -215,3 +216,21 @@ def test_qa_normalize_matches_the_regex_definition():
     for _ in range(5000):
         text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 8)))
         assert qa_normalize(text) == reference(text), repr(text)
+
+
+JUDGE_PREDICTION_CASES = [
+    (T + "Therefore, the answer is $1,250.", "$1250", "as the RL reward reads it: commas deleted, trailing point stripped"),
+    (T + "The answer is **12.5**%", "12.5", "any case; asterisks removed"),
+    (T + "Therefore, the answer is (12).", None, "parentheses are kept: nothing follows 'the answer is ' that reads"),
+    (T + "Therefore, the answer is (.) or the answer is 7", "7", "the first literal that reads"),
+    (T + "Therefore, the answer is ...", None, "a literal that cleans to nothing"),
+    (T + "Therefore, the answer is twelve", None, "no number"),
+    ("Therefore, the answer is 12.", None, "no </think>: the RL reward reads nothing"),
+    ("<think>so the answer is 12</think>  ", None, "nothing after </think>"),
+    ("<think>a</think>the answer is 3</think>Therefore, the answer is 7", "7", "after the LAST </think>"),
+]
+
+
+@pytest.mark.parametrize("response,expected,reason", JUDGE_PREDICTION_CASES, ids=[c[-1] for c in JUDGE_PREDICTION_CASES])
+def test_docmath_judge_prediction(response, expected, reason):
+    assert docmath_judge_prediction(response) == expected, reason

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from pathlib import Path
@@ -15,6 +16,14 @@ def test_key_covers_every_field_and_is_unambiguous():
     variants = [cache_key("m2", "q", "p", "g"), cache_key("m", "q2", "p", "g"), cache_key("m", "q", "p2", "g"),
                 cache_key("m", "q", "p", "g2"), cache_key("m", "qp", "", "g"), cache_key("m", "q", "pg", "")]
     assert len({base, *variants}) == 7
+
+
+def test_key_covers_the_judge_prompt_and_keeps_the_default_keys():
+    base = cache_key("m", "q", "p", "g")
+    assert cache_key("m", "q", "p", "g", "longrl") == base
+    # the default prompt's keys are those written before the prompt was a choice: old caches still hit
+    assert base == hashlib.sha256(json.dumps(["longrl-judge-v1", "m", "q", "p", "g"]).encode()).hexdigest()
+    assert cache_key("m", "q", "p", "g", "published") != base
 
 
 def test_default_dir_follows_xdg(monkeypatch, tmp_path):

@@ -22,9 +22,13 @@ class JudgeConfig(Section):
     max_backoff_s: float = Field(30.0, ge=0)   # cap on one wait
     temperature: float = Field(0.0, ge=0)      # 0 = deterministic verdicts (the paper's judge runs at 0)
     max_tokens: int = Field(256, ge=1)         # reply budget: a short justification and the verdict
-    cache: bool = True                         # keep successful verdicts on disk, keyed by (model, question, prediction, gold)
+    cache: bool = True                         # keep successful verdicts on disk, keyed by prompt, model, question, prediction, gold
     cache_dir: str | None = None               # cache root (entries in <root>/judge); None = $XDG_CACHE_HOME/longrl or ~/.cache/longrl
     max_error_rate: float = Field(0.1, ge=0, le=1)  # failed calls / calls in a batch above this: JudgeError
+    # The judge's prompt and verdict reading (rewards/judge.py), part of the cache key. longrl: the hardened
+    # default (fields as tagged data with markers neutralised; verdict = the reply's LAST [[YES]]/[[NO]], none =
+    # an error). published: QwenLong-L1's prompt verbatim, verdict = "YES" anywhere in the reply (else no).
+    prompt: Literal["longrl", "published"] = "longrl"
 
 
 class OverlongConfig(Section):

@@ -13,7 +13,9 @@ or none, and two writers of the same key write the same verdict. Files fan out o
 sub-directories by the key's first two hex digits. An unreadable entry is treated as a miss and
 rewritten. Only successful verdicts are stored; failed calls never are.
 
-The key also covers PROMPT_VERSION, so a changed judge prompt does not reuse old verdicts.
+The key also covers the judge prompt's version (PROMPT_VERSIONS: one per `reward.judge.prompt`), so
+verdicts given under one prompt are never served for another, and a changed prompt does not reuse
+old verdicts.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from pathlib import Path
 
 from longrl.files import atomic_write_text
 
-PROMPT_VERSION = "longrl-judge-v1"
+PROMPT_VERSION = "longrl-judge-v1"  # the default prompt's (keys written before `judge.prompt` existed)
+PROMPT_VERSIONS = {"longrl": PROMPT_VERSION, "published": "qwenlong-l1-orm-v1"}  # by `reward.judge.prompt`
 
 
 @dataclass(frozen=True)
@@ -41,9 +44,12 @@ def default_cache_dir() -> Path:
     return Path(base) / "longrl" / "judge"
 
 
-def cache_key(model: str, question: str, prediction: str, gold: str) -> str:
-    """sha256 hex of the unambiguous JSON encoding of (prompt version, model, question, prediction, gold)."""
-    payload = json.dumps([PROMPT_VERSION, model, question, prediction, gold], ensure_ascii=False)
+def cache_key(model: str, question: str, prediction: str, gold: str, prompt: str = "longrl") -> str:
+    """sha256 hex of the unambiguous JSON encoding of (prompt version, model, question, prediction, gold).
+
+    `prompt` is the `reward.judge.prompt` name; the default's keys are those longrl always wrote.
+    """
+    payload = json.dumps([PROMPT_VERSIONS[prompt], model, question, prediction, gold], ensure_ascii=False)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 

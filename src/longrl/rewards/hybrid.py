@@ -9,7 +9,10 @@ Per response: under `reward.protocol: strict` (the default) the prediction is ex
 (`extract.py`) and the task's verifier (through `longrl.data.tasks.TASKS`) gives the rule score,
 with the units the question or document states ("in thousands") known to the numeric verifier;
 under `published` both come from `published.py` (the published evaluation scripts' rules). The judge is asked only when the rule score is 0,
-a prediction exists, a judge is configured and the task's verifier is in `judge_verifiers`.
+a prediction exists, a judge is configured and the task's verifier is in `judge_verifiers`; under
+`published`, DocMath's "prediction exists" is the published RL reward's condition
+(`published.docmath_judge_prediction`: a number literal after `</think>`), and that literal is what the
+judge is shown. The judge's prompt and verdict reading are `reward.judge.prompt` (`judge.py`).
 score = max(rule, judge) + overlong penalty (when enabled). Identical judge questions in one batch
 (the G samples of a group often agree) are sent once. A judge that fails on more than
 `judge.max_error_rate` of a batch's calls raises JudgeError: never quiet zeros.
@@ -29,7 +32,7 @@ from longrl.errors import ConfigError, UserError
 from longrl.rewards.extract import Extraction, extract_prediction
 from longrl.rewards.judge import JudgeClient, JudgeError, JudgeVerdict, OpenAIJudge, format_golds
 from longrl.rewards.numbers import stated_scales
-from longrl.rewards.published import published_rule
+from longrl.rewards.published import docmath_judge_prediction, published_rule
 from longrl.rewards.verifiers import VERIFIERS, Verdict, VerifyOptions
 
 DEFAULT_MAX_ERROR_RATE = JudgeConfig.model_fields["max_error_rate"].default
@@ -109,7 +112,7 @@ class HybridReward:
             B RewardResults in input order. Raises JudgeError above the judge's error rate.
         """
         rules = [self.rule(item) for item in items]
-        if not self._judge_indices(rules):
+        if not self._judge_indices(items, rules):
             return self._finish(items, rules, {}, progress)
         try:
             asyncio.get_running_loop()
@@ -145,11 +148,17 @@ class HybridReward:
             verdict = Verdict(0.0, {k: 0.0 for k in verdict.metrics})
         return RuleOutcome(extraction, verdict, name)
 
-    def _judge_indices(self, rules: list[RuleOutcome]) -> list[int]:
+    def judge_prediction(self, item: RewardInput, rule: RuleOutcome) -> str | None:
+        """What the judge is shown for a response its rule scored 0; None when there is nothing to judge."""
+        if self.cfg.protocol == "published" and rule.verifier == "numeric":
+            return docmath_judge_prediction(item.response)
+        return rule.extraction.prediction
+
+    def _judge_indices(self, items: list[RewardInput], rules: list[RuleOutcome]) -> list[int]:
         if self.judge is None:
             return []
-        return [i for i, r in enumerate(rules)
-                if r.verdict.score == 0 and r.extraction.prediction is not None and r.verifier in self.cfg.judge_verifiers]
+        return [i for i, (item, r) in enumerate(zip(items, rules))
+                if r.verdict.score == 0 and r.verifier in self.cfg.judge_verifiers and self.judge_prediction(item, r) is not None]
 
     async def _judge_and_close(self, items, rules, progress) -> list[RewardResult]:
         try:
@@ -158,10 +167,10 @@ class HybridReward:
             await self.aclose()
 
     async def _judge_batch(self, items: list[RewardInput], rules: list[RuleOutcome], progress) -> list[RewardResult]:
-        indices = self._judge_indices(rules)
+        indices = self._judge_indices(items, rules)
         calls: dict[tuple[str, str, str], list[int]] = defaultdict(list)
         for i in indices:
-            calls[(items[i].question, rules[i].extraction.prediction, format_golds(items[i].answers))].append(i)
+            calls[(items[i].question, self.judge_prediction(items[i], rules[i]), format_golds(items[i].answers))].append(i)
         if progress is not None and len(items) > len(indices):
             progress(len(items) - len(indices))
 

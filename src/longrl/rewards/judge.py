@@ -5,10 +5,24 @@
     await judge.aclose()
 
 The judge is asked whether the prediction and the gold answer are equivalent, without solving the
-question; question, prediction and gold sit between tags as data. The verdict is the LAST
-`[[YES]]`/`[[NO]]` marker of the reply; a reply without one is an error (counted by the caller,
-never a yes). Verdict markers and the data tags inside the fields are neutralised first, so a
-policy that writes "[[YES]]" into its answer cannot vote for itself.
+question. Two prompts (`reward.judge.prompt`), each with its own verdict reading:
+
+- `longrl` (the default, hardened): question, prediction and gold sit between tags as data. The
+  verdict is the LAST `[[YES]]`/`[[NO]]` marker of the reply; a reply without one is an error
+  (counted by the caller, never a yes). Verdict markers and the data tags inside the fields are
+  neutralised first, so a policy that writes "[[YES]]" into its answer cannot vote for itself.
+- `published`: QwenLong-L1's judge prompt, verbatim (PUBLISHED_SYSTEM_PROMPT, PUBLISHED_USER_TEMPLATE:
+  "Problem / Answer 1 / Answer 2", the prediction as Answer 1), read as it reads it: the verdict is
+  yes when "YES" (upper case) appears ANYWHERE in the reply, else no; so "They differ, not [[YES]].
+  [[NO]]" is a yes, and a reply without any marker is a no, not an error. The fields go in as they
+  are (no tags to close, nothing neutralised), clipped like longrl's. One departure: a reply cut at
+  `max_tokens` (finish_reason "length") without "YES" is an error, not a no (QwenLong-L1 sets no
+  reply limit; at temperature 0 a "YES" in the cut reply would be in the whole one too, while its
+  absence says nothing), so give this prompt, which asks for an explanation first, a larger
+  `max_tokens` than the default 256.
+Why longrl's stays the default: the published reading gives a yes to any reply that mentions "YES"
+(a judge quoting a prediction that says "YES", or explaining why not "YES"), and its fields carry
+no delimiters, so a prediction can write its own "Answer 2:" line.
 
 Calls go through `longrl.http.OpenAIClient`: at most `concurrency` at a time, each attempt bounded
 by `timeout_s`; 429, 5xx, timeouts and connection errors are retried with exponential backoff
@@ -51,6 +65,23 @@ USER_TEMPLATE = (
     "Is the prediction equivalent to the gold answer?"
 )
 MAX_FIELD_CHARS = {"question": 8000, "prediction": 2000, "gold": 2000}
+
+# `prompt: published`: the judge prompt of QwenLong-L1's reward (GENERAL_ORM_PROMPT and ORM_USER_TEMPLATE in
+# verl/verl/utils/reward_score/docmath.py and docqa.py of github.com/Tongyi-Zhiwen/QwenLong-L1, commit 38d0806,
+# the same text in eval/*_verify.py), reproduced verbatim: it is data, not to be edited.
+PUBLISHED_SYSTEM_PROMPT = (
+    "You are an expert in verifying if two answers are the same.\n"
+    "Your input is a problem and two answers, Answer 1 and Answer 2. You need to check if they are equivalent.\n"
+    "Your task is to determine if two answers are equivalent, without attempting to solve the original problem.\n"
+    "Compare the answers to verify they represent identical values or meaning, "
+    "even when written in different forms or notations.\n"
+    "\n"
+    "Your output must follow the following format:\n"
+    "1) Provide an explanation for why the answers are equivalent or not.\n"
+    "2) Then provide your final answer in the form of: [[YES]] or [[NO]]\n"
+)
+PUBLISHED_USER_TEMPLATE = "\nProblem: {problem}\nAnswer 1: {answer_1}\nAnswer 2: {answer_2}\n"
+PROMPTS = ("longrl", "published")  # the `reward.judge.prompt` names
 
 _VERDICT_RE = re.compile(r"\[\[\s*(YES|NO)\s*\]\]", re.IGNORECASE)
 _OPEN_BRACKETS_RE = re.compile(r"\[(?:\s*\[)+")
@@ -99,9 +130,17 @@ def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[:limit] + " [...truncated]"
 
 
-def build_messages(question: str, prediction: str, gold: str) -> list[dict[str, str]]:
-    """The chat messages of one judge call, fields neutralised and clipped."""
+def build_messages(question: str, prediction: str, gold: str, prompt: str = "longrl") -> list[dict[str, str]]:
+    """The chat messages of one judge call under `prompt` (longrl: fields neutralised and clipped;
+    published: the published prompt, fields clipped only)."""
     fields = {"question": question, "prediction": prediction, "gold": gold}
+    if prompt == "published":
+        clipped = {name: _clip(value, MAX_FIELD_CHARS[name]) for name, value in fields.items()}
+        user = PUBLISHED_USER_TEMPLATE.format(
+            problem=clipped["question"], answer_1=clipped["prediction"], answer_2=clipped["gold"])
+        return [{"role": "system", "content": PUBLISHED_SYSTEM_PROMPT}, {"role": "user", "content": user}]
+    if prompt != "longrl":
+        raise ValueError(f"unknown judge prompt {prompt!r}; known: {', '.join(PROMPTS)}")
     # Clipped before neutralising too (with a margin, so a tag cut by the limit is still caught): a
     # megabyte-long prediction costs no more than a short one.
     clean = {name: _clip(neutralize(value[: MAX_FIELD_CHARS[name] + 200]), MAX_FIELD_CHARS[name]) for name, value in fields.items()}
@@ -114,6 +153,14 @@ def parse_verdict(text: str) -> bool | None:
     for last in _VERDICT_RE.finditer(text):
         pass
     return None if last is None else last.group(1).upper() == "YES"
+
+
+def parse_published_verdict(text: str) -> bool:
+    """The published reading: yes when "YES" (upper case) occurs anywhere in the reply, else no.
+
+    Example: "... [[YES]]" -> True, "[[NO]]" -> False, "yes" -> False, "[[NO]], not YES" -> True.
+    """
+    return text.find("YES") >= 0
 
 
 def format_golds(golds: list[str]) -> str:
@@ -137,13 +184,13 @@ class OpenAIJudge:
         return f"OpenAIJudge(url={self.url!r}, model={self.cfg.model!r}, api_key_env={self.cfg.api_key_env!r})"
 
     async def judge(self, question: str, prediction: str, gold: str) -> JudgeVerdict:
-        key = cache_key(self.cfg.model, question, prediction, gold)
+        key = cache_key(self.cfg.model, question, prediction, gold, self.cfg.prompt)
         if self.cache is not None:
             hit = self.cache.get(key)
             if hit is not None:
                 return JudgeVerdict(hit.equivalent, hit.raw, cached=True)
         cfg = self.cfg
-        body = {"model": cfg.model, "messages": build_messages(question, prediction, gold),
+        body = {"model": cfg.model, "messages": build_messages(question, prediction, gold, cfg.prompt),
                 "temperature": cfg.temperature, "max_tokens": cfg.max_tokens}
         try:
             reply = await self._client.request("POST", "/chat/completions", body)
@@ -169,9 +216,17 @@ class OpenAIJudge:
             return self._failure(f"empty reply (finish_reason={choice.get('finish_reason')!r})", attempt)
         usage = payload.get("usage") if isinstance(payload.get("usage"), dict) else {}
         tokens = usage.get("total_tokens") if isinstance(usage.get("total_tokens"), int) else 0
-        verdict = parse_verdict(content)
+        finish = choice.get("finish_reason")
+        if self.cfg.prompt == "published":
+            verdict = parse_published_verdict(content)
+            if not verdict and finish == "length":
+                problem = (f"reply cut at max_tokens={self.cfg.max_tokens} before any YES "
+                           f"(finish_reason='length'; raise the judge's max_tokens): {snippet(content)}")
+                return self._failure(problem, attempt, raw=content, tokens=tokens)
+        else:
+            verdict = parse_verdict(content)
         if verdict is None:
-            problem = f"no [[YES]]/[[NO]] verdict in the reply (finish_reason={choice.get('finish_reason')!r}): {snippet(content)}"
+            problem = f"no [[YES]]/[[NO]] verdict in the reply (finish_reason={finish!r}): {snippet(content)}"
             return self._failure(problem, attempt, raw=content, tokens=tokens)
         return JudgeVerdict(verdict, self._client.redact(content), attempts=attempt, tokens=tokens)
 

@@ -45,8 +45,14 @@ Exceptions, on purpose: nothing is ever evaluated as code (the script calls `eva
 literals, which the regular expression limits to numbers: reading them is equivalent), and nothing
 crashes: where the script raises (an OverflowError on a 400-digit number or an infinite float, an
 assertion on a gold without a number) the row scores 0, or the gold is reported as bad data
-(GoldError) before any scoring. The LLM judge, when configured, is longrl's own (`judge.py`) in
-both protocols.
+(GoldError) before any scoring.
+
+The LLM judge (when configured; its prompt is `reward.judge.prompt`, `judge.py`) is asked, as in
+both protocols, when the rule says 0 and the task's verifier is in `reward.judge_verifiers`; what it
+is shown, and the last condition, are the published RL reward's for DocMath (`docmath_judge_prediction`):
+the number literal read as above from the text after the last `</think>` (no fallback to the whole
+response) with only `*` removed (parentheses kept: "the answer is (12)" shows the judge nothing), and
+asked only when there is one. QA and multiple choice show the judge the rule's prediction.
 """
 
 from __future__ import annotations
@@ -169,9 +175,12 @@ def _qa_rule(response: str, golds: list[str]) -> tuple[Extraction, Verdict]:
 
 # ---- DocMath ----------------------------------------------------------------------------------------
 
-def docmath_literal(text: str) -> str | None:
-    """The literal after the first "the answer is " (commas deleted, trailing points stripped); None if none."""
-    for ch in "*()":
+def docmath_literal(text: str, drop: str = "*()") -> str | None:
+    """The literal after the first "the answer is " (commas deleted, trailing points stripped); None if none.
+
+    `drop`: characters deleted first (the evaluation script's "*()"; the RL reward's judge step "*").
+    """
+    for ch in drop:
         text = text.replace(ch, "")
     if any(ch in text for ch in _FOLDS_TO_PHRASE_LETTERS):
         match = _DOCMATH_RE.search(text)
@@ -179,6 +188,27 @@ def docmath_literal(text: str) -> str | None:
         match = _DOCMATH_LOWER_RE.search(text.lower())
         match = match and _DOCMATH_RE.match(text, match.start())
     return match.group(1).replace(",", "").rstrip(".") if match else None
+
+
+def docmath_judge_prediction(response: str) -> str | None:
+    """What the judge is shown for a DocMath response under the published protocol; None: it is not asked.
+
+    The condition of QwenLong-L1's RL reward (verl/verl/utils/reward_score/docmath.py in
+    Tongyi-Zhiwen/QwenLong-L1), which asks its judge only when all hold: (1) the response has a
+    `</think>` with text after the last one; (2) that text, `*` removed (parentheses kept), has a
+    "the answer is " literal that is not empty once commas are deleted and trailing points stripped;
+    (3) the rule did not find it correct. This returns the literal of (1)-(2), the judge's "Answer 1";
+    the caller checks (3) with its own rule score, the published evaluation rule. The RL reward's copy
+    of that rule rounds up to three decimals where it rounds up to two and compares the logs of the
+    values where it takes the log of their ratio: where the two disagree it is the evaluation rule
+    that says correct (so the judge could not change the score), except on float edge cases of the
+    power-of-ten test.
+
+    Example: "<think>.</think>Therefore, the answer is $1,250." -> "$1250"; "... the answer is (12)" -> None;
+    "the answer is 12" without `</think>` -> None.
+    """
+    part = _answer_part(response)
+    return (docmath_literal(part, drop="*") or None) if part else None
 
 
 def read_docmath_literal(literal: str) -> int | float:
