@@ -13,7 +13,11 @@ Each stage runs in its own subdirectory of --out:
     retro1/     retrospective sampling: the hardest items of the earlier phases, carried into phase 2
     phase2/     RL from phase 1's final weights on phase 2's new items + the carried ones (below)
     ...
+    sft_long/   with `sft.long_control`: the control arm, SFT continued from the SFT checkpoint on the
+                RL phases' items (their traces) for as many optimizer steps as RL made
+    eval/base/  with `eval.include_base`: model.path, before warm-up SFT
     eval/sft/   the SFT checkpoint (the RL starting point) on `eval.benchmarks`
+    eval/sft-long/  the control arm (with `sft.long_control`)
     eval/rl/    the final policy on the same items
     report.md   training dynamics and accuracy against document length (`longrl report`)
 
@@ -44,7 +48,7 @@ from typing import Any
 
 import torch
 
-from longrl.config import Config
+from longrl.config import Config, apply_overrides
 from longrl.config.model import ModelConfig
 from longrl.console import info
 from longrl.curriculum.phases import filter_by_length, mix_phase, phase_config, phase_steps, with_replays
@@ -66,8 +70,9 @@ from longrl.files import atomic_write_json
 from longrl.models.loading import load_policy, load_tokenizer
 from longrl.report import write_report
 from longrl.rl.trainer import train
+from longrl.sft.control import long_control_config, traced_items
 from longrl.sft.trainer import train_sft
-from longrl.tracking import check_run_dir, prepare_run_dir
+from longrl.tracking import check_run_dir, prepare_run_dir, read_metrics
 
 
 def stage_done(path: Path) -> dict[str, Any] | None:
@@ -178,12 +183,31 @@ def run_phases(cfg: Config, out: Path, start_from: str, tokenizer, device: torch
             info(f"[pipeline] stage phase{k} ({phase.name}) -> {stage}")
             phase_cfg = phase_config(cfg, phase, init_from=weights, steps=phase_steps(phase, len(items), cfg.train.prompts_per_step))
             if k > 1:        # its starting weights were validated at the previous phase's last step
-                phase_cfg = phase_cfg.model_copy(update={"train": phase_cfg.train.model_copy(update={"eval_before_train": False})})
+                phase_cfg = apply_overrides(phase_cfg, {"train.eval_before_train": False}, source=f"phase{k}")
             done = mark_done(stage, dist, final=str(train(phase_cfg, stage, items=items, phase=phase.name)),
                              phase=phase.name)
         weights = done["final"]
-        earlier += [s for s in items if s.id not in {e.id for e in earlier}]
+        known = {e.id for e in earlier}
+        earlier += [s for s in {s.id: s for s in items}.values() if s.id not in known]    # each item once
     return weights
+
+
+def run_sft_long(cfg: Config, out: Path, start_from: str, dist: Dist = SINGLE) -> str | None:
+    """The SFT-long control (`sft.long_control`): SFT continued from `start_from` on the RL phases' items
+    for as many optimizer steps as the RL phases made (`sft/control.py`); None when not asked for."""
+    if not cfg.sft.long_control:
+        return None
+    stage = out / "sft_long"
+    if (done := stage_done(stage)) is not None:
+        return done["final"]
+    phases = range(1, len(cfg.curriculum.phases) + 1)
+    items = traced_items(s for k in phases for s in read_samples(out / f"phase{k}" / "items.jsonl").samples)
+    steps = int(sum(row.get("optim/updates") or 0 for k in phases for row in read_metrics(out / f"phase{k}" / "metrics.jsonl")
+                    if isinstance(row.get("step"), int) and row["step"] >= 1))
+    info(f"[pipeline] stage sft_long -> {stage}: {steps} optimizer steps (as RL made) on the RL phases' "
+         f"{len(items)} items, from {start_from}")
+    final = train_sft(long_control_config(cfg, start_from, steps), stage, examples=items)
+    return mark_done(stage, dist, final=str(final), steps=steps, items=len(items))["final"]
 
 
 def run_eval(cfg: Config, out: Path, models: dict[str, str], tokenizer, device: torch.device) -> dict[str, dict[str, Any]]:
@@ -216,7 +240,12 @@ def run_pipeline(cfg: Config, out: str | Path) -> dict[str, Any]:
     prepare_run_dir(out, cfg)
     sft_weights = run_sft(cfg, out, dist)
     final = run_phases(cfg, out, sft_weights, tokenizer, device, dist)
-    models = {"sft" if cfg.sft.data else "base": sft_weights, "rl": final}
+    sft_long = run_sft_long(cfg, out, sft_weights, dist)
+    models = {"base": cfg.model.path} if cfg.eval.include_base and cfg.sft.data else {}
+    models["sft" if cfg.sft.data else "base"] = sft_weights
+    if sft_long is not None:
+        models["sft-long"] = sft_long
+    models["rl"] = final
     if not dist.is_main:                                            # evaluation and report: rank 0 alone
         return {"models": models, "eval": {}}
     summaries = run_eval(cfg, out, models, tokenizer, device)

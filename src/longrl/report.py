@@ -48,9 +48,13 @@ def _index(name: str) -> int:
     return int(digits) if digits else 0
 
 
+ARM_ORDER = {"base": 0, "sft": 1, "sft-long": 2, "rl": 3}      # the pipeline's arms in training order; others after
+
+
 def eval_summaries(run_dir: Path) -> dict[str, dict[str, Any]]:
     out = {}
-    for path in sorted((run_dir / "eval").glob("*/summary.json")):
+    paths = sorted((run_dir / "eval").glob("*/summary.json"), key=lambda p: (ARM_ORDER.get(p.parent.name, 9), p.parent.name))
+    for path in paths:
         summary = read_json(path)
         benchmarks = summary.get("benchmarks")
         if not isinstance(benchmarks, dict) or not _is_number(summary.get("average")):
@@ -166,9 +170,16 @@ def eval_table(summaries: dict[str, dict[str, Any]]) -> list[str]:
                    key=lambda n: (0, int(m.group(1))) if (m := SYNTHETIC.match(n)) else (1, n))
     lines = ["| model | " + " | ".join(names) + " | Avg |", "|" + "---|" * (len(names) + 2)]
     for model, s in summaries.items():
-        cells = [f"{s['benchmarks'][n]['score']:.1f} (n={s['benchmarks'][n]['n']})" if n in s["benchmarks"] else "-" for n in names]
+        cells = [_score_cell(s["benchmarks"][n]) if n in s["benchmarks"] else "-" for n in names]
         lines.append(f"| {model} | " + " | ".join(cells) + f" | {s['average']:.1f} |")
     return lines
+
+
+def _score_cell(entry: dict[str, Any]) -> str:
+    """"78.4 ± 3.7 (n=500)": the score with 2 standard errors over items, when the summary has them."""
+    se = entry.get("score_se")
+    interval = f" ± {2 * se:.1f}" if _is_number(se) else ""
+    return f"{entry['score']:.1f}{interval} (n={entry['n']})"
 
 
 def run_label(run_dir: Path) -> str:
@@ -187,7 +198,8 @@ def write_report(run_dir: str | Path) -> Path:
     summaries = eval_summaries(run_dir)
     lines = [f"# longrl report: {run_label(run_dir)}", ""]
     if summaries:
-        lines += ["## Evaluation", "", "Scores are mean accuracy x 100 (pass@1).", "", *eval_table(summaries), ""]
+        lines += ["## Evaluation", "", "Scores are mean accuracy x 100 (pass@1) ± 2 standard errors over items.", "",
+                  *eval_table(summaries), ""]
         if plot_accuracy_by_length(summaries, run_dir / "accuracy_by_length.png"):
             lines += ["![accuracy against document length](accuracy_by_length.png)", ""]
     if runs:

@@ -45,6 +45,7 @@ class EvalConfig(Section):
     api_key_env: str | None = "LONGRL_API_KEY"  # environment variable holding the server's API key; never logged
     batch_size: int = Field(8, ge=1)           # local model: items decoded together (each with its n samples)
     synthetic: SyntheticSuiteConfig = SyntheticSuiteConfig()  # the synthetic-<length> suites
+    include_base: bool = False                 # pipeline: also evaluate model.path, the model before warm-up SFT (eval/base)
 
     @model_validator(mode="after")
     def _check(self) -> EvalConfig:

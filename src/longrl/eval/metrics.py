@@ -13,6 +13,7 @@ equals pass@1 for binary scores.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -53,7 +54,8 @@ def benchmark_metrics(items: list[list[dict[str, Any]]], ks: list[int]) -> dict[
         items: one list of n rows per item (n the same for all).
         ks: the k of the pass@k entries (each <= n).
     Returns:
-        score (mean over items of the mean over samples, x100), pass@k (x100, for each k),
+        score (mean over items of the mean over samples, x100), score_se (its standard error over
+        items, x100), pass@k (x100, for each k),
         prompt_tokens/mean, prompt_truncated_frac (items whose document was cut),
         response_tokens/mean, response_truncated_frac (completions that hit max_new_tokens),
         rule/<protocol> (x100, mean rule score under each protocol, when the rows record `rule_scores`).
@@ -61,7 +63,8 @@ def benchmark_metrics(items: list[list[dict[str, Any]]], ks: list[int]) -> dict[
     if not items:
         return {"score": 0.0}
     n = len(items[0])
-    out = {"score": 100.0 * _mean([_mean([float(r["score"]) for r in rows]) for rows in items])}
+    per_item = [_mean([float(r["score"]) for r in rows]) for rows in items]
+    out = {"score": 100.0 * _mean(per_item), "score_se": 100.0 * standard_error(per_item)}
     for k in sorted(set(ks)):
         correct = [sum(is_correct(float(r["score"])) for r in rows) for rows in items]
         out[f"pass@{k}"] = 100.0 * _mean([pass_at_k(n, c, k) for c in correct])
@@ -75,3 +78,12 @@ def benchmark_metrics(items: list[list[dict[str, Any]]], ks: list[int]) -> dict[
         if values and len(values) == len(rows) and all(v is not None for v in values):
             out[f"rule/{protocol}"] = 100.0 * _mean([float(v) for v in values])
     return out
+
+
+def standard_error(values: list[float]) -> float:
+    """Standard error of the mean of `values` (sample standard deviation / sqrt(n)); 0 for n < 2."""
+    n = len(values)
+    if n < 2:
+        return 0.0
+    mean = sum(values) / n
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1) / n)
