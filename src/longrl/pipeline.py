@@ -35,7 +35,7 @@ import torch
 from longrl.config import Config
 from longrl.config.model import ModelConfig
 from longrl.console import info
-from longrl.curriculum.phases import filter_by_length, phase_config, phase_steps
+from longrl.curriculum.phases import filter_by_length, phase_config, phase_steps, prompts_per_round
 from longrl.curriculum.retrospective import (
     DifficultyStore,
     save_selection,
@@ -150,7 +150,8 @@ def run_phases(cfg: Config, out: Path, start_from: str, tokenizer, device: torch
         items = phase_items(cfg, k, tokenizer, carried, stage, dist)
         if (done := stage_done(stage)) is None:
             info(f"[pipeline] stage phase{k} ({phase.name}) -> {stage}")
-            phase_cfg = phase_config(cfg, phase, init_from=weights, steps=phase_steps(phase, len(items), cfg.train.prompts_per_step))
+            steps = phase_steps(phase, len(items), prompts_per_round(cfg, phase))
+            phase_cfg = phase_config(cfg, phase, init_from=weights, steps=steps)
             done = mark_done(stage, dist, final=str(train(phase_cfg, stage, items=items, phase=phase.name)),
                              phase=phase.name)
         weights = done["final"]
