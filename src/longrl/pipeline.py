@@ -51,7 +51,14 @@ import torch
 from longrl.config import Config, apply_overrides
 from longrl.config.model import ModelConfig
 from longrl.console import info
-from longrl.curriculum.phases import filter_by_length, mix_phase, phase_config, phase_steps, with_replays
+from longrl.curriculum.phases import (
+    filter_by_length,
+    mix_phase,
+    phase_config,
+    phase_steps,
+    prompts_per_round,
+    with_replays,
+)
 from longrl.curriculum.retrospective import (
     DifficultyStore,
     save_selection,
@@ -181,7 +188,8 @@ def run_phases(cfg: Config, out: Path, start_from: str, tokenizer, device: torch
         items = phase_items(cfg, k, tokenizer, earlier, carried, stage, dist)
         if (done := stage_done(stage)) is None:
             info(f"[pipeline] stage phase{k} ({phase.name}) -> {stage}")
-            phase_cfg = phase_config(cfg, phase, init_from=weights, steps=phase_steps(phase, len(items), cfg.train.prompts_per_step))
+            steps = phase_steps(phase, len(items), prompts_per_round(cfg, phase))
+            phase_cfg = phase_config(cfg, phase, init_from=weights, steps=steps)
             if k > 1:        # its starting weights were validated at the previous phase's last step
                 phase_cfg = apply_overrides(phase_cfg, {"train.eval_before_train": False}, source=f"phase{k}")
             done = mark_done(stage, dist, final=str(train(phase_cfg, stage, items=items, phase=phase.name)),

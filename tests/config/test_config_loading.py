@@ -168,6 +168,15 @@ def test_phase_overrides_are_validated_with_the_config_not_when_the_phase_starts
     assert load_config(None, [phase % "algo.clip_eps_high: 0.3"]).curriculum.phases[0].overrides == {"algo.clip_eps_high": 0.3}
 
 
+def test_a_generation_round_smaller_than_a_step_names_both_keys():
+    with pytest.raises(ConfigError, match=r"algo.gen_prompts \(64\) is smaller than train.prompts_per_step \(128\)"):
+        load_config(None, ["train.prompts_per_step=128", "algo.gen_prompts=64"])
+    phase = "curriculum.phases=[{name: p1, max_input_tokens: 64, max_response_tokens: 8, overrides: {train.prompts_per_step: 8}}]"
+    with pytest.raises(ConfigError, match=r"phase 'p1'.*\n  algo.gen_prompts \(4\) is smaller than train.prompts_per_step \(8\)"):
+        load_config(None, ["algo.gen_prompts=4", phase])
+    assert load_config(None, ["train.prompts_per_step=128", "algo.gen_prompts=128"]).algo.gen_prompts == 128
+
+
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
 def test_every_shipped_config_validates(path):
     check_names(load_config(path))

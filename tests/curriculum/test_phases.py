@@ -10,6 +10,7 @@ from longrl.curriculum.phases import (
     phase_config,
     phase_steps,
     prompt_tokens,
+    prompts_per_round,
     with_replays,
 )
 from longrl.data.synthetic import synthesize
@@ -41,6 +42,16 @@ def test_phase_steps():
     assert phase_steps(PhaseConfig(name="a", max_input_tokens=100, max_response_tokens=10, steps=7), 100, 4) == 7
     assert phase_steps(PhaseConfig(name="a", max_input_tokens=100, max_response_tokens=10, epochs=2), 10, 4) == 5
     assert phase_steps(PhaseConfig(name="a", max_input_tokens=100, max_response_tokens=10), 0, 4) == 1
+
+
+def test_phase_epochs_count_generation_rounds_of_gen_prompts():
+    # As verl's total_epochs counts gen_batch_size batches: 1,600 items in rounds of 384 -> 5 steps an epoch.
+    phase = PhaseConfig(name="a", max_input_tokens=100, max_response_tokens=10, epochs=1)
+    cfg = load_config(None, ["train.prompts_per_step=128", "algo.gen_prompts=384"])
+    assert prompts_per_round(cfg) == 384 and phase_steps(phase, 1600, prompts_per_round(cfg)) == 5
+    assert prompts_per_round(load_config(None, ["train.prompts_per_step=128"])) == 128      # adaptive refills
+    assert prompts_per_round(cfg, phase.model_copy(update={"overrides": {"algo.dynamic_sampling": False}})) == 128
+    assert prompts_per_round(cfg, phase.model_copy(update={"overrides": {"algo.gen_prompts": 256}})) == 256
 
 
 def test_phase_config_applies_limits_start_and_overrides():

@@ -96,3 +96,42 @@ def test_without_dynamic_sampling_one_round_keeps_everything():
     assert len(out.groups) == 4 and out.uniform == 2
     m = out.metrics()
     assert m["filtered_groups_frac"] == 0.0 and m["rollout/uniform_groups_frac"] == 0.5
+
+
+def test_fixed_generation_rounds_as_the_official_script():
+    # The script's shape scaled down: rounds of 6 prompts (gen_batch_size 384) for 2 trained (128).
+    # 1 group in 4 is informative (3, 7, 11, ...): round 1 keeps one, a second round of the same size the other.
+    stream = Stream([[1, 1], [1, 1], [1, 1], [0, 1]])
+    out = collect_groups(stream, rewards_of, want=2, max_refills=9, drop_uniform=True, round_size=6)
+    assert stream.asked == [6, 6]                     # every round the same size, not sized by what is missing
+    assert [g[0] for g in out.groups] == [3, 7] and out.refills == 1 and len(out.all) == 12
+    adaptive = Stream([[1, 1], [1, 1], [1, 1], [0, 1]])
+    collect_groups(adaptive, rewards_of, want=2, max_refills=9, drop_uniform=True)
+    assert adaptive.asked[0] == 2                     # without round_size the first round is one step's worth
+
+
+def test_fixed_rounds_stop_at_the_bound():
+    # max_refills 9 = the script's max_num_gen_batches 10: ten rounds at most, then train on what there is.
+    stream = Stream([[1, 1]] * 29 + [[0, 1]])
+    out = collect_groups(stream, rewards_of, want=4, max_refills=9, drop_uniform=True, round_size=6)
+    assert stream.asked == [6] * 10 and out.refills == 9 and len(out.all) == 60
+    assert [g[0] for g in out.groups] == [29, 59]     # the two informative groups of 60 generated
+    assert out.metrics()["rollout/fill_frac"] == 0.5
+
+
+def test_fixed_rounds_one_round_when_it_has_enough_and_surplus_is_not_trained():
+    stream = Stream([[0, 1]])
+    out = collect_groups(stream, rewards_of, want=4, max_refills=9, drop_uniform=True, round_size=12)
+    assert stream.asked == [12] and [g[0] for g in out.groups] == [0, 1, 2, 3] and len(out.all) == 12
+    assert out.metrics()["filtered_groups_frac"] == pytest.approx(8 / 12)
+
+
+def test_fixed_rounds_without_dynamic_sampling_draw_one_step():
+    stream = Stream([[1, 1], [0, 1]])
+    out = collect_groups(stream, rewards_of, want=4, max_refills=9, drop_uniform=False, round_size=12)
+    assert stream.asked == [4] and len(out.groups) == 4
+
+
+def test_round_smaller_than_a_step_is_refused():
+    with pytest.raises(ValueError, match="round_size"):
+        collect_groups(Stream([[0, 1]]), rewards_of, want=4, max_refills=1, drop_uniform=True, round_size=3)

@@ -135,6 +135,16 @@ def test_no_informative_group_skips_the_update_without_crashing(tmp_path, sample
     assert len(read_metrics(tmp_path / "run" / "item_scores.jsonl")) == 2 * 6  # 3 + 3 refilled, per step
 
 
+def test_generation_rounds_of_algo_gen_prompts_reach_the_trainer(tmp_path, samples):
+    # Every group uniform (as above): each step draws rounds of gen_prompts = 5, not prompts_per_step = 3.
+    cfg = config("random", "train.steps=1", "reward.overlong.enabled=false", "rollout.max_new_tokens=8",
+                 "algo.max_refills=1", "algo.gen_prompts=5")
+    train(cfg, tmp_path / "run", items=samples)
+    row = read_metrics(tmp_path / "run" / "metrics.jsonl")[0]
+    assert row["rollout/groups"] == 10 and row["rollout/refills"] == 1.0
+    assert len(read_metrics(tmp_path / "run" / "item_scores.jsonl")) == 10
+
+
 def test_policy_update_is_the_same_for_any_micro_batch_budget(stoppy_model_dir, samples, tokenizer):
     from longrl.data.prompt import encode_prompt
     from longrl.models.loading import load_policy

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ValidationError, model_validator
 
 from longrl.config.base import RunConfig, Section
 from longrl.config.curriculum import CurriculumConfig
@@ -50,6 +50,15 @@ class Config(Section):
     curriculum: CurriculumConfig = CurriculumConfig()  # phases and retrospective sampling
     eval: EvalConfig = EvalConfig()           # benchmarks and protocol
     pretrain: PretrainConfig = PretrainConfig()  # making the tiny base model
+
+    @model_validator(mode="after")
+    def _check_generation_round(self) -> Config:
+        gen, want = self.algo.gen_prompts, self.train.prompts_per_step
+        if gen is not None and gen < want:
+            raise ValueError(f"algo.gen_prompts ({gen}) is smaller than train.prompts_per_step ({want}): a generation "
+                             f"round must draw at least the prompts a step trains on (the official script: 384 >= 128); "
+                             f"raise algo.gen_prompts, or set it to null for refills sized by what is missing")
+        return self
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
@@ -171,7 +180,9 @@ def format_validation_error(exc: ValidationError, source: str, override_keys: di
         dotted = ".".join(loc)
         origin = override_keys.get(dotted)
         where = f" (from {origin})" if origin else ""
-        if err["type"] == "extra_forbidden":
+        if not loc:                                   # a check across sections names its own keys
+            lines.append(f"  {err['msg'].removeprefix('Value error, ')}")
+        elif err["type"] == "extra_forbidden":
             accepted = accepted_keys(loc[:-1])
             hint = f"; accepted keys here: {', '.join(accepted)}" if accepted else ""
             lines.append(f"  {dotted}{where}: unknown key{hint}")

@@ -65,7 +65,10 @@ class AlgoConfig(Section):
     entropy_coef: float = Field(0.0, ge=0)     # entropy bonus (paper: 0.001)
     dynamic_sampling: bool = True              # DAPO: drop groups whose `filter_metric` is all equal, refill
     filter_metric: Literal["accuracy", "reward"] = "accuracy"  # what must vary in a group: accuracy = 0 < #correct < G (DAPO's acc); reward = the shaped reward
-    max_refills: int = Field(2, ge=0)          # extra generation rounds per step when groups are dropped
+    max_refills: int = Field(2, ge=0)          # extra generation rounds per step (verl: filter_groups.max_num_gen_batches - 1)
+    gen_prompts: int | None = Field(None, ge=1)  # prompts per generation round under dynamic sampling (verl: data.gen_batch_size;
+                                               # official script 384); >= train.prompts_per_step. None = the first round draws
+                                               # prompts_per_step, each refill what is missing over the keep rate so far
 
 
 class OptimConfig(Section):

@@ -1,13 +1,16 @@
 """Curriculum phases: which items a phase trains on, how long, and with which settings.
 
     fit = filter_by_length(items, tokenizer, phase.max_input_tokens)          # fit.kept, fit.dropped
-    steps = phase_steps(phase, len(fit.kept), cfg.train.prompts_per_step)
+    steps = phase_steps(phase, len(fit.kept), prompts_per_round(cfg, phase))
     cfg_k = phase_config(cfg, phase, init_from="runs/x/phase1/final", steps=steps)
 
 A phase trains only on items whose tokenized prompt (chat template included) fits its
 `max_input_tokens`; the rest are dropped and counted, never truncated. Its responses are
 limited to `max_response_tokens`. It starts from the previous stage's final weights, and
-`overrides` may change any RL setting for that phase alone.
+`overrides` may change any RL setting for that phase alone. A phase's length in `epochs` counts
+the prompts its steps draw in their first generation round (`prompts_per_round`), as verl's
+`total_epochs` counts generation batches: with `algo.gen_prompts: 384` one epoch over 1,600 items
+is ceil(1600 / 384) = 5 steps, each training on up to `train.prompts_per_step` groups.
 
 What it trains on besides (`mix_phase`, `curriculum.retrospective.carry`):
 
@@ -100,8 +103,19 @@ def with_replays(items: Sequence[Sample], replayed_ids: Iterable[str]) -> list[S
     return list(items) + [by_id[i] for i in replayed_ids]
 
 
+def prompts_per_round(cfg: Config, phase: PhaseConfig | None = None) -> int:
+    """Prompts an RL step draws at least (its first generation round), with `phase`'s overrides:
+    `algo.gen_prompts` under dynamic sampling, else `train.prompts_per_step`."""
+    if phase is not None and phase.overrides:
+        cfg = phase_config(cfg, phase, init_from=cfg.model.path, steps=1)   # its limits, then its overrides
+    if cfg.algo.dynamic_sampling and cfg.algo.gen_prompts is not None:
+        return cfg.algo.gen_prompts
+    return cfg.train.prompts_per_step
+
+
 def phase_steps(phase: PhaseConfig, n_items: int, prompts_per_step: int) -> int:
-    """`phase.steps`, or enough steps for `phase.epochs` passes over `n_items` (at least 1).
+    """`phase.steps`, or enough steps for `phase.epochs` passes over `n_items` when each step draws
+    `prompts_per_step` prompts (`prompts_per_round`), at least 1.
 
     `n_items` is the length of the phase's epoch (`PhaseMix.epoch()`): replayed copies count, so under
     carry: replay an epoch draws each carried item 1 + replay_copies times.

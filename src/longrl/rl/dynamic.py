@@ -7,7 +7,13 @@ round it asks for more prompts at most `max_refills` times, then trains on what 
 nothing: the update is skipped and logged). The original raises once it has generated "too
 many" batches; a run here never stops for that.
 
+Round sizes: with `round_size` (`algo.gen_prompts`, verl's `data.gen_batch_size`) every round
+draws that many prompts, as verl does (the official QwenLong-L1 script: rounds of 384 prompts for
+128 trained, at most 10 rounds = `max_refills` 9). Without it the first round draws `want` and
+each refill what is missing over the keep rate seen so far (`refill_size`).
+
     collected = collect_groups(produce, rewards_of, want=128, max_refills=2, drop_uniform=True)
+    collected = collect_groups(produce, rewards_of, want=128, max_refills=9, drop_uniform=True, round_size=384)
     collected.groups     # at most `want` informative groups, in generation order
     collected.all        # every group generated this step (for reward metrics and item scores)
     collected.metrics()  # filtered_groups_frac, rollout/refills, ...
@@ -71,7 +77,7 @@ class Collected(Generic[T]):
 
 
 def collect_groups(produce: Callable[[int], list[T]], rewards_of: Callable[[T], Sequence[float]], want: int,
-                   max_refills: int, drop_uniform: bool) -> Collected[T]:
+                   max_refills: int, drop_uniform: bool, round_size: int | None = None) -> Collected[T]:
     """Generate groups until `want` informative ones are in hand or the refill budget is spent.
 
     Args:
@@ -79,14 +85,20 @@ def collect_groups(produce: Callable[[int], list[T]], rewards_of: Callable[[T], 
         rewards_of: the G rewards of a group (the values advantages are computed from).
         want: groups a step trains on (`train.prompts_per_step`).
         max_refills: extra rounds allowed after the first (`algo.max_refills`).
-        drop_uniform: False = keep every group of a single round (plain GRPO).
+        drop_uniform: False = keep every group of a single round of `want` (plain GRPO;
+            `round_size` is not used: nothing is filtered, so nothing extra is drawn).
+        round_size: prompts per round, every round (`algo.gen_prompts`, >= want); None = the
+            first round draws `want`, each refill `refill_size(...)`.
 
     Returns:
         Collected: the kept groups (generation order; surplus informative groups beyond `want`
         are generated but not trained on, as in DAPO), every generated group, and counts.
     """
+    if round_size is not None and round_size < want:
+        raise ValueError(f"round_size ({round_size}) must be >= want ({want})")
+    fixed = round_size if drop_uniform else None
     out: Collected[T] = Collected(groups=[], want=want)
-    n = want
+    n = fixed or want
     while True:
         fresh = produce(n)
         out.all.extend(fresh)
@@ -98,5 +110,5 @@ def collect_groups(produce: Callable[[int], list[T]], rewards_of: Callable[[T], 
         if not drop_uniform or len(out.groups) >= want or out.refills >= max_refills:
             return out
         kept = len(out.all) - out.uniform
-        n = refill_size(want, len(out.groups), len(out.all), kept)
+        n = fixed or refill_size(want, len(out.groups), len(out.all), kept)
         out.refills += 1

@@ -216,7 +216,7 @@ def train(cfg: Config, out: str | Path, items: list[Sample] | None = None, phase
             # 1-3) rollout -> reward, refilled until the step has its informative groups (DAPO dynamic sampling)
             collected = collect_groups(lambda n: roll_across_ranks(roller.roll, step, sampler.next(n), dist),
                                        FILTER_SIGNALS[cfg.algo.filter_metric], cfg.train.prompts_per_step,
-                                       cfg.algo.max_refills, cfg.algo.dynamic_sampling)
+                                       cfg.algo.max_refills, cfg.algo.dynamic_sampling, cfg.algo.gen_prompts)
             # 4) advantages, 5) policy update (skipped, and logged, when no group is informative)
             with timers.time("update"):
                 adv = advantage_fn(rewards_tensor(collected.groups, cfg.rollout.group_size), eps=cfg.algo.adv_eps)

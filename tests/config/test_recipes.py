@@ -1,0 +1,98 @@
+"""The shipped QwenLong-L1 recipes carry the official script's settings where it is explicit.
+
+The official script is `scripts/rl_4nodes_dapo.sh` of github.com/Tongyi-Zhiwen/QwenLong-L1 (commit 38d0806),
+read with the defaults of its verl fork (`verl/verl/trainer/config/ppo_trainer.yaml`) where it sets nothing.
+Each entry below names the script's setting it mirrors.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from longrl.config import load_config
+from longrl.curriculum.phases import phase_steps, prompts_per_round
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+RECIPES = ["qwenlong_l1_1p5b.yaml", "qwenlong_l1_14b.yaml", "qwenlong_l1_32b.yaml"]
+
+OFFICIAL = {
+    "rollout.group_size": 8,                  # actor_rollout_ref.rollout.n=8
+    "rollout.temperature": 0.7,               # rollout.temperature=0.7
+    "rollout.top_p": 0.95,                    # rollout.top_p=0.95
+    "rollout.top_k": 0,                       # rollout.top_k=-1 (off)
+    "rollout.max_new_tokens": 10000,          # data.max_response_length=10000
+    "rollout.validation.n": 1,                # rollout.val_kwargs.n=1
+    "rollout.validation.temperature": 0.7,    # rollout.val_kwargs.temperature=0.7
+    "rollout.validation.top_p": 0.95,         # rollout.val_kwargs.top_p=0.95
+    "algo.advantage": "grpo",                 # algorithm.adv_estimator=grpo
+    "algo.loss_agg": "token-mean",            # actor.use_token_level_loss=True
+    "algo.clip_eps_low": 0.2,                 # actor.clip_ratio_low=0.2
+    "algo.clip_eps_high": 0.2,                # actor.clip_ratio_high=0.2 (not DAPO's 0.28)
+    "algo.kl_coef": 0.0,                      # actor.kl_loss_coef=0.000, algorithm.kl_ctrl.kl_coef=0.000
+    "algo.entropy_coef": 0.001,               # actor.entropy_coeff (the fork's default, kept by the script)
+    "algo.dynamic_sampling": True,            # algorithm.filter_groups.enable=True
+    "algo.filter_metric": "accuracy",         # algorithm.filter_groups.metric=acc
+    "algo.gen_prompts": 384,                  # data.gen_batch_size=384
+    "algo.max_refills": 9,                    # algorithm.filter_groups.max_num_gen_batches=10 (first round + 9)
+    "optim.lr": 2e-6,                         # actor.optim.lr=2e-6
+    "optim.weight_decay": 0.01,               # actor.optim.weight_decay (fork default)
+    "optim.grad_clip": 1.0,                   # actor.grad_clip (fork default)
+    "optim.schedule": "constant",             # actor.optim.warmup_style=constant (fork default)
+    "optim.warmup_steps": 0,                  # actor.optim.lr_warmup_steps_ratio=0 (fork default)
+    "train.prompts_per_step": 128,            # data.train_batch_size=128
+    "train.ppo_epochs": 1,                    # actor.ppo_epochs=1
+    "train.mini_batches": 4,                  # actor.ppo_mini_batch_size=32 prompts: 128 / 32
+    "train.eval_every": 5,                    # trainer.test_freq=5
+    "train.eval_before_train": True,          # +trainer.val_before_train=True
+    "reward.overlong.enabled": True,          # custom_reward_function.overlong_buffer.enable=True
+    "reward.overlong.buffer": 1000,           # custom_reward_function.overlong_buffer.len=1000
+    "reward.judge.model": "Qwen/Qwen2.5-1.5B-Instruct",  # README: VERIFIER_PATH, served by vllm
+    "reward.judge.temperature": 0.0,          # docqa.py: call_oai_rm_llm(temperature=0.0)
+    "model.gradient_checkpointing": True,     # model.enable_gradient_checkpointing=True
+    "run.save_every": 5,                      # trainer.save_freq=5
+    "eval.max_input_tokens": 120000,          # eval/*.py: MAX_INPUT_LEN=120000
+    "eval.max_new_tokens": 10000,             # eval/*.py: MAX_OUTPUT_LEN=10000
+    "eval.temperature": 0.7,                  # eval/*.py: temperature=0.7
+    "eval.top_p": 0.95,                       # eval/*.py: top_p=0.95
+}
+
+
+def dotted(cfg, key):
+    value = cfg
+    for part in key.split("."):
+        value = getattr(value, part)
+    return value
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_recipe_has_the_official_script_settings(recipe):
+    cfg = load_config(CONFIGS / recipe)
+    wrong = {key: dotted(cfg, key) for key, want in OFFICIAL.items() if dotted(cfg, key) != want}
+    assert not wrong, f"{recipe} differs from the official script: {wrong}"
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_recipe_phases_validation_data_and_generation_rounds(recipe):
+    cfg = load_config(CONFIGS / recipe)
+    phases = cfg.curriculum.phases
+    # the paper's two phases (20K, then 60K input), in the script's units: max_prompt_length=60000,
+    # max_response_length=10000
+    assert [(p.max_input_tokens, p.max_response_tokens) for p in phases] == [(20000, 10000), (60000, 10000)]
+    # data.val_files: DocQA-RL-1.6K's held-out test split, imported beside the training file
+    assert [s.path for s in cfg.data.eval] == ["data/docqa_rl_test.jsonl"]
+    assert all([s.path for s in p.data] == ["data/docqa_rl.jsonl"] for p in phases)
+    # a step draws rounds of 384 prompts, at most 10 of them; a phase's epochs count those rounds, as verl's
+    # total_epochs do (30 in the script's one stage: 15 per phase here)
+    assert prompts_per_round(cfg) == 384 and cfg.algo.max_refills + 1 == 10
+    assert sum(p.epochs for p in phases) == 30 and phase_steps(phases[1], 1600, prompts_per_round(cfg, phases[1])) == 63
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_recipe_says_where_its_numbers_come_from(recipe):
+    text = (CONFIGS / recipe).read_text()
+    assert "scripts/rl_4nodes_dapo.sh" in text and "arXiv 2505.17667" in text
+    comments = [line for line in text.splitlines() if line.lstrip().startswith("#") or " # " in line]
+    for label in ("official script", "paper", "longrl's choice"):
+        assert sum(label in line for line in comments) >= 3, f"{recipe}: few settings labelled {label!r}"
