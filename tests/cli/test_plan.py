@@ -51,3 +51,31 @@ def test_a_phase_that_does_not_fit_and_a_rank_count_that_does_not_divide_are_err
     assert "does not fit 8 x 80 GB: sft" in capsys.readouterr().err
     assert main(["plan", "--config", str(CONFIGS / "qwenlong_l1_14b.yaml"), "--gpus", "3", "--gpu-memory-gb", "80"]) == 2
     assert "cannot share train.prompts_per_step=128" in capsys.readouterr().err
+
+
+def header_plan(path: Path) -> list[str]:
+    """The `longrl plan` arguments a config's header documents, else one 80 GB GPU."""
+    for line in path.read_text().splitlines():
+        if line.startswith("#") and "longrl plan --config" in line:
+            args = line.split("longrl plan", 1)[1].split("#")[0].split()
+            return args[args.index("--gpus"):args.index("--gpus") + 4]
+    return ["--gpus", "1", "--gpu-memory-gb", "80"]
+
+
+@pytest.mark.parametrize("config", sorted(p.name for p in CONFIGS.glob("*.yaml")))
+def test_every_shipped_config_validates_and_plans_on_its_documented_hardware(config, capsys):
+    path = CONFIGS / config
+    assert main(["validate", "--config", str(path)]) == 0
+    assert main(["plan", "--config", str(path), *header_plan(path)]) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert "fits" in out or "nothing to train" in out
+
+
+def test_plan_covers_pretraining_and_derives_the_longest_synthetic_prompt(capsys):
+    assert main(["plan", "--config", str(CONFIGS / "demo_base.yaml"), "--gpus", "1", "--gpu-memory-gb", "16"]) == 0
+    assert "pretrain: micro-batches" in capsys.readouterr().out
+    assert main(["plan", "--config", str(CONFIGS / "smoke.yaml"), "--gpus", "1", "--gpu-memory-gb", "16"]) == 0
+    assert "rl: prompts <= 346" in capsys.readouterr().out            # synth length 256: 1.1 x 256 + 64 template
+    assert main(["plan", "--config", str(CONFIGS / "smoke.yaml"), "--gpus", "1", "--gpu-memory-gb", "16",
+                 "data.train=[{path: data/x.jsonl}]"]) == 2
+    assert "rollout.max_input_tokens is not set and data.train reads files" in capsys.readouterr().err

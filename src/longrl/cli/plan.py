@@ -3,8 +3,9 @@
     longrl plan --config configs/qwenlong_l1_14b.yaml --gpus 32 --gpu-memory-gb 80
     longrl plan --config configs/qwenlong_l1_1p5b.yaml --gpus 1 --gpu-memory-gb 80 --json plan.json
 
-For SFT (when `sft.data` is set) and each curriculum phase (its overrides applied; or the single
-`rollout` limits without phases) it prints, in GB per GPU, the fp32 master weights, the bf16 copies
+For pretraining (a `longrl pretrain` config), SFT (when `sft.data` is set) and each curriculum
+phase (its overrides applied; or the single `rollout` limits of an RL config without phases; the
+longest prompt is `rollout.max_input_tokens`, or what synthetic training data makes) it prints, in GB per GPU, the fp32 master weights, the bf16 copies
 the math reads, gradients, AdamW state (all sharded 1/N under torchrun + FSDP2 when N > 1), the
 reference policy, the activations of the worst update micro-batch with and without activation
 checkpointing, the log-prob chunk, the attention score blocks and the rollout's KV cache; whether
@@ -12,15 +13,17 @@ each phase fits (90% of M); and the largest `train.micro_batch_tokens` (with che
 needed) and `rollout.groups_per_batch` that fit. A phase that does not fit as configured is an
 error (exit status 2) naming it and what to change. The model is read from its config.json (no
 weights are loaded); estimates: engine/memory.py, checked against measured peaks by
-`longrl bench memory`.
+`longrl bench memory`. A config that trains nothing (distill, evaluation) has nothing to plan (exit 0).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 
 from longrl.cli.args import add_config_arguments, load_config_from_args
 
+TEMPLATE_TOKENS = 64      # the prompt template around a synthetic document (question, instructions, chat frame)
 PARTS = ["weights", "compute copies", "grads", "optimizer", "reference", "activations", "recompute", "block gradients",
          "embedding gradients", "log-prob chunk", "attention", "rollout KV", "rollout transient"]
 
@@ -39,24 +42,56 @@ def register(sub) -> None:
     p.set_defaults(handler=run_plan)
 
 
+RL_SECTIONS = {"rollout", "algo", "train", "curriculum"}   # a config that sets any of these trains with RL
+
+
+def trains_rl(cfg) -> bool:
+    """The config describes an RL run (`longrl rl` / `pipeline`): it sets an RL section or its training data."""
+    return bool(RL_SECTIONS & cfg.model_fields_set) or "train" in cfg.data.model_fields_set
+
+
+def longest_prompt(cfg, name: str) -> int:
+    """`rollout.max_input_tokens`, or the longest prompt synthetic training data can make (+10% and the
+    template); ConfigError for file data without a limit (the planner reads no data)."""
+    from longrl.errors import ConfigError  # lazy: as in phase_specs
+
+    if cfg.rollout.max_input_tokens is not None:
+        return cfg.rollout.max_input_tokens
+    if cfg.data.train and all(source.synth is not None for source in cfg.data.train):
+        return max(math.ceil(1.1 * source.synth.length) + TEMPLATE_TOKENS for source in cfg.data.train)
+    raise ConfigError(f"phase {name!r}: rollout.max_input_tokens is not set and data.train reads files; the plan "
+                      "needs the longest prompt: set rollout.max_input_tokens (longer documents are middle-truncated)")
+
+
+def plan_model(cfg):
+    """The model a config trains: `model`, or for a `longrl pretrain` config the tiny architecture it builds."""
+    if "pretrain" not in cfg.model_fields_set:
+        return cfg.model
+    return cfg.model.model_copy(update={"path": "random", "tiny": cfg.pretrain.architecture})
+
+
 def phase_specs(cfg) -> list:
-    """The PhaseSpecs of a config: SFT when it has data, then each curriculum phase (or the one RL run)."""
+    """The PhaseSpecs of a config: pretraining (a `pretrain` config), SFT when it has data, then each
+    curriculum phase (or the one RL run of an RL config). [] for configs that train nothing (distill, eval)."""
     # lazy: stage code loads only when this command runs (`longrl --help` stays fast)
     from longrl.curriculum.phases import phase_config
     from longrl.engine.plan import PhaseSpec
-    from longrl.errors import ConfigError
 
     specs = []
+    if "pretrain" in cfg.model_fields_set:
+        p = cfg.pretrain
+        specs.append(PhaseSpec("pretrain", "sft", prompt_len=p.row_tokens, response_len=0, group_size=1,
+                               micro_batch_tokens=p.micro_batch_tokens or p.batch_tokens,
+                               checkpointing=cfg.model.gradient_checkpointing, chunk_tokens=0,
+                               logits_chunk_mb=p.logits_chunk_mb, budget_key="pretrain.micro_batch_tokens"))
     if cfg.sft.data:
         specs.append(PhaseSpec("sft", "sft", prompt_len=cfg.sft.row_tokens, response_len=0, group_size=1,
                                micro_batch_tokens=cfg.sft.micro_batch_tokens or cfg.sft.batch_tokens,
                                checkpointing=cfg.model.gradient_checkpointing, chunk_tokens=0,
                                logits_chunk_mb=cfg.sft.logits_chunk_mb))
     phases = [(p.name, phase_config(cfg, p, init_from=cfg.model.path, steps=1)) for p in cfg.curriculum.phases]
-    for name, c in phases or [("rl", cfg)]:
-        if c.rollout.max_input_tokens is None:
-            raise ConfigError(f"phase {name!r}: rollout.max_input_tokens is not set; the plan needs the longest prompt")
-        specs.append(PhaseSpec(name, "rl", prompt_len=c.rollout.max_input_tokens, response_len=c.rollout.max_new_tokens,
+    for name, c in phases or ([("rl", cfg)] if trains_rl(cfg) else []):
+        specs.append(PhaseSpec(name, "rl", prompt_len=longest_prompt(c, name), response_len=c.rollout.max_new_tokens,
                                group_size=c.rollout.group_size, micro_batch_tokens=c.train.micro_batch_tokens,
                                checkpointing=c.model.gradient_checkpointing, chunk_tokens=c.train.logprob_chunk_tokens,
                                groups_per_batch=c.rollout.groups_per_batch,
@@ -77,14 +112,21 @@ def run_plan(args: argparse.Namespace) -> int:
     if args.gpus < 1 or args.gpu_memory_gb <= 0:
         raise ConfigError("--gpus must be >= 1 and --gpu-memory-gb > 0")
     cfg = load_config_from_args(args)
-    check_split(cfg.train.prompts_per_step, cfg.train.mini_batches, args.gpus)
-    shape = architecture(cfg.model)
-    compute = "fp32" if cfg.model.dtype == "float32" or (cfg.model.dtype == "auto" and cfg.model.path == "random") else "bf16"
+    specs = phase_specs(cfg)
+    if not specs:
+        print(f"{args.config}: nothing to train (no pretrain, SFT or RL stage: a distill or evaluation config); "
+              "no GPU memory to plan")
+        return 0
+    if any(spec.kind == "rl" for spec in specs):
+        check_split(cfg.train.prompts_per_step, cfg.train.mini_batches, args.gpus)
+    model = plan_model(cfg)
+    shape = architecture(model)
+    compute = "fp32" if model.dtype == "float32" or (model.dtype == "auto" and model.path == "random") else "bf16"
     layout = Layout(gpus=args.gpus, compute=compute, fsdp=True if args.torchrun else None)
     how = f"torchrun + FSDP2, {args.gpus} ranks" if layout.sharded else "one process"
-    print(f"{cfg.model.path}: {shape.params / 1e9:.2f}B parameters, {compute} math, fp32 master weights; {how}; "
+    print(f"{model.path}: {shape.params / 1e9:.2f}B parameters, {compute} math, fp32 master weights; {how}; "
           f"{args.gpu_memory_gb:g} GB per GPU ({100 * USABLE:.0f}% planned)")
-    plans = [plan_phase(shape, spec, layout, args.gpu_memory_gb) for spec in phase_specs(cfg)]
+    plans = [plan_phase(shape, spec, layout, args.gpu_memory_gb) for spec in specs]
     failing = []
     for plan in plans:
         s = plan.spec
@@ -109,7 +151,7 @@ def run_plan(args: argparse.Namespace) -> int:
                            f" fits with: {proposal})")
     if args.json:
         atomic_write_json(args.json, {
-            "model": cfg.model.path, "params": shape.params, "gpus": args.gpus, "gpu_memory_gb": args.gpu_memory_gb,
+            "model": model.path, "params": shape.params, "gpus": args.gpus, "gpu_memory_gb": args.gpu_memory_gb,
             "phases": [{"name": p.spec.name, "fits": p.fits, "update_gb": p.update.total / GB,
                         "rollout_gb": p.rollout.total / GB if p.rollout else None,
                         "update": {k: v / GB for k, v in p.update.parts.items()},

@@ -39,6 +39,7 @@ class PhaseSpec:
     groups_per_batch: int = 1      # rollout.groups_per_batch (rl)
     reference: bool = False        # a reference policy is loaded (algo.kl_coef > 0 or algo.track_kl)
     logits_chunk_mb: float = 256.0  # sft.logits_chunk_mb (sft)
+    budget_key: str | None = None  # the config key of micro_batch_tokens; None = train.* (rl) / sft.* (sft)
 
 
 @dataclass
@@ -90,7 +91,7 @@ def plan_phase(shape: Shape, spec: PhaseSpec, layout: Layout, gpu_memory_gb: flo
     for checkpointing in (False, True):
         budget = largest_budget(shape, spec, layout, usable, checkpointing, low, high)
         if budget is not None:
-            key = "train.micro_batch_tokens" if spec.kind == "rl" else "sft.micro_batch_tokens"
+            key = spec.budget_key or ("train.micro_batch_tokens" if spec.kind == "rl" else "sft.micro_batch_tokens")
             plan.proposal = {key: budget, "model.gradient_checkpointing": checkpointing}
             break
     if rollout is not None and plan.proposal:
