@@ -13,20 +13,22 @@ from longrl.config.data import DataSource
 class PhaseConfig(Section):
     name: str                                  # recorded in every metrics line and checkpoint
     max_input_tokens: int = Field(ge=16)       # items whose tokenized prompt is longer are dropped (counted)
-    max_response_tokens: int = Field(ge=1)
+    max_response_tokens: int = Field(ge=1)     # response limit of the phase's rollouts
     data: list[DataSource] = []                # this phase's new items
     steps: int | None = Field(None, ge=1)      # RL steps; or epochs over the phase's items
-    epochs: float | None = Field(None, gt=0)
+    epochs: float | None = Field(None, gt=0)   # passes over the phase's items (set steps or epochs)
     overrides: dict[str, Any] = {}             # dotted keys of any RL setting, e.g. {"algo.clip_eps_high": 0.3}
 
 
 class RetrospectiveConfig(Section):
+    """Retrospective sampling: the hardest items of earlier phases, scored again, carried into the next."""
+
     mode: Literal["off", "offline", "online"] = "offline"  # offline = extra rollouts at the transition
     samples: int = Field(4, ge=1)              # K rollouts per earlier item (offline)
     metric: Literal["accuracy", "reward"] = "accuracy"  # what K/K and difficulty are measured on: correctness (before shaping) or the shaped reward
-    difficulty: Literal["one_minus_mean", "inverse_mean"] = "one_minus_mean"
-    count: int | None = Field(None, ge=0)      # carry the hardest N items, or
-    fraction: float | None = Field(0.25, ge=0, le=1)  # the hardest fraction of scored items
+    difficulty: Literal["one_minus_mean", "inverse_mean"] = "one_minus_mean"  # score of an item from its K results: 1 - mean | 1 / mean
+    count: int | None = Field(None, ge=0)      # carry the hardest N items (set: fraction is not used)
+    fraction: float | None = Field(0.25, ge=0, le=1)  # else carry this hardest fraction of the scored items (None = all)
     exclude_unsolved: bool = False             # drop items solved 0/K (maybe unlearnable); K/K always dropped
     # What phase k trains on (`curriculum/phases.py:mix_phase`; counts in phaseK/items.json):
     #   new_plus_carried (default; the paper: hard items "carried into the next phase alongside its new,
@@ -38,10 +40,12 @@ class RetrospectiveConfig(Section):
     #   replay: the phase keeps all of its own items, and every carried item is added `replay_copies`
     #     more times: extra weight, each carried item is drawn 1 + replay_copies times an epoch.
     # Steps given as `epochs` count passes over that list (replayed copies included).
-    carry: Literal["new_plus_carried", "replay"] = "new_plus_carried"
+    carry: Literal["new_plus_carried", "replay"] = "new_plus_carried"  # new_plus_carried = its new items + the carried
+                                               # ones (the paper) | replay = all its items + each carried one
+                                               # replay_copies more times
     replay_copies: int = Field(1, ge=1)        # replay: extra copies of each carried item
 
 
 class CurriculumConfig(Section):
-    phases: list[PhaseConfig] = []
+    phases: list[PhaseConfig] = []             # the RL phases of `longrl pipeline`, in order of growing length; [] = no RL
     retrospective: RetrospectiveConfig = RetrospectiveConfig()

@@ -21,7 +21,7 @@ class SynthSpec(Section):
 class DataSource(Section):
     """Exactly one of `path` (JSONL or parquet of Samples) or `synth`."""
 
-    path: str | None = None
+    path: str | None = None                    # a Samples file: .jsonl or .parquet (`longrl data import` converts others)
     synth: SynthSpec | None = None
     limit: int | None = Field(None, ge=1)      # keep the first N samples
 

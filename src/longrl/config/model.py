@@ -12,14 +12,14 @@ from longrl.config.base import Beta, Section
 class TinyArchConfig(Section):
     """Shape of the embedded default: a Qwen2-architecture decoder, random init, seeded."""
 
-    hidden_size: int = Field(256, ge=8)
-    num_hidden_layers: int = Field(4, ge=1)
-    num_attention_heads: int = Field(4, ge=1)
+    hidden_size: int = Field(256, ge=8)       # width of the residual stream
+    num_hidden_layers: int = Field(4, ge=1)   # decoder layers
+    num_attention_heads: int = Field(4, ge=1)  # query heads; divides hidden_size
     num_key_value_heads: int = Field(2, ge=1)  # < num_attention_heads = grouped-query attention, as in Qwen2
-    intermediate_size: int = Field(768, ge=8)
-    max_position_embeddings: int = Field(32768, ge=16)
-    rope_theta: float = Field(10000.0, gt=0)
-    tie_word_embeddings: bool = True
+    intermediate_size: int = Field(768, ge=8)  # width of the SwiGLU MLP
+    max_position_embeddings: int = Field(32768, ge=16)  # context window in tokens
+    rope_theta: float = Field(10000.0, gt=0)  # RoPE base frequency
+    tie_word_embeddings: bool = True          # the LM head shares the input embedding matrix
     init_seed: int = 0                        # seed of the random initialisation
     init: Literal["random", "retrieval"] = "random"  # "retrieval": write a bigram induction circuit into the initial weights (models/circuits.py)
 
@@ -73,7 +73,7 @@ class TokenizerBuildConfig(Section):
 
     vocab_size: int = Field(2048, ge=300)     # includes the 256 byte symbols and the special tokens
     corpus_samples: int = Field(600, ge=10)   # synthetic documents the merges are learnt from
-    corpus_seed: int = 1234
+    corpus_seed: int = 1234                   # seed of the corpus documents
 
 
 class PretrainConfig(Section):
@@ -84,7 +84,7 @@ class PretrainConfig(Section):
     tokenizer: TokenizerBuildConfig = TokenizerBuildConfig()
     tasks: list[str] = ["docmath", "multihop", "choice"]  # synthetic task families trained on
     min_length: int = Field(128, ge=32)       # prompt length range of the training documents, in tokens
-    max_length: int = Field(384, ge=32)
+    max_length: int = Field(384, ge=32)       # upper end of that range
     hops: int | None = Field(None, ge=1)      # reasoning hops of the training items; None = each family's default
     distractors: int | None = Field(None, ge=0)  # decoy facts; None = grows with document length
     steps: int = Field(2000, ge=1)            # optimizer steps
@@ -93,12 +93,12 @@ class PretrainConfig(Section):
     row_tokens: int = Field(2048, ge=64)      # length of a packed row
     lr: float = Field(2e-3, gt=0)             # peak learning rate (AdamW)
     other_token_weight: float = Field(1.0, ge=0, le=1)  # loss weight of reply tokens that are not gold-answer values (1 = plain SFT loss; < 1 focuses it on retrieval)
-    schedule: Literal["constant", "cosine", "linear"] = "cosine"
+    schedule: Literal["constant", "cosine", "linear"] = "cosine"  # lr after warmup
     min_lr_ratio: float = Field(0.1, ge=0, le=1)  # decay ends at lr * min_lr_ratio
-    warmup_steps: int = Field(100, ge=0)
-    weight_decay: float = Field(0.01, ge=0)
+    warmup_steps: int = Field(100, ge=0)      # steps of linear warmup
+    weight_decay: float = Field(0.01, ge=0)   # AdamW decoupled weight decay
     betas: tuple[Beta, Beta] = (0.9, 0.999)  # AdamW moment decay rates
-    grad_clip: float = Field(1.0, gt=0)
+    grad_clip: float = Field(1.0, gt=0)       # global grad-norm clip
     logits_chunk_mb: float = Field(256.0, gt=0)  # fp32 logits computed at once (see sft.logits_chunk_mb)
     bf16_autocast: bool = False               # forward in bfloat16 autocast (see sft.bf16_autocast); slow on CPUs without AMX
     eval_items: int = Field(200, ge=0)        # held-out items scored at the end (greedy), spread over eval_lengths

@@ -28,13 +28,13 @@ class JudgeConfig(Section):
     # The judge's prompt and verdict reading (rewards/judge.py), part of the cache key. longrl: the hardened
     # default (fields as tagged data with markers neutralised; verdict = the reply's LAST [[YES]]/[[NO]], none =
     # an error). published: QwenLong-L1's prompt verbatim, verdict = "YES" anywhere in the reply (else no).
-    prompt: Literal["longrl", "published"] = "longrl"
+    prompt: Literal["longrl", "published"] = "longrl"  # judge prompt and verdict reading: longrl (hardened) | published (QwenLong-L1 verbatim)
 
 
 class OverlongConfig(Section):
     """DAPO overlong shaping: linear penalty 0 -> -1 over the last `buffer` tokens before the limit."""
 
-    enabled: bool = False
+    enabled: bool = False                      # apply the penalty to responses near the limit
     buffer: int = Field(1024, ge=1)            # tokens; must not exceed the response limit it applies to
 
 

@@ -29,7 +29,7 @@ class ValidationSamplingConfig(Section):
 
     n: int = Field(1, ge=1)                    # samples per item; accuracy averages them
     temperature: float = Field(0.7, ge=0)      # 0 = greedy
-    top_p: float = Field(0.95, gt=0, le=1)
+    top_p: float = Field(0.95, gt=0, le=1)     # nucleus sampling; 1 = off
     max_new_tokens: int | None = Field(None, ge=1)  # None = the rollout's (the phase's) response limit
 
 
@@ -56,7 +56,7 @@ class RolloutConfig(Section):
 class AlgoConfig(Section):
     advantage: str = "grpo"                    # ADVANTAGES key: grpo | drgrpo (no std normalisation; pair with loss_agg seq-mean-token-sum-norm)
     adv_eps: float = Field(1e-6, gt=0)         # (r - mean) / (std + eps)
-    clip_eps_low: float = Field(0.2, ge=0)
+    clip_eps_low: float = Field(0.2, ge=0)     # PPO clip: ratio >= 1 - clip_eps_low
     clip_eps_high: float = Field(0.28, ge=0)   # DAPO clip-higher; == clip_eps_low gives the PPO clip
     loss_agg: Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"] = "token-mean"  # DAPO | GRPO | Dr. GRPO (constant normaliser: the response limit)
     kl_coef: float = Field(0.0, ge=0)          # 0 = no KL term (paper)
@@ -73,9 +73,9 @@ class AlgoConfig(Section):
 
 class OptimConfig(Section):
     lr: float = Field(2e-6, gt=0)              # paper: 2e-6 constant
-    weight_decay: float = Field(0.01, ge=0)
-    betas: tuple[Beta, Beta] = (0.9, 0.999)
-    eps: float = Field(1e-8, gt=0)
+    weight_decay: float = Field(0.01, ge=0)    # AdamW decoupled weight decay
+    betas: tuple[Beta, Beta] = (0.9, 0.999)    # AdamW moment decay rates
+    eps: float = Field(1e-8, gt=0)             # AdamW denominator epsilon
     grad_clip: float = Field(1.0, gt=0)        # global grad-norm clip
     schedule: Literal["constant", "cosine", "linear"] = "constant"  # lr after warmup, over RL steps (paper: constant)
     warmup_steps: int = Field(0, ge=0)        # RL steps of linear warmup (not optimizer updates)

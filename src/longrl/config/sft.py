@@ -20,7 +20,7 @@ class TeacherConfig(Section):
     n_per_request: bool = True                 # one request with n=K; False = K requests of n=1 (servers without `n`)
     keep_per_item: int | None = Field(None, ge=1)  # keep at most this many correct responses per item; None = all
     temperature: float = Field(0.7, ge=0)      # paper's sampling setting
-    top_p: float = Field(0.95, gt=0, le=1)
+    top_p: float = Field(0.95, gt=0, le=1)     # nucleus sampling; 1 = off
     max_tokens: int = Field(10240, ge=1)       # response limit per sample (paper: 10K)
     concurrency: int = Field(16, ge=1)         # requests in flight
     timeout_s: float = Field(600.0, gt=0)      # per attempt (long reasoning replies are slow)
@@ -41,9 +41,9 @@ class SFTConfig(Section):
     max_seq_tokens: int | None = Field(None, ge=16)  # drop longer demonstrations (counted and reported)
     lr: float = Field(1e-5, gt=0)              # peak learning rate (AdamW)
     min_lr_ratio: float = Field(0.0, ge=0, le=1)  # cosine / linear decay ends at lr * min_lr_ratio
-    weight_decay: float = Field(0.01, ge=0)
+    weight_decay: float = Field(0.01, ge=0)    # AdamW decoupled weight decay
     grad_clip: float = Field(1.0, gt=0)        # global grad-norm clip
-    schedule: Literal["constant", "cosine", "linear"] = "cosine"
+    schedule: Literal["constant", "cosine", "linear"] = "cosine"  # lr after warmup
     warmup_steps: int = Field(0, ge=0)         # linear warmup from lr / (warmup + 1)
     eval_fraction: float = Field(0.05, ge=0, lt=1)  # items held out for the eval loss (all replies of an item together)
     eval_every: int = Field(50, ge=1)          # steps between eval losses (the last step always evaluates)
