@@ -1,8 +1,11 @@
 """The command line as a user meets it: main(argv) -> exit status."""
 
+import argparse
+
 import pytest
 
-from longrl.cli import main
+from longrl.cli import build_parser, main
+from longrl.config.reference import config_keys
 
 
 def test_ls_lists_registry(capsys):
@@ -108,3 +111,33 @@ def test_python_m_longrl_cli_never_imports_a_module_beside_the_data(tmp_path):
         assert done.returncode == 2, (argv, done.stderr[-2000:])
         assert named in done.stderr and "Traceback" not in done.stderr, done.stderr[-2000:]
     assert _imported(tmp_path) == []
+
+
+def every_action(parser: argparse.ArgumentParser, name: str = "longrl"):
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub_name, sub in action.choices.items():
+                yield from every_action(sub, f"{name} {sub_name}")
+        else:
+            yield name, action
+
+
+def test_every_argument_of_every_command_has_help():
+    missing = [f"{cmd} {a.option_strings or a.dest}" for cmd, a in every_action(build_parser()) if not a.help]
+    assert missing == []
+
+
+# Commands whose override example may name an RL key; the others (score, eval, sft, ...) never read one.
+RL_EXAMPLES_OK = {"longrl rl", "longrl pipeline", "longrl validate", "longrl plan", "longrl config show"}
+
+
+def test_override_examples_name_keys_the_command_reads():
+    for command, action in every_action(build_parser()):
+        if action.dest != "overrides":
+            continue
+        example = action.help.split("e.g. ", 1)[1].split(" (", 1)[0].split()
+        for item in example:
+            key = item.split("=", 1)[0]
+            config_keys(key)                                  # a real key (KeyError otherwise)
+            if command not in RL_EXAMPLES_OK:
+                assert not key.startswith(("algo.", "rollout.", "train.", "optim.")), f"{command} --help shows {key}"

@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, out: bool = True, config_required: bool = False) -> None:
-    """`--config FILE`, trailing `key=value` overrides, and (for commands that make a run) `--out DIR`."""
+def add_config_arguments(parser: argparse.ArgumentParser, out: bool = True, config_required: bool = False,
+                         example: str = "algo.clip_eps_high=0.28 run.seed=1") -> None:
+    """`--config FILE`, trailing `key=value` overrides (`example`: keys the command reads), and (for
+    commands that make a run) `--out DIR`."""
     parser.add_argument("--config", metavar="FILE", required=config_required,
                         help="YAML config (see configs/); omitted = built-in defaults")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                        help="dotted overrides of config keys, e.g. algo.clip_eps_high=0.28 run.seed=1")
+                        help=f"dotted overrides of config keys, e.g. {example}")
     if out:
         parser.add_argument("--out", metavar="DIR", required=True,
                             help="run directory; rerunning with the same DIR resumes")

@@ -19,7 +19,7 @@ def register(sub) -> None:
     p.add_argument("--tasks", default="docmath,multihop,choice", help="comma-separated families (default: all three)")
     p.add_argument("--n", type=int, required=True, help="number of samples (families round-robin)")
     p.add_argument("--length", type=int, required=True, help="target prompt length in tokens")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed; the same seed writes the same bytes (default 0)")
     p.add_argument("--hops", type=int, default=None, help="reasoning hops (default: per family)")
     p.add_argument("--distractors", type=int, default=None, help="decoy facts (default: grows with length)")
     p.add_argument("--tokenizer", default=None, help="count lengths with this tokenizer (default: longrl's)")
@@ -29,7 +29,7 @@ def register(sub) -> None:
     p = actions.add_parser("import", help="convert a published dataset into Samples",
                            description="Convert a published dataset file into Samples, keeping row order.")
     p.add_argument("--format", required=True, help="source format: docqa-rl (DocQA-RL-1.6K verl parquet)")
-    p.add_argument("input", metavar="FILE")
+    p.add_argument("input", metavar="FILE", help="the published file (docqa-rl: a .parquet file)")
     p.add_argument("--out", required=True, metavar="FILE", help="output .jsonl or .parquet (written atomically)")
     p.add_argument("--skip-bad", action="store_true", help="skip malformed rows (reported) instead of failing")
     p.set_defaults(handler=run_import)
@@ -48,7 +48,7 @@ def register(sub) -> None:
     p = actions.add_parser("stats", help="counts and length percentiles per task",
                            description="Counts and length percentiles per task: prompt tokens with --tokenizer, "
                                        "else context words and characters.")
-    p.add_argument("input", metavar="FILE")
+    p.add_argument("input", metavar="FILE", help="Samples (.jsonl or .parquet)")
     p.add_argument("--tokenizer", default=None, help="tokenizer path, hub name, or builtin:tiny-base")
     p.add_argument("--skip-bad", action="store_true", help="skip malformed rows (reported) instead of failing")
     p.set_defaults(handler=run_stats)

@@ -15,11 +15,11 @@ def register(sub) -> None:
     actions = model.add_subparsers(dest="action", metavar="ACTION")
 
     p = actions.add_parser("tokenizer", help="train the byte-level BPE tokenizer on the synthetic corpus")
-    add_config_arguments(p)
+    add_config_arguments(p, example="pretrain.tokenizer.vocab_size=4096")
     p.set_defaults(handler=run_tokenizer)
 
     p = actions.add_parser("tiny", help="save a random-init tiny Qwen2 model with the default tokenizer")
-    add_config_arguments(p)
+    add_config_arguments(p, example="pretrain.architecture.hidden_size=128")
     p.set_defaults(handler=run_tiny)
 
 

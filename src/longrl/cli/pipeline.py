@@ -12,7 +12,7 @@ def register(sub) -> None:
                        description="Run warm-up SFT, the curriculum's RL phases (retrospective sampling between them), "
                                    "evaluation of the SFT and final policies, and the report, each stage in its own "
                                    "subdirectory of --out. Rerun the same command to resume after a crash or Ctrl-C.")
-    add_config_arguments(p, config_required=True)
+    add_config_arguments(p, config_required=True, example="curriculum.phases.0.steps=5 run.seed=1")
     p.set_defaults(handler=run)
 
 

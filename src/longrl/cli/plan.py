@@ -33,7 +33,7 @@ def register(sub) -> None:
                        description="Estimate the memory of SFT and every RL phase per GPU on --gpus GPUs of "
                                    "--gpu-memory-gb GB (torchrun + FSDP2 when more than one), say whether each fits, "
                                    "and propose train.micro_batch_tokens, checkpointing and rollout.groups_per_batch.")
-    add_config_arguments(p, out=False, config_required=True)
+    add_config_arguments(p, out=False, config_required=True, example="train.micro_batch_tokens=8192 model.gradient_checkpointing=true")
     p.add_argument("--gpus", type=int, required=True, help="GPUs (ranks) the run uses, over all nodes")
     p.add_argument("--gpu-memory-gb", type=float, required=True, help="memory of one GPU in GB (e.g. 80)")
     p.add_argument("--torchrun", action="store_true",

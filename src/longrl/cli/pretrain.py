@@ -12,7 +12,7 @@ def register(sub) -> None:
                        description="Train a random-init tiny Qwen2 model (pretrain.architecture) on fresh synthetic "
                                    "items, score it on held-out items and save it to OUT/final with PROVENANCE.json. "
                                    "Rerunning on the same --out resumes.")
-    add_config_arguments(p)
+    add_config_arguments(p, example="pretrain.steps=500 pretrain.architecture.num_hidden_layers=2")
     p.set_defaults(handler=run_pretrain)
 
 

@@ -11,7 +11,7 @@ from longrl.errors import UserError
 def register(sub) -> None:
     p = sub.add_parser("report", help="write report.md with training-dynamics and accuracy-by-length plots",
                        description="Write DIR/report.md (+ dynamics.png, accuracy_by_length.png) from a pipeline or RL run directory.")
-    p.add_argument("run_dir", metavar="DIR")
+    p.add_argument("run_dir", metavar="DIR", help="a pipeline or RL run directory (its metrics.jsonl, eval summaries)")
     p.set_defaults(handler=run_report)
 
 

@@ -41,7 +41,7 @@ def register(sub) -> None:
                    help="rule scoring: strict (default, holes closed) or published (as the paper's evaluation scripts)")
     p.add_argument("--no-require-think", action="store_true", help="accept responses without </think> (non-reasoning models)")
     p.add_argument("--cache-dir", metavar="DIR", help="judge cache root (entries in DIR/judge); default $XDG_CACHE_HOME/longrl")
-    add_config_arguments(p, out=False)
+    add_config_arguments(p, out=False, example="reward.numeric_rel_tol=0.01 reward.judge.concurrency=8")
     p.set_defaults(handler=run_score)
 
 

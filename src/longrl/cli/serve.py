@@ -25,7 +25,8 @@ def register(sub) -> None:
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 = any free port)")
     p.add_argument("--name", help="served model name (default: the --model value)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
-    p.add_argument("--dtype", default="float32", choices=["auto", "float32", "bfloat16", "float16"])
+    p.add_argument("--dtype", default="float32", choices=["auto", "float32", "bfloat16", "float16"],
+                   help="weights and compute dtype (default float32; auto = the checkpoint's)")
     p.add_argument("--groups-per-batch", type=int, default=8, help="prompts decoded together (default 8)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
     p.set_defaults(handler=run_serve)

@@ -25,7 +25,7 @@ def register(sub) -> None:
     p = sub.add_parser("sft", help="warm-up SFT on demonstrations (loss on the reply only, packed, resumable)",
                        description="Fine-tune the model (model.*) on the demonstrations of sft.data. Rerunning on "
                                    "the same --out resumes; the model goes to OUT/final.")
-    add_config_arguments(p)
+    add_config_arguments(p, example="sft.lr=2e-5 sft.epochs=2")
     p.set_defaults(handler=run_sft)
 
     p = sub.add_parser("distill", help="make SFT demonstrations from traces or a teacher (rejection sampling)",
@@ -36,7 +36,7 @@ def register(sub) -> None:
     p.add_argument("--from-traces", action="store_true",
                    help="use each item's programmatic meta.trace instead of asking a teacher")
     p.add_argument("--out", required=True, metavar="FILE.jsonl", help="demonstrations file (appended, resumable)")
-    add_config_arguments(p, out=False)
+    add_config_arguments(p, out=False, example="sft.teacher.samples=8 sft.teacher.concurrency=32")
     p.set_defaults(handler=run_distill)
 
 

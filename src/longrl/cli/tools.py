@@ -13,7 +13,7 @@ KINDS = ["advantages", "benchmarks", "evals", "families", "formats", "tasks", "v
 
 def register(sub) -> None:
     p = sub.add_parser("ls", help="list the names a config can use", description="List a registry's names.")
-    p.add_argument("kind", choices=KINDS)
+    p.add_argument("kind", choices=KINDS, help="the registry: " + ", ".join(KINDS))
     p.set_defaults(handler=run_ls)
 
     p = sub.add_parser("validate", help="check a config file and its overrides without loading models",
