@@ -4,6 +4,7 @@
 #   make test      build the environment, then run the whole test suite (slow tests included)
 #   make test-fast skip the tests marked slow
 #   make setup     only build the environment (.venv)
+#   make docs      regenerate docs/config.md (the config reference) from the config source
 #
 # torch is installed first, pinned, then everything else with a constraint that keeps it:
 # an unpinned torch would pull a multi-GB CUDA build. Override with `make TORCH=2.11.0 ...`.
@@ -16,7 +17,7 @@ STAMP := $(VENV)/.longrl-installed
 DEMO_OUT ?= runs/demo
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-fast bench clean
+.PHONY: setup demo test test-fast docs bench clean
 
 setup: $(STAMP)
 
@@ -35,6 +36,9 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+docs: $(STAMP)
+	$(VENV)/bin/longrl config keys --markdown > docs/config.md
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache

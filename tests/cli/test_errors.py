@@ -93,6 +93,21 @@ CASES = [
          r"{d}/c.yaml: refused: the YAML expands", {"c.yaml": BOMB}, ["run"]),
     Case("validate: recursive alias in an override", ["validate", "--config", SMOKE, "model.rope_scaling=&a {k: *a}"], 2,
          r"bad override model.rope_scaling=...: refused: the value a YAML alias refers to a block that contains it"),
+    # `longrl config`: an unknown section, a folder that is no run directory, files it cannot read.
+    Case("config keys: unknown section", ["config", "keys", "rollout.sever"], 2,
+         r"longrl config: error: no config section or key 'rollout.sever' \(did you mean rollout.server, .*\); "
+         r"sections: run, model, data, reward, rollout, algo, optim, train, sft, curriculum, eval, pretrain$"),
+    Case("config diff: a folder without config.yaml", ["config", "diff", "{d}/adir", SMOKE], 2,
+         r"longrl config: error: {d}/adir: a directory without config.yaml; name a config file or a run directory",
+         {"adir/": ""}),
+    Case("config diff: no such file", ["config", "diff", SMOKE, "{d}/nope.yaml"], 2,
+         r"longrl config: error: cannot read config file {d}/nope.yaml: No such file or directory"),
+    Case("config show: config not UTF-8", ["config", "show", "--config", "{d}/c.yaml"], 2,
+         r"longrl config: error: {d}/c.yaml, line 2: not UTF-8 text", {"c.yaml": b"run: {seed: 1}\nname: \xff\n"}),
+    Case("config show: a misspelt override", ["config", "show", "run.sede=1"], 2,
+         r"longrl config: error: invalid config \(<defaults>\):\n  run.sede \(from run.sede=1\): unknown key; accepted keys here: "),
+    Case("config diff: a run directory with a key this longrl does not know", ["config", "diff", "{d}/run", SMOKE], 2,
+         r"invalid config \({d}/run/config.yaml\):\n  run.retired: unknown key", {"run/config.yaml": "run: {retired: 1}\n"}),
     # Values out of range, refused by validation before any work.
     Case("synth --hops -3", [*SYNTH, "--hops", "-3", "--out", "{d}/x.jsonl"], 2,
          r"longrl data: error: synthetic hops -3 must be at least 1", absent=["x.jsonl"]),

@@ -6,6 +6,7 @@
     longrl rl --config configs/smoke.yaml --out runs/smoke algo.clip_eps_high=0.28
     longrl ls tasks
     longrl validate --config configs/demo.yaml
+    longrl config keys rollout          # every key of a section with its type, default and doc
 
 Every command that produces a run takes `--out DIR`; config commands take `--config FILE`
 followed by dotted `key=value` overrides. Bad input exits with status 2 and a message that
@@ -30,6 +31,7 @@ import traceback
 from longrl import __version__
 from longrl.cli import (
     bench,
+    config,
     data,
     demo,
     eval,
@@ -47,7 +49,7 @@ from longrl.cli import (
 from longrl.errors import UserError
 
 # Command groups in the order `longrl --help` lists them; each defines register(subparsers).
-COMMANDS = [data, model, tools, demo, bench, score, rl, eval, sft, pretrain, pipeline, plan, report, serve]
+COMMANDS = [data, model, tools, config, demo, bench, score, rl, eval, sft, pretrain, pipeline, plan, report, serve]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,7 +12,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, out: bool = True, conf
     parser.add_argument("--config", metavar="FILE", required=config_required,
                         help="YAML config (see configs/); omitted = built-in defaults")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                        help=f"dotted overrides of config keys, e.g. {example}")
+                        help=f"dotted overrides of config keys, e.g. {example} (keys: `longrl config keys`)")
     if out:
         parser.add_argument("--out", metavar="DIR", required=True,
                             help="run directory; rerunning with the same DIR resumes")

@@ -27,13 +27,16 @@ import json
 from pathlib import Path
 
 from longrl.cli.args import add_config_arguments, follow_progress_setting
+from longrl.cli.config import add_config_help
 from longrl.errors import ConfigError
 
 
 def register(sub) -> None:
     p = sub.add_parser("eval", help="evaluate a model (local or server) on the DocQA benchmarks; resumable",
                        description="Evaluate a local model or an OpenAI-compatible server on the DocQA benchmarks "
-                                   "(or synthetic-<length> suites) with the published protocol. `longrl ls evals` lists them.")
+                                   "(or synthetic-<length> suites) with the published protocol. `longrl ls evals` lists them.",
+                       add_help=False)
+    add_config_help(p, reads=["run", "model", "reward", "eval"], detail=[("eval", 1)])
     add_config_arguments(p, example="eval.samples=4 eval.judge.concurrency=8")
     p.add_argument("--model", metavar="PATH_OR_URL", help="local model folder / builtin:NAME, or http(s) URL of a server (…/v1)")
     p.add_argument("--model-name", metavar="NAME", help="model name sent to the server (default: first of GET /models)")

@@ -12,13 +12,16 @@ from __future__ import annotations
 import argparse
 
 from longrl.cli.args import add_config_arguments, load_config_from_args
+from longrl.cli.config import add_config_help
 
 
 def register(sub) -> None:
     p = sub.add_parser("rl", help="RL training (GRPO / DAPO) on long-context items; resumable",
                        description="Train a policy with GRPO / DAPO: rollout -> hybrid reward -> dynamic sampling -> "
                                    "update, with checkpoints. Rerun the same command to resume; the final policy "
-                                   "is written to DIR/final as a Hugging Face folder.")
+                                   "is written to DIR/final as a Hugging Face folder.", add_help=False)
+    add_config_help(p, reads=["run", "model", "data", "reward", "rollout", "algo", "optim", "train"],
+                    detail=[("rollout", 1), ("algo", 1), ("train", 1)])
     add_config_arguments(p)
     p.add_argument("--phase", default="rl", help="label recorded in metrics and checkpoints (default: rl)")
     p.set_defaults(handler=run_rl)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from longrl.cli.args import add_config_arguments, load_config_from_args
+from longrl.cli.config import add_config_help
 
 DISTILL_EPILOG = """\
 examples:
@@ -24,7 +25,8 @@ continues where it stopped: finished items are never requested again and no row 
 def register(sub) -> None:
     p = sub.add_parser("sft", help="warm-up SFT on demonstrations (loss on the reply only, packed, resumable)",
                        description="Fine-tune the model (model.*) on the demonstrations of sft.data. Rerunning on "
-                                   "the same --out resumes; the model goes to OUT/final.")
+                                   "the same --out resumes; the model goes to OUT/final.", add_help=False)
+    add_config_help(p, reads=["run", "model", "data", "sft"], detail=[("sft", 1)])
     add_config_arguments(p, example="sft.lr=2e-5 sft.epochs=2")
     p.set_defaults(handler=run_sft)
 
