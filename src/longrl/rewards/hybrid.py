@@ -226,7 +226,7 @@ def _mean(values: list[float]) -> float:
 def summarize(results: list[RewardResult]) -> dict[str, float]:
     """Batch metrics. Fractions are over all results unless said otherwise; {} for no results.
 
-    reward/mean, reward/std: final score. reward/rule: mean rule score. reward/judge: mean judge
+    reward/mean, reward/std, reward/max, reward/min: final score. reward/rule: mean rule score. reward/judge: mean judge
     score with not-asked as 0 (the judge's share: reward/rule + reward/judge = mean of max(rule,
     judge)). reward/judge_calls: fraction judged. reward/judge_errors: count of failed judge calls;
     reward/judge_error_rate: failed / judged; reward/judge_cached: cached / judged.
@@ -244,6 +244,8 @@ def summarize(results: list[RewardResult]) -> dict[str, float]:
     out = {
         "reward/mean": mean,
         "reward/std": (sum((s - mean) ** 2 for s in scores) / n) ** 0.5,
+        "reward/max": max(scores),
+        "reward/min": min(scores),
         "reward/rule": _mean([r.rule_score for r in results]),
         "reward/judge": _mean([r.judge_score or 0.0 for r in results]),
         "reward/judge_calls": len(asked) / n,
