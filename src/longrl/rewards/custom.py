@@ -43,8 +43,9 @@ from longrl.config.reward import CustomRewardConfig
 from longrl.data.tasks import TASKS
 from longrl.errors import ConfigError, UserError
 
-# (resolved path, modification time, size) -> the loaded module: each file runs once per process.
-_MODULES: dict[tuple[str, int, int], Any] = {}
+# resolved path -> the loaded module: each file runs once per process (a later edit does not reach a running
+# command, a pipeline's later phases included).
+_MODULES: dict[str, Any] = {}
 
 
 class CustomRewardError(UserError):
@@ -155,12 +156,11 @@ def load_custom(cfg: CustomRewardConfig) -> CustomReward:
 
 
 def load_module(path: Path):
-    """Run the file as a module of its own (registered in sys.modules, as an import would be), once per version of it."""
-    stat = path.stat()
-    key = (str(path), stat.st_mtime_ns, stat.st_size)
+    """Run the file as a module of its own (registered in sys.modules, as an import would be), once per process."""
+    key = str(path)
     if key in _MODULES:
         return _MODULES[key]
-    name = "longrl_custom_reward_" + hashlib.sha256("\0".join(map(str, key)).encode()).hexdigest()[:12]
+    name = "longrl_custom_reward_" + hashlib.sha256(key.encode()).hexdigest()[:12]
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module

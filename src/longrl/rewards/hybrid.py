@@ -128,7 +128,8 @@ class HybridReward:
             progress: called with the number of items finished, as they finish.
 
         Returns:
-            B RewardResults in input order. Raises JudgeError above the judge's error rate.
+            B RewardResults in input order. Raises JudgeError above the judge's error rate, CustomRewardError
+            above `reward.custom.max_error_rate`.
         """
         rules = self._rules(items)
         if not self._judge_indices(items, rules):
@@ -259,9 +260,9 @@ def _mean(values: list[float]) -> float:
 def summarize(results: list[RewardResult]) -> dict[str, float]:
     """Batch metrics. Fractions are over all results unless said otherwise; {} for no results.
 
-    reward/mean, reward/std, reward/max, reward/min: final score. reward/rule: mean rule score. reward/judge: mean judge
-    score with not-asked as 0 (the judge's share: reward/rule + reward/judge = mean of max(rule,
-    judge)). reward/judge_calls: fraction judged. reward/judge_errors: count of failed judge calls;
+    reward/mean, reward/std, reward/max, reward/min: final score. reward/rule: mean rule score.
+    reward/judge: mean judge score with not-asked as 0 (the judge's share: reward/rule + reward/judge
+    = mean of max(rule, judge)). reward/judge_calls: fraction judged. reward/judge_errors: count of failed judge calls;
     reward/judge_error_rate: failed / judged; reward/judge_cached: cached / judged.
     reward/unfinished_think, reward/no_answer: fractions by status. reward/overlong_penalty: mean
     penalty; reward/overlong_frac: fraction penalised. reward/<m> for every verifier metric m
