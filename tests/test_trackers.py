@@ -91,3 +91,42 @@ def test_missing_or_unknown_tracker_is_a_config_error(tmp_path, monkeypatch, cap
     out = tmp_path / "run"
     assert main(["rl", "--config", SMOKE, "--out", str(out), "run.trackers=[wandb]"]) == 2   # said before any work
     assert "pip install 'longrl[tracking]'" in capsys.readouterr().err and not out.exists()
+
+
+# What a verl user's panels and scripts read (verl's trainer and actor metric names).
+VERL_PANELS = ["critic/score/mean", "critic/rewards/mean", "critic/advantages/mean", "critic/advantages/max",
+               "critic/advantages/min", "actor/pg_loss", "actor/entropy", "actor/pg_clipfrac", "actor/grad_norm",
+               "actor/lr", "actor/kl_loss", "response_length/mean", "response_length/max", "response_length/min",
+               "response_length/clip_ratio", "prompt_length/mean", "prompt_length/max", "timing_s/gen",
+               "timing_s/step", "perf/throughput", "perf/total_num_tokens", "training/global_step"]
+
+
+def test_a_smoke_run_with_verl_metric_names_shows_a_verl_dashboards_panels(tmp_path):
+    out = tmp_path / "run"
+    assert main(["rl", "--config", SMOKE, "--out", str(out), "train.steps=2", "data.train.0.synth.n=3",
+                 "run.progress=none", "run.dump_samples_every=0", "run.trackers=[tensorboard]",
+                 "run.metric_names=verl"]) == 0
+    got = tensorboard_scalars(out)
+    assert [name for name in VERL_PANELS if name not in got] == []
+    rows = read_metrics(out / "metrics.jsonl")                      # metrics.jsonl keeps longrl's names
+    assert "reward/mean" in rows[0] and "critic/score/mean" not in rows[0]
+    assert not {"reward/mean", "loss/policy", "entropy", "response_len/mean"} & set(got)   # renamed, not doubled
+    assert "accuracy" in got and "loss/clip_frac_high" in got       # verl has no such figure: longrl's name
+    for verl, longrl in [("critic/score/mean", "reward/mean"), ("actor/pg_loss", "loss/policy"),
+                         ("critic/advantages/mean", "advantage/mean"), ("response_length/min", "response_len/min")]:
+        assert [s for s, _ in got[verl]] == [1, 2]
+        for (_, a), row in zip(got[verl], rows):
+            assert math.isclose(a, row[longrl], rel_tol=1e-6, abs_tol=1e-30), (verl, a, row[longrl])
+
+
+def test_both_names_reach_the_tracker(tmp_path):
+    trackers = Trackers(["tensorboard"], tmp_path, {}, metric_names="both")
+    trackers.start(None)
+    trackers.log({"step": 1, "phase": "rl", "reward/mean": 0.5, "entropy": 1.5})
+    trackers.close()
+    got = tensorboard_scalars(tmp_path)
+    assert {k: v[0][1] for k, v in got.items()} == {"reward/mean": 0.5, "critic/score/mean": 0.5,
+                                                     "critic/rewards/mean": 0.5, "entropy": 1.5,
+                                                     "actor/entropy": 1.5, "training/global_step": 1.0}
+    with pytest.raises(ConfigError, match="run.metric_names: unknown naming 'mlflow'"):
+        Trackers(["tensorboard"], tmp_path, {}, metric_names="mlflow")

@@ -8,7 +8,8 @@
 
 metrics.jsonl stays the source of truth: a tracker receives each row after it is written there,
 with its numeric, finite values only (strings such as `phase` and skipped-update NaNs are left out),
-at the row's `step`. A tracker is one small class with `log(step, values)` and `close()`.
+at the row's `step`, under the names `run.metric_names` asks for (`metric_names.py`: longrl's, the
+ones a verl dashboard reads, or both). A tracker is one small class with `log(step, values)` and `close()`.
 
 - `tensorboard` (needs the `tensorboard` package: `pip install 'longrl[tracking]'`): event files in
   DIR/tensorboard/ (`tensorboard --logdir DIR`), the resolved config as a text summary. A resumed
@@ -33,6 +34,7 @@ from typing import Any, Protocol
 import yaml
 
 from longrl.errors import ConfigError
+from longrl.metric_names import STYLES, tracker_values
 
 # tracker name -> the package it needs
 PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb"}
@@ -102,18 +104,24 @@ class Trackers:
     """The trackers a run's config names; `start(resume_step)` opens them (MetricsLog does)."""
 
     def __init__(self, names: list[str], run_dir: str | Path, config: dict[str, Any], name: str = "longrl",
-                 wandb_project: str = "longrl"):
+                 wandb_project: str = "longrl", metric_names: str = "longrl"):
         unknown = sorted(set(names) - set(PACKAGES))
         if unknown:
             raise ConfigError(f"run.trackers: unknown tracker {unknown[0]!r}; known: {', '.join(PACKAGES)}")
+        if metric_names not in STYLES:
+            raise ConfigError(f"run.metric_names: unknown naming {metric_names!r}; known: {', '.join(STYLES)}")
         self.names, self.run_dir, self.config = list(names), Path(run_dir), config
-        self.name, self.wandb_project = name, wandb_project
+        self.name, self.wandb_project, self.metric_names = name, wandb_project, metric_names
+        validation = (config.get("rollout") or {}).get("validation") or {}
+        self.val_n = int(validation.get("n", 1))          # verl names validation accuracy mean@N
         self.open: list[Tracker] = []
 
     @classmethod
     def from_config(cls, cfg, run_dir: str | Path) -> Trackers:
-        """From a whole Config: `run.trackers`, `run.name`, `run.wandb_project`; the resolved config is sent along."""
-        return cls(list(cfg.run.trackers), run_dir, cfg.model_dump(mode="json"), cfg.run.name, cfg.run.wandb_project)
+        """From a whole Config: `run.trackers`, `run.name`, `run.wandb_project`, `run.metric_names`; the
+        resolved config is sent along."""
+        return cls(list(cfg.run.trackers), run_dir, cfg.model_dump(mode="json"), cfg.run.name, cfg.run.wandb_project,
+                   cfg.run.metric_names)
 
     def start(self, resume_step: int | None) -> None:
         for name in self.names:
@@ -124,7 +132,7 @@ class Trackers:
 
     def log(self, row: dict[str, Any]) -> None:
         if self.open and isinstance(row.get("step"), int):
-            values = scalars(row)
+            values = tracker_values(scalars(row), self.metric_names, row["step"], self.val_n)
             for tracker in self.open:
                 tracker.log(row["step"], values)
 

@@ -12,7 +12,7 @@
 
 Rerunning a command on the same directory resumes it, so a directory whose config.yaml differs
 from the new config is refused (use a new --out, or delete the directory). Settings present on
-one side only (added by a newer longrl) and display settings (DISPLAY_KEYS: progress, trackers)
+one side only (added by a newer longrl) and display settings (DISPLAY_KEYS: progress, trackers, metric_names)
 do not count as differences. Preparing a directory again removes what a killed write left in it
 (`.NAME.XXXX.tmp` files and folders in the run directory, `checkpoints/` and `samples/`).
 """
@@ -51,7 +51,7 @@ def to_yaml(cfg) -> str:
 
 
 # Settings that change what a run shows, not what it computes: a resume may change them.
-DISPLAY_KEYS = {"run.progress", "run.log_every", "run.trackers", "run.wandb_project"}
+DISPLAY_KEYS = {"run.progress", "run.log_every", "run.trackers", "run.wandb_project", "run.metric_names"}
 
 
 def recorded_config(existing: Path):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -12,6 +14,7 @@ from longrl.config.reward import OverlongConfig, RewardConfig
 from longrl.data.prompt import user_message
 from longrl.data.schema import Sample
 from longrl.errors import UserError
+from longrl.rewards import compat
 from longrl.rewards.compat import compute_score, longrl_reward, make_trl_reward
 
 R1 = "<think>The report lists 12 and 18.</think>Therefore, the answer is 30."
@@ -37,9 +40,65 @@ def test_verl_reward_kwargs_are_passed_through():
     assert plain(data_source="docmath", solution_str=response, ground_truth="30", extra_info={}) == 1.0
 
 
-def test_verl_unknown_source_is_an_error():
-    with pytest.raises(UserError, match="known prefix"):
-        compute_score("gsm8k", R1, "30")
+FAKE_VERL = {
+    "verl/__init__.py": "",
+    "verl/utils/__init__.py": "",
+    "verl/utils/reward_score/__init__.py": (
+        "def default_compute_score(data_source, solution_str, ground_truth, extra_info=None):\n"
+        "    if data_source == 'openai/gsm8k':\n"
+        "        return 1.0 if str(ground_truth) in solution_str else 0.0\n"
+        "    if data_source == 'math_dapo':\n"
+        "        return {'score': -1.0, 'acc': False, 'pred': '7'}\n"
+        "    raise NotImplementedError(f'Reward function is not implemented for {data_source=}')\n"),
+}
+
+
+@pytest.fixture
+def no_warnings_yet(monkeypatch):
+    monkeypatch.setattr(compat, "_WARNED_SOURCES", set())
+
+
+@pytest.fixture
+def fake_verl(tmp_path, monkeypatch, no_warnings_yet):
+    """A `verl` package on sys.path whose default_compute_score knows two sources (the outside world, faked)."""
+    for name, text in FAKE_VERL.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield
+    for name in [m for m in sys.modules if m == "verl" or m.startswith("verl.")]:
+        del sys.modules[name]
+
+
+def test_verl_unknown_source_without_verl_scores_0_and_warns_once_per_source(monkeypatch, no_warnings_yet):
+    monkeypatch.setitem(sys.modules, "verl", None)              # verl not importable (as on this machine)
+    with pytest.warns(UserWarning, match=r"data_source 'gsm8k' is not a longrl task .* and verl is not installed: "
+                                         r"its responses score 0.0"):
+        assert compute_score("gsm8k", R1, "30") == compat.UNKNOWN_SOURCE_SCORE == 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                           # the second time: no warning
+        assert compute_score("gsm8k", R1, "30") == 0.0
+        assert compute_score("gsm8k", R1, 30, return_dict=True) == {"score": 0.0, "acc": 0.0, "pred": ""}
+    with pytest.warns(UserWarning, match="'aime24'"):            # another source: its own warning
+        compute_score("aime24", R1, "30")
+
+
+def test_verl_unknown_source_goes_to_verls_default_when_verl_is_importable(fake_verl):
+    assert compute_score("openai/gsm8k", "#### 72", "72") == 1.0
+    assert compute_score("openai/gsm8k", "#### 71", "72") == 0.0
+    assert compute_score("openai/gsm8k", "#### 72", "72", return_dict=True) == {"score": 1.0, "acc": 1.0, "pred": ""}
+    assert compute_score("math_dapo", "x", "7") == {"score": -1.0, "acc": False, "pred": "7"}   # verl's dict as is
+    assert compute_score("docmath_qa", R1, "30") == 1.0          # longrl's own sources stay longrl's
+    with pytest.warns(UserWarning, match="verl's default_compute_score does not know it either"):
+        assert compute_score("my_private_set", R1, "30") == 0.0
+
+
+def test_a_mixed_verl_batch_never_raises(fake_verl):
+    score = load_like_verl("compute_score_dict")
+    rows = [("docmath_qa", R1, "30"), ("openai/gsm8k", "#### 3", "3"), ("unknown_src", R1, "x")]
+    with pytest.warns(UserWarning, match="'unknown_src'"):
+        out = [score(data_source=d, solution_str=s, ground_truth=g, extra_info={"index": i}) for i, (d, s, g) in enumerate(rows)]
+    assert [o["score"] for o in out] == [1.0, 1.0, 0.0] and all(set(o) == {"score", "acc", "pred"} for o in out)
 
 
 def test_trl_plain_completions():

@@ -49,6 +49,7 @@ def test_rule_only_scores_and_statuses():
     assert results[0].metrics == {"em": 1.0, "f1": 1.0} and results[2].metrics == {"em": 0.0, "f1": 0.0}
     m = summarize(results)
     assert m["reward/mean"] == pytest.approx(0.5) and m["reward/rule"] == pytest.approx(0.5)
+    assert (m["reward/min"], m["reward/max"]) == (0.0, 1.0)
     assert m["reward/unfinished_think"] == pytest.approx(1 / 6) and m["reward/no_answer"] == pytest.approx(1 / 6)
     assert m["reward/judge"] == 0.0 and m["reward/judge_calls"] == 0.0 and m["reward/judge_errors"] == 0.0
     assert m["reward/em"] == pytest.approx(1 / 4) and m["reward/parsed"] == 1.0

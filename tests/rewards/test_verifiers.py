@@ -172,6 +172,11 @@ def test_model_output_is_never_executed(tmp_path, monkeypatch):
     assert not (tmp_path / "pwned").exists() and not (tmp_path / "v0.py").exists()
 
 
+# The one import machinery allowed: reward.custom runs the file the config names (the user's own code, as
+# verl's custom_reward_function does); no response, gold or data row reaches it.
+ALLOWED = {("custom.py", "import importlib.util")}
+
+
 def test_no_code_evaluation_in_rewards_sources():
     """No path of the reward code evaluates text as code (static check of every module)."""
     source_dir = Path(__file__).resolve().parents[2] / "src" / "longrl" / "rewards"
@@ -181,7 +186,7 @@ def test_no_code_evaluation_in_rewards_sources():
     offenders = []
     for path in sorted(source_dir.glob("*.py")):
         for number, line in enumerate(path.read_text().splitlines(), 1):
-            if forbidden.search(line):
+            if forbidden.search(line) and (path.name, line.strip()) not in ALLOWED:
                 offenders.append(f"{path.name}:{number}: {line.strip()}")
     assert not offenders, "\n".join(offenders)
     assert len(list(source_dir.glob("*.py"))) >= 10

@@ -94,6 +94,66 @@ def test_ppo_clip_loss_hand_computed():
     assert frac.item() == pytest.approx(2 / 3)
 
 
+def naive_clip_sides(logp, old, adv, mask, lo, hi):
+    low = high = total = 0
+    for i in range(len(logp)):
+        for t in range(len(logp[0])):
+            if not mask[i][t]:
+                continue
+            total += 1
+            ratio = math.exp(logp[i][t] - old[i][t])
+            low += adv[i] < 0 and ratio < 1 - lo
+            high += adv[i] > 0 and ratio > 1 + hi
+    return low / total, high / total
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_clip_fractions_match_reference_loop_and_add_up_to_the_clip_fraction(seed):
+    logp, old, adv, mask = random_batch(seed, b=16)
+    old = logp + (old - logp) * 2          # wider ratios: both sides of the clip range bind
+    low, high = algos.clip_fractions(logp, old, adv, mask, 0.2, 0.28)
+    want_low, want_high = naive_clip_sides(logp.tolist(), old.tolist(), adv.tolist(), mask.tolist(), 0.2, 0.28)
+    assert (low.item(), high.item()) == (pytest.approx(want_low), pytest.approx(want_high))
+    assert low.item() > 0 and high.item() > 0
+    _, frac = algos.ppo_clip_loss(logp, old, adv, mask, 0.2, 0.28)
+    assert low.item() + high.item() == pytest.approx(frac.item())
+
+
+def test_clip_fractions_hand_computed():
+    # ratio 1.5 A=+1 -> high; ratio 0.5 A=-1 -> low; ratio 0.5 A=+1 -> not clipped; padding ignored.
+    logp = torch.log(torch.tensor([[1.5, 0.5, 0.5, 3.0]]))
+    adv = torch.tensor([[1.0, -1.0, 1.0, 1.0]])
+    low, high = algos.clip_fractions(logp, torch.zeros(1, 4), adv, torch.tensor([[1, 1, 1, 0]]), 0.2, 0.28)
+    assert (low.item(), high.item()) == (pytest.approx(1 / 3), pytest.approx(1 / 3))
+
+
+def naive_advantage_stats(adv, lengths):
+    tokens = [a for row_a, row_n in zip(adv, lengths) for a, n in zip(row_a, row_n) for _ in range(n)]
+    return sum(tokens) / len(tokens), max(tokens), min(tokens)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_advantage_metrics_match_reference_loop_over_tokens(seed):
+    gen = torch.Generator().manual_seed(seed)
+    adv = torch.randn(3, 4, generator=gen, dtype=torch.float64)
+    lengths = torch.randint(0, 9, (3, 4), generator=gen).tolist()
+    lengths[0][0] = 0                       # an empty response carries no weight, not even in max/min
+    adv[0, 0] = 100.0
+    got = algos.advantage_metrics(adv, lengths)
+    mean, high, low = naive_advantage_stats(adv.tolist(), lengths)
+    assert got == {"advantage/mean": pytest.approx(mean), "advantage/max": pytest.approx(high),
+                   "advantage/min": pytest.approx(low)}
+
+
+def test_advantage_metrics_hand_computed_and_empty():
+    assert algos.advantage_metrics(torch.tensor([[1.0, -1.0]]), [[3, 1]]) == {
+        "advantage/mean": 0.5, "advantage/max": 1.0, "advantage/min": -1.0}
+    empty = algos.advantage_metrics(torch.zeros(0, 4), [])          # a skipped update: nothing trained
+    assert all(math.isnan(v) for v in empty.values()) and len(empty) == 3
+    with pytest.raises(ValueError, match="4 values for 3 responses"):
+        algos.advantage_metrics(torch.zeros(1, 4), [[1, 2, 3]])
+
+
 def test_ppo_gradient_is_policy_gradient_at_ratio_one():
     # At the first update (old = current, detached) the gradient is -A * dlogp.
     logp = torch.tensor([[-1.0, -2.0]], requires_grad=True)

@@ -33,6 +33,8 @@ REQUIRED_KEYS = [
     "step", "phase", "reward/mean", "reward/std", "accuracy", "entropy", "kl", "response_len/mean", "response_len/max",
     "truncated_frac", "filtered_groups_frac", "tokens_per_s", "time/rollout", "time/reward", "time/update",
     "loss/policy", "loss/total", "loss/clip_frac", "optim/grad_norm", "optim/lr", "rollout/refills",
+    "response_len/min", "rollout/prompt_len_max", "reward/max", "reward/min", "loss/clip_frac_low", "loss/clip_frac_high",
+    "advantage/mean", "advantage/max", "advantage/min",
 ]
 
 
@@ -103,6 +105,10 @@ def test_resume_after_two_steps_is_bit_identical_to_four_straight(tmp_path, stop
     assert read_metrics(resumed / "item_scores.jsonl") == read_metrics(straight / "item_scores.jsonl")
     rows = read_metrics(straight / "metrics.jsonl")
     assert sum(r["optim/updates"] for r in rows) > 4          # two mini-batches: old log-probs recomputed
+    for r in rows:                                            # the clip fraction split by side adds up
+        assert r["loss/clip_frac_low"] + r["loss/clip_frac_high"] == pytest.approx(r["loss/clip_frac"])
+        assert r["advantage/min"] <= r["advantage/mean"] <= r["advantage/max"]
+        assert r["response_len/min"] <= r["response_len/mean"] <= r["response_len/max"]
     # A finished run returns at once and changes nothing.
     before = (straight / "metrics.jsonl").read_text()
     assert train(cfg, straight, items=samples) == straight / "final"

@@ -128,6 +128,7 @@ def test_policy_update_equals_the_naive_reference(tiny_model, tokenizer, samples
     assert metrics["optim/updates"] == 4 == len(expected)
     assert metrics["loss/total"] == pytest.approx(sum(expected) / len(expected), rel=1e-4, abs=1e-6)
     assert metrics["loss/clip_frac"] > 0                            # the second epoch's ratios did hit the clip
+    assert metrics["loss/clip_frac_low"] + metrics["loss/clip_frac_high"] == pytest.approx(metrics["loss/clip_frac"])
     for (name, got), want in zip(tiny_model.named_parameters(), naive.parameters()):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5, msg=lambda m, n=name: f"{n}: {m}")
 

@@ -11,6 +11,7 @@ from longrl.data.synthetic import FAMILIES, plan_knobs
 from longrl.errors import ConfigError, UserError
 from longrl.eval.benchmarks import BENCHMARKS
 from longrl.models.lora import check_available as check_lora_available
+from longrl.rewards.custom import load_custom
 from longrl.rewards.verifiers import VERIFIERS
 from longrl.rl.algos import ADVANTAGES
 from longrl.trackers import check_available
@@ -37,6 +38,8 @@ def check_names(cfg: Config) -> None:
         raise ConfigError("invalid config:\n" + "\n".join(problems))
     check_available(cfg.run.trackers)            # an optional package missing: said before any work
     check_lora_available(cfg.model.lora)
+    if cfg.reward.custom is not None:            # the user's reward file: loaded (once) before any work
+        load_custom(cfg.reward.custom)
 
 
 def synth_problems(cfg: Config) -> list[str]:

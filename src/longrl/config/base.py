@@ -60,3 +60,4 @@ class RunConfig(Section):
     progress: Literal["auto", "rich", "plain", "none"] = "auto"  # console progress: auto = bars on a terminal, plain lines otherwise
     trackers: list[Literal["tensorboard", "wandb"]] = []  # experiment trackers fed from metrics.jsonl (optional packages)
     wandb_project: str = "longrl"             # W&B project of the `wandb` tracker (entity, key, mode: W&B's own env vars)
+    metric_names: Literal["longrl", "verl", "both"] = "longrl"  # trackers get longrl names, verl (a verl dashboard), or both

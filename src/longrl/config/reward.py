@@ -1,8 +1,8 @@
-"""Config section `reward`: rule verification, the optional LLM judge, overlong shaping."""
+"""Config section `reward`: rule verification (or your own function), the optional LLM judge, overlong shaping."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -38,6 +38,21 @@ class OverlongConfig(Section):
     buffer: int = Field(1024, ge=1)            # tokens; must not exceed the response limit it applies to
 
 
+class CustomRewardConfig(Section):
+    """Your own scoring function, from a file the config names (verl's `custom_reward_function`; rewards/custom.py).
+
+    Called as name(data_source, solution_str, ground_truth, extra_info, **reward_kwargs) with the task, the
+    response, the list of gold answers and {question, context, response_tokens, max_response_tokens}; returns
+    a number or a dict with a numeric "score". Loaded once per process, when the command starts.
+    """
+
+    path: str = Field(min_length=1)            # a .py file; a relative path is read from the working directory (as verl does)
+    name: str = Field("compute_score", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")  # the function in that file
+    reward_kwargs: dict[str, Any] = {}         # extra keyword arguments of every call (verl's reward_kwargs)
+    tasks: list[str] = []                      # tasks it scores, in place of the built-in rule; [] = every task
+    max_error_rate: float = Field(0.0, ge=0, le=1)  # calls that raise or return no number / calls in a batch above this: stop
+
+
 class RewardConfig(Section):
     protocol: Literal["strict", "published"] = "strict"  # rule scoring: strict (holes closed) | published (the paper's eval scripts; rewards/published.py)
     require_think: bool = True                 # strict: a response without a closed </think> has no answer (published: as the scripts do)
@@ -45,3 +60,4 @@ class RewardConfig(Section):
     judge: JudgeConfig | None = None           # None = rule only
     judge_verifiers: list[str] = ["qa", "numeric"]  # verifiers whose zeros the judge may overturn ("choice" is exact)
     overlong: OverlongConfig = OverlongConfig()
+    custom: CustomRewardConfig | None = None   # your function in place of the rule (README: Rewards); judge, shaping apply

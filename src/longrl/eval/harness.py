@@ -47,9 +47,10 @@ from longrl.rewards.verifiers import GoldError
 
 def build_reward(cfg):
     """The evaluation's HybridReward for a whole Config: `eval.judge` (else `reward.judge`), the rule
-    scoring of `eval.protocol`, no overlong shaping."""
+    scoring of `eval.protocol`, no overlong shaping, no `reward.custom` (benchmarks keep their protocol)."""
 
-    update = {"overlong": cfg.reward.overlong.model_copy(update={"enabled": False}), "protocol": cfg.eval.protocol}
+    update = {"overlong": cfg.reward.overlong.model_copy(update={"enabled": False}), "protocol": cfg.eval.protocol,
+              "custom": None}
     if cfg.eval.judge is not None:
         update["judge"] = cfg.eval.judge
     return HybridReward(cfg.reward.model_copy(update=update))

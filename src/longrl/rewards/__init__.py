@@ -6,6 +6,7 @@
 Modules: extract (final answer of a response), text / numbers (normalisation, safe number
 parsing), verifiers (VERIFIERS registry: qa, numeric, choice), judge + cache (OpenAI-compatible
 judge client, on-disk verdict cache), hybrid (the reward the RL loop and the evaluation use),
-compat (verl and TRL reward functions), bench (`longrl bench judge|verifiers`); `longrl score` is `longrl.cli.score`.
+compat (verl and TRL reward functions), custom (`reward.custom`: your function from a file the
+config names), bench (`longrl bench judge|verifiers`); `longrl score` is `longrl.cli.score`.
 Importing this package stays light (no HTTP client); import the modules you need.
 """

@@ -14,7 +14,11 @@ synchronously). Extra keyword arguments come from `custom_reward_function.reward
 The task comes from `data_source` (a TASKS name, or a DocQA-RL source prefix: docmath*,
 long_toc_choices*, multihoprag*, musique*); `ground_truth` is a gold string, a list or numpy array of
 them, or a number (int/float, as many verl datasets carry), with or without its answer sentence
-("Therefore, the answer is 30." -> "30").
+("Therefore, the answer is 30." -> "30"). Any other data_source (a mixed verl dataset: gsm8k next to
+DocQA) is never an exception: when verl is importable it goes to verl's own
+`verl.utils.reward_score.default_compute_score` (its result as verl returns it); otherwise, or when
+verl does not know the source either, it scores UNKNOWN_SOURCE_SCORE (0.0) with one UserWarning per
+data_source.
 
 TRL (`GRPOTrainer(reward_funcs=[longrl_reward])`): `(prompts, completions, **columns) -> list[float]`
 with dataset columns `answers` (list of gold strings per row, or one string) and `task` (or
@@ -45,6 +49,44 @@ from longrl.errors import UserError
 from longrl.rewards.hybrid import HybridReward, RewardInput
 
 THINK_END = "</think>"
+UNKNOWN_SOURCE_SCORE = 0.0         # what compute_score gives a data_source neither longrl nor verl scores
+_WARNED_SOURCES: set[str] = set()  # data sources already warned about (once each per process)
+
+
+def verl_default_compute_score() -> tuple[Callable[..., Any] | None, str]:
+    """verl's own scorer for the data sources it knows, when verl is importable: (function, "") or (None, why not)."""
+    try:
+        from verl.utils import reward_score  # optional: verl's scorer, present where verl runs this function
+    except ImportError:
+        return None, "verl is not installed"
+    except Exception as exc:  # an installed verl whose import fails (a missing dependency of its own)
+        return None, f"verl did not import ({type(exc).__name__}: {exc})"
+    fn = getattr(reward_score, "default_compute_score", None) or getattr(reward_score, "_default_compute_score", None)
+    return (fn, "") if callable(fn) else (None, "verl has no default_compute_score")
+
+
+def unknown_source_score(data_source: str, solution_str: str, ground_truth: Any, extra_info: dict | None,
+                         return_dict: bool) -> float | dict[str, Any]:
+    """The score of a data_source longrl does not know: verl's default_compute_score's, else UNKNOWN_SOURCE_SCORE."""
+    default, why = verl_default_compute_score()
+    if default is not None:
+        try:
+            value = default(data_source, solution_str, ground_truth, extra_info)
+        except NotImplementedError:          # verl's "Reward function is not implemented for data_source"
+            why = "verl's default_compute_score does not know it either"
+        else:
+            if return_dict and not isinstance(value, dict):
+                value = {"score": float(value), "acc": 1.0 if float(value) >= 1.0 else 0.0, "pred": ""}
+            return value
+    if data_source not in _WARNED_SOURCES:
+        _WARNED_SOURCES.add(data_source)
+        prefixes = ", ".join(p + "*" for p, _ in TASK_PREFIXES)
+        warnings.warn(f"longrl compute_score: data_source {data_source!r} is not a longrl task ({', '.join(TASKS.names())}) "
+                      f"nor a known prefix ({prefixes}), and {why}: its responses score {UNKNOWN_SOURCE_SCORE} "
+                      "(said once per data_source)", UserWarning, stacklevel=3)
+    if return_dict:
+        return {"score": UNKNOWN_SOURCE_SCORE, "acc": 0.0, "pred": ""}
+    return UNKNOWN_SOURCE_SCORE
 
 
 def task_for(data_source: str) -> str:
@@ -90,8 +132,11 @@ def compute_score(data_source: str, solution_str: str, ground_truth: Any, extra_
                   return_dict: bool = False, **_: Any) -> float | dict[str, Any]:
     """verl's custom reward function: the rule score (0.0 or 1.0) of one response.
 
+    A data_source that is no task nor DocQA-RL source goes to verl's default_compute_score when verl is
+    importable, else scores UNKNOWN_SOURCE_SCORE with a warning (`unknown_source_score`): never an exception.
+
     Args:
-        data_source: task name or DocQA-RL data_source.
+        data_source: task name or DocQA-RL data_source (others: above).
         solution_str: the decoded response.
         ground_truth: gold answer(s): a string, an int or float, or a list / numpy array of them.
         extra_info: verl's per-row extras (unused).
@@ -101,6 +146,8 @@ def compute_score(data_source: str, solution_str: str, ground_truth: Any, extra_
         return_dict: return {"score", "acc", "pred"} instead of the float (verl's DAPO trainer reads
             `acc` for `algorithm.filter_groups.metric=acc`, and logs every key).
     """
+    if data_source not in TASKS and task_for_source(data_source) is None:
+        return unknown_source_score(data_source, solution_str, ground_truth, extra_info, return_dict)
     task = task_for(data_source)
     try:
         cfg = RewardConfig(require_think=require_think, numeric_rel_tol=numeric_rel_tol, protocol=protocol)

@@ -13,7 +13,13 @@ a prediction exists, a judge is configured and the task's verifier is in `judge_
 `published`, DocMath's "prediction exists" is the published RL reward's condition
 (`published.docmath_judge_prediction`: a number literal after `</think>`), and that literal is what the
 judge is shown. The judge's prompt and verdict reading are `reward.judge.prompt` (`judge.py`).
-score = max(rule, judge) + overlong penalty (when enabled). Identical judge questions in one batch
+score = max(rule, judge) + overlong penalty (when enabled). With `reward.custom` (`custom.py`) your
+function's score replaces the rule score of the tasks it covers (all, or `reward.custom.tasks`): the
+prediction (shown to the judge, dumped with samples) is still longrl's extraction (`extract.py`), the
+judge is asked when the custom score is below 1 (not correct) on the same conditions, and a judge's
+yes lifts the score to max(custom, 1); a custom score may be any finite number (a negative one stays
+negative unless the judge says yes). Correct (accuracy) = custom score >= 1 or the judge's yes.
+Identical judge questions in one batch
 (the G samples of a group often agree) are sent once. A judge that fails on more than
 `judge.max_error_rate` of a batch's calls raises JudgeError: never quiet zeros.
 """
@@ -29,6 +35,7 @@ from dataclasses import dataclass, field
 from longrl.config.reward import JudgeConfig, RewardConfig
 from longrl.data.tasks import TASKS
 from longrl.errors import ConfigError, UserError
+from longrl.rewards.custom import CustomReward, load_custom
 from longrl.rewards.extract import Extraction, extract_prediction
 from longrl.rewards.judge import JudgeClient, JudgeError, JudgeVerdict, OpenAIJudge, format_golds
 from longrl.rewards.numbers import stated_scales
@@ -60,6 +67,8 @@ class RewardResult:
     metrics: dict[str, float] = field(default_factory=dict)  # verifier metrics (qa: em, f1; parsed)
     judge_error: str | None = None  # why the judge call failed
     judge_cached: bool = False      # the verdict came from the on-disk cache
+    custom: bool = False            # scored by reward.custom (rule_score is its score) instead of the rule
+    custom_error: str | None = None  # why the custom function failed (the score is then 0)
 
     @property
     def judge_asked(self) -> bool:
@@ -83,8 +92,17 @@ def overlong_penalty(response_tokens: int, max_response_tokens: int, buffer: int
 @dataclass(frozen=True)
 class RuleOutcome:
     extraction: Extraction  # prediction and status
-    verdict: Verdict        # rule score and verifier metrics (zeros when there is no prediction)
-    verifier: str           # VERIFIERS name used
+    verdict: Verdict        # rule score and verifier metrics (zeros when there is no prediction); or the custom score
+    verifier: str           # VERIFIERS name of the task (the custom function replaced it when `custom`)
+    custom: bool = False    # scored by reward.custom
+    custom_error: str | None = None
+
+    @property
+    def judgeable(self) -> bool:
+        """The judge may overturn it: a rule score of 0, or a custom score below 1 from a call that did not fail."""
+        if self.custom:
+            return self.verdict.score < 1.0 and self.custom_error is None
+        return self.verdict.score == 0
 
 
 class HybridReward:
@@ -100,6 +118,7 @@ class HybridReward:
             judge = OpenAIJudge(cfg.judge)
         self.judge = judge
         self.max_error_rate = cfg.judge.max_error_rate if cfg.judge is not None else DEFAULT_MAX_ERROR_RATE
+        self.custom: CustomReward | None = load_custom(cfg.custom) if cfg.custom is not None else None
 
     def score(self, items: list[RewardInput], progress: Callable[[int], None] | None = None) -> list[RewardResult]:
         """Score a batch (synchronous: runs its own event loop only when the judge is needed).
@@ -109,9 +128,10 @@ class HybridReward:
             progress: called with the number of items finished, as they finish.
 
         Returns:
-            B RewardResults in input order. Raises JudgeError above the judge's error rate.
+            B RewardResults in input order. Raises JudgeError above the judge's error rate, CustomRewardError
+            above `reward.custom.max_error_rate`.
         """
-        rules = [self.rule(item) for item in items]
+        rules = self._rules(items)
         if not self._judge_indices(items, rules):
             return self._finish(items, rules, {}, progress)
         try:
@@ -122,18 +142,30 @@ class HybridReward:
 
     async def ascore(self, items: list[RewardInput], progress: Callable[[int], None] | None = None) -> list[RewardResult]:
         """`score` for async callers; the judge client stays open for the next batch (close with aclose)."""
-        rules = [self.rule(item) for item in items]
+        rules = self._rules(items)
         return await self._judge_batch(items, rules, progress)
 
     async def aclose(self) -> None:
         if self.judge is not None:
             await self.judge.aclose()
 
+    def _rules(self, items: list[RewardInput]) -> list[RuleOutcome]:
+        """Rule outcomes of a batch; CustomRewardError when the custom function failed on too many."""
+        rules = [self.rule(item) for item in items]
+        if self.custom is not None:
+            self.custom.check_errors([(item.task, r.custom_error) for item, r in zip(items, rules) if r.custom])
+        return rules
+
     def rule(self, item: RewardInput) -> RuleOutcome:
-        """Extraction and rule verdict of one response (golds are checked even without a prediction)."""
+        """Extraction and rule verdict of one response (golds are checked even without a prediction); for the
+        tasks `reward.custom` covers, the custom function's score instead of the verdict."""
         if item.task not in TASKS:
             raise UserError(f"unknown task {item.task!r}; known: {', '.join(TASKS.names())}")
         name = TASKS.get(item.task).verifier
+        if self.custom is not None and self.custom.applies(item.task):
+            outcome = self.custom.score(item)
+            return RuleOutcome(extract_prediction(item.response, self.cfg.require_think),
+                               Verdict(outcome.score, outcome.metrics), name, custom=True, custom_error=outcome.error)
         if self.cfg.protocol == "published":
             extraction, verdict = published_rule(name, item.response, list(item.answers))
             return RuleOutcome(extraction, verdict, name)
@@ -158,7 +190,7 @@ class HybridReward:
         if self.judge is None:
             return []
         return [i for i, (item, r) in enumerate(zip(items, rules))
-                if r.verdict.score == 0 and r.verifier in self.cfg.judge_verifiers and self.judge_prediction(item, r) is not None]
+                if r.judgeable and r.verifier in self.cfg.judge_verifiers and self.judge_prediction(item, r) is not None]
 
     async def _judge_and_close(self, items, rules, progress) -> list[RewardResult]:
         try:
@@ -197,12 +229,14 @@ class HybridReward:
             verdict = verdicts.get(i)
             judge_score = None if verdict is None or verdict.equivalent is None else float(verdict.equivalent)
             penalty = self._penalty(item)
+            base = max(rule.verdict.score, judge_score) if judge_score else rule.verdict.score   # only a yes lifts
             results.append(RewardResult(
-                score=max(rule.verdict.score, judge_score or 0.0) + penalty, rule_score=rule.verdict.score,
+                score=base + penalty, rule_score=rule.verdict.score,
                 judge_score=judge_score, prediction=rule.extraction.prediction, status=rule.extraction.status,
                 penalty=penalty, metrics=dict(rule.verdict.metrics),
                 judge_error=verdict.error if verdict is not None else None,
-                judge_cached=verdict.cached if verdict is not None else False))
+                judge_cached=verdict.cached if verdict is not None else False,
+                custom=rule.custom, custom_error=rule.custom_error))
         if progress is not None and items:
             progress(len(items))
         return results
@@ -226,13 +260,14 @@ def _mean(values: list[float]) -> float:
 def summarize(results: list[RewardResult]) -> dict[str, float]:
     """Batch metrics. Fractions are over all results unless said otherwise; {} for no results.
 
-    reward/mean, reward/std: final score. reward/rule: mean rule score. reward/judge: mean judge
-    score with not-asked as 0 (the judge's share: reward/rule + reward/judge = mean of max(rule,
-    judge)). reward/judge_calls: fraction judged. reward/judge_errors: count of failed judge calls;
+    reward/mean, reward/std, reward/max, reward/min: final score. reward/rule: mean rule score.
+    reward/judge: mean judge score with not-asked as 0 (the judge's share: reward/rule + reward/judge
+    = mean of max(rule, judge)). reward/judge_calls: fraction judged. reward/judge_errors: count of failed judge calls;
     reward/judge_error_rate: failed / judged; reward/judge_cached: cached / judged.
     reward/unfinished_think, reward/no_answer: fractions by status. reward/overlong_penalty: mean
     penalty; reward/overlong_frac: fraction penalised. reward/<m> for every verifier metric m
-    (em, f1, parsed): mean over the results that report it.
+    (em, f1, parsed; custom/<key> of a custom function's dict): mean over the results that report it.
+    With `reward.custom`: reward/custom (fraction it scored), reward/custom_errors (count of failed calls).
     """
     if not results:
         return {}
@@ -244,6 +279,8 @@ def summarize(results: list[RewardResult]) -> dict[str, float]:
     out = {
         "reward/mean": mean,
         "reward/std": (sum((s - mean) ** 2 for s in scores) / n) ** 0.5,
+        "reward/max": max(scores),
+        "reward/min": min(scores),
         "reward/rule": _mean([r.rule_score for r in results]),
         "reward/judge": _mean([r.judge_score or 0.0 for r in results]),
         "reward/judge_calls": len(asked) / n,
@@ -255,6 +292,10 @@ def summarize(results: list[RewardResult]) -> dict[str, float]:
         "reward/overlong_penalty": _mean([r.penalty for r in results]),
         "reward/overlong_frac": sum(r.penalty < 0 for r in results) / n,
     }
+    custom = [r for r in results if r.custom]
+    if custom:
+        out["reward/custom"] = len(custom) / n
+        out["reward/custom_errors"] = float(sum(r.custom_error is not None for r in custom))
     per_metric: dict[str, list[float]] = defaultdict(list)
     for r in results:
         for key, value in r.metrics.items():

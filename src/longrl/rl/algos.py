@@ -6,9 +6,11 @@ Legend (used in every shape comment of the RL package):
 
     adv = ADVANTAGES.get("grpo")(rewards, eps=1e-6)                           # (P, G)
     pg, clip_frac = ppo_clip_loss(logp, old_logp, adv_b, mask, 0.2, 0.28)     # (B, T), scalar
+    low, high = clip_fractions(logp, old_logp, adv_b, mask, 0.2, 0.28)        # clip_frac split by side
     per_token = pg + kl_coef * KL_ESTIMATORS.get("k3")(logp, ref_logp) + entropy_bonus(entropy, 0.001)
     agg = LOSS_AGG.get("token-mean")
     loss = agg.reduce(per_token, mask) / agg.count(mask, max_tokens)          # scalar
+    advantage_metrics(adv, lengths)                # advantage/{mean,max,min} over the trained tokens
 
 Loss aggregation is split into `reduce` (a sum over the sequences at hand) and `count` (the
 normaliser), so a mini-batch cut into micro-batches gives exactly the loss of the whole
@@ -111,6 +113,65 @@ def ppo_clip_loss(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor,
         took_clip = (clipped > unclipped).to(logp.dtype) * mask
         clip_frac = took_clip.sum() / mask.sum().clamp(min=1.0)
     return loss, clip_frac
+
+
+def clip_fractions(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor, mask: torch.Tensor,
+                   clip_low: float, clip_high: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """`ppo_clip_loss`'s clip fraction split by the side of the clip range that bound (no grad).
+
+    The clipped branch is taken on the low side where A < 0 and ratio < 1 - clip_low (the update
+    would push a token's probability further down), on the high side where A > 0 and ratio >
+    1 + clip_high (further up: what DAPO's clip-higher loosens). Both are shares of the masked
+    tokens, so low + high is the clip fraction `ppo_clip_loss` returns.
+
+    Args:
+        logp, old_logp, adv, mask, clip_low, clip_high: as for `ppo_clip_loss`.
+
+    Returns:
+        (low, high): scalars.
+
+    Example: ratios 1.5 (A = 1), 0.5 (A = -1), 0.5 (A = 1), clips 0.2/0.28 -> low 1/3, high 1/3.
+    """
+    with torch.no_grad():
+        if adv.dim() == 1:
+            adv = adv[:, None]                                              # (B, 1)
+        mask = mask.to(logp.dtype)
+        ratio = torch.exp((logp - old_logp).clamp(-MAX_LOG_RATIO, MAX_LOG_RATIO))        # (B, T)
+        unclipped = -ratio * adv
+        clipped = -ratio.clamp(1.0 - clip_low, 1.0 + clip_high) * adv
+        took_clip = (clipped > unclipped).to(logp.dtype) * mask             # (B, T), as ppo_clip_loss
+        count = mask.sum().clamp(min=1.0)
+        low = (took_clip * (adv < 0).to(logp.dtype)).sum() / count
+        high = (took_clip * (adv > 0).to(logp.dtype)).sum() / count
+    return low, high
+
+
+def advantage_metrics(adv: torch.Tensor, lengths: list[list[int]]) -> dict[str, float]:
+    """advantage/{mean,max,min} over the trained completion tokens (what verl logs as critic/advantages/*).
+
+    Each response's advantage counts once per token of it, so the mean is token-weighted (a GRPO
+    group's advantages sum to 0 per response, not per token: the token mean shows whether longer
+    responses lean positive or negative). Responses without tokens carry no weight.
+
+    Args:
+        adv: (P, G) advantages of the trained groups (P may be 0).
+        lengths: P lists of G completion lengths in tokens.
+
+    Returns:
+        the three figures; NaN when nothing was trained (metrics.jsonl writes null).
+
+    Example: adv [[1, -1]], lengths [[3, 1]] -> mean (3 - 1) / 4 = 0.5, max 1, min -1.
+    """
+    weights = torch.tensor([n for row in lengths for n in row], dtype=torch.float64)          # (P*G,)
+    values = adv.detach().to(torch.float64).reshape(-1)
+    if values.numel() != weights.numel():
+        raise ValueError(f"advantages hold {adv.numel()} values for {weights.numel()} responses")
+    kept = values[weights > 0]
+    if kept.numel() == 0:
+        nan = float("nan")
+        return {"advantage/mean": nan, "advantage/max": nan, "advantage/min": nan}
+    return {"advantage/mean": float((values * weights).sum() / weights.sum()),
+            "advantage/max": float(kept.max()), "advantage/min": float(kept.min())}
 
 
 def entropy_bonus(entropy: torch.Tensor, coef: float) -> torch.Tensor:

@@ -127,6 +127,7 @@ def rollout_metrics(groups: list[Group]) -> dict[str, float]:
     """Reward, accuracy and length statistics over every response generated in the step."""
     results = [r for g in groups for r in g.results]
     lengths = [len(c) for g in groups for c in g.completions]
+    prompts = [len(g.prompt_ids) for g in groups]        # tokens, as rendered (documents middle-truncated)
     truncated = [t for g in groups for t in g.truncated]
     correct = [is_correct(r) for r in results]
     n = max(len(lengths), 1)
@@ -135,8 +136,11 @@ def rollout_metrics(groups: list[Group]) -> dict[str, float]:
         "accuracy": sum(correct) / n,                     # rule-or-judge says correct, before shaping
         "response_len/mean": sum(lengths) / n,
         "response_len/max": float(max(lengths, default=0)),
+        "response_len/min": float(min(lengths, default=0)),
         "truncated_frac": sum(truncated) / n,
-        "rollout/prompt_len_mean": sum(len(g.prompt_ids) for g in groups) / max(len(groups), 1),
+        "rollout/prompt_len_mean": sum(prompts) / max(len(groups), 1),
+        "rollout/prompt_len_max": float(max(prompts, default=0)),
+        "rollout/prompt_len_min": float(min(prompts, default=0)),
         "rollout/tokens": float(sum(len(g.prompt_ids) + sum(len(c) for c in g.completions) for g in groups)),
     }
 

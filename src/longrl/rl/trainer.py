@@ -38,9 +38,10 @@ Metrics (metrics.jsonl, one line per step; reward, length and accuracy figures c
 generated in the step, refills included; loss figures cover the trained tokens):
   reward/* (hybrid reward summary: mean, std, rule, judge, overlong, ...), accuracy (share of
   responses the rule or the judge marks correct, before shaping), entropy and kl (token means of the
-  policy's entropy and of the KL estimate to the reference, when one is loaded), response_len/{mean,max},
+  policy's entropy and of the KL estimate to the reference, when one is loaded), response_len/{mean,max,min},
   truncated_frac, filtered_groups_frac (generated groups not trained on), rollout/* (refills, groups,
-  uniform_groups_frac, fill_frac, tokens), loss/{policy,total,clip_frac}, optim/{lr,grad_norm,updates},
+  uniform_groups_frac, fill_frac, tokens, prompt_len_{mean,max,min}), advantage/{mean,max,min} (over the
+  trained tokens), loss/{policy,total,clip_frac,clip_frac_low,clip_frac_high}, optim/{lr,grad_norm,updates},
   update/{skipped,tokens}, tokens_per_s (prompt + completion tokens rolled out / step wall time),
   time/{rollout,reward,update,sync,step,step_cpu} (sync: handing the weights to the rollout backend;
   ~0 in process, write + reload + version check for a server; step 1's includes the first hand-over),
@@ -229,6 +230,7 @@ def train(cfg: Config, out: str | Path, items: list[Sample] | None = None, phase
             # 7) metrics, item scores, sample dumps, checkpoint
             stats = rollout_metrics(collected.all)
             row = {"step": step, "phase": phase, **stats, **collected.metrics(), **update, **val, "optim/lr": lr,
+                   **algos.advantage_metrics(adv, [[len(c) for c in g.completions] for g in collected.groups]),
                    "tokens_per_s": stats["rollout/tokens"] / max(elapsed, 1e-9), **timers.pop(),
                    "time/step": round(elapsed, 4), "time/step_cpu": round(elapsed_cpu, 4),
                    "dist/world_size": dist.world, **peak_memory(device)}

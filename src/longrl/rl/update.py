@@ -100,7 +100,8 @@ def policy_update(policy, ref, optimizer, groups: list[Group], adv: torch.Tensor
         adv: (P, G) advantages.
 
     Returns:
-        loss/*, optim/grad_norm, entropy, kl (when a reference is loaded), update counts (all ranks summed).
+        loss/* (clip_frac split by side: clip_frac_low, clip_frac_high), optim/grad_norm, entropy, kl (when a
+        reference is loaded), update counts (all ranks summed).
     """
     t = cfg.train
     temperature = training_temperature(cfg.rollout.temperature)     # logits / T, as the rollout sampled them
@@ -115,7 +116,8 @@ def policy_update(policy, ref, optimizer, groups: list[Group], adv: torch.Tensor
     old = no_grad_logprobs(policy, groups, cfg, shares, dist) if updates > 1 else None
     ref_lp = reference_logprobs(ref, groups, cfg, shares, dist) if ref is not None else None
     params = [p for group in optimizer.param_groups for p in group["params"]]   # (FSDP's root may show gathered copies)
-    sums = {"loss/policy": 0.0, "loss/total": 0.0, "loss/clip_frac": 0.0, "entropy": 0.0, "kl": 0.0}
+    sums = {"loss/policy": 0.0, "loss/total": 0.0, "loss/clip_frac": 0.0, "loss/clip_frac_low": 0.0,
+            "loss/clip_frac_high": 0.0, "entropy": 0.0, "kl": 0.0}
     tokens, norms = 0.0, []
     policy.train()
     for epoch in minis:
@@ -151,6 +153,9 @@ def policy_update(policy, ref, optimizer, groups: list[Group], adv: torch.Tensor
                 sums["loss/total"] += float(loss.detach())      # micro-batch parts add up to the mini-batch loss
                 sums["loss/policy"] += float((pg.detach() * mask).sum())
                 sums["loss/clip_frac"] += float(clip_frac) * n
+                low, high = algos.clip_fractions(stats.logprobs.detach(), old_lp, a, mask, obj.clip_low, obj.clip_high)
+                sums["loss/clip_frac_low"] += float(low) * n          # ratio below 1 - clip_low, A < 0
+                sums["loss/clip_frac_high"] += float(high) * n        # ratio above 1 + clip_high, A > 0
                 sums["entropy"] += float((stats.entropy.detach() * mask).sum())
             norms.append(clip_grad_norm(params, cfg.optim.grad_clip))              # global over shards
             optimizer.step()
@@ -170,7 +175,8 @@ def policy_update(policy, ref, optimizer, groups: list[Group], adv: torch.Tensor
 def skipped_update(tracks_kl: bool) -> dict[str, float]:
     """Metrics of a step with no informative group: nothing to train on (NaN -> null in metrics.jsonl)."""
     nan = float("nan")
-    out = {"loss/policy": nan, "loss/total": nan, "loss/clip_frac": nan, "entropy": nan, "optim/grad_norm": nan,
+    out = {"loss/policy": nan, "loss/total": nan, "loss/clip_frac": nan, "loss/clip_frac_low": nan,
+           "loss/clip_frac_high": nan, "entropy": nan, "optim/grad_norm": nan,
            "optim/updates": 0.0, "update/skipped": 1.0, "update/tokens": 0.0}
     if tracks_kl:
         out["kl"] = nan
