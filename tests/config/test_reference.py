@@ -14,7 +14,7 @@ FULL = [
     "model.tiny={}", "model.lora={}", "rollout.server={base_url: 'http://h:1/v1'}",
     "reward.judge={base_url: 'http://h:1/v1', model: m}", "eval.judge={base_url: 'http://h:1/v1', model: m}",
     "sft.teacher={base_url: 'http://h:1/v1', model: m}", "data.train=[{synth: {}}]", "data.eval=[{synth: {}}]",
-    "sft.data=[{synth: {}}]", "curriculum.phases=[{name: p, max_input_tokens: 64, max_response_tokens: 8, data: [{synth: {}}]}]",
+    "reward.custom={path: my_reward.py}", "sft.data=[{synth: {}}]", "curriculum.phases=[{name: p, max_input_tokens: 64, max_response_tokens: 8, data: [{synth: {}}]}]",
 ]
 
 
