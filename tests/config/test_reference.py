@@ -20,7 +20,7 @@ FULL = [
 
 def leaf_keys(tree, prefix=""):
     """Dotted keys of the values in a dumped config, list elements written [*] (free-form dicts are values)."""
-    if isinstance(tree, dict) and not prefix.endswith(("overrides.", "rope_scaling.")):
+    if isinstance(tree, dict) and not prefix.endswith(("overrides.", "rope_scaling.", "reward_kwargs.")):
         return {k for key, value in tree.items() for k in leaf_keys(value, f"{prefix}{key}.")}
     if isinstance(tree, list) and tree and all(isinstance(x, dict) for x in tree):
         return {prefix.rstrip(".")} | leaf_keys(tree[0], prefix.rstrip(".") + "[*].")
