@@ -121,6 +121,18 @@ def test_idle_connections_cost_no_thread_and_are_closed_by_the_server(make_serve
     assert server.transport.stats["evicted"] >= 100 and server.transport.stats["timeouts"] >= 1
 
 
+def test_over_the_cap_with_no_idle_connection_a_new_one_gets_503(make_server):
+    server = make_server(limits=ServeLimits(max_connections=1))
+    body = b'{"prompt": [1, 2, 3], "n": 64, "max_tokens": 3000, "ignore_eos": true}'
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as busy:
+        busy.sendall(post_head("/v1/completions", str(len(body))) + body)
+        wait_for(lambda: server.worker.decoding == 1)
+        got, headers, reply, after = exchange(server, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert got == 503 and headers["retry-after"] == "1" and b"connections, its maximum" in reply and after == b""
+    wait_for(lambda: server.cancelled == 1)
+    assert httpx.get(root_url(server) + "/health", timeout=5).status_code == 200
+
+
 # -- 2. abandoned and oversized work ----------------------------------------------------------------
 def test_a_client_that_leaves_takes_its_work_with_it(make_server):
     server = make_server()
@@ -182,6 +194,8 @@ FRAMING = [
                 b"5\r\n{\"a\":\r\n0\r\n\r\nGET /health HTTP/1.1\r\n\r\n", 411, "Transfer-Encoding (chunked) is not supported"),
     ("100k-deep JSON", post_head("/v1/completions", "100000", "Connection: close\r\n") + b"[" * 100_000, 400,
      "nested deeper than 64 levels"),
+    ("head over 64 KB", b"GET /health HTTP/1.1\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n", 431, "request head is over"),
+    ("HTTP/2 preface", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 505, "HTTP/2.0 is not supported"),
     ("malformed request line", b"HELLO\r\n\r\n", 400, "malformed request line"),
     ("malformed header", b"GET /health HTTP/1.1\r\nno colon here\r\n\r\n", 400, "malformed header line"),
 ]
