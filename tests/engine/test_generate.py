@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from longrl.engine.generate import (
+    GenerationStopped,
     GroupRollout,
     SamplingParams,
     SharedPrefixGenerator,
@@ -163,6 +164,23 @@ def test_kv_cache_holds_the_prompt_once_and_mode_is_restored(tiny_model, tokeniz
     per_position = 2 * tiny_arch.num_key_value_heads * head_dim * 4 * tiny_arch.num_hidden_layers   # K+V, fp32
     # prompt[:-1] once, plus 8 buffers of 5 positions (prompt[-1] and the first 4 sampled tokens)
     assert generator.kv_bytes == per_position * (len(prompt[0]) - 1 + 8 * 5)
+
+
+@pytest.mark.parametrize("decode", ["dynamic", "static"])
+def test_a_stop_callback_ends_generation_within_a_step(tiny_model, tokenizer, decode):
+    """How `longrl serve` drops the work of a client that left: `stop()` is asked before every decode step."""
+    generator = SharedPrefixGenerator(tiny_model, tokenizer.pad_token_id, decode=decode)
+    params = SamplingParams(max_new_tokens=500, stop_token_ids=())
+    asked = []
+
+    def stop() -> bool:
+        asked.append(1)
+        return len(asked) > 3
+    with pytest.raises(GenerationStopped):
+        generator.generate([[5, 6, 7]], 4, params, [0], stop=stop)
+    assert len(asked) <= 5                                   # a few checks, not 500 steps
+    (group,) = generator.generate([[5, 6, 7]], 2, SamplingParams(max_new_tokens=3), [0], stop=lambda: False)
+    assert [len(c) <= 3 for c in group.completions] == [True, True]
 
 
 def test_generate_validates_its_arguments(tiny_model, tokenizer):

@@ -36,12 +36,13 @@ class FlakyServer(ModelServer):
 
 
 @pytest.fixture()
-def server(tiny_arch, tokenizer):
-    """Serves the same architecture with other startup weights: only the trainer's publishing makes them right."""
+def server(tiny_arch, tokenizer, tmp_path):
+    """Serves the same architecture with other startup weights: only the trainer's publishing makes them right.
+    It reloads from under tmp_path, where the runs write."""
     from longrl.models.tiny import build_tiny_model
 
     model = build_tiny_model(tiny_arch.model_copy(update={"init_seed": 7}), tokenizer)
-    with FlakyServer(ModelWorker(model, tokenizer, "policy", "startup"), port=0) as srv:
+    with FlakyServer(ModelWorker(model, tokenizer, "policy", "startup"), port=0, weights_root=tmp_path) as srv:
         srv.asked = []                                    # weight versions asked for, in order
         yield srv
 
@@ -81,8 +82,8 @@ def test_server_rollouts_equal_in_process_rollouts(tmp_path, stoppy_model_dir, s
     assert read_metrics(out / "item_scores.jsonl") == read_metrics(engine_run / "item_scores.jsonl")
     assert all(r["time/sync"] > 0 for r in rows)
     # A reload before the first rollout and after every update; the server ends with the final policy,
-    # under the last step's version; only that folder is kept.
-    assert server.asked == ["step-0", "step-1", "step-2", "step-3"] and server.worker.version == "step-3"
+    # under the last step's version (named by the server: "step-3@<8 hex digits>"); only that folder is kept.
+    assert server.asked == ["step-0", "step-1", "step-2", "step-3"] and server.worker.version.startswith("step-3@")
     final = weights(out)
     for name, tensor in server.worker.model.state_dict().items():
         assert torch.equal(tensor, final.get(name, tensor)), name
@@ -99,7 +100,7 @@ def test_a_failed_reload_stops_the_run_and_a_rerun_resumes(tmp_path, stoppy_mode
     assert [r["step"] for r in read_metrics(out / "metrics.jsonl")] == [1, 2] and not (out / "final").exists()
     train(cfg, out, items=samples)                        # publishes step 2's weights again, redoes step 3
     assert server.asked == ["step-0", "step-1", "step-2", "step-3", "step-2", "step-3"]
-    assert server.worker.version == "step-3"
+    assert server.worker.version.startswith("step-3@")
     assert stable(read_metrics(out / "metrics.jsonl")) == stable(read_metrics(engine_run / "metrics.jsonl"))
     a, b = weights(out), weights(engine_run)
     assert all(torch.equal(a[k], b[k]) for k in a)

@@ -189,7 +189,8 @@ def test_training_logprobs_are_longrl_serves_own_at_top_p_1(tiny_model, tokenize
 
     torch.set_num_threads(1)
     params = SamplingParams(12, temperature=0.7, top_p=1.0, stop_token_ids=stop_token_ids(tokenizer, tiny_model))
-    with ModelServer(ModelWorker(copy.deepcopy(tiny_model), tokenizer, "tiny", "startup"), port=0) as server:
+    with ModelServer(ModelWorker(copy.deepcopy(tiny_model), tokenizer, "tiny", "startup"), port=0,
+                     weights_root=tmp_path) as server:
         generator = RemoteGenerator(RolloutServerConfig(base_url=server.url, api_key_env=None, timeout_s=60,
                                                         logprobs=True), tmp_path)
         generator.sync_weights(tiny_model, "step-0")

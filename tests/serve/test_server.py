@@ -23,10 +23,11 @@ from longrl.serve.worker import ModelWorker
 
 
 @pytest.fixture()
-def served(tiny_model, tokenizer, tiny_model_dir):
-    """longrl serve of the tiny model (a copy: reloads must not touch the test's own model)."""
+def served(tiny_model, tokenizer, tiny_model_dir, tmp_path):
+    """longrl serve of the tiny model (a copy: reloads must not touch the test's own model), reloading from tmp_path."""
     model = copy.deepcopy(tiny_model)
-    server = ModelServer(ModelWorker(model, tokenizer, "tiny", str(tiny_model_dir), groups_per_batch=4), port=0)
+    server = ModelServer(ModelWorker(model, tokenizer, "tiny", str(tiny_model_dir), groups_per_batch=4), port=0,
+                         weights_root=tmp_path)
     with server:
         yield server
 
@@ -93,7 +94,7 @@ def test_the_rollout_client_against_longrl_serve(served, tiny_model, tokenizer, 
             p.add_(0.01 * torch.randn_like(p))               # other weights than the server started with
     generator = RemoteGenerator(RolloutServerConfig(base_url=served.url, api_key_env=None, timeout_s=30), tmp_path)
     generator.sync_weights(policy, "step-1")
-    assert served.worker.version == "step-1"
+    assert served.worker.version == generator.version and generator.version.startswith("step-1@")   # server-named
     for name, tensor in served.worker.model.state_dict().items():
         assert torch.equal(tensor, policy.state_dict()[name]), name
     params = SamplingParams(10, temperature=1.0, stop_token_ids=stop_token_ids(tokenizer, policy))
@@ -113,8 +114,10 @@ def test_a_reload_changes_version_and_outputs(served, tiny_model, tmp_path):
     save_weights(tiny_model, tmp_path / "new")
     answer = post(served, "/update_weights_from_disk", {"model_path": str(tmp_path / "new"), "weight_version": "v2"}, root=True)
     assert answer.status_code == 200 and answer.json()["success"] is True
+    version = answer.json()["weight_version"]
+    assert re.fullmatch(r"v2@[0-9a-f]{8}", version)          # the server names each reload
     after = post(served, "/completions", body).json()
-    assert after["metadata"]["weight_version"] == "v2" and get(served, "/model_info").json()["weight_version"] == "v2"
+    assert after["metadata"]["weight_version"] == version and get(served, "/model_info").json()["weight_version"] == version
     assert [c["token_ids"] for c in after["choices"]] != before
 
 

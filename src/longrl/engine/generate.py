@@ -22,6 +22,8 @@ group's samples depend neither on the other groups of its batch, nor on `groups_
 the device count.
 
 `Generator` is the protocol other backends (a vLLM / SGLang server: `engine/remote.py`) implement to plug in.
+`generate(..., stop=fn)` asks `fn()` before every decode step (and batch) and raises GenerationStopped
+once it says True: how `longrl serve` drops the work of a client that went away.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -43,11 +46,15 @@ from longrl.engine.logprobs import lm_head_weight
 from longrl.engine.sampling import SamplingParams, nucleus_threshold, sample_tokens
 from longrl.engine.static import StaticDecode
 
-__all__ = ["DECODE_PATHS", "GroupRollout", "Generator", "SamplingParams", "SharedPrefixGenerator", "group_seed",
-           "nucleus_threshold", "sample_tokens", "stop_token_ids"]
+__all__ = ["DECODE_PATHS", "GenerationStopped", "GroupRollout", "Generator", "SamplingParams", "SharedPrefixGenerator",
+           "group_seed", "nucleus_threshold", "sample_tokens", "stop_token_ids"]
 
 LOG = logging.getLogger(__name__)
 DECODE_PATHS = ("auto", "dynamic", "static", "graph")
+
+
+class GenerationStopped(Exception):
+    """`generate(..., stop=fn)` gave up because `fn()` said so (its work is dropped)."""
 
 
 @dataclass
@@ -135,8 +142,12 @@ class SharedPrefixGenerator:
             raise ValueError("SharedPrefixGenerator samples from the model it was built with")
 
     def generate(self, prompts: list[list[int]], group_size: int, params: SamplingParams,
-                 seeds: list[int]) -> list[GroupRollout]:
-        """G = group_size samples of each prompt; seeds[i] drives prompt i's randomness."""
+                 seeds: list[int], stop: Callable[[], bool] | None = None) -> list[GroupRollout]:
+        """G = group_size samples of each prompt; seeds[i] drives prompt i's randomness.
+
+        `stop`, when given, is asked before each batch and decode step; once it returns True the call
+        raises GenerationStopped (the results of that call are lost).
+        """
         if len(seeds) != len(prompts):
             raise ValueError(f"one seed per prompt: {len(prompts)} prompts, {len(seeds)} seeds")
         if group_size < 1:
@@ -152,23 +163,25 @@ class SharedPrefixGenerator:
             out = []
             with torch.no_grad():
                 for start in range(0, len(prompts), self.groups_per_batch):
+                    _check(stop)
                     end = start + self.groups_per_batch
-                    out += self._generate_batch(prompts[start:end], group_size, params, seeds[start:end])
+                    out += self._generate_batch(prompts[start:end], group_size, params, seeds[start:end], stop)
             return out
         finally:
             self.model.train(was_training)
 
-    def _generate_batch(self, prompts, group_size, params, seeds) -> list[GroupRollout]:
+    def _generate_batch(self, prompts, group_size, params, seeds, stop=None) -> list[GroupRollout]:
         # The prefill covers prompt[:-1]; decoding starts by feeding prompt[-1] to every sample,
         # so each step is the same batched cascade forward and nothing needs the prefill's outputs.
         prefill, prefix_lengths = self._prefill(prompts)
+        _check(stop)
         use_graph = self.decode in ("graph", "auto") and self.device.type == "cuda" and not self._graphs_failed
         if self.decode == "static" or use_graph:
-            decoded = self._decode_static(prefill, prefix_lengths, prompts, group_size, params, seeds, use_graph)
+            decoded = self._decode_static(prefill, prefix_lengths, prompts, group_size, params, seeds, use_graph, stop)
             if decoded is not None:
                 return decoded
         self.decode_path = "dynamic"
-        return self._decode_dynamic(prefill, prefix_lengths, prompts, group_size, params, seeds)
+        return self._decode_dynamic(prefill, prefix_lengths, prompts, group_size, params, seeds, stop)
 
     def _prefill(self, prompts) -> tuple[PrefillContext, list[int]]:
         """Causal forward of every prompt but its last token, right-padded; keeps the K,V."""
@@ -186,12 +199,12 @@ class SharedPrefixGenerator:
         return prefill, prefix_lengths
 
     def _decode_static(self, prefill, prefix_lengths, prompts, group_size, params, seeds,
-                       use_graph: bool) -> list[GroupRollout] | None:
+                       use_graph: bool, stop=None) -> list[GroupRollout] | None:
         """The static decode (`engine/static.py`); None when the CUDA graph cannot be captured."""
         decode = StaticDecode(self.model, prefill, prefix_lengths, [p[-1] for p in prompts], group_size, params,
                               seeds, self.device)
         try:
-            steps = decode.run(self.check_every, graph=use_graph)
+            steps = decode.run(self.check_every, graph=use_graph, stop=stop)
         except Exception as exc:     # a capture failure of any kind: log once, decode without graphs
             if not use_graph:
                 raise
@@ -199,12 +212,13 @@ class SharedPrefixGenerator:
             LOG.warning("CUDA graph capture of the decode step failed (%s: %s); decoding without CUDA graphs "
                         "from now on", type(exc).__name__, exc)
             return None
+        _check(stop)
         self.decode_path = "cuda-graph" if use_graph else "static"
         tokens, logprobs, done = decode.results(steps)
         self.kv_bytes = max(self.kv_bytes, decode.kv_bytes())
         return _groups(prompts, group_size, tokens, logprobs, done)
 
-    def _decode_dynamic(self, prefill, prefix_lengths, prompts, group_size, params, seeds) -> list[GroupRollout]:
+    def _decode_dynamic(self, prefill, prefix_lengths, prompts, group_size, params, seeds, stop=None) -> list[GroupRollout]:
         """Today's decode: rows that stop leave the batch once half of it has; a host sync per step."""
         base, head = self.model.base_model, self.model.get_output_embeddings()
         n_prompts, device = len(prompts), self.device
@@ -216,11 +230,12 @@ class SharedPrefixGenerator:
         tokens = [[] for _ in range(n_prompts * group_size)]
         logprobs = [[] for _ in range(n_prompts * group_size)]
         done = [False] * (n_prompts * group_size)
-        stop = set(params.stop_token_ids)
+        stops = set(params.stop_token_ids)
         for step in range(params.max_new_tokens):
             live = [i for i, r in enumerate(rows.tolist()) if not done[r]]
             if not live:
                 break
+            _check(stop)
             if 2 * len(live) <= len(rows):                 # drop finished rows once half have stopped
                 keep = torch.tensor(live, device=device)
                 cascade.select(keep)
@@ -235,7 +250,7 @@ class SharedPrefixGenerator:
                 if not done[r]:
                     tokens[r].append(t)
                     logprobs[r].append(lp)
-                    done[r] = t in stop
+                    done[r] = t in stops
         self.kv_bytes = max(self.kv_bytes, cascade.kv_bytes())
         return _groups(prompts, group_size, tokens, logprobs, done)
 
@@ -250,6 +265,11 @@ class SharedPrefixGenerator:
         index = [where[r // group_size] + r % group_size if r // group_size in where else len(table) - 1
                  for r in rows]
         return table[torch.tensor(index, device=cpu)]
+
+
+def _check(stop: Callable[[], bool] | None) -> None:
+    if stop is not None and stop():
+        raise GenerationStopped("generation stopped on request")
 
 
 def _groups(prompts, group_size: int, tokens, logprobs, done) -> list[GroupRollout]:

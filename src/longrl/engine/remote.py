@@ -16,7 +16,9 @@ Servers that trim the stop token report it (SGLang `matched_stop`, vLLM `stop_re
 
 Weights: `sync_weights(model, version)` writes the model as a Hugging Face folder
 (`weights_dir/<version>`, safetensors; the server must see the same path), asks the server to
-reload it, and checks that the server reports `version` before anything else happens; every
+reload it, and checks that the server reports `version` before anything else happens (a server
+that names its reloads itself, as `longrl serve` does ("step-3@9f2c41d0"), says the name in the
+reload's reply, `weight_version`: that name is then the one checked, and `self.version`); every
 `generate` first checks the version again (and each reply's `metadata.weight_version` where the
 server gives one, as `longrl serve` does), so a server that restarted or was reloaded by someone
 else fails loudly instead of rolling out a stale policy. Reload protocols (`reload_api`):
@@ -172,10 +174,10 @@ class RemoteGenerator:
     def sync_weights(self, model, version: str) -> None:
         """Write `model` to weights_dir/<version>, have the server reload it, check it reports `version`."""
         path = save_weights(model, self.weights_dir / version)
-        asyncio.run(self._session(self._publish(path, version)))
+        served = asyncio.run(self._session(self._publish(path, version)))
         if self.published is not None and self.published != path:
             shutil.rmtree(self.published, ignore_errors=True)     # the server no longer reads it
-        self.version, self.published = version, path
+        self.version, self.published = served, path
 
     def generate(self, prompts: list[list[int]], group_size: int, params: SamplingParams,
                  seeds: list[int]) -> list[GroupRollout]:
@@ -228,7 +230,8 @@ class RemoteGenerator:
                 raise RolloutServerError(f"{self.cfg.base_url}/models lists no model; set rollout.server.model_name") from None
         return self.model_name
 
-    async def _publish(self, path: Path, version: str) -> None:
+    async def _publish(self, path: Path, version: str) -> str:
+        """Have the server load `path`; the version it now serves (`version`, or the name the server gave it)."""
         if self.cfg.reload_api == "sglang":
             payload = await self._send(self.control, "POST", "/update_weights_from_disk",
                                        {"model_path": str(path), "weight_version": version, "flush_cache": True},
@@ -236,6 +239,9 @@ class RemoteGenerator:
             if not isinstance(payload, dict) or payload.get("success") is not True:
                 message = payload.get("message") if isinstance(payload, dict) else payload
                 raise RolloutServerError(f"{self.control.base_url}/update_weights_from_disk refused {path}: {message}")
+            named = payload.get("weight_version")            # longrl serve names each reload itself
+            if isinstance(named, str) and named:
+                version = named
         else:
             await self._send(self.control, "POST", "/pause", {}, "pausing generation for a reload")
             try:
@@ -249,6 +255,7 @@ class RemoteGenerator:
         if reported != version:
             raise RolloutServerError(f"{self.control.base_url} reloaded {path} but reports weight version {reported!r}, "
                                      f"not {version!r}")
+        return version
 
     async def reported_version(self) -> str | None:
         """The weight version the server reports now."""

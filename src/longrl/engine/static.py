@@ -162,8 +162,9 @@ class StaticDecode:
         self.graph = graph
         self.reset()
 
-    def run(self, check_every: int = 8, graph: bool = False) -> int:
-        """Decode up to max_new_tokens steps, stopping early once every row is done; returns the steps run.
+    def run(self, check_every: int = 8, graph: bool = False, stop=None) -> int:
+        """Decode up to max_new_tokens steps, stopping early once every row is done (or, before a step,
+        `stop()` says so: the caller then drops the results); returns the steps run.
 
         With graph=True the step is captured first (CUDA only) and replayed; exceptions from the
         capture propagate (the caller falls back), the step state is then undefined.
@@ -173,6 +174,8 @@ class StaticDecode:
         run = self.graph.replay if self.graph is not None else self.step
         steps = 0
         while steps < self.steps:
+            if stop is not None and stop():
+                break
             run()
             steps += 1
             if self.stops is not None and steps % check_every == 0 and bool(self.done.all()):

@@ -6,12 +6,16 @@
 The RL trainer writes the policy after each update for a rollout server to reload (`engine/remote.py`);
 `longrl serve` loads such a folder into the model it serves (`serve/`). The folder is a Hugging Face
 checkpoint, so SGLang and vLLM read it too. Loading is all or nothing: names, shapes and finiteness
-are checked first, and a bad folder leaves the served weights as they were.
+are checked first, and a bad folder leaves the served weights as they were. Only regular files
+inside the folder are read: an index naming a shard elsewhere (`../x`, an absolute path, a symlink
+out of the folder) or a shard that is a FIFO, device or folder is refused before anything is opened.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import torch
@@ -43,21 +47,40 @@ def save_weights(model, path: str | Path) -> Path:
 
 
 def weight_files(folder: str | Path) -> list[Path]:
-    """The safetensors files of a folder: the shards its index names, else every *.safetensors file."""
+    """The safetensors files of a folder: the shards its index names, else every *.safetensors file;
+    each a regular file inside the folder (WeightsError otherwise, before any is opened)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise WeightsError(f"{folder}: no such folder")
     index = folder / INDEX
     if index.is_file():
+        _regular_inside(folder, index)
         try:
-            names = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
+            names = set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values())
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise WeightsError(f"{index}: not a safetensors index ({type(exc).__name__})") from None
-        return [folder / name for name in names]
+        odd = [n for n in names if not isinstance(n, str) or not n or n != os.path.basename(n) or n in (".", "..")]
+        if odd:
+            raise WeightsError(f"{index}: shard {odd[0]!r} is not a file name in {folder}")
+        return [_regular_inside(folder, folder / name) for name in sorted(names)]
     files = sorted(folder.glob("*.safetensors"))
     if not files:
         raise WeightsError(f"{folder}: no *.safetensors weights")
-    return files
+    return [_regular_inside(folder, file) for file in files]
+
+
+def _regular_inside(folder: Path, file: Path) -> Path:
+    """`file`, once it is known to resolve to a regular file inside `folder` (symlinks followed)."""
+    real = file.resolve()
+    if not real.is_relative_to(folder.resolve()):
+        raise WeightsError(f"{file}: points outside {folder}")
+    try:
+        mode = os.stat(real).st_mode
+    except OSError as exc:
+        raise WeightsError(f"{file}: cannot be read ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(mode):
+        raise WeightsError(f"{file}: not a regular file")
+    return file
 
 
 def read_tensors(folder: str | Path) -> dict[str, torch.Tensor]:

@@ -57,7 +57,7 @@ def bench_rollout_server(args: argparse.Namespace) -> dict:
     engine = SharedPrefixGenerator(policy, tokenizer.pad_token_id, groups_per_batch=prompts_n)
     worker = ModelWorker(copy.deepcopy(policy), tokenizer, "tiny-base", cfg.path, groups_per_batch=prompts_n)
     times: dict[str, list[float]] = {"engine": [], "server": [], "sync": [], "write": []}
-    with tempfile.TemporaryDirectory() as tmp, ModelServer(worker, port=0) as server:
+    with tempfile.TemporaryDirectory() as tmp, ModelServer(worker, port=0, weights_root=tmp) as server:
         remote = RemoteGenerator(RolloutServerConfig(base_url=server.url, api_key_env=None, timeout_s=300),
                                  Path(tmp) / "served")
         remote.sync_weights(policy, "warm-up")

@@ -16,6 +16,11 @@ ignored; other unknown fields are ignored, as SGLang does. Replies carry `choice
 `prompt_token_ids` when `return_token_ids` is set, the stop token that ended a choice
 (`matched_stop`, SGLang's name, and `stop_reason`, vLLM's), usage counts, and
 `metadata.weight_version`: the weights that produced them.
+
+Work cap: a request may ask for at most `Served.max_request_tokens` tokens of work, counted as the
+sum over its prompts of n x (prompt tokens + max_tokens) (the K,V positions its samples may hold,
+the shared prompt counted per sample); past it the request is refused with HTTP 400 before any
+work starts (default: `serve/limits.py`).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from longrl.engine.generate import GroupRollout, SamplingParams, group_seed
+from longrl.serve.limits import MAX_REQUEST_TOKENS
 
 MAX_N = 256                # samples per request
 COMPLETION_MAX_TOKENS = 16  # OpenAI's default for /completions
@@ -59,6 +65,7 @@ class Served:
     stops: tuple[int, ...]       # the model's end-of-turn ids (longrl's stop rule)
     vocab_size: int
     context: int                 # max positions: prompt + completion must fit
+    max_request_tokens: int = MAX_REQUEST_TOKENS   # the work cap (module docstring)
 
 
 @dataclass(frozen=True)
@@ -163,7 +170,22 @@ def _sampling(body: dict, served: Served, prompts: list[list[int]], default_max_
     seeds = [seed if i == 0 else group_seed(seed, i) for i in range(len(prompts))]
     params = SamplingParams(max_new_tokens=max_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
                             stop_token_ids=stops)
+    _check_work(prompts, n, max_tokens, served)
     return n, params, seeds
+
+
+def request_tokens(prompts: list[list[int]], n: int, max_tokens: int) -> int:
+    """A request's work: the sum over its prompts of n x (prompt tokens + max_tokens)."""
+    return sum(n * (len(p) + max_tokens) for p in prompts)
+
+
+def _check_work(prompts: list[list[int]], n: int, max_tokens: int, served: Served) -> None:
+    work = request_tokens(prompts, n, max_tokens)
+    if work > served.max_request_tokens:
+        size = f"{len(prompts)} prompt(s) of up to {max(map(len, prompts))} tokens x n={n} x (prompt + max_tokens={max_tokens})"
+        raise RequestError(400, f"this request asks for {work:,} tokens of work ({size}); this server takes at most "
+                                f"{served.max_request_tokens:,} per request: lower n, max_tokens or the number of prompts, "
+                                "or split the request")
 
 
 def _flags(body: dict) -> tuple[bool, bool]:
