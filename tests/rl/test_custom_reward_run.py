@@ -84,7 +84,7 @@ def test_with_a_rollout_server_the_trainer_scores_with_the_custom_function(tmp_p
 
     (tmp_path / "my_reward.py").write_text(MARKING)
     model = build_tiny_model(tiny_arch, tokenizer)                     # the policy's architecture: it reloads its weights
-    with ModelServer(ModelWorker(model, tokenizer, "policy", "startup"), port=0) as server:
+    with ModelServer(ModelWorker(model, tokenizer, "policy", "startup"), port=0, weights_root=tmp_path) as server:
         url = server.url
         assert main(["rl", "--config", str(SMOKE), "--out", str(tmp_path / "run"), *CUSTOM, f"model.path={stoppy_model_dir}",
                      "run.torch_threads=1", f"reward.custom.path={tmp_path / 'my_reward.py'}", "rollout.backend=server",
