@@ -108,6 +108,7 @@ from longrl.tracking import (
     Timers,
     check_run_dir,
     dump_samples,
+    holds_run_dir,
     prepare_run_dir,
 )
 
@@ -161,6 +162,7 @@ def is_finished(out: Path, cfg: Config) -> bool:
     return (out / "final").is_dir() and bool(found) and found[-1][0] >= cfg.train.steps
 
 
+@holds_run_dir
 def train(cfg: Config, out: str | Path, items: list[Sample] | None = None, phase: str = "rl") -> Path:
     """Run RL as `cfg` says, or resume it from `out`; returns the final policy folder `out/final`.
 
