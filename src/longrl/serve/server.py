@@ -25,6 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from longrl.engine.generate import stop_token_ids
+from longrl.limits import LimitError, load_json
 from longrl.models.weights import WeightsError
 from longrl.serve.protocol import RequestError, Served, build_reply, parse_chat, parse_completion
 from longrl.serve.worker import ModelWorker
@@ -172,7 +173,10 @@ class _Handler(BaseHTTPRequestHandler):
             return
         raw = self.rfile.read(length)
         try:
-            body = json.loads(raw) if raw else {}
+            body = load_json(raw) if raw else {}
+        except LimitError as exc:       # too deep, or a lone surrogate ("\ud800": no text can hold it)
+            self._reply(400, _error(400, f"the request body is refused: its JSON {exc}"))
+            return
         except ValueError:
             self._reply(400, _error(400, "the request body is not JSON"))
             return
