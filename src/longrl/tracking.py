@@ -156,6 +156,9 @@ def record_holder(out: str | Path) -> None:
     fd = _HELD.get(str(Path(out).resolve()))
     if fd is None:
         return
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        if load_json(os.pread(fd, 1 << 16, 0)).get("pid") == os.getpid():
+            return                       # recorded by this process already (a stage run again in-process)
     info = {"pid": os.getpid(), "host": socket.gethostname(),
             "since": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
             "command": " ".join(["longrl", *sys.argv[1:]])[:500]}
