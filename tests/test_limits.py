@@ -1,12 +1,11 @@
 """limits.py: JSON nesting and YAML alias expansion are bounded, never a RecursionError or a hang; lone
 surrogates and files that are not small regular files are refused where they are read."""
 
+import os
 import time
 
 import pytest
 import yaml
-
-import os
 
 from longrl.limits import (
     MAX_DEPTH,
