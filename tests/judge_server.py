@@ -10,12 +10,13 @@ Used through the `judge_server` fixture (conftest.py):
         judge_server.max_in_flight  # most requests handled at once
 
 By default the server answers [[YES]] when the prediction field equals one of the gold lines
-(case-insensitive), else [[NO]], like a sensible judge would; it reads longrl's tagged prompt and the
+(case-insensitive), else [[NO]], like a sensible judge would; it reads longrl's prompt (a JSON object) and the
 published one ("Answer 1" the prediction, "Answer 2" the gold). The HTTP side is tests/loopback.py.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,10 +37,16 @@ class Reply(Answer):
 
 
 def field_of(body: dict, name: str) -> str:
-    """A tagged field (<prediction>...</prediction>) of the user message of a judge request."""
+    """A field ("question", "prediction", "gold") of the JSON object in the user message of a longrl judge request."""
     user = body["messages"][-1]["content"]
-    match = re.search(rf"<{name}>\n(.*?)\n</{name}>", user, re.DOTALL)
-    return match.group(1) if match else ""
+    start = user.find("{")
+    if start < 0:
+        return ""
+    try:
+        fields, _ = json.JSONDecoder().raw_decode(user, start)
+    except ValueError:
+        return ""
+    return fields.get(name, "") if isinstance(fields, dict) else ""
 
 
 PUBLISHED_USER_RE = re.compile(r"\nProblem: (.*)\nAnswer 1: (.*)\nAnswer 2: (.*)\n", re.DOTALL)

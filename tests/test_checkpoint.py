@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 
 import numpy as np
 import pytest
@@ -152,3 +153,44 @@ def test_checkpoints_without_a_manifest_still_resume_and_fall_back(tmp_path):
     said = []
     assert checkpoint.resume(tmp_path, net, opt, say=said.append) == {"step": 2, "cursor": 2}
     assert "unreadable model.safetensors" in said[0]
+
+
+def rewrite_state(path, **changes):
+    """Edit a checkpoint's state.json and record the edit in its manifest, as a deliberate tamper would."""
+    import json
+
+    state_file = path / "state.json"
+    payload = json.loads(state_file.read_text())
+    for key, value in changes.items():
+        if key == "cursor":
+            payload["state"]["cursor"] = value
+        else:
+            payload[key] = value
+    state_file.write_text(json.dumps(payload))
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["files"]["state.json"] = {"bytes": state_file.stat().st_size, "sha256": checkpoint.sha256(state_file)}
+    (path / "manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"step": -5}, r"field 'step': -5 is not a step number"),
+    ({"step": 10**30}, r"field 'step': 10{30} is not a step number"),
+    ({"step": 7}, r"field 'step': 7 is not the step of the folder step-00000003"),
+    ({"step": True}, r"field 'step': True is not a step number"),
+    ({"cursor": -1}, r"field 'state.cursor': -1 is not a data position"),
+    ({"cursor": "12"}, r"field 'state.cursor': '12' is not a data position"),
+    ({"cursor": 2.5}, r"field 'state.cursor': 2.5 is not a data position"),
+    ({"state": []}, r"field 'state': expected an object, got list"),
+])
+def test_a_tampered_state_json_is_refused_not_trusted(tmp_path, change, message):
+    """Issue 25, case 9: a negative or huge step, or a bad cursor, was trusted (manifest updated to match)."""
+    net, opt = trained()
+    checkpoint.save(tmp_path, 2, net, opt, None, {"cursor": 8, "phase": "p1"})
+    path = checkpoint.save(tmp_path, 3, net, opt, None, {"cursor": 12, "phase": "p1"})
+    rewrite_state(path, **change)
+    said = []
+    state = checkpoint.resume(tmp_path, *trained(seed=9, steps=1), say=said.append)   # falls back to step 2
+    assert state["step"] == 2 and state["cursor"] == 8
+    assert re.search(message, said[0]) and "moved aside to step-00000003.damaged" in said[0]
+    with pytest.raises(CheckpointError, match=message):
+        checkpoint.load(tmp_path / "checkpoints" / "step-00000003.damaged", *trained(seed=9, steps=1))

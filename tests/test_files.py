@@ -125,3 +125,18 @@ def test_remove_leftovers_clears_only_what_killed_writes_leave(tmp_path):
     assert removed == [".final.abc.tmp", ".final.old", ".step-00000002.jsonl.x1.tmp", ".step-00000004.k2j3.tmp"]
     assert sorted(p.name for p in tmp_path.iterdir()) == [".hidden", "config.yaml", "notes.tmp", "step-00000002.jsonl"]
     assert remove_leftovers(tmp_path / "missing") == []
+
+
+def test_write_failures_wrapped_by_libraries_are_recognised():
+    """safetensors and torch.save report a full disk in their own error types (issue 25, case 9)."""
+    import errno
+
+    from longrl.files import write_failure
+
+    rust = Exception("Error while serializing: I/O error: No space left on device (os error 28)")
+    assert write_failure(rust).errno == errno.ENOSPC and write_failure(rust).strerror == "No space left on device"
+    torch_cut = RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534")
+    assert "is the disk full?" in write_failure(torch_cut).strerror
+    assert write_failure(OSError(errno.EFBIG, "File too large")).errno == errno.EFBIG
+    assert write_failure(OSError(errno.ENOENT, "No such file")) is None            # the caller's own bug, not the disk
+    assert write_failure(ValueError("bad value")) is None and write_failure(KeyboardInterrupt()) is None

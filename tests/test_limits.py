@@ -1,11 +1,21 @@
-"""limits.py: JSON nesting and YAML alias expansion are bounded, never a RecursionError or a hang."""
+"""limits.py: JSON nesting and YAML alias expansion are bounded, never a RecursionError or a hang; lone
+surrogates and files that are not small regular files are refused where they are read."""
 
+import os
 import time
 
 import pytest
 import yaml
 
-from longrl.limits import MAX_DEPTH, LimitError, check_expansion, load_json, load_yaml
+from longrl.limits import (
+    MAX_DEPTH,
+    LimitError,
+    check_expansion,
+    load_json,
+    load_yaml,
+    read_small_file,
+    replace_lone_surrogates,
+)
 
 BOMB = """model:
   rope_scaling:
@@ -59,3 +69,29 @@ def test_recursive_alias_and_deep_yaml_are_refused():
     with pytest.raises(yaml.YAMLError):  # syntax errors stay what they were
         load_yaml("a: [1, 2")
     assert load_yaml("a: &x {k: 1}\nb: *x\n") == {"a": {"k": 1}, "b": {"k": 1}}
+
+
+def test_lone_surrogates_are_refused_and_pairs_kept():
+    """Issue 25, case 9: "\ud800" decoded into a string no UTF-8 file or tokenizer takes, and failed far away."""
+    for text in ['{"a": "x\\ud800"}', b'["\\uDFFF"]', '{"\\udbff": 1}', '{"a": {"b": ["ok", "\\ud800\\ud800"]}}']:
+        with pytest.raises(LimitError, match=r"holds a lone surrogate \\ud[89a-f][0-9a-f]{2} \(half of a UTF-16 pair"):
+            load_json(text)
+    assert load_json('{"a": "\\ud83d\\ude00", "b": "\\\\ud800"}') == {"a": "\U0001f600", "b": "\\ud800"}
+    assert replace_lone_surrogates({"a": ["x\ud800y", 1], "b": "\U0001f600"}) == {"a": ["x\ufffdy", 1], "b": "\U0001f600"}
+
+
+def test_small_files_only_from_regular_files(tmp_path):
+    """Issue 25, case 9: a config.yaml linked to /dev/zero was read until memory ran out."""
+    (tmp_path / "c.yaml").write_text("a: 1\n")
+    assert read_small_file(tmp_path / "c.yaml") == b"a: 1\n"
+    os.symlink("/dev/zero", tmp_path / "zero.yaml")
+    with pytest.raises(LimitError, match="is not a regular file"):
+        read_small_file(tmp_path / "zero.yaml")
+    os.mkfifo(tmp_path / "fifo")
+    with pytest.raises(LimitError, match="is not a regular file"):
+        read_small_file(tmp_path / "fifo")                      # no writer: opened without waiting for one
+    (tmp_path / "big").write_bytes(b"x" * 101)
+    with pytest.raises(LimitError, match="is larger than 100 bytes"):
+        read_small_file(tmp_path / "big", limit=100)
+    with pytest.raises(FileNotFoundError):
+        read_small_file(tmp_path / "missing")

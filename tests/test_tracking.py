@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -11,13 +16,18 @@ import yaml
 from longrl.config import load_config
 from longrl.errors import ConfigError
 from longrl.tracking import (
+    LOCK,
     MetricsLog,
+    RunDirBusy,
     StepProgress,
     Timers,
+    check_run_dir,
     dump_samples,
     format_progress,
+    holds_run_dir,
     prepare_run_dir,
     read_metrics,
+    release_run_dir,
 )
 
 
@@ -26,8 +36,23 @@ def test_prepare_run_dir_writes_config_and_refuses_a_changed_one(tmp_path):
     out = prepare_run_dir(tmp_path / "run", cfg)
     assert yaml.safe_load((out / "config.yaml").read_text())["run"]["seed"] == 3
     assert prepare_run_dir(out, cfg) == out                               # same config: resume
+    (out / "metrics.jsonl").write_text('{"step": 1}\n')                  # the run made progress
     with pytest.raises(ConfigError, match=r"different config \(changed: algo.kl_coef, run.seed\)"):
         prepare_run_dir(out, load_config(None, ["run.seed=4", "algo.kl_coef=0.1"]))
+
+
+def test_a_run_that_made_no_progress_takes_the_new_config(tmp_path):
+    """Issue 25, case 8: a start that failed at its first step left config.yaml, and the corrected command was refused."""
+    out = prepare_run_dir(tmp_path / "run", load_config(None, ["rollout.group_size=512"]))
+    for name in ("metrics.jsonl", "item_scores.jsonl", "log.txt"):
+        (out / name).write_text("" if name != "log.txt" else "12:00:00 $ longrl rl ...\n")
+    (out / "checkpoints").mkdir()
+    prepare_run_dir(out, load_config(None, ["rollout.group_size=8"]))
+    assert yaml.safe_load((out / "config.yaml").read_text())["rollout"]["group_size"] == 8
+    (out / "checkpoints" / "step-00000001").mkdir()
+    (out / "checkpoints" / "step-00000001" / "state.json").write_text("{}")
+    with pytest.raises(ConfigError, match=r"different config \(changed: rollout.group_size\)"):
+        prepare_run_dir(out, load_config(None, ["rollout.group_size=4"]))
 
 
 def test_prepare_run_dir_accepts_settings_added_by_a_newer_version(tmp_path):
@@ -147,3 +172,85 @@ def test_metrics_log_names_its_file_when_the_disk_is_full(tmp_path):
     path = tmp_path / "metrics.jsonl"
     out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True).stdout
     assert out.strip() == f"cannot write {path}: File too large"
+
+
+HOLDER = """
+import sys, time
+from longrl.config import load_config
+from longrl.tracking import prepare_run_dir
+prepare_run_dir(sys.argv[1], load_config(None, sys.argv[2:]))
+print("held", flush=True)
+time.sleep(600)
+"""
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def hold_in_another_process(out: Path, *overrides: str) -> subprocess.Popen:
+    """A process that starts a run in `out` (prepare_run_dir) and stays, as a long run does."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(out), *overrides], stdout=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def files_of(folder: Path) -> dict[str, tuple[bytes, int]]:
+    return {str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file()}
+
+
+def test_a_second_command_on_a_running_directory_exits_2_at_once_and_touches_nothing(tmp_path, capsys):
+    """Issue 25, case 7: a second identical command on one --out rewrote the running one's metrics."""
+    from longrl.cli import main
+
+    out = tmp_path / "run"
+    smoke = str(ROOT / "configs" / "smoke.yaml")
+    holder = hold_in_another_process(out)
+    try:
+        (out / "metrics.jsonl").write_text('{"step": 1}\n')
+        before = files_of(out)
+        record = json.loads((out / LOCK).read_text())
+        assert record["pid"] == holder.pid and record["command"].startswith("longrl")
+        with pytest.raises(RunDirBusy, match=rf"run is in use by another longrl process \(pid {holder.pid} on "):
+            check_run_dir(out, load_config(None))
+        assert main(["rl", "--config", smoke, "--out", str(out), "train.steps=1"]) == 2
+        err = capsys.readouterr().err
+        assert f"longrl rl: error: {out} is in use by another longrl process (pid {holder.pid}" in err
+        assert "or use another --out" in err and len(err.strip().splitlines()) == 1
+        assert files_of(out) == before                                      # not a byte, not a timestamp
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    # the holder was killed: its lock died with it, and the next command takes the directory over
+    assert check_run_dir(out, load_config(None)) == out
+    prepare_run_dir(out, load_config(None))
+    assert json.loads((out / LOCK).read_text())["pid"] == os.getpid()
+    release_run_dir(out)
+
+
+def test_a_stage_gives_its_lock_up_when_it_returns_and_nested_stages_do_not_deadlock(tmp_path):
+    cfg = load_config(None)
+    parent = tmp_path / "pipeline"
+
+    @holds_run_dir
+    def stage(folder):
+        prepare_run_dir(folder, cfg)
+        prepare_run_dir(folder, cfg)                     # this process again: no deadlock
+        return folder
+
+    @holds_run_dir
+    def pipeline():
+        prepare_run_dir(parent, cfg)
+        stage(parent / "phase1")                         # a stage inside the pipeline's directory
+        stage(parent)                                    # even the same directory
+        assert lock_elsewhere(parent) == 3 and lock_elsewhere(parent / "phase1") == 0  # the pipeline's still held
+        return stage(parent / "phase2")
+
+    pipeline()
+    assert [lock_elsewhere(f) for f in (parent, parent / "phase1", parent / "phase2")] == [0, 0, 0]  # all given up
+
+
+def lock_elsewhere(folder: Path) -> int:
+    """Exit status of another process that tries to take `folder`: 0 taken, 3 busy."""
+    code = ("import sys\nfrom longrl.tracking import RunDirBusy, lock_run_dir\n"
+            "try:\n    lock_run_dir(sys.argv[1])\nexcept RunDirBusy:\n    sys.exit(3)\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    return subprocess.run([sys.executable, "-c", code, str(folder)], env=env, timeout=120).returncode

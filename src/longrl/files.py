@@ -3,7 +3,8 @@
 A crash, Ctrl-C or a bad row half-way through leaves the previous file (or none) in place,
 never a half-written one; `remove_leftovers` clears the temporaries a kill left behind. Outputs
 get the modes plain `open`/`mkdir` would give under the umask, and every refusal of the system
-(a read-only place, a file in the way, a full disk) is an OutputError naming the path.
+(a read-only place, a file in the way, a full disk) is an OutputError naming the path, also when a
+library reports it in its own error type (safetensors, torch.save: `write_failure`).
 """
 
 from __future__ import annotations
@@ -57,8 +58,9 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None =
     except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        if isinstance(exc, OSError) and (finishing or exc.errno in WRITE_ERRNOS):
-            raise OutputError(str(path), explain(path, exc)) from None
+        failure = write_failure(exc, finishing)
+        if failure is not None:
+            raise OutputError(str(path), explain(path, failure)) from None
         raise
 
 
@@ -94,9 +96,37 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
         publish_dir(tmp, path)
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(exc, OSError) and (finishing or exc.errno in WRITE_ERRNOS):
-            raise OutputError(str(path), explain(path, exc)) from None
+        failure = write_failure(exc, finishing)
+        if failure is not None:
+            raise OutputError(str(path), explain(path, failure)) from None
         raise
+
+
+# How libraries report a write the system refused inside their own error types: safetensors (Rust)
+# "Error while serializing: I/O error: No space left on device (os error 28)"; torch.save's zip writer
+# "PytorchStreamWriter failed writing file ..." or "[enforce fail at inline_container.cc] . unexpected pos".
+_RUST_OS_ERROR_RE = re.compile(r"\(os error (\d+)\)")
+_TORCH_WRITE_FAILURES = ("PytorchStreamWriter failed writing", "unexpected pos")
+
+
+def write_failure(exc: BaseException, finishing: bool = False) -> OSError | None:
+    """The OSError to report for an exception raised while writing an output, or None (not a refused write).
+
+    An OSError counts when it is a write errno (WRITE_ERRNOS) or came while finishing (fsync, rename);
+    a library's own error counts when it wraps an OS error code or is torch's failed-write message.
+    """
+    if isinstance(exc, OSError):
+        return exc if finishing or exc.errno in WRITE_ERRNOS else None
+    if not isinstance(exc, Exception):
+        return None
+    text = str(exc)
+    match = _RUST_OS_ERROR_RE.search(text)
+    if match:
+        code = int(match.group(1))
+        return OSError(code, os.strerror(code))
+    if isinstance(exc, RuntimeError) and any(marker in text for marker in _TORCH_WRITE_FAILURES):
+        return OSError(errno.EIO, "the write stopped part-way (is the disk full?)")
+    return None
 
 
 def publish_dir(tmp: Path, path: Path) -> None:

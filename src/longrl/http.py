@@ -19,7 +19,8 @@ says which variable to set, so keyless local servers work with the default confi
 Bearer token, and replaced by "***" in every error text, in any encoding a server may echo it in
 (raw, JSON-escaped, percent-encoded: `longrl.secrets`); reprs never hold it. Credentials in the
 base URL (`http://user:key@host/v1`) are used for the requests but shown as `http://***@host/v1`
-(`base_url`, `url()`, errors) and redacted like the key.
+(`base_url`, `url()`, errors) and redacted like the key. A reply's lone UTF-16 surrogates (`"\\ud800"`, half
+a character, which no UTF-8 file takes) become U+FFFD: a server's text is output to keep, not input to refuse.
 
 Connections: `concurrency` slots spread over lanes of LANE_CONNECTIONS keep-alive connections, one
 httpx.AsyncClient per lane, sharing one TLS context. A single httpx pool rescans all its connections
@@ -41,6 +42,7 @@ from typing import Any
 import httpx
 
 from longrl.errors import UserError
+from longrl.limits import replace_lone_surrogates
 from longrl.secrets import display_url, redact, url_secrets
 
 LANE_CONNECTIONS = 8        # connections per httpx client: its pool does work quadratic in its size on every request
@@ -178,7 +180,7 @@ class OpenAIClient:
                 status = response.status_code
                 if status == 200:
                     try:
-                        return Reply(response.json(), attempt)
+                        return Reply(replace_lone_surrogates(response.json()), attempt)   # model text: U+FFFD
                     except ValueError:
                         raise self._error(url, f"malformed reply (not JSON): {snippet(response.text)}", attempt, status) from None
                 problem = self._status_problem(response)

@@ -79,7 +79,7 @@ from longrl.report import write_report
 from longrl.rl.trainer import train
 from longrl.sft.control import long_control_config, traced_items
 from longrl.sft.trainer import train_sft
-from longrl.tracking import check_run_dir, prepare_run_dir, read_metrics
+from longrl.tracking import check_run_dir, holds_run_dir, prepare_run_dir, read_metrics
 
 
 def stage_done(path: Path) -> dict[str, Any] | None:
@@ -239,6 +239,7 @@ def run_eval(cfg: Config, out: Path, models: dict[str, str], tokenizer, device: 
     return summaries
 
 
+@holds_run_dir
 def run_pipeline(cfg: Config, out: str | Path) -> dict[str, Any]:
     """Run (or resume) the whole recipe in `out`; returns {"models": {...}, "eval": {name: summary}}."""
 

@@ -57,7 +57,7 @@ from longrl.rewards.hybrid import HybridReward, RewardInput
 from longrl.sft.packing import encode_example
 from longrl.sft.trainer import LoopSettings, train_loop
 from longrl.trackers import Trackers
-from longrl.tracking import check_run_dir, prepare_run_dir, read_metrics
+from longrl.tracking import check_run_dir, holds_run_dir, prepare_run_dir, read_metrics
 
 DEFAULT_EVAL_LENGTHS = 4
 SEED_BITS = 48          # the item streams' seeds (the shipped base was trained on these exact streams)
@@ -250,6 +250,7 @@ def save_checked(model, tokenizer, final: Path, cfg, items: list, probes: list, 
     return provenance
 
 
+@holds_run_dir
 def pretrain(cfg: Config, out: str | Path) -> dict:
     """Train (or resume) the base model as `cfg.pretrain` says; returns its PROVENANCE (accuracy included).
 

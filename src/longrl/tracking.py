@@ -11,7 +11,18 @@
         progress.update(3, row)                  # one live line: bar + the step's key metrics
 
 Rerunning a command on the same directory resumes it, so a directory whose config.yaml differs
-from the new config is refused (use a new --out, or delete the directory). Settings present on
+from the new config is refused (use a new --out, or delete the directory), unless the run there
+made no progress at all (nothing but config.yaml, log.txt and empty files or folders: a start that
+failed at its first step): then the new config replaces it.
+
+One run per directory: a command holds an exclusive lock on `DIR/.lock` (`fcntl.flock`) from the
+moment it finds the directory (`check_run_dir`, or `prepare_run_dir` for a new one) until the stage
+returns (`holds_run_dir`) or the process ends. A second command on the same directory exits 2 at
+once, naming the process that holds it, and changes no file. The lock dies with its process (a
+killed run leaves no stale lock: the next command takes it over); a process may take its own lock
+again (a pipeline's stages run inside its directory, each in a folder of its own with its own
+lock). Under torchrun rank 0 holds it for all ranks. `.lock` records the holder (pid, host, start,
+command) once the run starts. Settings present on
 one side only (added by a newer longrl) and display settings (DISPLAY_KEYS: progress, trackers, metric_names)
 do not count as differences. Preparing a directory again removes what a killed write left in it
 (`.NAME.XXXX.tmp` files and folders in the run directory, `checkpoints/` and `samples/`).
@@ -20,12 +31,18 @@ do not count as differences. Preparing a directory again removes what a killed w
 from __future__ import annotations
 
 import contextlib
+import datetime
+import fcntl
+import functools
 import json
 import math
+import os
+import socket
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from rich.progress import (
@@ -38,9 +55,9 @@ from rich.progress import (
 )
 
 from longrl.console import plain_progress, progress_kind, secondary_rank, start_run_log, stderr_console
-from longrl.errors import ConfigError, OutputError
-from longrl.files import atomic_open, atomic_write_text, explain, make_dirs, remove_leftovers
-from longrl.limits import load_json, load_yaml
+from longrl.errors import ConfigError, OutputError, UserError
+from longrl.files import atomic_open, atomic_write_text, explain, make_dirs, remove_leftovers, umask
+from longrl.limits import load_json, load_yaml, read_small_file
 from longrl.secrets import scrub_urls
 from longrl.trackers import Trackers
 
@@ -54,40 +71,178 @@ def to_yaml(cfg) -> str:
 DISPLAY_KEYS = {"run.progress", "run.log_every", "run.trackers", "run.wandb_project", "run.metric_names"}
 
 
+LOCK = ".lock"                          # the run directory's lock file (see the module docstring)
+RECORDS = {"config.yaml", "log.txt", LOCK}  # what a start writes before its first step
+_HELD: dict[str, int] = {}               # resolved run directory -> the open, locked .lock file descriptor
+
+
+class RunDirBusy(UserError):
+    """Another process holds the run directory's lock (a run is going on there)."""
+
+
 def recorded_config(existing: Path):
-    """The config a run directory recorded (bounded YAML); ConfigError when it is unreadable."""
+    """The config a run directory recorded (bounded YAML, a small regular file); ConfigError when it is unreadable."""
     try:
-        return load_yaml(existing.read_bytes().decode("utf-8"))
-    except (ValueError, yaml.YAMLError) as exc:  # UnicodeDecodeError and LimitError are ValueErrors
+        return load_yaml(read_small_file(existing).decode("utf-8"))
+    except (OSError, ValueError, yaml.YAMLError) as exc:  # UnicodeDecodeError and LimitError are ValueErrors
         raise ConfigError(f"{existing}: the recorded config of this run is unreadable ({exc}); "
                           "use another --out, or delete that file to start the run again") from None
 
 
+def made_progress(out: Path, limit: int = 10_000) -> bool:
+    """Whether a run directory holds anything besides its records (config.yaml, log.txt, .lock) and empty
+    files or folders; more than `limit` entries count as progress without looking further."""
+    seen = 0
+    for folder, dirs, files in os.walk(out):
+        seen += len(dirs) + len(files)
+        if seen > limit:
+            return True
+        for name in files:
+            path = Path(folder) / name
+            if Path(folder) == out and name in RECORDS:
+                continue
+            with contextlib.suppress(OSError):
+                if path.is_symlink() or path.stat().st_size > 0:
+                    return True
+    return False
+
+
 def check_run_dir(out: str | Path, cfg) -> Path:
-    """Refuse a directory whose config.yaml differs from `cfg` (ConfigError); writes nothing.
+    """Refuse a directory whose config.yaml differs from `cfg` (ConfigError), or that another process
+    is running in (RunDirBusy); then hold its lock. Writes nothing.
 
     Called before any work, so a refused rerun changes nothing; `prepare_run_dir` writes once the run
-    starts for real (models and data loaded), so a start that fails leaves no config.yaml behind.
+    starts for real (models and data loaded), so a start that fails leaves no config.yaml behind. A
+    directory whose run made no progress (`made_progress`) takes the new config instead of refusing it.
     """
     out = Path(out)
+    if out.is_dir():
+        lock_run_dir(out)                # first: a directory in use is refused whatever its config
     existing = out / "config.yaml"
-    if existing.exists():
+    if existing.exists() or existing.is_symlink():
         changed = sorted(set(_diff_keys(recorded_config(existing), yaml.safe_load(to_yaml(cfg)))) - DISPLAY_KEYS)
-        if changed:
+        if changed and made_progress(out):
             raise ConfigError(f"{out} holds a run with a different config (changed: {', '.join(changed[:8])}); "
                               "use another --out to start a new run, or the same config to resume")
     return out
 
 
-def prepare_run_dir(out: str | Path, cfg) -> Path:
-    """Create the run directory, write config.yaml and open its log.txt: the run starts for real.
+def lock_run_dir(out: str | Path) -> None:
+    """Hold the exclusive lock of run directory `out` (which exists) for this process; RunDirBusy when
+    another process holds it. A lock this process holds already is kept; ranks other than 0 take none."""
+    out = Path(out)
+    key = str(out.resolve())
+    if key in _HELD or secondary_rank():
+        return
+    path = out / LOCK
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666 & ~umask())
+    except OSError as exc:
+        raise OutputError(str(path), explain(path, exc)) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise RunDirBusy(f"{out} is in use by {describe_holder(path)}; wait for it to end (or stop it), "
+                         "or use another --out") from None
+    except OSError as exc:           # a filesystem without locks: say so rather than run unguarded
+        os.close(fd)
+        raise OutputError(str(path), f"cannot lock it ({exc.strerror or exc})") from None
+    _HELD[key] = fd
 
-    Refuses a directory that holds a run with a different config (`check_run_dir`). Settings present
-    on one side only (added by a newer longrl) are recorded, not refused.
+
+def record_holder(out: str | Path) -> None:
+    """Write who holds the lock of `out` (pid, host, start, command) into its .lock file (lock held)."""
+    fd = _HELD.get(str(Path(out).resolve()))
+    if fd is None:
+        return
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        if load_json(os.pread(fd, 1 << 16, 0)).get("pid") == os.getpid():
+            return                       # recorded by this process already (a stage run again in-process)
+    info = {"pid": os.getpid(), "host": socket.gethostname(),
+            "since": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "command": " ".join(["longrl", *sys.argv[1:]])[:500]}
+    data = (json.dumps(info) + "\n").encode()
+    with contextlib.suppress(OSError):   # a courtesy for the message of a refused command, never fatal
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, data, 0)
+
+
+def describe_holder(path: Path) -> str:
+    """'another longrl process (pid 123 on host, since ..., running: longrl rl ...)' from the lock's record
+    and, on Linux, /proc/locks (which knows the holder's pid even before it wrote its record)."""
+    record: dict = {}
+    with contextlib.suppress(OSError, ValueError):
+        loaded = load_json(read_small_file(path, 1 << 16))
+        record = loaded if isinstance(loaded, dict) else {}
+    pid = flock_holder(path) or record.get("pid")
+    if pid is None:
+        return "another process"
+    parts = [f"pid {pid}" + (f" on {record['host']}" if record.get("pid") == pid and record.get("host") else "")]
+    if record.get("pid") == pid:
+        parts += [f"since {record['since']}" if record.get("since") else "", record.get("command") or ""]
+    return "another longrl process (" + ", ".join(p for p in parts if p) + ")"
+
+
+def flock_holder(path: Path) -> int | None:
+    """The pid holding a flock on `path` according to /proc/locks (Linux), or None."""
+    try:
+        info = os.stat(path)
+        lines = Path("/proc/locks").read_text().splitlines()
+    except OSError:
+        return None
+    inode = f":{info.st_ino}"
+    device = f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}{inode}"
+    for line in lines:
+        fields = line.split()
+        if "FLOCK" in fields and len(fields) >= 6 and fields[-3] == device:
+            with contextlib.suppress(ValueError):
+                return int(fields[-4])
+    return None
+
+
+def release_run_dir(out: str | Path) -> None:
+    """Give up this process's lock of `out` (nothing if it holds none)."""
+    fd = _HELD.pop(str(Path(out).resolve()), None)
+    if fd is not None:
+        with contextlib.suppress(OSError):
+            os.close(fd)                 # closing the descriptor releases the flock
+
+
+def release_all_run_dirs() -> None:
+    """Give up every run-directory lock this process holds (the command line's end)."""
+    for key in list(_HELD):
+        release_run_dir(key)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def holds_run_dir(fn: F) -> F:
+    """Decorate a stage's entry point: the run-directory locks it takes are given up when it returns or
+    raises (those held before the call stay held)."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        before = set(_HELD)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            for key in set(_HELD) - before:
+                release_run_dir(key)
+    return wrapper  # type: ignore[return-value]
+
+
+def prepare_run_dir(out: str | Path, cfg) -> Path:
+    """Create the run directory, lock it, write config.yaml and open its log.txt: the run starts for real.
+
+    Refuses a directory that holds a run with a different config (`check_run_dir`), or that another process
+    holds. Settings present on one side only (added by a newer longrl) are recorded, not refused.
     """
     out = make_dirs(check_run_dir(out, cfg))
+    lock_run_dir(out)
     if secondary_rank():                 # under torchrun rank 0 alone tidies, records the config and logs
         return out
+    record_holder(out)
     for folder in (out, out / "checkpoints", out / "samples"):  # temporaries of writes a kill interrupted
         remove_leftovers(folder)
     text = to_yaml(cfg)

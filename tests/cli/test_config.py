@@ -29,7 +29,7 @@ def test_keys_of_a_section_one_line_each(capsys):
     assert main(["config", "keys", "rollout"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "rollout: RolloutConfig  # group sampling: G, lengths, temperature"
-    assert "rollout.group_size: int (>= 1) = 8  # G samples per prompt (paper: 8)" in lines
+    assert "rollout.group_size: int (in [1, 1024]) = 8  # G samples per prompt (paper: 8)" in lines
     assert "rollout.server.base_url: str (required)  # its OpenAI API root, e.g. http://127.0.0.1:30000/v1" in lines
     assert all(line.startswith("rollout") for line in lines)
 

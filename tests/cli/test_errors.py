@@ -32,6 +32,29 @@ SAMPLE = {"id": "a", "task": "qa", "context": "The sky is blue.", "question": "C
           "meta": {"trace": "<think>The sky is blue.</think>Therefore, the answer is blue."}}
 
 
+def parquet_bomb() -> bytes:
+    """A ~50 KB parquet file of 20,000 rows that all hold one 1 MiB string: ~20 GB once decoded."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = 20_000
+    context = pa.DictionaryArray.from_arrays(pa.array([0] * rows, type=pa.int32()), pa.array(["x" * (1 << 20)]))
+    table = pa.table({"id": [str(i) for i in range(rows)], "task": ["qa"] * rows, "context": context,
+                      "question": ["q"] * rows, "answers": [["a"]] * rows})
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, compression="zstd")
+    return buffer.getvalue()
+
+
+SURROGATE_ROW = '{"id": "s", "task": "qa", "question": "q", "response": "<think>a</think>Therefore, the answer is \\ud800", "answers": ["blue"]}'
+SURROGATE_SAMPLE = '{"id": "b", "task": "qa", "context": "The sky is \\udfff blue.", "question": "Colour?", "answers": ["blue"]}'
+TOKENIZER = {f"ad/{name}": (assets_dir() / "tiny-base" / name).read_bytes() for name in ("tokenizer.json", "tokenizer_config.json")}
+HUGE_ROLLOUT = ["rollout.group_size=1024", "rollout.groups_per_batch=4096", "train.prompts_per_step=4096",
+                "rollout.max_new_tokens=4000"]
+
+
 @dataclass
 class Case:
     name: str
@@ -167,7 +190,62 @@ CASES = [
          {"r.py": "def compute_score(a, b, c, d=None):\n    return 1 / 0\n",
           "in.jsonl": jsonl({"id": "r", "task": "qa", "question": "q", "response": "<think>a</think>blue", "answers": ["blue"]})},
          ["o.jsonl"]),
+    # Sizes (issue 25, case 8): refused by validation, or at start-up against the model and the machine.
+    Case("validate rollout.max_new_tokens=1000000000 (was ok; a 2 TB allocation at start)",
+         ["validate", "--config", SMOKE, "rollout.max_new_tokens=1000000000"], 2,
+         r"rollout.max_new_tokens \(from rollout.max_new_tokens=1000000000\): Input should be less than or equal to 1048576"),
+    Case("rl rollout.group_size=1000000 (7.3 GB then a traceback), before any work",
+         ["rl", "--config", SMOKE, "--out", "{d}/run", "rollout.group_size=1000000"], 2,
+         r"rollout.group_size .*less than or equal to 1024", absent=["run"]),
+    Case("validate train.prompts_per_step=100000000", ["validate", "--config", SMOKE, "train.prompts_per_step=100000000"], 2,
+         r"train.prompts_per_step .*less than or equal to 65536"),
+    Case("validate a response longer than the model's context", ["validate", "--config", SMOKE, "rollout.max_new_tokens=5000"],
+         2, r"longrl validate: error: rollout.max_new_tokens=5000 is longer than the model's context \(4096 tokens"),
+    Case("rl a rollout no machine of this kind holds, before the run directory is written",
+         ["rl", "--config", SMOKE, "--out", "{d}/run", *TINY_RL, *HUGE_ROLLOUT], 2,
+         r"longrl rl: error: the rollout needs about [\d,.]+ GB \(4096 prompts decoded together .* x 1024 samples "
+         r"\(rollout.group_size\) of up to 4000 new tokens.*more than this machine's", absent=["run"]),
     # Models.
+    Case("eval: a model with a layer removed (was scored 0.0 with random weights, exit 0)",
+         ["eval", "--model", "{d}/m", "--benchmarks", "synthetic-128", "--out", "{d}/ev", "eval.synthetic.n=1",
+          "eval.max_new_tokens=2"], 2,
+         r"longrl eval: error: {d}/m: incomplete weights \(12 tensor\(s\) the model needs are missing: "
+         r"model.layers.1.input_layernorm.weight, .*never fills missing weights with random values", {"m/": "tiny-base-no-layer"},
+         ["ev"]),
+    Case("rl model.path: an empty model.safetensors (was trained from random weights)",
+         ["rl", "--config", SMOKE, "--out", "{d}/run", *TINY_RL, "model.path={d}/m"], 2,
+         r"longrl rl: error: {d}/m: incomplete weights \(\d+ tensor\(s\) the model needs are missing", {"m/": "tiny-base-empty"},
+         ["run"]),
+    Case("serve: an adapter folder without its weights (was 'cannot listen on 127.0.0.1:0')",
+         ["serve", "--model", "{d}/ad", "--port", "0"], 2, r"longrl serve: error: {d}/ad: no adapter_model.safetensors",
+         {"ad/adapter_config.json": '{"base_model_name_or_path": "builtin:tiny-base", "peft_type": "LORA", "r": 4}', **TOKENIZER}),
+    Case("serve: a malformed adapter_config.json", ["serve", "--model", "{d}/ad", "--port", "0"], 2,
+         r"longrl serve: error: {d}/ad/adapter_config.json: not a readable adapter config \(JSONDecodeError",
+         {"ad/adapter_config.json": '{"base_model_name_or_path": ', "ad/adapter_model.safetensors": "x", **TOKENIZER}),
+    # Text no UTF-8 can carry, and files that are no files (issue 25, case 9).
+    Case("score: a lone surrogate in a row (crashed after scoring: output lost)",
+         ["score", "--input", "{d}/in.jsonl", "--output", "{d}/o.jsonl"], 2,
+         r"longrl score: error: {d}/in.jsonl, line 2: refused: JSON holds a lone surrogate \\ud800",
+         {"in.jsonl": jsonl({"id": "r", "task": "qa", "question": "q", "response": "x", "answers": ["blue"]}, SURROGATE_ROW)},
+         ["o.jsonl"]),
+    Case("data export: a lone surrogate in a sample", ["data", "export", "--format", "trl", "{d}/s.jsonl", "--out", "{d}/x.jsonl"],
+         2, r"longrl data: error: {d}/s.jsonl, line 2: refused: JSON holds a lone surrogate \\udfff",
+         {"s.jsonl": jsonl(SAMPLE, SURROGATE_SAMPLE)}, ["x.jsonl"]),
+    Case("data stats --tokenizer: a lone surrogate in a sample", ["data", "stats", "{d}/s.jsonl", "--tokenizer", "builtin:tiny-base"],
+         2, r"longrl data: error: {d}/s.jsonl, line 2: refused: JSON holds a lone surrogate", {"s.jsonl": jsonl(SAMPLE, SURROGATE_SAMPLE)}),
+    Case("data import: a 50 KB parquet that decodes to 20 GB (was MemoryError)",
+         ["data", "import", "--format", "docqa-rl", "{d}/bomb.parquet", "--out", "{d}/x.jsonl"], 2,
+         r"longrl data: error: {d}/bomb.parquet, file: it decodes to 19.5 GiB of values .* more than the 4 GiB longrl reads",
+         {"bomb.parquet": "parquet-bomb"}, ["x.jsonl"]),
+    Case("data stats: a parquet that decodes to 20 GB", ["data", "stats", "{d}/bomb.parquet"], 2,
+         r"{d}/bomb.parquet, file: it decodes to 19.5 GiB", {"bomb.parquet": "parquet-bomb"}),
+    Case("validate: --config linked to /dev/zero", ["validate", "--config", "{d}/c.yaml"], 2,
+         r"longrl validate: error: {d}/c.yaml: refused: the config file is not a regular file", {"c.yaml": "symlink:/dev/zero"}),
+    Case("rl: the run's config.yaml linked to /dev/zero", ["rl", "--config", SMOKE, "--out", "{d}/run", *TINY_RL], 2,
+         r"longrl rl: error: {d}/run/config.yaml: the recorded config of this run is unreadable \(is not a regular file",
+         {"run/config.yaml": "symlink:/dev/zero"}),
+    Case("data stats: a data file that is /dev/zero", ["data", "stats", "{d}/s.jsonl"], 2,
+         r"longrl data: error: {d}/s.jsonl, file: not a regular file", {"s.jsonl": "symlink:/dev/zero"}),
     Case("rl model.path: folder with nothing in it", ["rl", "--config", SMOKE, "--out", "{d}/run", *TINY_RL, "model.path={d}/empty"], 2,
          r"longrl rl: error: {d}/empty: no tokenizer files \(tokenizer.json, .*\); set model.tokenizer", {"empty/": ""}),
     Case("rl model.path: folder without weights", ["rl", "--config", SMOKE, "--out", "{d}/run", *TINY_RL, "model.path={d}/m"], 2,
@@ -200,10 +278,19 @@ def materialise(folder: Path, files: dict) -> None:
                 weights = path / "model.safetensors"
                 if content == "tiny-base-no-weights":
                     weights.unlink()
+                elif content in ("tiny-base-no-layer", "tiny-base-empty"):
+                    from safetensors.torch import load_file, save_file
+
+                    kept = {k: v for k, v in load_file(str(weights)).items() if ".layers.1." not in k}
+                    save_file(kept if content == "tiny-base-no-layer" else {}, str(weights), metadata={"format": "pt"})
                 else:
                     weights.write_bytes(weights.read_bytes()[:1000])
             else:
                 path.mkdir()
+        elif isinstance(content, str) and content.startswith("symlink:"):
+            os.symlink(content.removeprefix("symlink:"), path)
+        elif content == "parquet-bomb":
+            path.write_bytes(parquet_bomb())
         else:
             path.write_bytes(content if isinstance(content, bytes) else content.encode())
 
@@ -290,4 +377,23 @@ def test_resume_after_a_kill_uses_the_newest_intact_checkpoint_cleans_temporarie
     assert f"resuming from {ckpts / 'step-00000001'} (step 1)".replace(" ", "") in flat
     assert not any(path.exists() for path in leftovers)
     assert (run / "final").is_dir() and (ckpts / "step-00000002.damaged").is_dir()
+    assert [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+
+
+def test_a_full_disk_during_a_checkpoint_save_is_exit_2_and_the_run_resumes(tmp_path):
+    """Issue 25, case 9: safetensors' and torch.save's own error types for a full disk were a traceback (exit 1)."""
+    code = ("import resource, signal, sys\n"
+            "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+            "resource.setrlimit(resource.RLIMIT_FSIZE, (65536, 65536))\n"   # the first checkpoint's weights are larger
+            "from longrl.cli import main\n"
+            "sys.exit(main(sys.argv[1:]))\n")
+    run = tmp_path / "run"
+    argv = ["rl", "--config", SMOKE, "--out", str(run), "train.steps=2", "data.train.0.synth.n=2", "rollout.group_size=2",
+            "rollout.max_new_tokens=4", "reward.overlong.buffer=2", "run.save_every=1"]
+    env = {**os.environ, "LONGRL_NO_PROGRESS": "1"}
+    proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert f"longrl rl: error: cannot write {run}/checkpoints/step-00000001: File too large" in proc.stderr
+    assert "Traceback" not in proc.stderr and not list((run / "checkpoints").iterdir())   # no half checkpoint
+    assert main(argv) == 0                                            # room again: the run starts over and ends
     assert [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2]

@@ -81,10 +81,10 @@ def test_eval_protocol_published_is_reported_and_not_mixed(tmp_path, tiny_model_
     assert summary["protocol"] == "published"
     hotpot, qasper = summary["benchmarks"]["hotpotqa"], summary["benchmarks"]["qasper"]
     assert hotpot["score"] == 100.0 and hotpot["rule/published"] == 100.0 and hotpot["rule/strict"] == 50.0  # "The"
-    assert qasper["score"] == 100.0 and qasper["rule/strict"] == 100.0   # "kest" is a whole word of "kest corpus"
+    assert qasper["score"] == 100.0 and qasper["rule/strict"] == 0.0     # strict: half of "kest corpus" is a fragment
     report = (out / "results.md").read_text()
     assert "(protocol: published)" in report and "Protocol: published (prompts and rule scoring as the published" in report
-    assert "| published | 100.0 | 100.0 | 100.0 |" in report and "| strict | 50.0 | 100.0 | 75.0 |" in report
+    assert "| published | 100.0 | 100.0 | 100.0 |" in report and "| strict | 50.0 | 0.0 | 25.0 |" in report
 
 
 def test_config_validates_and_names_are_listed(capsys):

@@ -47,6 +47,7 @@ def test_run_dir_refuses_a_different_config(tmp_path):
 
     prepare_run_dir(tmp_path, load_config(None, ["run.seed=1"]))
     prepare_run_dir(tmp_path, load_config(None, ["run.seed=1"]))  # same config: resume is fine
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1}\n')       # progress: a new config no longer replaces it
     with pytest.raises(ConfigError, match=r"different config \(changed: run.seed\)"):
         prepare_run_dir(tmp_path, load_config(None, ["run.seed=2"]))
 

@@ -43,16 +43,16 @@ def test_every_key_has_a_one_line_doc():
 
 
 @pytest.mark.parametrize(("name", "type_", "default", "doc"), [
-    ("rollout.group_size", "int (>= 1)", "8", "G samples per prompt (paper: 8)"),
+    ("rollout.group_size", "int (in [1, 1024])", "8", "G samples per prompt (paper: 8)"),
     ("rollout.top_p", "float (in (0, 1])", "0.95", "paper: 0.95"),
     ("algo.loss_agg", "token-mean | seq-mean-token-mean | seq-mean-token-sum-norm", "token-mean", "DAPO | GRPO"),
-    ("algo.gen_prompts", "int | None (>= 1)", "null", "prompts per generation round"),
+    ("algo.gen_prompts", "int | None (in [1, 65536])", "null", "prompts per generation round"),
     ("reward.judge", "JudgeConfig | None", "null", "None = rule only"),
     ("reward.judge_verifiers", "list[str]", "[qa, numeric]", "verifiers whose zeros"),
     ("optim.betas", "tuple[float, float]", "[0.9, 0.999]", "AdamW moment decay rates"),
     ("data.train", "list[DataSource]", "[{synth: {}}]", "RL training items"),   # one synth source, all defaults
     ("curriculum.phases[*].overrides", "dict[str, Any]", "{}", "dotted keys of any RL setting"),
-    ("eval.max_input_tokens", "int | None (>= 16)", "120000", "middle truncation"),
+    ("eval.max_input_tokens", "int | None (in [16, 4194304])", "120000", "middle truncation"),
     ("run.trackers", "list[tensorboard | wandb]", "[]", "experiment trackers"),
     ("algo.adv_eps", "float (> 0)", "1.0e-06", "(r - mean) / (std + eps)"),
 ])

@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from judge_server import field_of
 from longrl.config.eval import DOCQA7, EvalConfig
 from longrl.config.reward import JudgeConfig, RewardConfig
 from longrl.errors import ConfigError
@@ -80,7 +81,7 @@ def test_scores_by_hand(setup, tokenizer, tmp_path):
     assert summary["benchmarks"]["docmath"]["version"] == "longrl-docqa/1" and summary["judge"] == "judge"
     assert summary["model"] == "m" and summary["config"]["samples"] == 2
     # the judge was asked only where the rule said 0 and a prediction existed: Bob Stone and Oster (once each: cached/deduplicated)
-    asked = sorted({re.search(r"<prediction>\n(.*?)\n</prediction>", b["messages"][-1]["content"]).group(1) for _, b in judge.requests})
+    asked = sorted({field_of(b, "prediction") for _, b in judge.requests})
     assert asked == ["Bob Stone", "Oster"]
     # one request per item, all n samples in it, seeded per item
     assert len(server.requests) == 9 and all(b["n"] == 2 for _, b in server.requests)

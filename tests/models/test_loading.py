@@ -76,3 +76,26 @@ def test_rope_scaling_transformers_cannot_build_is_a_config_error(tiny_model_dir
         load_policy(ModelConfig(path=str(tiny_model_dir), rope_scaling={"rope_type": "yarn"}))
     with pytest.raises(ValueError, match="apply to a loaded model, not path=random"):  # silently ignored before
         ModelConfig(path="random", rope_scaling={"rope_type": "yarn", "factor": 4.0})
+
+
+@pytest.mark.parametrize("cut", ["empty file", "a layer removed", "the embeddings removed"])
+def test_a_checkpoint_missing_tensors_is_an_error_naming_them(tiny_model_dir, tmp_path, cut):
+    """Issue 25, case 5: transformers filled missing tensors with random values and only logged it."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, folder)
+    weights = folder / "model.safetensors"
+    tensors = load_file(str(weights))
+    drop = {"empty file": "", "a layer removed": ".layers.0.", "the embeddings removed": "embed_tokens"}[cut]
+    kept = {} if cut == "empty file" else {k: v for k, v in tensors.items() if drop not in k}
+    assert len(kept) < len(tensors)
+    save_file(kept, str(weights), metadata={"format": "pt"})
+    with pytest.raises(ConfigError, match=r"m: incomplete weights \(\d+ tensor\(s\) the model needs are missing: ") as err:
+        load_policy(ModelConfig(path=str(folder)))
+    missing = [k for k in tensors if k not in kept]
+    assert missing[0] in str(err.value) or "more)" in str(err.value)
+    assert "never fills missing weights with random values" in str(err.value)
+    assert load_policy(ModelConfig(path=str(tiny_model_dir))) is not None   # the complete folder still loads

@@ -108,3 +108,50 @@ def test_config_errors(base_and_ids, monkeypatch):
     monkeypatch.setitem(sys.modules, "peft", None)                      # peft not installed
     with pytest.raises(ConfigError, match=r"pip install 'longrl\[lora\]'"):
         attach_adapters(model, LORA)
+
+
+def adapter_folder(tmp_path, tiny_model_dir, tokenizer, base_and_ids):
+    model, _ = base_and_ids
+    cfg = ModelConfig(path=str(tiny_model_dir), lora=LORA.model_copy(update={"final": "adapter"}))
+    attach_adapters(model, cfg.lora)
+    folder = tmp_path / "adapter"
+    folder.mkdir()
+    save_model_folder(model, tokenizer, folder, cfg)
+    return folder
+
+
+def test_broken_adapter_folders_are_config_errors(tmp_path, tiny_model_dir, tokenizer, base_and_ids):
+    """Issue 25, case 9: a self-referencing base recursed until RecursionError, a malformed config was a
+    JSONDecodeError traceback, a missing weights file an OSError (`serve` called it 'cannot listen')."""
+    import json
+
+    folder = adapter_folder(tmp_path, tiny_model_dir, tokenizer, base_and_ids)
+    config_file = folder / "adapter_config.json"
+    good = json.loads(config_file.read_text())
+
+    config_file.write_text(json.dumps({**good, "base_model_name_or_path": str(folder)}))
+    with pytest.raises(ConfigError, match=r"adapter_config.json base_model_name_or_path: leads back to an adapter "
+                                          r"folder already on the way \(.*adapter -> .*adapter\)"):
+        load_policy(ModelConfig(path=str(folder)))
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "adapter_config.json").write_text(json.dumps({**good, "base_model_name_or_path": str(folder)}))
+    (other / "adapter_model.safetensors").write_bytes((folder / "adapter_model.safetensors").read_bytes())
+    config_file.write_text(json.dumps({**good, "base_model_name_or_path": str(other)}))
+    with pytest.raises(ConfigError, match="leads back to an adapter folder already on the way"):
+        load_policy(ModelConfig(path=str(folder)))               # a loop of two folders
+
+    config_file.write_text('{"base_model_name_or_path": ')
+    with pytest.raises(ConfigError, match=r"adapter/adapter_config.json: not a readable adapter config \(JSONDecodeError"):
+        load_policy(ModelConfig(path=str(folder)))
+    config_file.write_text(json.dumps({**good, "r": "four"}))
+    with pytest.raises(ConfigError, match=r"adapter_config.json: the adapter does not fit its base model \('<=' not "):
+        load_policy(ModelConfig(path=str(folder)))
+
+    config_file.write_text(json.dumps(good))
+    (folder / "adapter_model.safetensors").rename(folder / "adapter_model.bin")
+    with pytest.raises(ConfigError, match=r"adapter: no adapter_model.safetensors, the adapter's weights "
+                                          r"\(found adapter_model.bin: longrl loads safetensors only\)"):
+        load_policy(ModelConfig(path=str(folder)))
+    (folder / "adapter_model.bin").rename(folder / "adapter_model.safetensors")
+    assert load_policy(ModelConfig(path=str(folder))) is not None     # repaired, it loads

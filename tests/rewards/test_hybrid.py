@@ -66,9 +66,9 @@ def test_judge_asked_only_when_rule_fails_with_a_prediction(judge_server, judge_
     reward = HybridReward(RewardConfig(judge=judge_cfg))
     items = [
         item(answer="Therefore, the answer is Paris."),                           # rule 1: no call
-        item(answer="Therefore, the answer is paris, france", golds=["Paris"]),    # rule 1 (containment): no call
+        item(answer="Therefore, the answer is the city of paris", golds=["Paris"]),  # rule 1 (containment): no call
         item(answer="Therefore, the answer is The capital", golds=["Paris"]),      # rule 0: judge says no
-        item(answer="Therefore, the answer is Lutetia", golds=["Lutetia Parisiorum"]),  # rule 1 (inside gold)
+        item(answer="Therefore, the answer is Lutetia Parisiorum", golds=["Lutetia Parisiorum Civitas"]),  # rule 1 (2/3 of the gold)
         item(answer="Therefore, the answer is Londinium", golds=["London"]),       # rule 0, judge asked
         RewardInput("multihop", "q", ["Paris"], "<think>never closed"),           # no prediction: no call
         item(answer="nothing"),                                                   # no answer: no call

@@ -18,11 +18,12 @@ def test_key_covers_every_field_and_is_unambiguous():
     assert len({base, *variants}) == 7
 
 
-def test_key_covers_the_judge_prompt_and_keeps_the_default_keys():
+def test_key_covers_the_judge_prompt_and_its_version():
     base = cache_key("m", "q", "p", "g")
     assert cache_key("m", "q", "p", "g", "longrl") == base
-    # the default prompt's keys are those written before the prompt was a choice: old caches still hit
-    assert base == hashlib.sha256(json.dumps(["longrl-judge-v1", "m", "q", "p", "g"]).encode()).hexdigest()
+    # the default prompt's version is in the key: verdicts given under the v1 prompt (tagged fields, before
+    # issue 25 quoted them as JSON) are not served for the v2 prompt
+    assert base == hashlib.sha256(json.dumps(["longrl-judge-v2", "m", "q", "p", "g"]).encode()).hexdigest()
     assert cache_key("m", "q", "p", "g", "published") != base
 
 

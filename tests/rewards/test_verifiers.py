@@ -35,7 +35,25 @@ QA_CASES = [
     ("Therefore, the answer is rilu", ["Rilu"], 1.0, "case-insensitive"),
     ("Therefore, the answer is the Eiffel Tower.", ["Eiffel Tower"], 1.0, "article and period dropped"),
     ("Therefore, the answer is Gustave Eiffel's tower in Paris", ["Paris"], 1.0, "gold inside prediction (published rule)"),
-    ("Therefore, the answer is Paris", ["Paris, France"], 1.0, "prediction inside gold (published rule)"),
+    ("Therefore, the answer is Bank of America", ["Bank of America Corporation"], 1.0,
+     "prediction inside gold with more than half of its content words (2 of 3)"),
+    ("Therefore, the answer is Paris", ["Paris, France"], 0.0,
+     "a fragment with half of the gold's content words, as 'John' for 'John Smith' (the published rule credits it)"),
+    ("Therefore, the answer is John", ["John Smith"], 0.0, "HOLE: a first name alone is not the person"),
+    ("Therefore, the answer is of", ["Bank of America"], 0.0, "HOLE: a function word inside the gold names nothing"),
+    ("Therefore, the answer is London or Paris or Berlin or Rome", ["Paris"], 0.0,
+     "HOLE: a list of candidates with the gold among them"),
+    ("Therefore, the answer is London, Paris, Berlin", ["Paris"], 0.0, "a comma-separated list"),
+    ("Therefore, the answer is either Paris or Lyon", ["Paris"], 0.0, "either ... or"),
+    ("Therefore, the answer is Bank of America and Merrill Lynch", ["Bank of America"], 0.0, "the gold and a rival"),
+    ("Therefore, the answer is Paris, France", ["Paris"], 0.0, "a separated qualifier is a second candidate"),
+    ("Therefore, the answer is London Paris Berlin Rome Madrid Lisbon Vienna", ["Paris"], 0.0,
+     "a list without separators: more than 5 other words beside the gold"),
+    ("Therefore, the answer is The Tom and Jerry Show", ["Tom and Jerry"], 1.0, "the gold's own 'and' splits nothing"),
+    ("Therefore, the answer is the band AC/DC", ["AC/DC"], 1.0, "a slash between letters joins them"),
+    ("Therefore, the answer is 1,000 people", ["1000"], 1.0, "a comma between digits groups them"),
+    ("Therefore, the answer is Tamo, Febe, Zobu", ["Tamo, Febe, Zobu"], 1.0, "a gold that is itself a list"),
+    ("Therefore, the answer is Tamo, Febe, Zobu, Kudi", ["Tamo, Febe, Zobu"], 0.0, "one name more is a rival"),
     ("Therefore, the answer is Parisian", ["Paris"], 0.0, "containment is on word boundaries"),
     ("Therefore, the answer is Rome", ["Paris"], 0.0, "wrong answer"),
     ("Therefore, the answer is The.", ["Paris"], 0.0, "HOLE: 'The.' normalises to '' and must not match everything"),
@@ -95,7 +113,10 @@ CHOICE_CASES = [
     ("The correct answer is (C)", ["B"], 0.0, "wrong letter"),
     ("The correct answer is a cat", ["A"], 0.0, "an article is not option A"),
     ("The correct answer is I think B", ["B"], 0.0, "hedging text is not a letter"),
-    ("The correct answer is (B) or (C)", ["B"], 1.0, "the first bracketed letter is read"),
+    ("The correct answer is (B) or (C)", ["B"], 0.0, "naming two options hedges (the first letter was read)"),
+    ("The correct answer is (B), C", ["B"], 0.0, "a second letter after a comma"),
+    ("The correct answer is (B) Vitamin C.", ["B"], 1.0, "a letter inside the option's text is not another option"),
+    ("The correct answer is (B) or (B)", ["B"], 1.0, "the same option twice"),
     ("The correct answer is [[YES]]", ["A"], 0.0, "a verdict marker is not a letter"),
     ("The correct answer is E", ["B"], 0.0, "a letter outside the options"),
 ]
@@ -190,3 +211,41 @@ def test_no_code_evaluation_in_rewards_sources():
                 offenders.append(f"{path.name}:{number}: {line.strip()}")
     assert not offenders, "\n".join(offenders)
     assert len(list(source_dir.glob("*.py"))) >= 10
+
+
+def test_a_list_of_names_holding_the_gold_scores_0():
+    """Issue 25, case 6: 381 names with the gold among them scored 1.0 under the strict reward."""
+    from longrl.data.synthetic.world import ALL_NAMES
+
+    names = ALL_NAMES[:381]
+    gold = names[200]
+    for sep in (", ", " or ", "; ", " / ", " and "):
+        assert rule_score("multihop", think("Therefore, the answer is " + sep.join(names)), [gold]) == 0.0, sep
+    assert rule_score("multihop", think(f"Therefore, the answer is {gold}"), [gold]) == 1.0
+
+
+def test_function_words_and_separators_name_no_synthetic_name():
+    """The synthetic worlds' names are never a function word or a list word, so single answers score as before."""
+    from longrl.data.synthetic.world import ALL_NAMES
+    from longrl.rewards.text import FUNCTION_WORDS, LIST_SEPARATOR_RE, strict_normalize
+
+    for name in ALL_NAMES:
+        assert strict_normalize(name) not in FUNCTION_WORDS and not LIST_SEPARATOR_RE.fullmatch(name), name
+
+
+def test_synthetic_traces_still_score_1_and_their_hedged_versions_0(tokenizer):
+    """The demo's RL reward: every family's single answer (its trace) scores 1.0 as before; the same answer
+    listed with a decoy scores 0."""
+    from longrl.data.synthetic import synthesize
+
+    samples = synthesize(["docmath", "multihop", "choice", "lookup"], n=24, length=400, seed=5, tokenizer=tokenizer)
+    for s in samples:
+        assert rule_score(s.task, s.meta["trace"], s.answers) == 1.0, s.meta["trace"]
+        answer = s.meta["trace"].split("</think>")[1]
+        if s.task in ("multihop", "lookup"):
+            hedged = answer.rstrip(".") + " or Zuzu."
+            assert rule_score(s.task, "<think>x</think>" + hedged, s.answers) == 0.0, hedged
+        elif s.task == "choice":
+            other = "A" if s.answers[0] != "A" else "B"
+            hedged = answer.rstrip(".") + f" or ({other})."
+            assert rule_score(s.task, "<think>x</think>" + hedged, s.answers) == 0.0, hedged

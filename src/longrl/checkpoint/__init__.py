@@ -55,6 +55,7 @@ from safetensors.torch import load_file, load_model, save_file, save_model
 from longrl.checkpoint.layout import (
     MANIFEST,
     STEP_DIR,
+    STEP_NAME,
     TRAINABLE,
     UNREADABLE,
     CheckpointMismatch,
@@ -74,7 +75,7 @@ from longrl.checkpoint.sharded import is_sharded, load_plain_into_sharded, load_
 from longrl.console import info, secondary_rank
 from longrl.errors import CheckpointError
 from longrl.files import atomic_dir
-from longrl.limits import load_json
+from longrl.limits import load_json, read_small_file
 
 __all__ = ["MANIFEST", "STEP_DIR", "TRAINABLE", "CheckpointMismatch", "checkpoint_dir", "is_sharded",
            "latest_checkpoint", "list_checkpoints", "load", "load_trainable", "prune", "resume", "save", "sha256",
@@ -118,8 +119,8 @@ def load(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimi
     """
     path = Path(path)
     try:
-        payload = load_json((path / "state.json").read_bytes())
-        step, caller_state, rng = int(payload["step"]), dict(payload["state"]), payload["rng"]
+        payload = load_json(read_small_file(path / "state.json"))
+        step, caller_state, rng = check_state(path, payload)
         sharded = payload.get("format") == "sharded"
         if not sharded:
             trainer = torch.load(path / "trainer.pt", map_location="cpu", weights_only=True)
@@ -149,6 +150,39 @@ def load(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimi
             torch.cuda.set_rng_state_all(trainer["cuda_rng"])
         set_rng_state(rng)
     return {"step": step, **caller_state}
+
+
+MAX_COUNTER = 1 << 53   # steps and data cursors: integers JSON readers everywhere keep exact
+
+
+def check_state(path: Path, payload: Any) -> tuple[int, dict[str, Any], Any]:
+    """(step, caller state, rng) of a checkpoint's state.json, each checked; CheckpointError naming the field.
+
+    The step must be the one in the folder's name (`step-00000012`), a data cursor a non-negative integer:
+    a hand-edited or foreign state.json is refused, not trusted (a negative step would rerun finished
+    steps, a huge one skip the run, a cursor of another type break the sampler).
+    """
+    where = path / "state.json"
+    if not isinstance(payload, dict):
+        raise CheckpointError(f"{where}: not a checkpoint state (a JSON object is expected)")
+    step, state, rng = payload.get("step"), payload.get("state"), payload.get("rng")
+    if not _counter(step):
+        raise CheckpointError(f"{where}, field 'step': {step!r} is not a step number (an integer 0..2^53)")
+    named = STEP_NAME.match(path.name)
+    if named and int(named.group(1)) != step:
+        raise CheckpointError(f"{where}, field 'step': {step} is not the step of the folder {path.name}")
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{where}, field 'state': expected an object, got {type(state).__name__}")
+    if "cursor" in state and not _counter(state["cursor"]):
+        raise CheckpointError(f"{where}, field 'state.cursor': {state['cursor']!r} is not a data position "
+                              "(an integer 0..2^53)")
+    if not isinstance(rng, dict):
+        raise CheckpointError(f"{where}, field 'rng': expected an object, got {type(rng).__name__}")
+    return step, dict(state), rng
+
+
+def _counter(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_COUNTER
 
 
 def load_plain_weights(path: Path, model: torch.nn.Module) -> None:

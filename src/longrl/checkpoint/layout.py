@@ -18,9 +18,10 @@ import torch
 from safetensors import SafetensorError
 
 from longrl.errors import CheckpointError
-from longrl.limits import load_json
+from longrl.limits import load_json, read_small_file
 
 STEP_DIR = re.compile(r"^step-(\d{8})$")
+STEP_NAME = re.compile(r"^step-(\d+)(?:\.damaged)?$")   # a checkpoint folder's name, set aside or not
 TRAINABLE = "trainable.safetensors"
 MANIFEST = "manifest.json"
 # What reading a damaged checkpoint file raises (safetensors, torch.load of a cut zip, json).
@@ -85,7 +86,7 @@ def verify(path: str | Path) -> str | None:
     if not (path / MANIFEST).exists():
         return None
     try:
-        files = load_json((path / MANIFEST).read_bytes())["files"]
+        files = load_json(read_small_file(path / MANIFEST))["files"]
         expected = {str(name): (int(entry["bytes"]), entry.get("sha256")) for name, entry in files.items()}
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         return f"{MANIFEST} is unreadable ({type(exc).__name__}: {exc})"

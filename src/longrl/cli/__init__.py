@@ -90,7 +90,15 @@ def main(argv: list[str] | None = None) -> int:
             log_only(traceback.format_exc())      # a bug: the traceback goes to the log too, then up
             raise
         finally:
+            release_run_dirs()
             close_process_group()
+
+
+def release_run_dirs() -> None:
+    """Give up the run-directory locks the command holds (nothing to do when it opened no run directory)."""
+    tracking = sys.modules.get("longrl.tracking")               # loaded only by commands that make runs
+    if tracking is not None:
+        tracking.release_all_run_dirs()
 
 
 def close_process_group() -> None:

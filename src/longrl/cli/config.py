@@ -101,7 +101,7 @@ def section_keys(name: str):
 
 
 def key_line(key) -> str:
-    """`rollout.group_size: int (>= 1) = 8  # G samples per prompt (paper: 8)`: one key, one line."""
+    """`rollout.group_size: int (in [1, 1024]) = 8  # G samples per prompt (paper: 8)`: one key, one line."""
     return f"{key_signature(key)}  # {key.doc}"
 
 

@@ -94,12 +94,15 @@ def run_eval(args: argparse.Namespace) -> int:
     from longrl.eval.harness import build_reward, evaluate
     from longrl.eval.report import print_results
     from longrl.files import atomic_write_text, make_dirs
-    from longrl.tracking import to_yaml
+    from longrl.tracking import lock_run_dir, record_holder, to_yaml
 
     cfg = load_config(args.config, flag_overrides(args) + list(args.overrides))
     follow_progress_setting(cfg)
     check_names(cfg)
     check_held_out(cfg)
+    out = Path(args.out)
+    if out.is_dir():
+        lock_run_dir(out)               # one evaluation per directory (released when the command ends)
     ev = cfg.eval
     if args.download:
         from longrl.eval.fetch import fetch_missing  # lazy: the download code loads only when asked for
@@ -110,13 +113,14 @@ def run_eval(args: argparse.Namespace) -> int:
     tokenizer = eval_tokenizer(cfg)
     suites = load_suites(ev.benchmarks, ev.data_dir, ev.synthetic, ev.limit, tokenizer,   # files checked before the
                          protocol=ev.protocol)                                             # model loads
-    out = Path(args.out)
     backend = build_backend(cfg, tokenizer)
     label = getattr(backend, "base_url", None) or backend.name  # a server's model name is asked for on first use
     info(f"evaluating {label} (protocol: {ev.protocol}) on {', '.join(f'{n} ({len(s.samples)})' for n, s in suites.items())} -> {out}")
 
     def start() -> None:  # every protocol checked: the evaluation starts for real
         make_dirs(out)
+        lock_run_dir(out)
+        record_holder(out)
         atomic_write_text(out / "config.yaml", to_yaml(cfg))
         start_run_log(out)
 

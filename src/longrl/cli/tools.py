@@ -80,6 +80,24 @@ def run_ls(args: argparse.Namespace) -> int:
 
 
 def run_validate(args: argparse.Namespace) -> int:
-    load_config_from_args(args)
+    cfg = load_config_from_args(args)
+    check_model_sizes(cfg)
     print(f"{args.config}: ok")
     return 0
+
+
+def check_model_sizes(cfg) -> None:
+    """The response limits of an RL config (each curriculum phase's) against the model's context, when the
+    model's config can be read offline (nothing is downloaded; memory is checked when the run starts)."""
+    # lazy: stage code loads only when this command runs (`longrl --help` stays fast)
+    from longrl.cli.plan import trains_rl
+    from longrl.curriculum.phases import phase_config
+    from longrl.models.shapes import context_length
+    from longrl.rl.sizes import check_context
+
+    if not trains_rl(cfg):
+        return
+    context = context_length(cfg.model)
+    phases = [(f"phase {p.name!r}", phase_config(cfg, p, init_from=cfg.model.path, steps=1)) for p in cfg.curriculum.phases]
+    for where, phase_cfg in phases or [("", cfg)]:
+        check_context(phase_cfg, context, where)

@@ -8,6 +8,14 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 INT64_MAX = 2**63 - 1
+# Upper bounds of sizes, far above any real run and far below what would be allocated before failing
+# (the model- and machine-dependent checks come at start-up: `rl/sizes.py`, `longrl plan`).
+MAX_NEW_TOKENS = 1 << 20        # a response limit (the recipe's is 10K; 1,048,576 tokens is ~4 MB of text)
+MAX_INPUT_TOKENS = 1 << 22      # a prompt budget (4,194,304 tokens: past any model's context today)
+MAX_GROUP_SIZE = 1024           # samples per prompt (the recipe's G is 8)
+MAX_PROMPTS = 1 << 16           # prompts per RL step or generation round (the recipe's: 128 and 384)
+MAX_BATCH = 4096                # prompts decoded together
+MAX_BATCH_TOKENS = 1 << 24      # tokens of one forward/backward or optimizer step
 Beta = Annotated[float, Field(ge=0, lt=1)]  # an Adam moment decay rate
 
 

@@ -6,14 +6,14 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from longrl.config.base import Section
+from longrl.config.base import MAX_GROUP_SIZE, MAX_INPUT_TOKENS, MAX_NEW_TOKENS, Section
 from longrl.config.data import DataSource
 
 
 class PhaseConfig(Section):
     name: str                                  # recorded in every metrics line and checkpoint
-    max_input_tokens: int = Field(ge=16)       # items whose tokenized prompt is longer are dropped (counted)
-    max_response_tokens: int = Field(ge=1)     # response limit of the phase's rollouts
+    max_input_tokens: int = Field(ge=16, le=MAX_INPUT_TOKENS)  # items whose tokenized prompt is longer are dropped (counted)
+    max_response_tokens: int = Field(ge=1, le=MAX_NEW_TOKENS)  # response limit of the phase's rollouts
     data: list[DataSource] = []                # this phase's new items
     steps: int | None = Field(None, ge=1)      # RL steps; or epochs over the phase's items
     epochs: float | None = Field(None, gt=0)   # passes over the phase's items (set steps or epochs)
@@ -24,7 +24,7 @@ class RetrospectiveConfig(Section):
     """Retrospective sampling: the hardest items of earlier phases, scored again, carried into the next."""
 
     mode: Literal["off", "offline", "online"] = "offline"  # offline = extra rollouts at the transition
-    samples: int = Field(4, ge=1)              # K rollouts per earlier item (offline)
+    samples: int = Field(4, ge=1, le=MAX_GROUP_SIZE)  # K rollouts per earlier item (offline)
     metric: Literal["accuracy", "reward"] = "accuracy"  # what K/K and difficulty are measured on: correctness (before shaping) or the shaped reward
     difficulty: Literal["one_minus_mean", "inverse_mean"] = "one_minus_mean"  # score of an item from its K results: 1 - mean | 1 / mean
     count: int | None = Field(None, ge=0)      # carry the hardest N items (set: fraction is not used)

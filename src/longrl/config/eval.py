@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from longrl.config.base import Section
+from longrl.config.base import MAX_BATCH, MAX_GROUP_SIZE, MAX_INPUT_TOKENS, MAX_NEW_TOKENS, Section
 from longrl.config.reward import JudgeConfig
 
 DOCQA7 = ["docmath", "frames", "2wikimqa", "hotpotqa", "musique", "narrativeqa", "qasper"]
@@ -28,12 +28,12 @@ class EvalConfig(Section):
     model_name: str | None = None              # model name sent to a server; None = the first id of GET {url}/models
     api: Literal["chat", "completions"] = "chat"  # server endpoint: chat/completions (server's template) or completions (longrl renders it)
     tokenizer: str | None = None               # tokenizer used to count and truncate prompts; None = the local model's (required for servers)
-    max_input_tokens: int | None = Field(120_000, ge=16)  # middle truncation of the document, first/last halves kept (paper: 120K); None = off
-    max_new_tokens: int = Field(10_000, ge=1)  # response limit (paper: 10K)
+    max_input_tokens: int | None = Field(120_000, ge=16, le=MAX_INPUT_TOKENS)  # middle truncation of the document, first/last halves kept (paper: 120K); None = off
+    max_new_tokens: int = Field(10_000, ge=1, le=MAX_NEW_TOKENS)  # response limit (paper: 10K)
     temperature: float = Field(0.7, ge=0)      # paper: 0.7
     top_p: float = Field(0.95, gt=0, le=1)     # paper: 0.95
     top_k: int = Field(0, ge=0)                # 0 = off
-    samples: int = Field(1, ge=1)              # n completions per item: score = pass@1 averaged over the n
+    samples: int = Field(1, ge=1, le=MAX_GROUP_SIZE)  # n completions per item: score = pass@1 averaged over the n
     pass_k: list[int] = []                     # also report unbiased pass@k for these k (each <= samples)
     limit: int | None = Field(None, ge=1)      # first N items per benchmark
     judge: JudgeConfig | None = None           # eval judge (paper: DeepSeek-V3, temperature 0); None = the `reward.judge` section
@@ -43,7 +43,7 @@ class EvalConfig(Section):
     backoff_s: float = Field(1.0, ge=0)        # first backoff; doubles each attempt
     request_n: bool = True                     # one request asks for all n samples (vLLM, SGLang, OpenAI); false = n requests
     api_key_env: str | None = "LONGRL_API_KEY"  # environment variable holding the server's API key; never logged
-    batch_size: int = Field(8, ge=1)           # local model: items decoded together (each with its n samples)
+    batch_size: int = Field(8, ge=1, le=MAX_BATCH)  # local model: items decoded together (each with its n samples)
     synthetic: SyntheticSuiteConfig = SyntheticSuiteConfig()  # the synthetic-<length> suites
     include_base: bool = False                 # pipeline: also evaluate model.path, the model before warm-up SFT (eval/base)
 

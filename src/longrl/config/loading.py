@@ -32,7 +32,7 @@ from longrl.config.reward import RewardConfig
 from longrl.config.rl import AlgoConfig, OptimConfig, RolloutConfig, TrainConfig
 from longrl.config.sft import SFTConfig
 from longrl.errors import ConfigError
-from longrl.limits import LimitError, load_yaml
+from longrl.limits import LimitError, load_yaml, read_small_file
 
 
 class Config(Section):
@@ -78,9 +78,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """The top-level mapping of a YAML file; ConfigError for anything unreadable, bounded (longrl.limits)."""
     try:
-        raw = Path(path).read_bytes()
+        raw = read_small_file(path)        # a regular file of at most 16 MB: not /dev/zero, not a FIFO
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
+    except LimitError as exc:
+        raise ConfigError(f"{path}: refused: the config file {exc}") from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

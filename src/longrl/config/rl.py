@@ -6,7 +6,16 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from longrl.config.base import Beta, Section
+from longrl.config.base import (
+    MAX_BATCH,
+    MAX_BATCH_TOKENS,
+    MAX_GROUP_SIZE,
+    MAX_INPUT_TOKENS,
+    MAX_NEW_TOKENS,
+    MAX_PROMPTS,
+    Beta,
+    Section,
+)
 
 
 class RolloutServerConfig(Section):
@@ -27,20 +36,20 @@ class RolloutServerConfig(Section):
 class ValidationSamplingConfig(Section):
     """How held-out items (`data.eval`) are sampled during RL (official script: n 1, T 0.7, top-p 0.95)."""
 
-    n: int = Field(1, ge=1)                    # samples per item; accuracy averages them
+    n: int = Field(1, ge=1, le=MAX_GROUP_SIZE)  # samples per item; accuracy averages them
     temperature: float = Field(0.7, ge=0)      # 0 = greedy
     top_p: float = Field(0.95, gt=0, le=1)     # nucleus sampling; 1 = off
-    max_new_tokens: int | None = Field(None, ge=1)  # None = the rollout's (the phase's) response limit
+    max_new_tokens: int | None = Field(None, ge=1, le=MAX_NEW_TOKENS)  # None = the rollout's (the phase's) response limit
 
 
 class RolloutConfig(Section):
-    group_size: int = Field(8, ge=1)           # G samples per prompt (paper: 8)
-    max_new_tokens: int = Field(64, ge=1)      # response limit (paper: 10K)
-    max_input_tokens: int | None = Field(None, ge=16)  # prompt budget; longer documents are middle-truncated
+    group_size: int = Field(8, ge=1, le=MAX_GROUP_SIZE)  # G samples per prompt (paper: 8)
+    max_new_tokens: int = Field(64, ge=1, le=MAX_NEW_TOKENS)  # response limit (paper: 10K)
+    max_input_tokens: int | None = Field(None, ge=16, le=MAX_INPUT_TOKENS)  # prompt budget; longer documents are middle-truncated
     temperature: float = Field(0.7, ge=0)      # paper: 0.7; 0 = greedy
     top_p: float = Field(0.95, gt=0, le=1)     # paper: 0.95
     top_k: int = Field(0, ge=0)                # 0 = off
-    groups_per_batch: int = Field(8, ge=1)     # prompts decoded together (each with its G samples)
+    groups_per_batch: int = Field(8, ge=1, le=MAX_BATCH)  # prompts decoded together (each with its G samples)
     decode: Literal["auto", "dynamic", "static", "graph"] = "auto"  # engine decode path: auto = static + CUDA graph on CUDA, dynamic on CPU
     backend: Literal["engine", "server"] = "engine"  # engine = in-process generator; server = an OpenAI-compatible server (rollout.server)
     server: RolloutServerConfig | None = None  # the server holding the policy when backend is "server"
@@ -66,7 +75,7 @@ class AlgoConfig(Section):
     dynamic_sampling: bool = True              # DAPO: drop groups whose `filter_metric` is all equal, refill
     filter_metric: Literal["accuracy", "reward"] = "accuracy"  # what must vary in a group: accuracy = 0 < #correct < G (DAPO's acc); reward = the shaped reward
     max_refills: int = Field(2, ge=0)          # extra generation rounds per step (verl: filter_groups.max_num_gen_batches - 1)
-    gen_prompts: int | None = Field(None, ge=1)  # prompts per generation round under dynamic sampling (verl: data.gen_batch_size;
+    gen_prompts: int | None = Field(None, ge=1, le=MAX_PROMPTS)  # prompts per generation round under dynamic sampling (verl: data.gen_batch_size;
                                                # official script 384); >= train.prompts_per_step. None = the first round draws
                                                # prompts_per_step, each refill what is missing over the keep rate so far
 
@@ -83,11 +92,11 @@ class OptimConfig(Section):
 
 class TrainConfig(Section):
     steps: int = Field(4, ge=1)                # RL steps (each: rollout -> reward -> update)
-    prompts_per_step: int = Field(4, ge=1)     # informative groups wanted per step (paper: 128)
+    prompts_per_step: int = Field(4, ge=1, le=MAX_PROMPTS)  # informative groups wanted per step (paper: 128)
     ppo_epochs: int = Field(1, ge=1)           # passes over each step's rollouts
     mini_batches: int = Field(1, ge=1)         # optimizer updates per epoch (paper: 4)
-    micro_batch_tokens: int = Field(16384, ge=16)  # token budget of one forward/backward
-    logprob_chunk_tokens: int = Field(1024, ge=1)  # LM-head chunk size for log-probs and entropy
+    micro_batch_tokens: int = Field(16384, ge=16, le=MAX_BATCH_TOKENS)  # token budget of one forward/backward
+    logprob_chunk_tokens: int = Field(1024, ge=1, le=MAX_BATCH_TOKENS)  # LM-head chunk size for log-probs and entropy
     shared_prompt_forward: bool = True         # run each prompt once per group in the training forward
     eval_every: int = Field(0, ge=0)           # score `data.eval` every N RL steps (and at the last); 0 = never (official script: 5)
     eval_before_train: bool = True             # also score it before the first step (step 0), when eval_every > 0

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from longrl.config.base import Section
+from longrl.config.base import MAX_BATCH_TOKENS, MAX_GROUP_SIZE, MAX_NEW_TOKENS, Section
 from longrl.config.data import DataSource
 
 
@@ -16,12 +16,12 @@ class TeacherConfig(Section):
     base_url: str                              # e.g. http://127.0.0.1:8000/v1
     model: str                                 # model name sent in the requests (recorded in every demonstration)
     api_key_env: str | None = "LONGRL_TEACHER_API_KEY"  # environment variable holding the key; never logged
-    samples: int = Field(4, ge=1)              # K responses per item; rejection sampling keeps the correct ones
+    samples: int = Field(4, ge=1, le=MAX_GROUP_SIZE)  # K responses per item; rejection sampling keeps the correct ones
     n_per_request: bool = True                 # one request with n=K; False = K requests of n=1 (servers without `n`)
     keep_per_item: int | None = Field(None, ge=1)  # keep at most this many correct responses per item; None = all
     temperature: float = Field(0.7, ge=0)      # paper's sampling setting
     top_p: float = Field(0.95, gt=0, le=1)     # nucleus sampling; 1 = off
-    max_tokens: int = Field(10240, ge=1)       # response limit per sample (paper: 10K)
+    max_tokens: int = Field(10240, ge=1, le=MAX_NEW_TOKENS)  # response limit per sample (paper: 10K)
     concurrency: int = Field(16, ge=1)         # requests in flight
     timeout_s: float = Field(600.0, gt=0)      # per attempt (long reasoning replies are slow)
     max_attempts: int = Field(4, ge=1)         # tries per request; 429 / 5xx / timeouts / connection errors are retried
@@ -35,9 +35,9 @@ class SFTConfig(Section):
     teacher: TeacherConfig | None = None       # `longrl distill` from a teacher (None = traces only)
     epochs: float = Field(1.0, gt=0)           # passes over the data (fractions allowed)
     steps: int | None = Field(None, ge=1)      # optimizer steps; set = exactly this many, looping over the data
-    batch_tokens: int = Field(8192, ge=16)     # tokens (prompt + reply) per optimizer step
-    micro_batch_tokens: int | None = Field(None, ge=16)  # tokens per forward/backward (padded); None = batch_tokens
-    row_tokens: int = Field(2048, ge=16)       # length of a packed row; a longer example gets a row of its own
+    batch_tokens: int = Field(8192, ge=16, le=MAX_BATCH_TOKENS)  # tokens (prompt + reply) per optimizer step
+    micro_batch_tokens: int | None = Field(None, ge=16, le=MAX_BATCH_TOKENS)  # tokens per forward/backward (padded); None = batch_tokens
+    row_tokens: int = Field(2048, ge=16, le=MAX_BATCH_TOKENS)  # length of a packed row; a longer example gets a row of its own
     max_seq_tokens: int | None = Field(None, ge=16)  # drop longer demonstrations (counted and reported)
     lr: float = Field(1e-5, gt=0)              # peak learning rate (AdamW)
     min_lr_ratio: float = Field(0.0, ge=0, le=1)  # cosine / linear decay ends at lr * min_lr_ratio

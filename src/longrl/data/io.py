@@ -10,6 +10,8 @@ Errors name the file, the line (JSONL, 1-based) or row (parquet, 0-based) and th
 from __future__ import annotations
 
 import json
+import os
+import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,9 +39,12 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[str, Any]]:
     """
     path = str(path)
     try:
-        fh = open(path, "rb")
+        fh = open(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)), "rb")  # a FIFO: no wait for a writer
     except OSError as exc:
         raise DataError(path, "open", None, f"cannot read file: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+        fh.close()
+        raise DataError(path, "file", None, "not a regular file (a device, FIFO or socket such as /dev/zero); name a file")
     with fh:
         for line_no, raw in enumerate(fh, start=1):
             try:
@@ -121,14 +126,59 @@ def _read_parquet(path: Path, skip_bad: bool) -> tuple[list[Sample], list[str]]:
     return samples, skipped
 
 
-def read_parquet_table(path: str | Path):
-    """A pyarrow Table; DataError if the file is missing or not readable parquet."""
+MAX_PARQUET_BYTES = 4 << 30   # what a parquet file may decode to (DocQA-RL-1.6K: ~0.5 GB); split larger ones
+
+
+def read_parquet_table(path: str | Path, limit: int = MAX_PARQUET_BYTES):
+    """A pyarrow Table; DataError if the file is missing, not readable parquet, or decodes past `limit` bytes.
+
+    Compression and dictionary encoding let a 50 KB file stand for 20 GB of strings (one long value
+    repeated in every row). The size is checked before anything is decoded: the pages' uncompressed size
+    from the file's metadata, then what the dictionary-encoded string columns expand to, counted on the
+    dictionaries and their indices (`decoded_bytes`, reading those columns as dictionaries) without
+    expanding them.
+    """
     import pyarrow.parquet as pq  # lazy: pyarrow is slow to import and only parquet files need it
 
     try:
+        meta = pq.ParquetFile(str(path)).metadata
+        pages = sum(meta.row_group(g).column(c).total_uncompressed_size
+                    for g in range(meta.num_row_groups) for c in range(meta.num_columns))
+        if pages > limit:
+            raise DataError(str(path), "file", None, f"its pages decompress to {pages / (1 << 30):.1f} GiB, more than "
+                                                     f"the {limit / (1 << 30):.0f} GiB longrl reads from one file; split it")
+        strings = sorted({meta.schema.column(c).path for g in range(meta.num_row_groups) for c in range(meta.num_columns)
+                          if meta.schema.column(c).physical_type == "BYTE_ARRAY"
+                          and any("DICTIONARY" in e for e in meta.row_group(g).column(c).encodings)})
+        encoded = pq.ParquetFile(str(path), read_dictionary=strings).read() if strings else None
+        size = sum(decoded_bytes(chunk) for column in encoded.columns for chunk in column.chunks) if encoded else 0
+        if size > limit:
+            raise DataError(str(path), "file", None, f"it decodes to {size / (1 << 30):.1f} GiB of values (a small file "
+                            f"whose dictionary repeats long strings), more than the {limit / (1 << 30):.0f} GiB longrl "
+                            "reads from one file; split it")
         return pq.read_table(str(path))
     except (OSError, ValueError) as exc:  # pyarrow raises ArrowInvalid (a ValueError) or OSError
         raise DataError(str(path), "file", None, f"not a readable parquet file ({exc})") from None
+
+
+def decoded_bytes(array) -> int:
+    """Bytes `array` takes once its dictionary-encoded parts are expanded (computed, not expanded)."""
+    import pyarrow as pa  # lazy: as read_parquet_table
+    import pyarrow.compute as pc
+
+    if isinstance(array, pa.DictionaryArray):
+        values = array.dictionary
+        lengths = pc.binary_length(values) if pa.types.is_binary(values.type) or pa.types.is_string(values.type) \
+            or pa.types.is_large_string(values.type) or pa.types.is_large_binary(values.type) else None
+        if lengths is None:
+            return array.nbytes
+        total = pc.sum(pc.take(lengths, array.indices)).as_py() or 0
+        return int(total) + 8 * len(array)                      # + offsets
+    if isinstance(array, pa.ListArray | pa.LargeListArray):
+        return decoded_bytes(array.flatten()) + 8 * len(array)
+    if isinstance(array, pa.StructArray):
+        return sum(decoded_bytes(child) for child in array.flatten()) + len(array)
+    return array.nbytes
 
 
 def write_samples(path: str | Path, samples: Iterable[Sample]) -> int:

@@ -7,7 +7,9 @@
 longrl (`builtin:tiny-base`, the embedded default), or `random`: a seeded random-init tiny
 Qwen2 model of shape `model.tiny` with the default tokenizer (tests and smoke runs). dtype, attention implementation,
 `rope_scaling` (YaRN and friends) and the context window come from config. Weights load
-with safetensors only. A LoRA adapter folder (`final/` of a run with `model.lora.final: adapter`)
+with safetensors only, and completely: a checkpoint missing a tensor the model needs (an empty
+`model.safetensors`, a layer cut out) is an error naming the missing tensors, never a model whose
+gaps transformers filled with random values. A LoRA adapter folder (`final/` of a run with `model.lora.final: adapter`)
 loads as its base model with the adapter merged in. `model.lora` itself is applied by the training
 loops (`models/lora.py`), not here: evaluation and references load plain models.
 """
@@ -24,7 +26,13 @@ from transformers.utils import logging as hf_logging
 from longrl.config.model import ModelConfig, TinyArchConfig
 from longrl.console import hub_bars_enabled
 from longrl.errors import ConfigError
-from longrl.models.lora import adapter_base, is_adapter_folder, load_adapter_into
+from longrl.models.lora import (
+    ADAPTER_CONFIG,
+    adapter_base,
+    check_adapter_weights,
+    is_adapter_folder,
+    load_adapter_into,
+)
 from longrl.models.tiny import build_tiny_model
 from longrl.models.tokenizer import assets_dir, load_default_tokenizer
 
@@ -124,8 +132,7 @@ def load_policy(cfg: ModelConfig, device: torch.device | str = "cpu", dtype: str
         return model.to(device=device, dtype=torch.float32 if cfg.dtype == "auto" else DTYPES[cfg.dtype])
     path = resolve_path(cfg.path)
     if is_adapter_folder(path):                 # a LoRA run's `final: adapter`: its base, with the adapter merged in
-        return load_adapter_into(load_policy(cfg.model_copy(update={"path": adapter_base(path), "lora": None}), device),
-                                 path)
+        return load_adapted(cfg, path, device)
     try:
         config = AutoConfig.from_pretrained(path, trust_remote_code=cfg.trust_remote_code)
     except (OSError, ValueError) as exc:
@@ -141,15 +148,65 @@ def load_policy(cfg: ModelConfig, device: torch.device | str = "cpu", dtype: str
     if Path(path).is_dir() and not any(Path(path).glob("*.safetensors")):
         raise ConfigError(f"{path}: no *.safetensors weights (longrl loads safetensors only)")
     try:
-        model = AutoModelForCausalLM.from_pretrained(
+        model, report = AutoModelForCausalLM.from_pretrained(
             path, config=config, dtype=dtype, attn_implementation=cfg.attn_implementation,
-            trust_remote_code=cfg.trust_remote_code, use_safetensors=True,
+            trust_remote_code=cfg.trust_remote_code, use_safetensors=True, output_loading_info=True,
         )
     except (OSError, ValueError, SafetensorError) as exc:  # missing, truncated or mismatched weight files
         raise ConfigError(f"cannot load model weights from {path!r}: {_one_line(exc)}") from None
+    check_complete(path, report)
     if cfg.gradient_checkpointing:
         enable_activation_checkpointing(model)
     return model.to(device)
+
+
+MAX_ADAPTER_CHAIN = 8   # adapters on adapters: more is a loop or a mistake
+
+
+def load_adapted(cfg: ModelConfig, path: str, device, chain: tuple[str, ...] = ()):
+    """An adapter folder's base model (itself possibly an adapter folder) with the adapter merged in.
+
+    ConfigError for a base that leads back to a folder already on the way (an adapter naming itself
+    as its base), a chain longer than MAX_ADAPTER_CHAIN, or a folder without its adapter weights.
+    """
+    here = str(Path(path).resolve())
+    key = f"{path}/{ADAPTER_CONFIG} base_model_name_or_path"
+    if here in chain or len(chain) >= MAX_ADAPTER_CHAIN:
+        route = " -> ".join((*chain, here))
+        why = "leads back to an adapter folder already on the way" if here in chain else f"chains more than {MAX_ADAPTER_CHAIN} adapters"
+        raise ConfigError(f"{key}: {why} ({route}); name the base model the adapter was trained on")
+    check_adapter_weights(path)                 # before the base loads: a folder without weights fails at once
+    base = adapter_base(path)
+    base_path = resolve_path(base, key) if base != RANDOM else base
+    if base_path != RANDOM and is_adapter_folder(base_path):
+        model = load_adapted(cfg, base_path, device, (*chain, here))
+    else:
+        model = load_policy(cfg.model_copy(update={"path": base, "lora": None}), device)
+    return load_adapter_into(model, path)
+
+
+def check_complete(path: str, report: dict) -> None:
+    """ConfigError naming the tensors the checkpoint lacks (or holds in another shape).
+
+    transformers fills a parameter missing from the files with a fresh random initialisation and
+    only logs it; a model evaluated or trained that way gives plausible-looking garbage. Tied
+    copies (an LM head tied to the embeddings) are not reported missing by transformers.
+    """
+    missing = sorted(report.get("missing_keys") or [])
+    mismatched = [str(entry[0]) if isinstance(entry, tuple | list) else str(entry)
+                  for entry in report.get("mismatched_keys") or []]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} tensor(s) the model needs are missing: {_names(missing)}")
+    if mismatched:
+        problems.append(f"{len(mismatched)} tensor(s) have another shape: {_names(sorted(mismatched))}")
+    if problems:
+        raise ConfigError(f"{path}: incomplete weights ({'; '.join(problems)}); longrl never fills missing "
+                          "weights with random values: point model.path at a complete checkpoint")
+
+
+def _names(names: list[str], shown: int = 5) -> str:
+    return ", ".join(names[:shown]) + (f", ... ({len(names) - shown} more)" if len(names) > shown else "")
 
 
 def follow_progress_setting() -> None:

@@ -23,15 +23,16 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from longrl.config.model import LoraSettings, ModelConfig
 from longrl.errors import ConfigError
+from longrl.limits import load_json, read_small_file
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -139,22 +140,65 @@ def is_adapter_folder(path: str | Path) -> bool:
     return (path / ADAPTER_CONFIG).is_file() and not (path / "config.json").is_file()
 
 
+def read_adapter_config(path: str | Path) -> dict:
+    """The adapter folder's adapter_config.json as a dict; ConfigError naming the file when unreadable."""
+    file = Path(path) / ADAPTER_CONFIG
+    try:
+        config = load_json(read_small_file(file))
+    except (OSError, ValueError) as exc:   # ValueError: not UTF-8, not JSON, or past a bound of longrl.limits
+        raise ConfigError(f"{file}: not a readable adapter config ({type(exc).__name__}: {exc})") from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"{file}: not a readable adapter config (a JSON object is expected, got {type(config).__name__})")
+    return config
+
+
 def adapter_base(path: str | Path) -> str:
     """The base model an adapter folder was trained on (its `base_model_name_or_path`)."""
-    config = json.loads((Path(path) / ADAPTER_CONFIG).read_text(encoding="utf-8"))
-    base = config.get("base_model_name_or_path")
-    if not base:
+    base = read_adapter_config(path).get("base_model_name_or_path")
+    if not base or not isinstance(base, str):
         raise ConfigError(f"{path}/{ADAPTER_CONFIG}: no base_model_name_or_path; load the base model and the adapter with peft")
     return base
 
 
+def check_adapter_weights(path: str | Path) -> Path:
+    """The adapter weights file of folder `path`; ConfigError when it is not there."""
+    file = Path(path) / ADAPTER_WEIGHTS
+    if not file.is_file():
+        other = [p.name for p in Path(path).glob("adapter_model.*")]
+        hint = f" (found {', '.join(other)}: longrl loads safetensors only)" if other else ""
+        raise ConfigError(f"{path}: no {ADAPTER_WEIGHTS}, the adapter's weights{hint}")
+    return file
+
+
 def load_adapter_into(model: torch.nn.Module, path: str | Path) -> torch.nn.Module:
-    """Inject the adapter of folder `path` into `model`, load its weights and merge them (a plain model)."""
+    """Inject the adapter of folder `path` into `model`, load its weights and merge them (a plain model).
+
+    Every failure (a config peft cannot read, weights that are unreadable or fit no module) is a
+    ConfigError naming the folder.
+    """
     peft = _peft()
-    config = peft.LoraConfig.from_pretrained(str(path))
-    peft.inject_adapter_in_model(config, model)
-    weights = {k.removeprefix("base_model.model."): v for k, v in load_file(str(Path(path) / ADAPTER_WEIGHTS)).items()}
-    result = peft.set_peft_model_state_dict(model, weights)
+    file = check_adapter_weights(path)
+    try:
+        config = peft.LoraConfig.from_pretrained(str(path))
+    except (OSError, ValueError, TypeError) as exc:   # unknown or mistyped fields
+        raise ConfigError(f"{path}/{ADAPTER_CONFIG}: peft cannot read this adapter config ({_one_line(exc)})") from None
+    try:
+        peft.inject_adapter_in_model(config, model)
+    except (ValueError, TypeError) as exc:            # "Target modules {...} not found in the base model"
+        raise ConfigError(f"{path}/{ADAPTER_CONFIG}: the adapter does not fit its base model ({_one_line(exc)})") from None
+    try:
+        weights = {k.removeprefix("base_model.model."): v for k, v in load_file(str(file)).items()}
+    except (OSError, SafetensorError) as exc:
+        raise ConfigError(f"{file}: unreadable adapter weights ({_one_line(exc)})") from None
+    try:
+        result = peft.set_peft_model_state_dict(model, weights)
+    except RuntimeError as exc:                       # a tensor of another shape (another rank or base)
+        raise ConfigError(f"{file}: adapter weights that do not fit the base model ({_one_line(exc)})") from None
     if getattr(result, "unexpected_keys", None):
         raise ConfigError(f"{path}: adapter weights that fit no module of the base model: {result.unexpected_keys[:3]}")
     return merge_adapters(model)
+
+
+def _one_line(exc: Exception) -> str:
+    text = " ".join(str(exc).split())
+    return (text[:300] + " ...") if len(text) > 300 else text or type(exc).__name__

@@ -96,3 +96,24 @@ def architecture(cfg: ModelConfig) -> Shape:
             return Shape(**KNOWN[cfg.path])
         raise ConfigError(f"cannot read the architecture of {cfg.path!r} offline ({exc}); point model.path at a "
                           f"local folder with its config.json (known without one: {', '.join(sorted(KNOWN))})") from None
+
+
+def context_length(cfg: ModelConfig) -> int | None:
+    """The context window `cfg` gives the model: `model.max_position_embeddings`, else its config's (read offline:
+    a local folder, `builtin:`, `random`, or the Hugging Face cache); None when that cannot be read."""
+    from longrl.models.loading import RANDOM, resolve_path  # lazy: loading imports transformers
+
+    if cfg.max_position_embeddings:
+        return cfg.max_position_embeddings
+    if cfg.path == RANDOM:
+        return (cfg.tiny or TinyArchConfig()).max_position_embeddings
+    from transformers import AutoConfig  # lazy: transformers is slow to import
+
+    try:
+        path = resolve_path(cfg.path)
+        config = AutoConfig.from_pretrained(path, trust_remote_code=cfg.trust_remote_code,
+                                            local_files_only=not Path(path).exists())
+    except (OSError, ValueError, ConfigError):
+        return None
+    value = getattr(config, "max_position_embeddings", None)
+    return value if isinstance(value, int) and value > 0 else None

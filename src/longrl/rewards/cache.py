@@ -28,7 +28,7 @@ from pathlib import Path
 
 from longrl.files import atomic_write_text
 
-PROMPT_VERSION = "longrl-judge-v1"  # the default prompt's (keys written before `judge.prompt` existed)
+PROMPT_VERSION = "longrl-judge-v2"  # the default prompt's (v2: fields as one JSON object, normalised before neutralising)
 PROMPT_VERSIONS = {"longrl": PROMPT_VERSION, "published": "qwenlong-l1-orm-v1"}  # by `reward.judge.prompt`
 
 

@@ -12,15 +12,19 @@ New verifiers plug in with `@VERIFIERS.register("name")` and a task naming them 
 
 These are the `strict` protocol's verifiers (`published.py` holds the published scripts' rules):
 - "qa": `strict_normalize` (SQuAD normalisation; markup and possessives removed; plural, demonym
-  and ordinal forms joined), then the published two-way containment (gold in prediction or
-  prediction in gold) on whole words; an empty normalised prediction never matches. Reports em, f1.
+  and ordinal forms joined), then `text.strict_match`: exact match, or the published two-way
+  containment on whole words with its two holes closed: a prediction that lists candidates ("London
+  or Paris or Berlin") is not credited for the one that is the gold, and a fragment of the gold ("of"
+  for "Bank of America", "John" for "John Smith") needs more than half of the gold's content words.
+  An empty normalised prediction never matches. Reports em, f1.
 - "numeric": the first number of the prediction (`numbers.parse_first_number`) equals a gold
   number within `rel_tol` (exact for a gold of 0), also x100 or /100; or it is the gold rounded to
   the decimals the prediction is written with (at least one decimal and two significant digits:
   "0.26" for 0.2573). Unit words count both ways ("3.5 million" is 3.5 and 3,500,000), and so
   does a unit the question or document states (`VerifyOptions.scales`, from "(in thousands)"):
   "2500" matches a gold of 2,500,000 in a table in thousands.
-- "choice": a letter from "(B)", "B", "B.", "b", "(b) Paris", "B: Paris" against the gold letter.
+- "choice": a letter from "(B)", "B", "B.", "b", "(b) Paris", "B: Paris" against the gold letter; a
+  prediction that names another option too ("(B) or (C)", "(B), C") scores 0 (it hedges).
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from dataclasses import dataclass, field
 from longrl.errors import UserError
 from longrl.registry import Registry
 from longrl.rewards.numbers import numbers_match, parse_first_number, rounds_to
-from longrl.rewards.text import strict_normalize, token_f1, two_way_match
+from longrl.rewards.text import strict_match, strict_normalize, token_f1
 
 
 class GoldError(UserError):
@@ -62,16 +66,16 @@ VERIFIERS: Registry[Verifier] = Registry("verifier")
 
 @VERIFIERS.register("qa")
 def verify_qa(prediction: str, golds: list[str], opts: VerifyOptions) -> Verdict:
-    """Two-way word-boundary containment after `strict_normalize`; em and f1 in metrics."""
+    """`strict_match` (bounded two-way word containment) after `strict_normalize`; em and f1 in metrics."""
     normalized_golds = [strict_normalize(g) for g in golds]
     if not any(normalized_golds):
         raise GoldError(f"every gold answer normalises to nothing (articles/punctuation only): {golds!r}")
     pred = strict_normalize(prediction)
     score = em = f1 = 0.0
-    for gold in normalized_golds:
+    for raw, gold in zip(golds, normalized_golds):
         if not gold:
             continue
-        if two_way_match(pred, gold):
+        if strict_match(prediction, pred, raw, gold):
             score = 1.0
         if pred and pred == gold:
             em = 1.0
@@ -111,6 +115,11 @@ _LETTERS = "A-J"  # Sample.choices allows up to 10 options
 _GOLD_LETTER_RE = re.compile(rf"^(?:the\s+(?:correct\s+)?answer\s+is\s*:?\s*)?\(?\s*([{_LETTERS}])\s*\)?\.?$", re.IGNORECASE)
 _LETTER_ONLY_RE = re.compile(rf"^\(?\s*([{_LETTERS}])\s*\)?[.:]?$", re.IGNORECASE)
 _LETTER_PREFIX_RE = re.compile(rf"^(?:\(\s*([{_LETTERS}])\s*\)|([{_LETTERS.upper()}])[.):])(?:\s|$)", re.IGNORECASE)
+# Another option named after the first: a bracketed letter anywhere, or after a list separator a bare
+# upper-case letter that ends the text or is followed by another separator ("(B) or C", "(B), C.").
+_BRACKETED_LETTER_RE = re.compile(rf"\(\s*([{_LETTERS}])\s*\)", re.IGNORECASE)
+_LISTED_LETTER_RE = re.compile(rf"(?:(?<!\w)(?:or|and|vs|nor)(?!\w)|[,/;&|])\s*([{_LETTERS.upper()}])[.)]?\s*"
+                               rf"(?=$|(?:or|and|vs|nor)(?!\w)|[,/;&|])", re.IGNORECASE)
 
 
 def parse_choice_letter(text: str) -> str | None:
@@ -143,4 +152,13 @@ def verify_choice(prediction: str, golds: list[str], opts: VerifyOptions) -> Ver
             raise GoldError(f"gold answer {gold!r} is not an option letter A-J")
         letters.add(match.group(1).upper())
     letter = parse_choice_letter(prediction)
+    if letter is not None and other_letters(prediction, letter):
+        return Verdict(0.0, {"parsed": 1.0})     # hedges between options
     return Verdict(1.0 if letter in letters else 0.0, {"parsed": 0.0 if letter is None else 1.0})
+
+
+def other_letters(prediction: str, letter: str) -> set[str]:
+    """Option letters other than `letter` that a prediction also names (bracketed, or listed after a separator)."""
+    named = {m.group(1).upper() for m in _BRACKETED_LETTER_RE.finditer(prediction)}
+    named |= {m.group(1) for m in _LISTED_LETTER_RE.finditer(prediction) if m.group(1).isupper()}
+    return named - {letter}

@@ -100,6 +100,7 @@ from longrl.rl.dynamic import collect_groups
 from longrl.rl.groups import check_split, roll_across_ranks
 from longrl.rl.rollout import Roller, item_score_rows, rollout_metrics, sample_rows
 from longrl.rl.sampler import PromptSampler
+from longrl.rl.sizes import check_sizes
 from longrl.rl.update import objective, policy_update, rewards_tensor, skipped_update
 from longrl.rl.validation import is_validation_step, validate, validation_metrics
 from longrl.trackers import Trackers
@@ -109,6 +110,7 @@ from longrl.tracking import (
     Timers,
     check_run_dir,
     dump_samples,
+    holds_run_dir,
     prepare_run_dir,
 )
 
@@ -162,6 +164,7 @@ def is_finished(out: Path, cfg: Config) -> bool:
     return (out / "final").is_dir() and bool(found) and found[-1][0] >= cfg.train.steps
 
 
+@holds_run_dir
 def train(cfg: Config, out: str | Path, items: list[Sample] | None = None, phase: str = "rl") -> Path:
     """Run RL as `cfg` says, or resume it from `out`; returns the final policy folder `out/final`.
 
@@ -182,6 +185,7 @@ def train(cfg: Config, out: str | Path, items: list[Sample] | None = None, phase
         raise ConfigError("rollout.backend=server runs in one process (one trainer publishes weights to the "
                           "server); start it without torchrun, or use rollout.backend=engine")
     policy = load_trainable(cfg.model, dist, device)                        # fp32 masters; sharded or autocast
+    check_sizes(cfg, policy.config, device, dist.world)                     # the model's context, this machine's memory
     ref = load_reference(cfg, device, policy, dist)                         # None unless KL is used
     items = items if items is not None else load_items(cfg.data.train, tokenizer, cfg.data.skip_bad)
     held_out = load_items(cfg.data.eval, tokenizer, cfg.data.skip_bad) if cfg.train.eval_every else []

@@ -71,7 +71,7 @@ from longrl.sft.packing import (
     split_examples,
 )
 from longrl.trackers import Trackers
-from longrl.tracking import MetricsLog, StepProgress, check_run_dir, prepare_run_dir
+from longrl.tracking import MetricsLog, StepProgress, check_run_dir, holds_run_dir, prepare_run_dir
 
 
 @dataclass(frozen=True)
@@ -241,6 +241,7 @@ def is_finished(out: Path, steps: int) -> bool:
     return (out / "final").is_dir() and bool(found) and found[-1][0] >= steps
 
 
+@holds_run_dir
 def train_sft(cfg: Config, out: str | Path, examples=None) -> Path:
     """Warm-up SFT as `cfg` says, or resume it from `out`; returns the final model folder `out/final`.
 
