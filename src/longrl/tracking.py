@@ -38,7 +38,15 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from longrl.console import plain_progress, progress_kind, secondary_rank, start_run_log, stderr_console
+from longrl.console import (
+    plain_progress,
+    progress_kind,
+    secondary_rank,
+    start_run_log,
+    stderr_console,
+    step_boundaries,
+    stop_at_step_end,
+)
 from longrl.errors import ConfigError, OutputError
 from longrl.files import atomic_open, atomic_write_text, explain, make_dirs, remove_leftovers
 from longrl.limits import load_json, load_yaml
@@ -264,6 +272,9 @@ class StepProgress:
     always draws; "plain" prints one line per `every` steps (logs, Slurm, CI); "none" is silent.
     LONGRL_NO_PROGRESS=1 silences all modes. The run's log.txt gets the plain line every `every`
     steps whatever the mode (`console.plain_progress`).
+
+    It also marks the loop's step boundaries for SIGTERM (`console.step_boundaries`): a SIGTERM during
+    a step stops the run at the end of `update()` of that step, once the loop has checkpointed it.
     """
 
     def __init__(self, total: int, start: int = 0, mode: str = "auto", description: str = "train", every: int = 1):
@@ -271,8 +282,10 @@ class StepProgress:
         self.kind = progress_kind(mode)
         self._progress = None
         self._task = None
+        self._boundaries = step_boundaries()
 
     def __enter__(self) -> StepProgress:
+        self._boundaries.__enter__()
         if self.kind == "rich":
             self._progress = _BarOverMetrics(TextColumn("{task.description}"), BarColumn(bar_width=20),
                                              MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
@@ -287,8 +300,10 @@ class StepProgress:
             self._progress.update(self._task, completed=step)
         if step % self.every == 0 or step == self.total:        # plain lines (and the log) keep every field
             plain_progress(f"{self.description} step {step}/{self.total}  {format_progress(row)}", self.kind)
+        stop_at_step_end(f"{self.description} step {step}/{self.total}")     # SIGTERM during the step: stop here
 
     def __exit__(self, *exc) -> None:
         if self._progress is not None:
             self._progress.__exit__(*exc)
             self._progress = None
+        self._boundaries.__exit__(*exc)
