@@ -70,7 +70,7 @@ RL_ARGS+=(rollout.group_size=8 rollout.groups_per_batch=1 train.steps=1 train.pr
           algo.track_kl=false algo.dynamic_sampling=false reward.overlong.enabled=false run.progress=none)
 timeout 300 "$PY" -m torch.distributed.run --standalone --nproc_per_node 1 -m longrl.cli rl --config configs/smoke.yaml \
   --out "$RL_OUT" "${RL_ARGS[@]}" > "$OUTDIR/rl_fsdp.log" 2>&1 || { tail -30 "$OUTDIR/rl_fsdp.log"; fail "RL step under torchrun"; }
-"$PY" -m longrl.cli plan --config configs/smoke.yaml --gpus 1 --torchrun --gpu-memory-gb 141 --json "$OUTDIR/rl_fsdp_plan.json" \
+"$PY" -m longrl.cli plan --config configs/smoke.yaml --gpus 1 --torchrun --gpu-memory-gib 141 --json "$OUTDIR/rl_fsdp_plan.json" \
   "${RL_ARGS[@]}" > "$OUTDIR/rl_fsdp_plan.log" 2>&1 || true
 tail -1 "$RL_OUT/metrics.jsonl"
 
@@ -99,7 +99,7 @@ if metrics.exists():
     plan_file = out / "rl_fsdp_plan.json"
     if plan_file.exists():
         phase = json.loads(plan_file.read_text())["phases"][0]
-        figures["rl_fsdp_step"]["plan_peak_gb"] = max(phase["update_gb"], phase["rollout_gb"] or 0)
+        figures["rl_fsdp_step"]["plan_peak_gib"] = max(phase["update_gib"], phase["rollout_gib"] or 0)
 (out / "gpu_figures.json").write_text(json.dumps(figures, indent=2) + "\n")
 print(f"wrote {out / 'gpu_figures.json'}")
 PY

@@ -86,3 +86,71 @@ def test_tables_off_a_terminal_keep_every_cell_whole(tmp_path, capsys):
         assert "…" not in text
         assert all(str(cell) in text for cell in row)
         assert sum("116394" in line for line in text.splitlines()) == 1     # one line per row: nothing folded
+
+
+def sigterm_self() -> None:
+    """SIGTERM to this process, and a moment for Python to run its handler (in this, the main thread)."""
+    import os
+    import signal
+    import time
+
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(0.05)
+
+
+def test_sigterm_outside_a_training_loop_stops_the_command_at_once_and_the_handler_is_put_back(tmp_path, capsys):
+    import signal
+
+    from longrl.console import Terminated, sigterm_stops_the_command
+
+    before = signal.getsignal(signal.SIGTERM)
+    with command_log("$ longrl eval"), pytest.raises(Terminated, match=r"^stopped by SIGTERM; rerun the same command"):
+        with sigterm_stops_the_command():
+            start_run_log(tmp_path)
+            sigterm_self()
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_sigterm_in_a_training_loop_waits_for_the_checkpointed_end_of_the_step(tmp_path, capfd):
+    from longrl.console import Terminated, sigterm_stops_the_command, step_boundaries, stop_at_step_end, stop_requested
+
+    with command_log("$ longrl rl"), sigterm_stops_the_command(), step_boundaries():
+        start_run_log(tmp_path)
+        assert not stop_requested()
+        sigterm_self()                                          # mid-step: nothing stops yet
+        stop_at_step_end("rl step 3/8")                         # the loop has not seen it at its checkpoint: goes on
+        assert stop_requested()                                 # step 4 sees it where it decides to checkpoint ...
+        with pytest.raises(Terminated, match=r"^stopped by SIGTERM after rl step 4/8, its checkpoint saved; rerun"):
+            stop_at_step_end("rl step 4/8")                     # ... and stops after the checkpoint
+        assert not stop_requested()
+    log = (tmp_path / "log.txt").read_text()
+    assert "SIGTERM: stopping at the end of this step, after its checkpoint (at most 20 s" in log
+    assert "SIGTERM: stopping at the end of this step" in capfd.readouterr().err
+
+
+def test_a_step_that_outlasts_the_grace_period_or_a_second_sigterm_stops_at_once(monkeypatch):
+    import time
+
+    from longrl.console import Terminated, sigterm_stops_the_command, step_boundaries
+
+    monkeypatch.setenv("LONGRL_STOP_GRACE_S", "0.2")
+    began = time.perf_counter()
+    with pytest.raises(Terminated, match=r"^stopped by SIGTERM: the step did not end within 0.2 s; rerun"):
+        with sigterm_stops_the_command(), step_boundaries():
+            sigterm_self()
+            time.sleep(30)                                      # a long step
+    assert time.perf_counter() - began < 5
+    monkeypatch.setenv("LONGRL_STOP_GRACE_S", "30")
+    with pytest.raises(Terminated, match=r"^stopped by SIGTERM; rerun"):
+        with sigterm_stops_the_command(), step_boundaries():
+            sigterm_self()
+            sigterm_self()                                      # the second one stops now
+
+
+def test_several_torchrun_ranks_stop_at_once(monkeypatch):
+    from longrl.console import Terminated, sigterm_stops_the_command, step_boundaries
+
+    monkeypatch.setenv("WORLD_SIZE", "2")                   # ranks would not agree on the step to stop after
+    with pytest.raises(Terminated, match=r"^stopped by SIGTERM; rerun"):
+        with sigterm_stops_the_command(), step_boundaries():
+            sigterm_self()

@@ -131,6 +131,38 @@ def test_format_progress_shows_present_finite_fields():
     assert format_progress(row) == "reward 0.250  acc 0.50  len 42"
 
 
+ROW = {"reward/mean": 0.938, "accuracy": 0.94, "entropy": 0.02, "kl": 1e-5, "response_len/mean": 3400.2,
+       "filtered_groups_frac": 0.75, "loss/total": 1e-5, "tokens_per_s": 16122, "time/step": 123.4}
+
+
+def test_format_progress_drops_the_least_useful_fields_to_fit_a_width():
+    full = format_progress(ROW)
+    assert len(full) > 80 and format_progress(ROW, width=200) == full
+    assert format_progress(ROW, width=80) == "reward 0.938  acc 0.94  len 3400  filtered 0.75  tok/s 16122  s/step 123.4"
+    assert format_progress(ROW, width=10) == "tok/s 16122  s/step 123.4"              # never dropped
+
+
+def test_rich_progress_on_an_80_column_terminal_keeps_tok_s_and_s_step(monkeypatch):
+    import io
+    import re
+
+    from rich.console import Console
+
+    import longrl.tracking
+
+    monkeypatch.delenv("LONGRL_NO_PROGRESS", raising=False)
+    screen = io.StringIO()
+    console = Console(file=screen, width=80, force_terminal=True, color_system=None)
+    monkeypatch.setattr(longrl.tracking, "stderr_console", lambda: console)
+    with StepProgress(total=1000, mode="rich", description="phase1") as progress:
+        progress.update(10, ROW)
+    lines = [line for line in re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.getvalue()).replace("\r", "\n").splitlines()
+             if line.strip()]
+    assert all(len(line) <= 80 for line in lines)
+    assert lines[-2].startswith("phase1") and "10/1000" in lines[-2]              # the bar, then the metrics below it
+    assert lines[-1] == "reward 0.938  acc 0.94  len 3400  filtered 0.75  tok/s 16122  s/step 123.4"
+
+
 def test_step_progress_plain_prints_every_n_steps(capsys, monkeypatch):
     monkeypatch.delenv("LONGRL_NO_PROGRESS", raising=False)
     with StepProgress(total=4, start=0, mode="plain", description="rl p1", every=2) as progress:

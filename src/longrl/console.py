@@ -14,13 +14,26 @@ written to `DIR/log.txt` once the run starts for real (`start_run_log(DIR)`, cal
 directory's config.yaml is written); lines printed before that come first. A command that fails
 before its run starts writes no log. Progress lines go to the log every `log_every` steps even when
 the terminal shows a bar or nothing.
+
+SIGTERM (how `timeout`, Slurm and container runtimes stop a job): inside `sigterm_stops_the_command()`
+(the command line runs every command in it) SIGTERM raises `Terminated`, which the command line
+reports as the log's last line before it exits with status 143 (128 + SIGTERM). Inside a training
+loop (`step_boundaries()`, entered by the loop's `StepProgress`; one process only) it waits for the
+end of the running step: the loop sees `stop_requested()` where it decides to checkpoint, saves,
+and `stop_at_step_end` raises after it, so a rerun resumes exactly there. A step that has not ended
+within LONGRL_STOP_GRACE_S seconds (default 20: under the 30 s Slurm and Kubernetes leave before
+SIGKILL), or a second SIGTERM, stops the command at once; a rerun then resumes from the last
+checkpoint, as after a kill. The moment SIGTERM arrives, one line says so on stderr and in the log.
 """
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,6 +61,7 @@ class _CommandLog:
         self.active = False
         self.buffer: list[str] = []
         self.file: TextIO | None = None
+        self.path: Path | None = None   # the open log's path (a signal handler appends to it by its own descriptor)
         self.progress_mode = "auto"   # run.progress of the command's config (third-party bars follow it)
 
     def write(self, text: str) -> None:
@@ -75,7 +89,7 @@ def command_log(header: str) -> Iterator[None]:
     finally:
         if _LOG.file is not None:
             _LOG.file.close()
-        _LOG.active, _LOG.buffer, _LOG.file, _LOG.progress_mode = False, [], None, "auto"
+        _LOG.active, _LOG.buffer, _LOG.file, _LOG.path, _LOG.progress_mode = False, [], None, None, "auto"
 
 
 def start_run_log(run_dir: str | Path) -> Path | None:
@@ -87,7 +101,7 @@ def start_run_log(run_dir: str | Path) -> Path | None:
     if not _LOG.active or _LOG.file is not None:
         return None
     path = Path(run_dir) / LOG_NAME
-    _LOG.file = open(path, "a", encoding="utf-8")
+    _LOG.file, _LOG.path = open(path, "a", encoding="utf-8"), path
     if _LOG.buffer:
         _LOG.file.write("\n".join(_LOG.buffer) + "\n")
         _LOG.file.flush()
@@ -215,3 +229,132 @@ def error(message: str) -> None:
     """A command's final error line (stderr and the log)."""
     print(message, file=sys.stderr, flush=True)
     _LOG.write(message)
+
+
+EXIT_TERMINATED = 128 + signal.SIGTERM          # 143: what a shell reports for a process SIGTERM ended
+STOP_GRACE_ENV = "LONGRL_STOP_GRACE_S"
+STOP_GRACE_S = 20.0
+RESUME_HINT = "rerun the same command to resume"
+
+
+class Terminated(BaseException):
+    """SIGTERM stopped the command (`sigterm_stops_the_command`); the command line logs it and exits 143.
+    A BaseException, as KeyboardInterrupt is: no `except Exception` on the way swallows it."""
+
+
+class _StopState:
+    """Where SIGTERM handling stands in this process."""
+
+    def __init__(self) -> None:
+        self.installed = False
+        self.loops = 0                 # training loops running that stop at their step's end (`step_boundaries`)
+        self.requested = False         # SIGTERM arrived inside a loop: stop at the end of the step
+        self.seen = False              # ... and the loop saw it where it decides to checkpoint (`stop_requested`)
+        self.late = False              # the step did not end within the grace period
+        self.timer: threading.Timer | None = None
+
+    def reset(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.requested, self.seen, self.late, self.timer = False, False, False, None
+
+
+_STOP = _StopState()
+
+
+def stop_grace() -> float:
+    """Seconds a step may take to end after SIGTERM: LONGRL_STOP_GRACE_S, default 20."""
+    try:
+        value = float(os.environ.get(STOP_GRACE_ENV, STOP_GRACE_S))
+    except ValueError:
+        return STOP_GRACE_S
+    return value if value >= 0 else STOP_GRACE_S
+
+
+def _notice(line: str) -> None:
+    """One line on stderr and in the log, written from a signal handler: by raw descriptor writes, never
+    through a Python stream the interrupted code may be in the middle of writing."""
+    text = f"{line}\n".encode()
+    with contextlib.suppress(OSError):
+        os.write(2, text)
+    if _LOG.active and _LOG.path is not None:
+        with contextlib.suppress(OSError):
+            fd = os.open(_LOG.path, os.O_WRONLY | os.O_APPEND)
+            try:
+                os.write(fd, f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n".encode())
+            finally:
+                os.close(fd)
+
+
+def _grace_over() -> None:
+    """The timer thread's end of the grace period: SIGTERM again, to the main thread (which stops now; a real
+    signal, so a wait in a system call is cut short too)."""
+    if not (_STOP.installed and _STOP.requested):
+        return
+    _STOP.late = True
+    if hasattr(signal, "pthread_kill"):
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGTERM)
+    else:
+        _thread.interrupt_main(signal.SIGTERM)
+
+
+def _on_sigterm(signum, frame) -> None:
+    if _STOP.requested:                                  # a second SIGTERM, or the grace period is over
+        late = f": the step did not end within {stop_grace():g} s" if _STOP.late else ""
+        raise Terminated(f"stopped by SIGTERM{late}; {RESUME_HINT} from its last checkpoint")
+    if not _STOP.loops:
+        raise Terminated(f"stopped by SIGTERM; {RESUME_HINT} from its last checkpoint")
+    _STOP.requested = True
+    grace = stop_grace()
+    _STOP.timer = threading.Timer(grace, _grace_over)
+    _STOP.timer.daemon = True
+    _STOP.timer.start()
+    _notice(f"SIGTERM: stopping at the end of this step, after its checkpoint (at most {grace:g} s; "
+            f"{STOP_GRACE_ENV} sets it); a second SIGTERM stops now")
+
+
+@contextlib.contextmanager
+def sigterm_stops_the_command() -> Iterator[None]:
+    """Within: SIGTERM raises `Terminated`, at once or, inside `step_boundaries`, at the end of the step.
+    Outside the main thread (a library caller's worker) signals are left alone."""
+    if _STOP.installed or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    _STOP.installed = True
+    try:
+        yield
+    finally:
+        _STOP.reset()
+        _STOP.installed = False
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def step_boundaries() -> Iterator[None]:
+    """A training loop runs within: SIGTERM waits for the end of its step (see the module docstring).
+    Under torchrun with several ranks SIGTERM stops at once (the ranks would not agree on one step)."""
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+        yield
+        return
+    _STOP.loops += 1
+    try:
+        yield
+    finally:
+        _STOP.loops -= 1
+
+
+def stop_requested() -> bool:
+    """SIGTERM asked the loop to stop after this step: checkpoint it now (`stop_at_step_end` then stops).
+    A loop asks where it decides to checkpoint, first in its condition."""
+    if _STOP.requested:
+        _STOP.seen = True
+    return _STOP.requested
+
+
+def stop_at_step_end(what: str) -> None:
+    """The end of a step (`what`: "rl step 3/8"): raise `Terminated` if SIGTERM arrived and the loop
+    checkpointed the step (it saw `stop_requested()`); else carry on."""
+    if _STOP.seen:
+        _STOP.reset()
+        raise Terminated(f"stopped by SIGTERM after {what}, its checkpoint saved; {RESUME_HINT} from there")

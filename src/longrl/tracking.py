@@ -8,7 +8,7 @@
         ...
     metrics.log({"step": 3, "phase": "p1", **timers.pop()})
     with StepProgress(total=8, start=2, mode=cfg.run.progress) as progress:
-        progress.update(3, row)                  # one live line: bar + the step's key metrics
+        progress.update(3, row)                  # a live bar, the step's key metrics on the line below
 
 Rerunning a command on the same directory resumes it, so a directory whose config.yaml differs
 from the new config is refused (use a new --out, or delete the directory), unless the run there
@@ -53,8 +53,17 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
-from longrl.console import plain_progress, progress_kind, secondary_rank, start_run_log, stderr_console
+from longrl.console import (
+    plain_progress,
+    progress_kind,
+    secondary_rank,
+    start_run_log,
+    stderr_console,
+    step_boundaries,
+    stop_at_step_end,
+)
 from longrl.errors import ConfigError, OutputError, UserError
 from longrl.files import atomic_open, atomic_write_text, explain, make_dirs, remove_leftovers, umask
 from longrl.limits import load_json, load_yaml, read_small_file
@@ -376,23 +385,51 @@ PROGRESS_FIELDS = [
 ]
 
 
-def format_progress(row: dict[str, Any], fields: list[tuple[str, str, str]] = PROGRESS_FIELDS) -> str:
-    """`reward 0.250 acc 0.25 len 41 ...` for the fields present (and not None/NaN) in `row`."""
-    parts = []
+# The progress fields a narrow terminal drops first, in that order; tok/s and s/step are never dropped.
+PROGRESS_DROP_ORDER = ["loss/total", "kl", "entropy", "filtered_groups_frac", "response_len/mean", "accuracy",
+                       "reward/mean"]
+PROGRESS_SEP = "  "
+
+
+def format_progress(row: dict[str, Any], fields: list[tuple[str, str, str]] = PROGRESS_FIELDS,
+                    width: int | None = None) -> str:
+    """`reward 0.250  acc 0.25  len 41 ...` for the fields present (and not None/NaN) in `row`. With
+    `width`, fields are dropped (PROGRESS_DROP_ORDER: loss, kl, entropy, filtered, length, accuracy,
+    reward) until the line fits; tok/s and s/step stay whatever the width."""
+    parts = {}
     for key, label, fmt in fields:
         value = row.get(key)
         if isinstance(value, int | float) and math.isfinite(value):
-            parts.append(f"{label} {fmt.format(value)}")
-    return "  ".join(parts)
+            parts[key] = f"{label} {fmt.format(value)}"
+    drop = [key for key in PROGRESS_DROP_ORDER if key in parts]
+    while width is not None and drop and len(PROGRESS_SEP.join(parts.values())) > width:
+        del parts[drop.pop(0)]
+    return PROGRESS_SEP.join(parts.values())
+
+
+class _BarOverMetrics(Progress):
+    """A rich progress display: the bar on its own line, the step's metrics on the line below it (so the
+    metrics get the terminal's whole width, fitted to it by `format_progress`)."""
+
+    metrics = ""
+
+    def get_renderables(self):
+        yield self.make_tasks_table(self.tasks)
+        if self.metrics:
+            yield Text(self.metrics, no_wrap=True, overflow="ellipsis")
 
 
 class StepProgress:
-    """The live line of a training loop: a bar over steps plus the latest step's metrics.
+    """The live display of a training loop: a bar over steps, and the latest step's metrics on the line
+    below it, as many as the terminal's width holds (`format_progress`: tok/s and s/step always).
 
     mode "auto" draws with rich when stderr is a terminal and prints plain lines otherwise; "rich"
     always draws; "plain" prints one line per `every` steps (logs, Slurm, CI); "none" is silent.
     LONGRL_NO_PROGRESS=1 silences all modes. The run's log.txt gets the plain line every `every`
     steps whatever the mode (`console.plain_progress`).
+
+    It also marks the loop's step boundaries for SIGTERM (`console.step_boundaries`): a SIGTERM during
+    a step stops the run at the end of `update()` of that step, once the loop has checkpointed it.
     """
 
     def __init__(self, total: int, start: int = 0, mode: str = "auto", description: str = "train", every: int = 1):
@@ -400,24 +437,28 @@ class StepProgress:
         self.kind = progress_kind(mode)
         self._progress = None
         self._task = None
+        self._boundaries = step_boundaries()
 
     def __enter__(self) -> StepProgress:
+        self._boundaries.__enter__()
         if self.kind == "rich":
-            self._progress = Progress(TextColumn("{task.description}"), BarColumn(bar_width=20), MofNCompleteColumn(),
-                                      TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[line]}"),
-                                      console=stderr_console(), transient=False)
+            self._progress = _BarOverMetrics(TextColumn("{task.description}"), BarColumn(bar_width=20),
+                                             MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+                                             console=stderr_console(), transient=False)
             self._progress.__enter__()
-            self._task = self._progress.add_task(self.description, total=self.total, completed=self.start, line="")
+            self._task = self._progress.add_task(self.description, total=self.total, completed=self.start)
         return self
 
     def update(self, step: int, row: dict[str, Any]) -> None:
-        line = format_progress(row)
         if self.kind == "rich":
-            self._progress.update(self._task, completed=step, line=line)
-        if step % self.every == 0 or step == self.total:
-            plain_progress(f"{self.description} step {step}/{self.total}  {line}", self.kind)
+            self._progress.metrics = format_progress(row, width=self._progress.console.width)
+            self._progress.update(self._task, completed=step)
+        if step % self.every == 0 or step == self.total:        # plain lines (and the log) keep every field
+            plain_progress(f"{self.description} step {step}/{self.total}  {format_progress(row)}", self.kind)
+        stop_at_step_end(f"{self.description} step {step}/{self.total}")     # SIGTERM during the step: stop here
 
     def __exit__(self, *exc) -> None:
         if self._progress is not None:
             self._progress.__exit__(*exc)
             self._progress = None
+        self._boundaries.__exit__(*exc)

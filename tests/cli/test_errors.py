@@ -203,7 +203,7 @@ CASES = [
          2, r"longrl validate: error: rollout.max_new_tokens=5000 is longer than the model's context \(4096 tokens"),
     Case("rl a rollout no machine of this kind holds, before the run directory is written",
          ["rl", "--config", SMOKE, "--out", "{d}/run", *TINY_RL, *HUGE_ROLLOUT], 2,
-         r"longrl rl: error: the rollout needs about [\d,.]+ GB \(4096 prompts decoded together .* x 1024 samples "
+         r"longrl rl: error: the rollout needs about [\d,.]+ GiB \(4096 prompts decoded together .* x 1024 samples "
          r"\(rollout.group_size\) of up to 4000 new tokens.*more than this machine's", absent=["run"]),
     # Models.
     Case("eval: a model with a layer removed (was scored 0.0 with random weights, exit 0)",

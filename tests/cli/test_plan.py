@@ -22,7 +22,7 @@ def test_every_recipe_plans_for_8_and_32_gpus(recipe, gpus, tmp_path, capsys):
     plan = json.loads(out.read_text())
     names = [p["name"] for p in plan["phases"]]
     assert names == ["sft", "p1_20k", "p2_60k"] and plan["gpus"] == gpus
-    assert all(p["update_gb"] > 0 and p["activations_gb"]["with checkpointing"] > 0 for p in plan["phases"])
+    assert all(p["update_gib"] > 0 and p["activations_gib"]["with checkpointing"] > 0 for p in plan["phases"])
     printed = capsys.readouterr()
     assert "p2_60k" in printed.out and "rollout KV" in printed.out
     fits = all(p["fits"] for p in plan["phases"])
@@ -36,21 +36,35 @@ def test_the_1p5b_recipe_fits_one_80gb_gpu(tmp_path):
     assert main(["plan", "--config", str(CONFIGS / "qwenlong_l1_1p5b.yaml"), "--gpus", "1", "--gpu-memory-gb", "80",
                  "--json", str(out)]) == 0
     phases = json.loads(out.read_text())["phases"]
-    assert all(p["fits"] for p in phases) and max(p["update_gb"] for p in phases) < 72
+    assert all(p["fits"] for p in phases) and max(p["update_gib"] for p in phases) < 72
 
 
 @pytest.mark.parametrize("recipe", ["qwenlong_l1_14b.yaml", "qwenlong_l1_32b.yaml"])
 def test_the_14b_and_32b_recipes_fit_32_gpus_of_141gb(recipe, capsys):
-    # On 80 GB GPUs they do not (the table in the README): no sequence parallelism or offload in longrl.
+    # On 80 GiB GPUs they do not (the table in the README): no sequence parallelism or offload in longrl.
     assert main(["plan", "--config", str(CONFIGS / recipe), "--gpus", "32", "--gpu-memory-gb", "141"]) == 0
     assert capsys.readouterr().out.count("  fits;") == 3
 
 
 def test_a_phase_that_does_not_fit_and_a_rank_count_that_does_not_divide_are_errors(capsys):
     assert main(["plan", "--config", str(CONFIGS / "qwenlong_l1_32b.yaml"), "--gpus", "8", "--gpu-memory-gb", "80"]) == 2
-    assert "does not fit 8 x 80 GB: sft" in capsys.readouterr().err
+    assert "does not fit 8 x 80 GiB: sft" in capsys.readouterr().err
     assert main(["plan", "--config", str(CONFIGS / "qwenlong_l1_14b.yaml"), "--gpus", "3", "--gpu-memory-gb", "80"]) == 2
     assert "cannot share train.prompts_per_step=128" in capsys.readouterr().err
+
+
+def test_plan_figures_are_labelled_gib_and_are_gib(tmp_path, capsys):
+    """14.77B parameters, fp32, over 32 ranks: 1.846e9 bytes a rank = 1.72 GiB, printed as GiB (not "GB")."""
+    out = tmp_path / "plan.json"
+    args = ["plan", "--config", str(CONFIGS / "qwenlong_l1_14b.yaml"), "--gpus", "32", "--json", str(out)]
+    assert main([*args, "--gpu-memory-gib", "141"]) == 0
+    printed = capsys.readouterr().out
+    assert "141 GiB per GPU" in printed and "GiB per GPU" in printed and " GB" not in printed
+    weights = json.loads(out.read_text())["phases"][0]["update"]["weights"]
+    assert weights == pytest.approx(14.77e9 * 4 / 32 / 2**30, rel=0.01) and "│ weights        │   1.72 │" in printed
+    assert json.loads(out.read_text())["unit"] == "GiB"
+    assert main([*args, "--gpu-memory-gb", "141"]) == 0                     # the earlier name: the same option
+    assert capsys.readouterr().out == printed
 
 
 def header_plan(path: Path) -> list[str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from longrl.engine.memory import GB, Layout, rollout_memory, states, train_memory
+from longrl.engine.memory import GiB, Layout, rollout_memory, states, train_memory
 from longrl.engine.memory_bench import cases, compare
 from longrl.engine.plan import STEP, USABLE, PhaseSpec, plan_phase, update_estimate
 from longrl.models.shapes import KNOWN, Shape
@@ -67,15 +67,15 @@ def test_rollout_cache_holds_the_prompt_once_per_group():
 def test_the_proposal_is_the_largest_budget_that_fits():
     spec = PhaseSpec("p", "rl", prompt_len=20000, response_len=8000, group_size=8, micro_batch_tokens=200000,
                      checkpointing=False, chunk_tokens=1024)
-    plan = plan_phase(R1_1P5B, spec, Layout(gpus=1), gpu_memory_gb=80)
+    plan = plan_phase(R1_1P5B, spec, Layout(gpus=1), gpu_memory_gib=80)
     assert not plan.fits
     budget, ckpt = plan.proposal["train.micro_batch_tokens"], plan.proposal["model.gradient_checkpointing"]
     assert ckpt is True and budget % STEP == 0 and budget >= 28000
-    usable = USABLE * 80 * GB
+    usable = USABLE * 80 * GiB
     assert update_estimate(R1_1P5B, spec, Layout(gpus=1), budget, True).total <= usable
     assert update_estimate(R1_1P5B, spec, Layout(gpus=1), budget + STEP, True).total > usable
-    tiny = plan_phase(R1_1P5B, spec, Layout(gpus=1), gpu_memory_gb=20)
-    assert not tiny.fits and tiny.proposal == {}                             # nothing fits 20 GB
+    tiny = plan_phase(R1_1P5B, spec, Layout(gpus=1), gpu_memory_gib=20)
+    assert not tiny.fits and tiny.proposal == {}                             # nothing fits 20 GiB
 
 
 @pytest.mark.gpu

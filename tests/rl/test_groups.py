@@ -51,3 +51,18 @@ def test_ranks_must_share_each_mini_batch_evenly():
     check_split(6, 4, 1)                 # one process takes any split
     with pytest.raises(ConfigError, match="multiple of mini_batches x ranks = 8"):
         check_split(12, 2, 4)
+
+
+def test_step_metrics_give_the_accuracy_of_each_task_rolled_out():
+    from dataclasses import replace
+
+    from longrl.rl.rollout import rollout_metrics
+
+    docmath = make_group(0)                                               # 1 of 2 correct
+    multihop = make_group(1)
+    multihop = replace(multihop, draw=Draw(1, replace(multihop.draw.item, task="multihop")),
+                       results=[multihop.results[1], multihop.results[1]])     # 0 of 2 correct
+    m = rollout_metrics([docmath, make_group(2), multihop])
+    assert m["accuracy"] == pytest.approx(2 / 6)
+    assert m["accuracy/docmath"] == 0.5 and m["accuracy/multihop"] == 0.0
+    assert "accuracy/choice" not in m                                     # only tasks the step rolled out

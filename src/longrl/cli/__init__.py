@@ -12,8 +12,10 @@ Every command that produces a run takes `--out DIR`; config commands take `--con
 followed by dotted `key=value` overrides. Bad input exits with status 2 and a message that
 names the file, line and field; `main(argv)` returns the exit status (it is what tests call).
 `main` is the one error boundary: a UserError (bad config, data, path, server) or an OSError
-that reached it (the system refused a file or device) prints one line and exits 2; anything else
-is a bug in longrl and keeps its traceback.
+that reached it (the system refused a file or device) prints one line and exits 2; Ctrl-C exits
+130 and SIGTERM 143, each after a last line in the run's log.txt (a training loop first finishes
+its step and checkpoints it: `console.sigterm_stops_the_command`); anything else is a bug in
+longrl and keeps its traceback.
 Each command module imports the stage it runs inside its handler, so `longrl --help` stays fast.
 Multi-process: `torchrun --nproc-per-node N -m longrl.cli rl --config ...`. Python puts the working
 directory first on the import path under `-m`; run as a module, longrl takes it off again before it
@@ -71,10 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     if handler is None:
         parser.print_help(sys.stderr)
         return 2
-    from longrl.console import command_log, error, log_only  # lazy: rich loads only when a command runs
+    # lazy: rich loads only when a command runs
+    from longrl.console import EXIT_TERMINATED, Terminated, command_log, error, log_only, sigterm_stops_the_command
 
     command = "longrl " + shlex.join(sys.argv[1:] if argv is None else argv)
-    with command_log(f"$ {command}"):            # the lines go to DIR/log.txt once the run starts
+    with command_log(f"$ {command}"), sigterm_stops_the_command():   # the lines go to DIR/log.txt once the run starts
         try:
             return int(handler(args) or 0)
         except UserError as exc:
@@ -86,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             error(f"longrl {args.command}: interrupted")
             return 130
+        except Terminated as exc:                 # SIGTERM (timeout, Slurm, a container stop)
+            error(f"longrl {args.command}: {exc}")
+            return EXIT_TERMINATED
         except BaseException:
             log_only(traceback.format_exc())      # a bug: the traceback goes to the log too, then up
             raise

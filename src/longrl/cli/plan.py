@@ -1,11 +1,11 @@
-"""`longrl plan --config FILE --gpus N --gpu-memory-gb M [key=value ...]`: memory per GPU of every phase, before launching.
+"""`longrl plan --config FILE --gpus N --gpu-memory-gib M [key=value ...]`: memory per GPU of every phase, before launching.
 
-    longrl plan --config configs/qwenlong_l1_14b.yaml --gpus 32 --gpu-memory-gb 80
-    longrl plan --config configs/qwenlong_l1_1p5b.yaml --gpus 1 --gpu-memory-gb 80 --json plan.json
+    longrl plan --config configs/qwenlong_l1_14b.yaml --gpus 32 --gpu-memory-gib 80
+    longrl plan --config configs/qwenlong_l1_1p5b.yaml --gpus 1 --gpu-memory-gib 80 --json plan.json
 
 For pretraining (a `longrl pretrain` config), SFT (when `sft.data` is set) and each curriculum
 phase (its overrides applied; or the single `rollout` limits of an RL config without phases; the
-longest prompt is `rollout.max_input_tokens`, or what synthetic training data makes) it prints, in GB per GPU, the fp32 master weights, the bf16 copies
+longest prompt is `rollout.max_input_tokens`, or what synthetic training data makes) it prints, in GiB (2^30 bytes) per GPU, the fp32 master weights, the bf16 copies
 the math reads, gradients, AdamW state (all sharded 1/N under torchrun + FSDP2 when N > 1), the
 reference policy, the activations of the worst update micro-batch with and without activation
 checkpointing, the log-prob chunk, the attention score blocks and the rollout's KV cache; whether
@@ -14,6 +14,11 @@ needed) and `rollout.groups_per_batch` that fit. A phase that does not fit as co
 error (exit status 2) naming it and what to change. The model is read from its config.json (no
 weights are loaded); estimates: engine/memory.py, checked against measured peaks by
 `longrl bench memory`. A config that trains nothing (distill, evaluation) has nothing to plan (exit 0).
+
+Units: every figure is GiB, and so is M: the memory a GPU's spec sheet gives ("80 GB" for an A100 or
+H100 80GB, "141 GB" for an H200) is in practice GiB of HBM (nvidia-smi reports 81,920 MiB on an A100
+80GB and 81,559 MiB, 79.6 GiB, on an H100 80GB), so pass that figure; the 10% left unplanned covers
+what the driver reserves. `--gpu-memory-gb` is the same option under its earlier name.
 """
 
 from __future__ import annotations
@@ -31,11 +36,13 @@ PARTS = ["weights", "compute copies", "grads", "optimizer", "reference", "activa
 def register(sub) -> None:
     p = sub.add_parser("plan", help="memory per GPU of each phase on N GPUs; whether it fits; settings that fit",
                        description="Estimate the memory of SFT and every RL phase per GPU on --gpus GPUs of "
-                                   "--gpu-memory-gb GB (torchrun + FSDP2 when more than one), say whether each fits, "
+                                   "--gpu-memory-gib GiB (torchrun + FSDP2 when more than one), say whether each fits, "
                                    "and propose train.micro_batch_tokens, checkpointing and rollout.groups_per_batch.")
     add_config_arguments(p, out=False, config_required=True, example="train.micro_batch_tokens=8192 model.gradient_checkpointing=true")
     p.add_argument("--gpus", type=int, required=True, help="GPUs (ranks) the run uses, over all nodes")
-    p.add_argument("--gpu-memory-gb", type=float, required=True, help="memory of one GPU in GB (e.g. 80)")
+    p.add_argument("--gpu-memory-gib", "--gpu-memory-gb", dest="gpu_memory_gib", type=float, required=True, metavar="GIB",
+                   help="memory of one GPU in GiB: the figure on its spec sheet (80 for an A100/H100 80GB, 141 for an "
+                        "H200), which is GiB in practice; every figure printed is GiB too. --gpu-memory-gb: the same option")
     p.add_argument("--torchrun", action="store_true",
                    help="plan for torchrun + FSDP2 even on one GPU (default: FSDP2 only when --gpus > 1)")
     p.add_argument("--json", metavar="FILE", help="also write the plan as JSON")
@@ -102,15 +109,15 @@ def phase_specs(cfg) -> list:
 def run_plan(args: argparse.Namespace) -> int:
     # lazy: stage code loads only when this command runs (`longrl --help` stays fast)
     from longrl.console import print_table
-    from longrl.engine.memory import GB, Layout
+    from longrl.engine.memory import GiB, Layout
     from longrl.engine.plan import USABLE, plan_phase
     from longrl.errors import ConfigError
     from longrl.files import atomic_write_json
     from longrl.models.shapes import architecture
     from longrl.rl.groups import check_split
 
-    if args.gpus < 1 or args.gpu_memory_gb <= 0:
-        raise ConfigError("--gpus must be >= 1 and --gpu-memory-gb > 0")
+    if args.gpus < 1 or args.gpu_memory_gib <= 0:
+        raise ConfigError("--gpus must be >= 1 and --gpu-memory-gib > 0")
     cfg = load_config_from_args(args)
     specs = phase_specs(cfg)
     if not specs:
@@ -125,39 +132,40 @@ def run_plan(args: argparse.Namespace) -> int:
     layout = Layout(gpus=args.gpus, compute=compute, fsdp=True if args.torchrun else None)
     how = f"torchrun + FSDP2, {args.gpus} ranks" if layout.sharded else "one process"
     print(f"{model.path}: {shape.params / 1e9:.2f}B parameters, {compute} math, fp32 master weights; {how}; "
-          f"{args.gpu_memory_gb:g} GB per GPU ({100 * USABLE:.0f}% planned)")
-    plans = [plan_phase(shape, spec, layout, args.gpu_memory_gb) for spec in specs]
+          f"{args.gpu_memory_gib:g} GiB per GPU ({100 * USABLE:.0f}% planned)")
+    plans = [plan_phase(shape, spec, layout, args.gpu_memory_gib) for spec in specs]
     failing = []
     for plan in plans:
         s = plan.spec
-        columns = ["GB per GPU", "update", "rollout"] if plan.rollout is not None else ["GB per GPU", "update"]
+        columns = ["GiB per GPU", "update", "rollout"] if plan.rollout is not None else ["GiB per GPU", "update"]
         rows = []
         for part in PARTS:
             values = [plan.update.parts.get(part, 0.0)] + ([plan.rollout.parts.get(part, 0.0)] if plan.rollout else [])
             if any(values):
-                rows.append([part, *[v / GB for v in values]])
-        rows.append(["peak", plan.update.total / GB] + ([plan.rollout.total / GB] if plan.rollout else []))
+                rows.append([part, *[v / GiB for v in values]])
+        rows.append(["peak", plan.update.total / GiB] + ([plan.rollout.total / GiB] if plan.rollout else []))
         title = (f"{s.name}: prompts <= {s.prompt_len}, responses <= {s.response_len}, G={s.group_size}, "
                  f"micro_batch_tokens {s.micro_batch_tokens}, checkpointing {'on' if s.checkpointing else 'off'}"
                  if s.kind == "rl" else f"{s.name}: micro-batches of {s.micro_batch_tokens} tokens, "
                  f"checkpointing {'on' if s.checkpointing else 'off'}")
         print_table(title, columns, rows)
-        acts = ", ".join(f"{k} {v / GB:.3g} GB" for k, v in plan.activations.items())
+        acts = ", ".join(f"{k} {v / GiB:.3g} GiB" for k, v in plan.activations.items())
         print(f"  activations of the worst micro-batch: {acts}")
         proposal = ", ".join(f"{k}={v}" for k, v in plan.proposal.items()) or "none (use more GPUs, or lower the limits)"
         print(f"  {'fits' if plan.fits else 'DOES NOT FIT'}; settings that fit: {proposal}")
         if not plan.fits:
-            failing.append(f"{s.name} (needs {max(plan.update.total, plan.rollout.total if plan.rollout else 0) / GB:.1f} GB;"
+            failing.append(f"{s.name} (needs {max(plan.update.total, plan.rollout.total if plan.rollout else 0) / GiB:.1f} GiB;"
                            f" fits with: {proposal})")
     if args.json:
         atomic_write_json(args.json, {
-            "model": model.path, "params": shape.params, "gpus": args.gpus, "gpu_memory_gb": args.gpu_memory_gb,
-            "phases": [{"name": p.spec.name, "fits": p.fits, "update_gb": p.update.total / GB,
-                        "rollout_gb": p.rollout.total / GB if p.rollout else None,
-                        "update": {k: v / GB for k, v in p.update.parts.items()},
-                        "rollout": {k: v / GB for k, v in p.rollout.parts.items()} if p.rollout else None,
-                        "activations_gb": {k: v / GB for k, v in p.activations.items()},
+            "model": model.path, "params": shape.params, "gpus": args.gpus, "unit": "GiB",
+            "gpu_memory_gib": args.gpu_memory_gib,
+            "phases": [{"name": p.spec.name, "fits": p.fits, "update_gib": p.update.total / GiB,
+                        "rollout_gib": p.rollout.total / GiB if p.rollout else None,
+                        "update": {k: v / GiB for k, v in p.update.parts.items()},
+                        "rollout": {k: v / GiB for k, v in p.rollout.parts.items()} if p.rollout else None,
+                        "activations_gib": {k: v / GiB for k, v in p.activations.items()},
                         "proposal": p.proposal} for p in plans]})
     if failing:
-        raise ConfigError(f"does not fit {args.gpus} x {args.gpu_memory_gb:g} GB: " + "; ".join(failing))
+        raise ConfigError(f"does not fit {args.gpus} x {args.gpu_memory_gib:g} GiB: " + "; ".join(failing))
     return 0

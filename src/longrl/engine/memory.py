@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from longrl.engine.attention import SCORE_BUDGET
 from longrl.models.shapes import Shape
 
-GB = 1 << 30
+GiB = 1 << 30          # the planner's unit: binary gigabytes (a GPU's "80 GB" is 80 GiB of HBM)
 
 # Bytes per token (coefficients of hidden, kv width, intermediate) that a micro-batch's backward keeps,
 # by precision: fp32 = fp32 weights and math (one device); autocast = fp32 weights, bf16 autocast math

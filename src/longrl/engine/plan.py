@@ -1,8 +1,8 @@
-"""A phase's memory on N GPUs of M GB, whether it fits, and the micro-batch and checkpointing that make it fit.
+"""A phase's memory on N GPUs of M GiB, whether it fits, and the micro-batch and checkpointing that make it fit.
 
     spec = PhaseSpec("p2_60k", "rl", prompt_len=60000, response_len=10000, group_size=8, micro_batch_tokens=72000,
                      checkpointing=True, chunk_tokens=1024, groups_per_batch=1, reference=False)
-    result = plan_phase(shape, spec, Layout(gpus=32), gpu_memory_gb=80)
+    result = plan_phase(shape, spec, Layout(gpus=32), gpu_memory_gib=80)
     result.fits, result.update.total, result.proposal      # {"train.micro_batch_tokens": 71680, ...}
 
 `longrl plan` (cli/plan.py) builds the specs from a config (SFT, then each curriculum phase with
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from longrl.engine.memory import GB, Estimate, Layout, rollout_memory, sft_memory, train_memory
+from longrl.engine.memory import Estimate, GiB, Layout, rollout_memory, sft_memory, train_memory
 from longrl.models.shapes import Shape
 
 USABLE = 0.9          # planned fraction of a GPU's memory
@@ -74,9 +74,9 @@ def minimum_budget(spec: PhaseSpec) -> int:
     return spec.prompt_len + spec.response_len if spec.kind == "rl" else min(spec.micro_batch_tokens, spec.prompt_len)
 
 
-def plan_phase(shape: Shape, spec: PhaseSpec, layout: Layout, gpu_memory_gb: float) -> PhasePlan:
+def plan_phase(shape: Shape, spec: PhaseSpec, layout: Layout, gpu_memory_gib: float) -> PhasePlan:
     """Estimates as configured, whether they fit, and a proposal (largest budget that fits, checkpointing if needed)."""
-    usable = USABLE * gpu_memory_gb * GB
+    usable = USABLE * gpu_memory_gib * GiB
     update = update_estimate(shape, spec, layout, spec.micro_batch_tokens, spec.checkpointing)
     rollout = None
     if spec.kind == "rl":

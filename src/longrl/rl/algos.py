@@ -162,7 +162,7 @@ def advantage_metrics(adv: torch.Tensor, lengths: list[list[int]]) -> dict[str, 
 
     Example: adv [[1, -1]], lengths [[3, 1]] -> mean (3 - 1) / 4 = 0.5, max 1, min -1.
     """
-    weights = torch.tensor([n for row in lengths for n in row], dtype=torch.float64)          # (P*G,)
+    weights = torch.tensor([n for row in lengths for n in row], dtype=torch.float64, device=adv.device)  # (P*G,)
     values = adv.detach().to(torch.float64).reshape(-1)
     if values.numel() != weights.numel():
         raise ValueError(f"advantages hold {adv.numel()} values for {weights.numel()} responses")

@@ -124,16 +124,21 @@ class Roller:
 
 
 def rollout_metrics(groups: list[Group]) -> dict[str, float]:
-    """Reward, accuracy and length statistics over every response generated in the step."""
+    """Reward, accuracy and length statistics over every response generated in the step; accuracy/<task>
+    is the accuracy of the step's responses to items of each task (tasks rolled out in the step only)."""
     results = [r for g in groups for r in g.results]
     lengths = [len(c) for g in groups for c in g.completions]
     prompts = [len(g.prompt_ids) for g in groups]        # tokens, as rendered (documents middle-truncated)
     truncated = [t for g in groups for t in g.truncated]
     correct = [is_correct(r) for r in results]
+    by_task: dict[str, list[bool]] = {}
+    for g in groups:
+        by_task.setdefault(g.draw.item.task, []).extend(is_correct(r) for r in g.results)
     n = max(len(lengths), 1)
     return {
         **summarize(results),
         "accuracy": sum(correct) / n,                     # rule-or-judge says correct, before shaping
+        **{f"accuracy/{task}": sum(flags) / len(flags) for task, flags in sorted(by_task.items()) if flags},
         "response_len/mean": sum(lengths) / n,
         "response_len/max": float(max(lengths, default=0)),
         "response_len/min": float(min(lengths, default=0)),

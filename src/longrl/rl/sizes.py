@@ -24,7 +24,7 @@ import os
 
 import torch
 
-from longrl.engine.memory import GB, Layout, rollout_memory
+from longrl.engine.memory import GiB, Layout, rollout_memory
 from longrl.errors import ConfigError
 from longrl.models.shapes import from_hf_config
 
@@ -90,10 +90,10 @@ def check_rollout_memory(cfg, model_config, device: torch.device, world: int = 1
         if need > available:
             size = f"{shape.params / 1e9:.3g}B" if shape.params >= 1e9 else f"{shape.params / 1e6:.3g}M"
             raise ConfigError(
-                f"the rollout needs about {need / GB:,.1f} GB ({prompts} prompts decoded together "
+                f"the rollout needs about {need / GiB:,.1f} GiB ({prompts} prompts decoded together "
                 f"(rollout.groups_per_batch, train.prompts_per_step) x {samples} samples ({key}) of up to {response} "
                 f"new tokens, beside the {size}-parameter model and its optimizer state), more than this machine's "
-                f"{available / GB:,.1f} GB of {what}; lower them (`longrl plan` estimates each phase)")
+                f"{available / GiB:,.1f} GiB of {what}; lower them (`longrl plan` estimates each phase)")
 
 
 def check_sizes(cfg, model_config, device: torch.device, world: int = 1) -> None:

@@ -87,6 +87,7 @@ import torch
 
 from longrl import checkpoint
 from longrl.config import Config
+from longrl.console import stop_requested
 from longrl.data.schema import Sample
 from longrl.data.sources import load_items
 from longrl.engine.distributed import SINGLE, Dist, peak_memory, reset_peak_memory, setup
@@ -243,7 +244,8 @@ def train(cfg: Config, out: str | Path, items: list[Sample] | None = None, phase
             metrics.log(row)
             if dist.is_main and cfg.run.dump_samples_every and step % cfg.run.dump_samples_every == 0:
                 dump_samples(out, step, sample_rows(step, collected.all))
-            if step % cfg.run.save_every == 0 or step == cfg.train.steps:
+            # (SIGTERM during the step: checkpoint it now; progress.update then stops the run)
+            if stop_requested() or step % cfg.run.save_every == 0 or step == cfg.train.steps:
                 checkpoint.save(out, step, policy, optimizer, None, {"cursor": sampler.cursor, "phase": phase},
                                 keep=cfg.run.keep_checkpoints)
             progress.update(step, row)

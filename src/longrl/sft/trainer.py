@@ -52,7 +52,7 @@ import torch
 
 from longrl import checkpoint
 from longrl.config import Config
-from longrl.console import info
+from longrl.console import info, stop_requested
 from longrl.data.sources import load_items
 from longrl.engine.distributed import SINGLE, Dist, setup
 from longrl.engine.nll import IGNORE, autocast, token_nll
@@ -211,7 +211,8 @@ def train_loop(model, examples_at: Callable[[int], list[Example]], settings: Loo
                                                  dist)
                 row["time/eval"] = round(time.perf_counter() - t0, 4)
             metrics.log(row)
-            if step % settings.save_every == 0 or step == settings.steps:
+            # (SIGTERM during the step: checkpoint it now; progress.update then stops the run)
+            if stop_requested() or step % settings.save_every == 0 or step == settings.steps:
                 checkpoint.save(out, step, model, optimizer, None, {"phase": settings.phase},
                                 keep=settings.keep_checkpoints)
             progress.update(step, row)
