@@ -82,6 +82,9 @@ def test_the_folder_is_the_models_own(real):
     folder, model, _, tokenizer, prompts, samples = real
     manifest = json.loads((folder / MANIFEST).read_text())
     assert manifest["source"]["sha256"] == PACKAGED["smollm2-135m"].sha256 and manifest["dtype"] == "float32"
+    # a plain folder: nothing says GGUF any more (transformers would refuse to save a model loaded from it)
+    assert "quantization_config" not in json.loads((folder / "config.json").read_text())
+    assert getattr(model, "hf_quantizer", None) is None
     c = model.config
     assert (c.model_type, c.num_hidden_layers, c.num_attention_heads, c.num_key_value_heads, c.vocab_size) == ("llama", 30, 9, 3, 49152)
     assert c.tie_word_embeddings and sum(p.numel() for p in model.parameters()) == 134_515_008

@@ -41,7 +41,7 @@ from longrl.errors import ConfigError, OutputError
 from longrl.files import cache_root, explain, publish_dir
 
 MANIFEST = "longrl-manifest.json"
-FORMAT = 1          # of the folder and its manifest; a change makes a new folder
+FORMAT = 2          # of the folder and its manifest; a folder of another format is rebuilt
 
 
 @dataclass(frozen=True)
@@ -162,7 +162,11 @@ def dequantize(gguf: Path, out: Path) -> None:
 
     folder, name = str(gguf.parent), gguf.name
     loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
-    model = AutoModelForCausalLM.from_config(loaded.config, dtype=torch.float32)
+    # A plain config: no `quantization_config` (it would make transformers treat the folder as a GGUF-quantized,
+    # unsaveable model) and no GGUF-internal name.
+    plain = {k: v for k, v in loaded.config.to_dict().items() if k not in ("quantization_config", "_model_name_or_path")}
+    config = type(loaded.config).from_dict(plain)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.load_state_dict(loaded.state_dict())
     model.generation_config = loaded.generation_config
     del loaded
