@@ -3,9 +3,11 @@
     .venv/bin/pip install -c .venv/constraints.txt trl        # benchmark-only peer (the `bench` extra)
     .venv/bin/python benchmarks/vs_trl.py --threads 2 --json runs/vs_trl.json
     .venv/bin/python benchmarks/vs_trl.py --quick              # small sizes: checks that both sides run
+    .venv/bin/python benchmarks/vs_trl.py --model builtin:smollm2-135m --prompt-len 1024   # a real model (`real` extra)
 
 Both sides train the same random-init tiny Qwen2 (the embedded default's shape: hidden 256,
-4 layers, GQA 4/2 heads, longrl's 1.3K-vocabulary tokenizer) on the same synthetic long-document
+4 layers, GQA 4/2 heads, longrl's 1.3K-vocabulary tokenizer; `--model` another, e.g. SmolLM2-135M-Instruct
+with its own tokenizer and chat template) on the same synthetic long-document
 items (prompts of ~2K tokens, chat template included), with G=8 samples per prompt, 64 new tokens
 at temperature 1.0, DAPO token-mean loss with clip 0.2/0.28, no KL term (no reference model),
 one optimizer update per step, rule-based reward (longrl's, through its TRL adapter), and no vLLM.
@@ -41,6 +43,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2, help="torch threads, both sides")
     p.add_argument("--json", metavar="FILE", help="also write the results here")
     p.add_argument("--quick", action="store_true", help="tiny sizes, to check that both sides run")
+    p.add_argument("--model", metavar="NAME_OR_PATH",
+                   help="a real model for both sides (builtin:smollm2-135m, a folder, a hub name); default: a random tiny Qwen2")
     args = p.parse_args(argv)
     if args.quick:
         args.prompts, args.group, args.prompt_len, args.new = 2, 4, 256, 8
@@ -50,13 +54,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def build_inputs(args: argparse.Namespace, root: Path):
     """The model folder and the items, shared by both sides."""
     from longrl.data.synthetic import synthesize
-    from longrl.config.model import TinyArchConfig
+    from longrl.config.model import ModelConfig, TinyArchConfig
+    from longrl.models.loading import load_tokenizer, resolve_path
     from longrl.models.tiny import build_tiny_model, save_pretrained
     from longrl.models.tokenizer import load_default_tokenizer
 
-    tokenizer = load_default_tokenizer()
-    model_dir = root / "model"
-    save_pretrained(build_tiny_model(TinyArchConfig(), tokenizer), tokenizer, model_dir)
+    if args.model:          # a real model: its folder (builtin:smollm2-135m is made once into longrl's cache)
+        model_dir = Path(resolve_path(args.model))
+        tokenizer = load_tokenizer(ModelConfig(path=args.model))
+    else:
+        tokenizer = load_default_tokenizer()
+        model_dir = root / "model"
+        save_pretrained(build_tiny_model(TinyArchConfig(), tokenizer), tokenizer, model_dir)
     items = synthesize(["docmath", "multihop", "choice"], n=args.prompts * args.steps, length=args.prompt_len, seed=0,
                        tokenizer=tokenizer)
     return model_dir, items
@@ -147,12 +156,15 @@ def main(argv: list[str] | None = None) -> int:
         ours = run_longrl(args, model_dir, items, root / "longrl")
         torch.set_num_threads(args.threads)
         theirs = run_trl(args, model_dir, items, root / "trl")
+        shape = transformers.AutoConfig.from_pretrained(str(model_dir))
     result = {
         "benchmark": "vs_trl", "speedup": round(theirs["step_s"] / ours["step_s"], 2),
         "cpu_time_ratio": round(theirs["step_cpu_s"] / ours["step_cpu_s"], 2),
         "longrl": ours, "trl": theirs,
+        "model": args.model or "random tiny Qwen2",
         "sizes": {"prompts": args.prompts, "group": args.group, "prompt_tokens": args.prompt_len,
-                  "new_tokens": args.new, "hidden": 256, "layers": 4, "vocab": 1328, "steps": args.steps},
+                  "new_tokens": args.new, "hidden": shape.hidden_size, "layers": shape.num_hidden_layers,
+                  "vocab": shape.vocab_size, "steps": args.steps},
         "machine": {"python": platform.python_version(), "torch": torch.__version__,
                     "transformers": transformers.__version__, "trl": trl.__version__,
                     "platform": platform.platform(), "threads": args.threads},

@@ -175,6 +175,12 @@ def remove_leftovers(directory: str | os.PathLike) -> list[str]:
     return removed
 
 
+def cache_root() -> Path:
+    """longrl's cache folder: `$XDG_CACHE_HOME/longrl`, else `~/.cache/longrl` (judge verdicts, packaged models)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "longrl"
+
+
 def make_dirs(path: str | os.PathLike) -> Path:
     """`mkdir -p` that raises OutputError (naming the path and the reason) instead of OSError."""
     path = Path(path)

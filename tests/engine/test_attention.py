@@ -256,11 +256,3 @@ def test_unsupported_attention_features_raise():
     prompts = [torch.randint(0, 97, (6,))]
     with pytest.raises(NotImplementedError, match="dropout"):
         _cascade_hidden(model, prompts, [[torch.randint(0, 97, (3,))]], "kwarg")
-
-
-def test_sliding_window_layers_raise_instead_of_computing_something_else():
-    model = _qwen2(use_sliding_window=True, sliding_window=4, max_window_layers=0)
-    assert model.config.layer_types == ["sliding_attention"] * 2
-    enable_cascade_attention(model)
-    with pytest.raises(NotImplementedError, match="sliding-window"):
-        _cascade_hidden(model, [torch.randint(0, 97, (6,))], [[torch.randint(0, 97, (3,))]], "kwarg")

@@ -72,3 +72,17 @@ def test_bench_refuses_cuda_where_there_is_none_and_cpu_only_benchmarks(capsys):
             assert "no CUDA device" in capsys.readouterr().err
     assert main(["bench", "sft", "--device", "cuda", "--quick"]) == 2
     assert "runs on the CPU only" in capsys.readouterr().err
+
+
+def test_model_and_prompt_tokens_go_to_the_model_benchmarks_only(capsys, tmp_path, tiny_model_dir):
+    out = tmp_path / "r.json"
+    assert main(["bench", "forward", "--quick", "--model", str(tiny_model_dir), "--prompt-tokens", "40",
+                 "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["model"] == str(tiny_model_dir) and result["sizes"]["prompt"] == 40
+    assert result["sizes"]["hidden"] == 64 and result["max_logprob_diff"] < 1e-4    # the folder's model, not a preset
+    capsys.readouterr()
+    assert main(["bench", "logprobs", "--quick", "--model", str(tiny_model_dir)]) == 2
+    assert "--model applies to the rollout and forward benchmarks" in capsys.readouterr().err
+    assert main(["bench", "rollout", "--quick", "--model", str(tiny_model_dir), "--tiny"]) == 2
+    assert "--model replaces --preset and --tiny" in capsys.readouterr().err

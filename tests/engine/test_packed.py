@@ -53,9 +53,9 @@ def test_refuses_what_it_does_not_implement(tiny_model):
     q = torch.zeros(1, 4, 3, 8)
     with pytest.raises(RuntimeError, match="longrl_segments"):
         packed_attention_forward(tiny_model.model.layers[0].self_attn, q, q, q, None)
-    with pytest.raises(NotImplementedError, match="sliding_window"):
+    with pytest.raises(NotImplementedError, match="softcap"):
         packed_attention_forward(tiny_model.model.layers[0].self_attn, q, q, q, None, longrl_segments=[[3]],
-                                 sliding_window=2)
+                                 softcap=2.0)
     with pytest.raises(ValueError, match="more than"):
         attend_segments(q, q, q, [[2, 2]], None)
 

@@ -1,4 +1,4 @@
-"""`longrl bench NAME [--json FILE] [--tiny] [--quick] [--threads N] [--device cpu|cuda] [--preset P]`: benchmarks.
+"""`longrl bench NAME [--json FILE] [--tiny] [--quick] [--threads N] [--device cpu|cuda] [--preset P] [--model M]`: benchmarks.
 
 Each benchmark compares longrl with a naive baseline (or a peer) in the same run and reports
 ratios, so figures hold on a busy machine. The benchmarks live beside the code they measure
@@ -20,6 +20,8 @@ from longrl.errors import UserError
 # Modules whose import registers benchmarks (imported only when `longrl bench` or `longrl ls benchmarks` runs).
 BENCH_MODULES = ["longrl.rewards.bench", "longrl.engine.bench", "longrl.eval.bench", "longrl.sft.bench",
                  "longrl.engine.memory_bench", "longrl.serve.bench", "longrl.cli.bench"]
+# Benchmarks that take `--model NAME_OR_PATH` and `--prompt-tokens N`.
+MODEL_BENCHMARKS = ("rollout", "forward")
 # Commands whose start-up `longrl bench startup` times (they must not import torch or transformers).
 STARTUP_COMMANDS = [["--help"], ["ls", "advantages"], ["ls", "benchmarks"], ["ls", "evals"], ["ls", "tasks"]]
 
@@ -38,6 +40,11 @@ def register(sub) -> None:
     p.add_argument("--preset", choices=["bench", "tiny", "0.5b", "1.5b"],
                    help="model shape of the engine benchmarks (default: bench, or tiny with --tiny; "
                         "0.5b / 1.5b: Qwen2.5 shapes)")
+    p.add_argument("--model", metavar="NAME_OR_PATH",
+                   help="a real model for the rollout and forward benchmarks (builtin:smollm2-135m, a folder, a hub "
+                        "name) instead of a random preset")
+    p.add_argument("--prompt-tokens", type=int, metavar="N",
+                   help="prompt length of the rollout and forward benchmarks (default: theirs)")
     p.set_defaults(handler=run_bench)
 
 
@@ -65,6 +72,19 @@ def run_bench(args: argparse.Namespace) -> int:
     if args.name not in registry.names():
         raise UserError(f"unknown benchmark {args.name!r}; known: {', '.join(registry.names()) or '(none)'}")
     bench = registry.get(args.name)
+    for flag, value in (("--model", args.model), ("--prompt-tokens", args.prompt_tokens)):
+        if value is not None and args.name not in MODEL_BENCHMARKS:
+            raise UserError(f"{flag} applies to the {' and '.join(MODEL_BENCHMARKS)} benchmarks, not {args.name!r}")
+    if args.model is not None and (args.preset or args.tiny):
+        raise UserError("--model replaces --preset and --tiny: give one of them")
+    if args.prompt_tokens is not None and args.prompt_tokens < 2:
+        raise UserError(f"--prompt-tokens {args.prompt_tokens}: give at least 2")
+    if args.model is not None:
+        from longrl.models.packaged import PACKAGED, check_available  # lazy: only --model needs it
+
+        short = args.model.removeprefix("builtin:")
+        if args.model.startswith("builtin:") and short in PACKAGED:
+            check_available(short)                   # the `real` extra missing: said before any work
     if args.device not in getattr(bench, "devices", ("cpu",)):
         raise UserError(f"benchmark {args.name!r} runs on the CPU only (drop --device {args.device})")
     if args.device == "cuda" and not torch.cuda.is_available():

@@ -11,6 +11,8 @@ from longrl.data.synthetic import FAMILIES, plan_knobs
 from longrl.errors import ConfigError, UserError
 from longrl.eval.benchmarks import BENCHMARKS
 from longrl.models.lora import check_available as check_lora_available
+from longrl.models.packaged import PACKAGED
+from longrl.models.packaged import check_available as check_packaged_available
 from longrl.rewards.custom import load_custom
 from longrl.rewards.verifiers import VERIFIERS
 from longrl.rl.algos import ADVANTAGES
@@ -38,6 +40,9 @@ def check_names(cfg: Config) -> None:
         raise ConfigError("invalid config:\n" + "\n".join(problems))
     check_available(cfg.run.trackers)            # an optional package missing: said before any work
     check_lora_available(cfg.model.lora)
+    for name in (cfg.model.path, cfg.model.tokenizer, cfg.eval.model, cfg.eval.tokenizer):
+        if name and name.startswith("builtin:") and name[len("builtin:"):] in PACKAGED:
+            check_packaged_available(name[len("builtin:"):])   # the `real` extra missing: said before any work
     if cfg.reward.custom is not None:            # the user's reward file: loaded (once) before any work
         load_custom(cfg.reward.custom)
 

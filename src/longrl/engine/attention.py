@@ -21,9 +21,16 @@ into the prompt forward.
 
 The context reaches the attention function either as the keyword argument `longrl_attention`
 (every AttentionInterface decoder forwards extra keywords to it, Llama and Mistral included; this is
-what longrl uses) or as `attention_mask={"full_attention": ctx}` on decoders that accept prepared
-mask dicts (Qwen2, Qwen3, Gemma...). Without a context the function is plain SDPA, and a matching
-SDPA mask builder is registered, so ordinary calls behave as with `attn_implementation="sdpa"`.
+what longrl uses, with a ready 1x1x1x1 `attention_mask` so the decoder builds no mask of its own) or
+as `attention_mask={"full_attention": ctx}` on decoders that accept prepared mask dicts (Qwen2, Qwen3,
+Gemma...). Without a context the function is plain SDPA, and a matching SDPA mask builder is
+registered, so ordinary calls behave as with `attn_implementation="sdpa"`.
+
+Sliding-window layers (Mistral, Qwen2 with `use_sliding_window`, Gemma 3's local layers: the
+decoder passes `sliding_window=W`) are computed as Hugging Face defines them, each query seeing the
+W latest positions, itself included: in the prefill (causal and windowed, blockwise), against the
+prompt's keys (a late query's window may leave some or all of them out, per prompt) and against
+the sequence's own keys. Where W is longer than every query's reach the plain paths run unchanged.
 Scores are computed in blocks of query rows (`score_budget` elements), forward and backward, so
 memory stays bounded for long prompts.
 """
@@ -39,6 +46,9 @@ from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 IMPLEMENTATION = "longrl_cascade"
 CONTEXT_KWARG = "longrl_attention"
 SCORE_BUDGET = 1 << 24   # elements of one (rows x keys) score block: 64 MB in fp32
+# Given as `attention_mask` with a context: a ready 4D mask makes the decoder build none (transformers
+# returns a 4D mask as it is), never an (L x L) one for sliding-window layers; cascade attention ignores it.
+READY_MASK = torch.ones(1, 1, 1, 1, dtype=torch.bool)
 
 
 def merge_attention(o1: torch.Tensor, lse1: torch.Tensor, o2: torch.Tensor, lse2: torch.Tensor):
@@ -67,11 +77,24 @@ def autocast_state(device_type: str) -> dict:
     return {"device_type": device_type, "dtype": dtype, "enabled": enabled}
 
 
-def _block_mask(q_pos, k_pos, key_valid, start: int, end: int):
-    """Boolean mask (N|1, rows, L) of allowed keys for query rows [start, end), or None."""
+def _block_mask(q_pos, k_pos, key_valid, start: int, end: int, causal: bool = True, window: int | None = None):
+    """Boolean mask (N|1, rows, L) of allowed keys for query rows [start, end), or None.
+
+    With positions (q_pos (M,) or (N, M); k_pos (L,) or (N, L)): causal allows k_pos <= q_pos, a
+    window allows k_pos > q_pos - window (the `window` latest positions, as Hugging Face's sliding
+    window); padding keys are False in key_valid.
+    """
     mask = None
     if q_pos is not None:
-        mask = (k_pos[None, :] <= q_pos[start:end, None]).unsqueeze(0)          # (1, rows, L)
+        qp = q_pos[..., start:end, None]                                          # (rows, 1) | (N, rows, 1)
+        kp = k_pos[..., None, :]                                                  # (1, L) | (N, 1, L)
+        if causal:
+            mask = kp <= qp
+        if window is not None:
+            inside = kp > qp - window
+            mask = inside if mask is None else mask & inside
+        if mask is not None and mask.dim() == 2:
+            mask = mask.unsqueeze(0)                                              # (1, rows, L)
     if key_valid is not None:
         valid = key_valid[:, None, :]                                             # (N, 1, L)
         mask = valid if mask is None else mask & valid
@@ -93,13 +116,13 @@ class _AttentionWithLSE(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, q, k, v, scale, q_pos, k_pos, key_valid, block):
+    def forward(ctx, q, k, v, scale, q_pos, k_pos, key_valid, block, causal=True, window=None):
         n, m, _ = q.shape
         out = torch.empty(n, m, v.shape[-1], dtype=q.dtype, device=q.device)
         lse = torch.empty(n, m, dtype=torch.float32, device=q.device)
         for start in range(0, m, block):
             end = min(m, start + block)
-            s = _scores(q[:, start:end], k, scale, _block_mask(q_pos, k_pos, key_valid, start, end))
+            s = _scores(q[:, start:end], k, scale, _block_mask(q_pos, k_pos, key_valid, start, end, causal, window))
             peak = s.amax(-1, keepdim=True)
             peak = torch.where(torch.isfinite(peak), peak, torch.zeros_like(peak))
             p = s.sub_(peak).exp_()
@@ -108,7 +131,7 @@ class _AttentionWithLSE(torch.autograd.Function):
             out[:, start:end] = o.to(q.dtype)
             lse[:, start:end] = (peak + denom.log()).squeeze(-1)
         ctx.save_for_backward(q, k, v, out, lse, q_pos, k_pos, key_valid)
-        ctx.scale, ctx.block = scale, block
+        ctx.scale, ctx.block, ctx.causal, ctx.window = scale, block, causal, window
         ctx.autocast = autocast_state(q.device.type)        # the backward recomputes scores as the forward did
         return out, lse
 
@@ -130,7 +153,7 @@ class _AttentionWithLSE(torch.autograd.Function):
         for start in range(0, q.shape[1], block):
             end = min(q.shape[1], start + block)
             qb = q[:, start:end]
-            s = _scores(qb, k, scale, _block_mask(q_pos, k_pos, key_valid, start, end))
+            s = _scores(qb, k, scale, _block_mask(q_pos, k_pos, key_valid, start, end, ctx.causal, ctx.window))
             p = s.sub_(lse_safe[:, start:end, None]).exp_()                      # (N, rows, L)
             dob = d_out[:, start:end]
             dv += torch.bmm(p.transpose(1, 2), dob)
@@ -138,25 +161,46 @@ class _AttentionWithLSE(torch.autograd.Function):
             ds.sub_(delta[:, start:end, None]).add_(d_lse[:, start:end, None].float()).mul_(p)
             dq[:, start:end] = torch.bmm(ds, k.float()) * scale
             dk += torch.bmm(ds.transpose(1, 2), qb.float()) * scale
-        return dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), None, None, None, None, None
+        return dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), None, None, None, None, None, None, None
 
 
 def attention_with_lse(q, k, v, scale: float, q_pos=None, k_pos=None, key_valid=None,
-                       score_budget: int = SCORE_BUDGET):
+                       score_budget: int = SCORE_BUDGET, causal: bool = True, window: int | None = None):
     """Softmax attention that also returns the log-sum-exp of the scores, differentiable in both.
 
     Args:
         q: queries.                                  # (N, M, D)
         k, v: keys and values.                       # (N, L, D)
         scale: score multiplier (usually D ** -0.5).
-        q_pos, k_pos: positions for a causal mask (key allowed iff k_pos <= q_pos), or None.  # (M,), (L,)
+        q_pos, k_pos: positions of queries and keys, or None (no positional mask).  # (M,) | (N, M); (L,) | (N, L)
         key_valid: False marks padding keys, or None.  # (N, L) bool
         score_budget: elements of one score block; query rows are processed in blocks of this size.
+        causal: with positions, a key is allowed only if k_pos <= q_pos.
+        window: with positions, a key is allowed only if k_pos > q_pos - window (sliding-window layers:
+            each query sees the `window` latest positions, itself included), or None.
     Returns:
         (out, lse): out (N, M, D) in q's dtype; lse (N, M) float32, -inf for a query with no allowed key.
     """
     block = max(1, score_budget // max(1, q.shape[0] * k.shape[1]))
-    return _AttentionWithLSE.apply(q, k, v, scale, q_pos, k_pos, key_valid, block)
+    return _AttentionWithLSE.apply(q, k, v, scale, q_pos, k_pos, key_valid, block, causal, window)
+
+
+def windowed_causal_attention(q, k, v, scale: float, window: int, score_budget: int = SCORE_BUDGET) -> torch.Tensor:
+    """Causal attention of L positions (0..L-1) where each query sees its `window` latest keys.
+
+    Args:
+        q: (B, H, L, D); k, v: (B, KVH, L, D), H a multiple of KVH (grouped-query heads are not repeated).
+    Returns:
+        (B, H, L, D) in q's dtype, memory bounded by `score_budget` (no L x L mask), differentiable.
+    """
+    b, heads, length, d = q.shape
+    kv_heads = k.shape[1]
+    rep = heads // kv_heads
+    positions = torch.arange(length, device=q.device)
+    o, _ = attention_with_lse(q.reshape(b * kv_heads, rep * length, d), k.reshape(b * kv_heads, length, d),
+                              v.reshape(b * kv_heads, length, d), scale, positions.repeat(rep), positions,
+                              score_budget=score_budget, window=window)
+    return o.view(b, heads, length, d)
 
 
 class PrefillContext:
@@ -166,12 +210,15 @@ class PrefillContext:
         self.layers: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}   # layer -> K, V (P, KVH, L, D)
 
     def forward_kwargs(self) -> dict:
-        return {CONTEXT_KWARG: self}
+        return {CONTEXT_KWARG: self, "attention_mask": READY_MASK}
 
-    def attend(self, layer: int, q, k, v, scale: float) -> torch.Tensor:
+    def attend(self, layer: int, q, k, v, scale: float, window: int | None = None) -> torch.Tensor:
         # Contiguous (P, KVH, L, D) so that later (P*KVH, L, D) views are free; a backward replay
         # under gradient checkpointing stores equal values again, which is harmless.
-        self.layers[layer] = (k.contiguous(), v.contiguous())
+        k, v = k.contiguous(), v.contiguous()
+        self.layers[layer] = (k, v)
+        if window is not None and k.shape[2] > window:       # a sliding-window layer whose window binds here
+            return windowed_causal_attention(q, k, v, scale, window)
         gqa = q.shape[1] != k.shape[1]
         return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale, enable_gqa=gqa)
 
@@ -205,9 +252,11 @@ class CascadeContext:
         self.offset = 0
         self.buffers: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}       # layer -> K, V (B, KVH, cap, D)
         self._valid: torch.Tensor | None = None                                # prompt-key mask, made once
+        self._lengths: dict[tuple[int, ...], torch.Tensor] = {}                # groups -> their prompt lengths
+        self.ready_mask = READY_MASK                                           # what the decoder is given as its mask
 
     def forward_kwargs(self) -> dict:
-        return {CONTEXT_KWARG: self}
+        return {CONTEXT_KWARG: self, "attention_mask": self.ready_mask}
 
     def advance(self, n: int) -> None:
         """Mark n more suffix positions as written (decoding)."""
@@ -230,11 +279,26 @@ class CascadeContext:
         self.group_sizes, self.groups = sizes, groups
         self.buffers = {i: (k.index_select(0, rows), v.index_select(0, rows)) for i, (k, v) in self.buffers.items()}
 
-    def attend(self, layer: int, q, k, v, scale: float) -> torch.Tensor:
-        o1, lse1 = self._attend_prefix(layer, q, scale)
-        o2, lse2 = self._attend_suffix(layer, q, k, v, scale)
+    def attend(self, layer: int, q, k, v, scale: float, window: int | None = None) -> torch.Tensor:
+        """`window`: a sliding-window layer's window (each query sees its `window` latest positions), or None."""
+        o1, lse1 = self._attend_prefix(layer, q, scale, window)
+        o2, lse2 = self._attend_suffix(layer, q, k, v, scale, window)
         out, _ = merge_attention(o1.float(), lse1, o2.float(), lse2)
         return out.to(q.dtype)
+
+    def _query_start(self):
+        """Suffix position of this forward's first query: the positions written before it."""
+        return self.offset
+
+    def _window_binds(self, window: int | None, t: int) -> bool:
+        """Whether some query of this forward is `window` or more positions after the first prompt key."""
+        if window is None:
+            return False
+        last = max((self.prefix_lengths[g] for g in self.groups), default=0) + self._last_suffix_position(t)
+        return last >= window
+
+    def _last_suffix_position(self, t: int) -> int:
+        return self.offset + t - 1
 
     def _suffix_keys(self, layer: int, k, v):
         if self.capacity is None:
@@ -250,21 +314,34 @@ class CascadeContext:
         vb[:, :, self.offset:end] = v
         return kb[:, :, :end], vb[:, :, :end]
 
-    def _attend_suffix(self, layer: int, q, k, v, scale: float):
+    def _attend_suffix(self, layer: int, q, k, v, scale: float, window: int | None = None):
         b, heads, t, d = q.shape
         kv_heads = k.shape[1]
         rep = heads // kv_heads
         ks, vs = self._suffix_keys(layer, k, v)
         length = ks.shape[2]
         offset = length - t
+        window = window if window is not None and length > window else None   # binds only past `window` keys
         q_pos = k_pos = None
-        if t > 1:   # one new token sees every key written so far: no causal mask needed
+        if t > 1 or window is not None:   # one new token sees every key written so far: no causal mask needed
             q_pos = (torch.arange(t, device=q.device) + offset).repeat(rep)         # (rep*T,)
             k_pos = torch.arange(length, device=q.device)
         o, lse = attention_with_lse(q.reshape(b * kv_heads, rep * t, d), ks.reshape(b * kv_heads, length, d),
                                     vs.reshape(b * kv_heads, length, d), scale, q_pos, k_pos,
-                                    score_budget=self.score_budget)
+                                    score_budget=self.score_budget, window=window)
         return o.view(b, heads, t, d), lse.view(b, heads, t)
+
+    def _prefix_query_positions(self, groups: list[int], rows: int, t: int, device) -> torch.Tensor:
+        """Absolute position of every query row, per group: prompt length + suffix position.  # (len(groups), rows)
+
+        Rows are laid out (sequence, head, token) with the token fastest, so row r is token r % t.
+        """
+        key = tuple(groups)
+        if key not in self._lengths:             # made once per batch shape (a replayed CUDA graph cannot copy)
+            self._lengths[key] = torch.tensor([self.prefix_lengths[g] for g in groups], device="cpu").to(device)
+        lengths = self._lengths[key]
+        tokens = torch.arange(t, device=device).repeat(rows // t)
+        return lengths[:, None] + self._query_start() + tokens[None, :]
 
     def _prefix_valid(self, p: int, kv_heads: int, max_len: int, device):
         """(P*KVH, L) mask of real prompt keys, None when no prompt is padded; made once (a decode step
@@ -277,7 +354,7 @@ class CascadeContext:
             self._valid = valid[:, None, :].expand(p, kv_heads, max_len).reshape(p * kv_heads, max_len)
         return self._valid
 
-    def _attend_prefix(self, layer: int, q, scale: float):
+    def _attend_prefix(self, layer: int, q, scale: float, window: int | None = None):
         b, heads, t, d = q.shape
         if layer not in self.prefix.layers or max(self.prefix_lengths[g] for g in self.groups) == 0:
             return _no_keys(q, b)                    # every prefix is empty: it contributes nothing
@@ -285,13 +362,19 @@ class CascadeContext:
         kv_heads, max_len = pk.shape[1], pk.shape[2]
         rep = heads // kv_heads
         g0 = self.group_sizes[0]
+        window = window if self._window_binds(window, t) else None
         if self.groups == list(range(pk.shape[0])) and all(g == g0 for g in self.group_sizes):
             # Every prompt present with G sequences: one batched matmul over (prompt, kv head).
             p = len(self.groups)
             qg = q.reshape(p, g0, kv_heads, rep, t, d).transpose(1, 2).reshape(p * kv_heads, g0 * rep * t, d)
             valid = self._prefix_valid(p, kv_heads, max_len, q.device)
+            q_pos = k_pos = None
+            if window is not None:                   # prompt keys older than the window drop out, per prompt
+                q_pos = self._prefix_query_positions(self.groups, g0 * rep * t, t, q.device).repeat_interleave(kv_heads, 0)
+                k_pos = torch.arange(max_len, device=q.device)
             o, lse = attention_with_lse(qg, pk.view(p * kv_heads, max_len, d), pv.view(p * kv_heads, max_len, d),
-                                        scale, key_valid=valid, score_budget=self.score_budget)
+                                        scale, q_pos, k_pos, key_valid=valid, score_budget=self.score_budget,
+                                        causal=False, window=window)
             o = o.view(p, kv_heads, g0, rep, t, d).transpose(1, 2).reshape(b, heads, t, d)
             return o, lse.view(p, kv_heads, g0, rep, t).transpose(1, 2).reshape(b, heads, t)
         outs, lses, start = [], [], 0
@@ -302,7 +385,12 @@ class CascadeContext:
             else:
                 qg = q[start:start + size].reshape(size, kv_heads, rep * t, d).transpose(0, 1)
                 qg = qg.reshape(kv_heads, size * rep * t, d)
-                o, lse = attention_with_lse(qg, pk[g, :, :n], pv[g, :, :n], scale, score_budget=self.score_budget)
+                q_pos = k_pos = None
+                if window is not None:
+                    q_pos = self._prefix_query_positions([g], size * rep * t, t, q.device)[0]
+                    k_pos = torch.arange(n, device=q.device)
+                o, lse = attention_with_lse(qg, pk[g, :, :n], pv[g, :, :n], scale, q_pos, k_pos,
+                                            score_budget=self.score_budget, causal=False, window=window)
                 o = o.view(kv_heads, size, rep * t, d).transpose(0, 1).reshape(size, heads, t, d)
                 lse = lse.view(kv_heads, size, rep * t).transpose(0, 1).reshape(size, heads, t)
             outs.append(o)
@@ -333,7 +421,8 @@ def cascade_attention(module, query, key, value, attention_mask, scaling=None, d
                                       scaling=scaling, **kwargs)
     _check_supported(module, dropout, kwargs)
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5
-    out = ctx.attend(module.layer_idx, query, key, value, scale)                    # (B, H, T, D)
+    window = kwargs.get("sliding_window")                                           # sliding-window layers
+    out = ctx.attend(module.layer_idx, query, key, value, scale, window)            # (B, H, T, D)
     return out.transpose(1, 2).contiguous(), None
 
 
@@ -341,9 +430,6 @@ def _check_supported(module, dropout: float, kwargs: dict) -> None:
     if dropout:
         raise NotImplementedError("longrl cascade attention does not implement attention dropout; "
                                   "set the model's attention_dropout to 0")
-    if kwargs.get("sliding_window") is not None:
-        raise NotImplementedError(f"longrl cascade attention does not implement sliding-window layers "
-                                  f"(layer {module.layer_idx}); use a model without them")
     for name in ("softcap", "s_aux", "position_bias"):
         if kwargs.get(name) is not None:
             raise NotImplementedError(f"longrl cascade attention does not implement {name!r}")

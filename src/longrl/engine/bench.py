@@ -4,10 +4,12 @@
     longrl bench forward  [--json FILE] [--tiny] [--quick]   # shared-prompt training forward+backward vs per-sample
     longrl bench logprobs [--json FILE] [--tiny] [--quick]   # peak memory of chunked log-probs + entropy + backward
     longrl bench rollout --device cuda --preset 0.5b         # the same on a GPU (bf16), at the sizes below
+    longrl bench rollout --model builtin:smollm2-135m --prompt-tokens 1024   # on a real model (rollout, forward)
 
 On the CPU (the default) the model is a random-init Qwen2 decoder with hidden size 256, 4 layers,
 GQA 4/2 heads and a 32K vocabulary (`--tiny`: the embedded default's shape with its own 1.3K
-vocabulary; `--preset` picks another shape: `engine/bench_models.py`). Times are the best of
+vocabulary; `--preset` picks another shape: `engine/bench_models.py`; `--model NAME_OR_PATH` a real
+model, e.g. `builtin:smollm2-135m`, with `--prompt-tokens N` for its prompt length). Times are the best of
 `REPEATS` alternating runs after a warm-up; ratios are what to compare across machines. `--quick`
 shrinks every size so a test can check that the benchmark runs. Figures and commands: benchmarks/perf.md.
 
@@ -38,7 +40,7 @@ import torch
 import longrl
 from longrl.bench import BENCHMARKS
 from longrl.engine import bench_cuda
-from longrl.engine.bench_models import QWEN_VOCAB, preset_model
+from longrl.engine.bench_models import QWEN_VOCAB, bench_policy, model_label
 from longrl.engine.generate import SamplingParams, SharedPrefixGenerator
 from longrl.engine.logprobs import chunked_token_stats, completion_stats
 
@@ -48,8 +50,14 @@ GB = 1e9
 
 
 def bench_model(args: argparse.Namespace):
-    """The benchmark policy on the CPU: fp32, eval mode, seeded (`--preset`, or `--tiny`, or the 32K-vocabulary default)."""
-    return preset_model(preset_of(args))
+    """The benchmark policy on the CPU: fp32, eval mode (`--model NAME_OR_PATH`, or seeded: `--preset`, `--tiny`,
+    or the 32K-vocabulary default)."""
+    return bench_policy(args, preset_of(args))
+
+
+def prompt_tokens(args: argparse.Namespace, default: int) -> int:
+    """`--prompt-tokens N` where given, else the benchmark's own prompt length."""
+    return getattr(args, "prompt_tokens", None) or default
 
 
 def preset_of(args: argparse.Namespace) -> str:
@@ -92,8 +100,9 @@ def random_ids(n: int, vocab: int, seed: int) -> list[int]:
 def naive_generate(model, prompt: list[int], group_size: int, params, seed: int):
     """Baseline: `model.generate(num_return_sequences=G)`, exactly max_new_tokens each. Returns (ids, cache bytes)."""
     torch.manual_seed(seed)
-    out = model.generate(
-        input_ids=torch.tensor([prompt]), num_return_sequences=group_size, do_sample=params.temperature > 0,
+    out = model.generate(       # the mask is given: a real model's pad id may be a token of the prompt (SmolLM2's eos)
+        input_ids=torch.tensor([prompt]), attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
+        num_return_sequences=group_size, do_sample=params.temperature > 0,
         temperature=params.temperature or None, top_p=params.top_p, top_k=params.top_k or None,
         max_new_tokens=params.max_new_tokens, min_new_tokens=params.max_new_tokens,
         pad_token_id=model.config.pad_token_id, return_dict_in_generate=True,
@@ -109,6 +118,7 @@ def bench_rollout(args: argparse.Namespace) -> dict:
     if on_cuda(args):
         return bench_cuda.rollout(args, preset_of(args))
     prompt_len, new, group = (128, 4, 4) if args.quick else (4096, 64, 8)
+    prompt_len = prompt_tokens(args, prompt_len)
     repeats = 1 if args.quick else REPEATS
     model = bench_model(args)
     vocab = model.config.vocab_size
@@ -128,7 +138,7 @@ def bench_rollout(args: argparse.Namespace) -> dict:
         "longrl_tokens_per_s": round(group * new / ours[0], 1), "naive_tokens_per_s": round(group * new / naive[0], 1),
         "longrl_kv_mb": round(generator.kv_bytes / 1e6, 2), "naive_kv_mb": round(naive_bytes / 1e6, 2),
         "new_tokens_per_sample": sorted(lengths), "naive_new_tokens_shape": list(naive_ids.shape),
-        "sizes": {"prompt": prompt_len, "new_tokens": new, "group": group, "vocab": vocab,
+        "model": model_label(args), "sizes": {"prompt": prompt_len, "new_tokens": new, "group": group, "vocab": vocab,
                   "hidden": model.config.hidden_size, "layers": model.config.num_hidden_layers},
     }
 
@@ -139,6 +149,7 @@ def bench_forward(args: argparse.Namespace) -> dict:
     if on_cuda(args):
         return bench_cuda.forward(args, preset_of(args))
     prompt_len, comp_len, group = (128, 4, 4) if args.quick else (4096, 64, 8)
+    prompt_len = prompt_tokens(args, prompt_len)
     repeats = 1 if args.quick else REPEATS
     model = bench_model(args)
     vocab = model.config.vocab_size
@@ -158,7 +169,7 @@ def bench_forward(args: argparse.Namespace) -> dict:
     return {
         **timing_figures(ours, naive),
         "max_logprob_diff": float((results[True] - results[False]).abs().max()),
-        "sizes": {"prompt": prompt_len, "completion": comp_len, "group": group, "vocab": vocab,
+        "model": model_label(args), "sizes": {"prompt": prompt_len, "completion": comp_len, "group": group, "vocab": vocab,
                   "hidden": model.config.hidden_size, "layers": model.config.num_hidden_layers},
     }
 

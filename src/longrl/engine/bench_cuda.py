@@ -26,7 +26,7 @@ import dataclasses
 import torch
 
 from longrl.config.model import TinyArchConfig
-from longrl.engine.bench_models import GIB, PRESETS, QWEN_VOCAB, BenchDevice, is_oom, preset_model
+from longrl.engine.bench_models import GIB, PRESETS, QWEN_VOCAB, BenchDevice, bench_policy, is_oom, model_label
 from longrl.engine.generate import SamplingParams, SharedPrefixGenerator
 from longrl.engine.logprobs import chunked_token_stats, completion_stats
 
@@ -51,8 +51,9 @@ def _guarded(fn) -> dict:
 
 def hf_generate(model, prompts: list[list[int]], group_size: int, params: SamplingParams, device: torch.device) -> int:
     """`model.generate(num_return_sequences=G)` on equal-length prompts, exactly max_new_tokens each; cache bytes."""
-    out = model.generate(
-        input_ids=torch.tensor(prompts, dtype=torch.long, device=device), num_return_sequences=group_size,
+    ids = torch.tensor(prompts, dtype=torch.long, device=device)
+    out = model.generate(       # the mask is given: a real model's pad id may be a token of the prompt (SmolLM2's eos)
+        input_ids=ids, attention_mask=torch.ones_like(ids), num_return_sequences=group_size,
         do_sample=params.temperature > 0, temperature=params.temperature or None, top_p=params.top_p,
         top_k=params.top_k or None, max_new_tokens=params.max_new_tokens, min_new_tokens=params.max_new_tokens,
         pad_token_id=model.config.pad_token_id, return_dict_in_generate=True,
@@ -64,7 +65,8 @@ def hf_generate(model, prompts: list[list[int]], group_size: int, params: Sampli
 def rollout(args: argparse.Namespace, preset: str) -> dict:
     device = BenchDevice(args.device)
     prompt_len, new, group, groups = (256, 8, 4, 2) if args.quick else (8192, 256, 8, 4)
-    model = preset_model(preset, device.device)
+    prompt_len = getattr(args, "prompt_tokens", None) or prompt_len
+    model = bench_policy(args, preset, device.device)
     vocab = model.config.vocab_size
     prompts = [_ids(prompt_len, vocab, g) for g in range(groups)]
     seeds = list(range(groups))
@@ -101,7 +103,7 @@ def rollout(args: argparse.Namespace, preset: str) -> dict:
                     "peak_gib": round(peak / GIB, 3), "kv_gib": round(cache["bytes"] / GIB, 3)}
         figures["hf_generate"] = _guarded(measure_hf)
     ours, dynamic, hf = figures.get("graph", figures.get("static")), figures["dynamic"], figures["hf_generate"]
-    out = {"preset": preset, **figures,
+    out = {"preset": preset, "model": model_label(args), **figures,
            "sizes": {"prompt": prompt_len, "new_tokens": new, "group": group, "groups": groups, "vocab": vocab,
                      "hidden": model.config.hidden_size, "layers": model.config.num_hidden_layers,
                      "dtype": str(model.dtype).removeprefix("torch.")}}
@@ -133,7 +135,8 @@ def _hf_token_stats(model, prompt: list[int], completions: list[list[int]], devi
 def forward(args: argparse.Namespace, preset: str) -> dict:
     device = BenchDevice(args.device)
     prompt_len, comp_len, group = (256, 16, 4) if args.quick else (8192, 256, 8)
-    model = preset_model(preset, device.device)
+    prompt_len = getattr(args, "prompt_tokens", None) or prompt_len
+    model = bench_policy(args, preset, device.device)
     vocab = model.config.vocab_size
     prompt = _ids(prompt_len, vocab, 0)
     completions = [_ids(comp_len, vocab, 10 + g) for g in range(group)]
@@ -157,7 +160,7 @@ def forward(args: argparse.Namespace, preset: str) -> dict:
             return {"s": round(wall, 3), "cpu_s": round(cpu, 3), "peak_gib": round(peak / GIB, 3)}
         figures[kind] = _guarded(measure)
     model.zero_grad(set_to_none=True)
-    out = {"preset": preset, **figures,
+    out = {"preset": preset, "model": model_label(args), **figures,
            "sizes": {"prompt": prompt_len, "completion": comp_len, "group": group, "vocab": vocab,
                      "hidden": model.config.hidden_size, "layers": model.config.num_hidden_layers,
                      "dtype": str(model.dtype).removeprefix("torch.")}}

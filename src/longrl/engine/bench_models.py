@@ -58,6 +58,25 @@ def preset_model(preset: str, device: torch.device | str = "cpu", dtype: torch.d
     return model.to(device=device, dtype=dtype).eval()
 
 
+def bench_policy(args, preset: str, device: torch.device | str = "cpu", dtype: torch.dtype | None = None):
+    """The engine benchmarks' policy: `--model NAME_OR_PATH` loaded as training loads it (fp32 on the CPU,
+    bf16 on CUDA; `builtin:smollm2-135m`, a folder or a hub name), else the random model of `preset`."""
+    name = getattr(args, "model", None)
+    if not name:
+        return preset_model(preset, device, dtype)
+    from longrl.config.model import ModelConfig  # lazy: only --model needs the loader
+    from longrl.models.loading import load_policy
+
+    device = torch.device(device)
+    dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
+    return load_policy(ModelConfig(path=name, dtype=str(dtype).removeprefix("torch.")), device).eval()
+
+
+def model_label(args) -> str:
+    """What the figures were measured on: the `--model` name, or the preset's."""
+    return getattr(args, "model", None) or getattr(args, "preset", None) or ("tiny" if getattr(args, "tiny", False) else "bench")
+
+
 class BenchDevice:
     """Where a benchmark runs: the clock waits for the device; peak memory is the CUDA allocator's."""
 

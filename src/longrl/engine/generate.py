@@ -45,6 +45,7 @@ from longrl.engine.attention import (
 from longrl.engine.logprobs import lm_head_weight
 from longrl.engine.sampling import SamplingParams, nucleus_threshold, sample_tokens
 from longrl.engine.static import StaticDecode
+from longrl.models.chat import turn_stop_ids
 
 __all__ = ["DECODE_PATHS", "GenerationStopped", "GroupRollout", "Generator", "SamplingParams", "SharedPrefixGenerator",
            "group_seed", "nucleus_threshold", "sample_tokens", "stop_token_ids"]
@@ -79,19 +80,12 @@ class Generator(Protocol):
 
 
 def stop_token_ids(tokenizer, model=None) -> tuple[int, ...]:
-    """End-of-turn ids, the one rule for training rollouts and evaluation alike.
+    """End-of-turn ids, the one rule for training rollouts and evaluation alike (`models/chat.py`).
 
-    The tokenizer's eos, the model's generation-config eos (an int or a list) and `<|im_end|>` when
-    the vocabulary has it (chat-formatted prompts end their turn with it even where eos is another
-    token). Sorted, without duplicates.
+    The end of the assistant's turn as the tokenizer's own chat template writes it, the tokenizer's
+    eos and the model's generation-config eos (an int or a list). Sorted, without duplicates.
     """
-    candidates = [tokenizer.eos_token_id, getattr(getattr(model, "generation_config", None), "eos_token_id", None)]
-    if "<|im_end|>" in tokenizer.get_vocab():
-        candidates.append(tokenizer.convert_tokens_to_ids("<|im_end|>"))
-    ids = set()
-    for c in candidates:
-        ids.update(i for i in (c if isinstance(c, list | tuple) else [c]) if isinstance(i, int))
-    return tuple(sorted(ids))
+    return turn_stop_ids(tokenizer, model)
 
 
 def group_seed(seed: int, *keys: int | str) -> int:

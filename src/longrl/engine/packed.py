@@ -14,8 +14,9 @@ the example's loss when run alone.
 How it plugs in: the function is registered with `transformers.AttentionInterface` under
 `longrl_packed`, with no mask builder, so transformers builds no mask at all for it (a packed
 mask would be rows x T x T booleans); the segment lengths reach it as the keyword argument
-`longrl_segments`, which Hugging Face decoders pass down to their attention function. Sliding
-windows, soft-capping and attention dropout are not implemented and raise. With activation
+`longrl_segments`, which Hugging Face decoders pass down to their attention function. A
+sliding-window layer sees, within its segment, the window's latest positions (blockwise, no mask
+of size segment x segment); soft-capping and attention dropout are not implemented and raise. With activation
 checkpointing the backward pass recomputes layers, so it must run inside the block too.
 """
 
@@ -28,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from transformers import AttentionInterface
 
+from longrl.engine.attention import windowed_causal_attention
+
 IMPLEMENTATION = "longrl_packed"
 SEGMENTS_KWARG = "longrl_segments"
 
@@ -38,7 +41,7 @@ def segment_kwargs(segments: list[list[int]]) -> dict:
 
 
 def attend_segments(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, segments: list[list[int]],
-                    scale: float | None) -> torch.Tensor:
+                    scale: float | None, window: int | None = None) -> torch.Tensor:
     """Causal attention within each segment of each row; padding after the last segment gives 0.
 
     Args:
@@ -46,9 +49,11 @@ def attend_segments(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
         key, value: (R, KVH, T, D); H must be a multiple of KVH (grouped-query attention).
         segments: per row, the lengths of its segments, left to right (sum <= T).
         scale: score multiplier; None = D ** -0.5.
+        window: a sliding-window layer's window (each query sees its `window` latest positions), or None.
     Returns:
         (R, H, T, D) attention outputs.
     """
+    scale_value = scale if scale is not None else query.shape[-1] ** -0.5
     gqa = query.shape[1] != key.shape[1]
     width = query.shape[2]
     rows = []
@@ -59,8 +64,9 @@ def attend_segments(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
             raise ValueError(f"row {r}: segments {lengths} hold more than the row's {width} tokens")
         sizes = lengths + ([pad] if pad else [])
         # split (whose backward is a concatenation), not slicing: keeps the backward linear in the row
-        parts = [F.scaled_dot_product_attention(qs[None], ks[None], vs[None], is_causal=True, scale=scale,
-                                                enable_gqa=gqa)[0]
+        parts = [windowed_causal_attention(qs[None], ks[None], vs[None], scale_value, window)[0]
+                 if window is not None and qs.shape[1] > window else
+                 F.scaled_dot_product_attention(qs[None], ks[None], vs[None], is_causal=True, scale=scale, enable_gqa=gqa)[0]
                  for qs, ks, vs in zip(q.split(sizes, 1)[:len(lengths)], k.split(sizes, 1), v.split(sizes, 1))]
         if pad:
             parts.append(q.new_zeros(q.shape[0], pad, v.shape[-1]))
@@ -76,10 +82,10 @@ def packed_attention_forward(module, query, key, value, attention_mask, scaling=
                            "longrl.engine.packed.segment_kwargs inside `packed_attention(model)`)")
     if dropout:
         raise NotImplementedError("packed attention does not implement attention dropout; set attention_dropout to 0")
-    for name in ("sliding_window", "softcap", "s_aux", "position_bias"):
+    for name in ("softcap", "s_aux", "position_bias"):
         if kwargs.get(name) is not None:
             raise NotImplementedError(f"packed attention does not implement {name!r} (layer {getattr(module, 'layer_idx', '?')})")
-    out = attend_segments(query, key, value, segments, scaling)
+    out = attend_segments(query, key, value, segments, scaling, kwargs.get("sliding_window"))
     return out.transpose(1, 2).contiguous(), None
 
 

@@ -65,13 +65,22 @@ class StaticCascadeContext(CascadeContext):
         vb.index_copy_(2, index, v)
         return kb, vb
 
-    def _attend_suffix(self, layer: int, q, k, v, scale: float):
+    def _query_start(self):
+        return self.step                        # on the device: the prompt's window mask moves without the host
+
+    def _last_suffix_position(self, t: int) -> int:
+        return self.capacity - 1                # the host's bound for every step of the decode
+
+    def _attend_suffix(self, layer: int, q, k, v, scale: float, window: int | None = None):
         b, heads, t, d = q.shape
         if t != 1:
             raise ValueError(f"a static decode step feeds one token per sequence, got {t}")
         kv_heads = k.shape[1]
         ks, vs = self._suffix_keys(layer, k, v)
-        valid = (self.positions <= self.step).expand(b * kv_heads, self.capacity)     # (B*KVH, cap)
+        written = self.positions <= self.step
+        if window is not None and self.capacity > window:       # a sliding-window layer: the window's latest keys
+            written = written & (self.positions > self.step - window)
+        valid = written.expand(b * kv_heads, self.capacity)                             # (B*KVH, cap)
         o, lse = attention_with_lse(q.reshape(b * kv_heads, heads // kv_heads, d),
                                     ks.view(b * kv_heads, self.capacity, d), vs.view(b * kv_heads, self.capacity, d),
                                     scale, key_valid=valid, score_budget=self.score_budget)
@@ -125,13 +134,14 @@ class StaticDecode:
         self.stops = torch.tensor(stops, dtype=torch.long, device="cpu").to(device) if stops else None
         # A ready 4D mask makes the decoder skip building one (host syncs, allocations); cascade attention ignores it.
         self.no_mask = torch.ones(rows, 1, 1, 1, dtype=torch.bool, device=device)
+        self.cascade.ready_mask = self.no_mask
         self.graph: torch.cuda.CUDAGraph | None = None
 
     def step(self) -> None:
         """One decode step on the device: forward the fed tokens, sample, record, advance. No host sync."""
         t = self.cascade.step
-        hidden = self.base(input_ids=self.feed[:, None], position_ids=self.start + t, attention_mask=self.no_mask,
-                           use_cache=False, **self.cascade.forward_kwargs()).last_hidden_state[:, -1]   # (B, H)
+        hidden = self.base(input_ids=self.feed[:, None], position_ids=self.start + t, use_cache=False,
+                           **self.cascade.forward_kwargs()).last_hidden_state[:, -1]   # (B, H); the mask: no_mask
         index = t.view(1)
         tokens, logprobs = sample_tokens(self.head(hidden), self.params, self.uniforms.index_select(0, index)[0])
         self.tokens.index_copy_(0, index, tokens[None])

@@ -4,7 +4,8 @@
     tokenizer = load_tokenizer(cfg.model)
 
 `model.path` is a hub name, a local folder, `builtin:NAME` for a model shipped inside
-longrl (`builtin:tiny-base`, the embedded default), or `random`: a seeded random-init tiny
+longrl (`builtin:tiny-base`, the embedded default) or in an optional extra (`builtin:smollm2-135m`,
+`longrl[real]`: dequantized once into the user's cache, `models/packaged.py`), or `random`: a seeded random-init tiny
 Qwen2 model of shape `model.tiny` with the default tokenizer (tests and smoke runs). dtype, attention implementation,
 `rope_scaling` (YaRN and friends) and the context window come from config. Weights load
 with safetensors only, and completely: a checkpoint missing a tensor the model needs (an empty
@@ -33,6 +34,7 @@ from longrl.models.lora import (
     is_adapter_folder,
     load_adapter_into,
 )
+from longrl.models.packaged import PACKAGED, materialize
 from longrl.models.tiny import build_tiny_model
 from longrl.models.tokenizer import assets_dir, load_default_tokenizer
 
@@ -60,11 +62,19 @@ def resolve_path(name: str, key: str = "model.path") -> str:
         if looks_local(name):
             raise ConfigError(f"{key}={name!r}: no such local folder (a hub model is named 'namespace/repo')")
         return name
-    folder = assets_dir() / name[len(BUILTIN):]
-    if not folder.is_dir():
-        known = sorted(p.name for p in assets_dir().iterdir() if p.is_dir())
-        raise ConfigError(f"unknown builtin model {name!r}; shipped: {', '.join(BUILTIN + k for k in known)}")
+    short = name[len(BUILTIN):]
+    if short in PACKAGED:                       # shipped by another package: made once into the user's cache
+        return str(materialize(short))
+    folder = assets_dir() / short
+    if not short or not folder.is_dir():
+        raise ConfigError(f"unknown builtin model {name!r}; known: {', '.join(builtin_names())}")
     return str(folder)
+
+
+def builtin_names() -> list[str]:
+    """Every `builtin:NAME`: the models inside longrl and those of packaged extras (installed or not)."""
+    shipped = {p.name for p in assets_dir().iterdir() if p.is_dir() and (p / "config.json").exists()}
+    return [BUILTIN + n for n in sorted(shipped | set(PACKAGED))]
 
 
 def resolve_device(name: str) -> torch.device:

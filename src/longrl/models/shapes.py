@@ -15,6 +15,7 @@ from pathlib import Path
 
 from longrl.config.model import ModelConfig, TinyArchConfig
 from longrl.errors import ConfigError
+from longrl.models.packaged import PACKAGED, cached_folder
 
 # Published config.json values (hidden, layers, heads, kv heads, intermediate, vocab, tied embeddings).
 KNOWN: dict[str, dict] = {
@@ -30,6 +31,9 @@ KNOWN: dict[str, dict] = {
                                        tied=True),
     "Qwen/Qwen2.5-1.5B-Instruct": dict(vocab=151936, hidden=1536, layers=28, heads=12, kv_heads=2, intermediate=8960,
                                        tied=True),
+    # the `real` extra's model, before its first use has written the folder (the planner builds nothing)
+    "builtin:smollm2-135m": dict(vocab=49152, hidden=576, layers=30, heads=9, kv_heads=3, intermediate=1536, tied=True,
+                                 qkv_bias=False),
 }
 
 
@@ -87,6 +91,9 @@ def architecture(cfg: ModelConfig) -> Shape:
         return from_hf_config(tiny_model_config(cfg.tiny or TinyArchConfig(), load_tokenizer(cfg)))
     from transformers import AutoConfig  # lazy: transformers is slow to import
 
+    short = cfg.path.removeprefix("builtin:")
+    if cfg.path.startswith("builtin:") and short in PACKAGED and cached_folder(short) is None:
+        return Shape(**KNOWN[cfg.path])   # not made yet: its published shape, without a minute of dequantizing
     path = resolve_path(cfg.path)
     try:                                # a hub name: the local cache only (the planner downloads nothing)
         return from_hf_config(AutoConfig.from_pretrained(path, trust_remote_code=cfg.trust_remote_code,

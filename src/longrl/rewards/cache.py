@@ -26,7 +26,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from longrl.files import atomic_write_text
+from longrl.files import atomic_write_text, cache_root
 
 PROMPT_VERSION = "longrl-judge-v2"  # the default prompt's (v2: fields as one JSON object, normalised before neutralising)
 PROMPT_VERSIONS = {"longrl": PROMPT_VERSION, "published": "qwenlong-l1-orm-v1"}  # by `reward.judge.prompt`
@@ -40,8 +40,7 @@ class CachedVerdict:
 
 def default_cache_dir() -> Path:
     """`$XDG_CACHE_HOME/longrl/judge`, else `~/.cache/longrl/judge`."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "longrl" / "judge"
+    return cache_root() / "judge"
 
 
 def cache_key(model: str, question: str, prediction: str, gold: str, prompt: str = "longrl") -> str:

@@ -7,7 +7,7 @@
 
 An example is one user turn (the QwenLong-L1 prompt (`longrl.data.prompt`), `longrl.data.prompt`) followed by the
 assistant's reply: the demonstration (`meta.trace`: `<think>...</think>` then the answer
-sentence) and the end-of-turn token (the tokenizer's eos). Only reply tokens carry labels. When
+sentence) and the end-of-turn token (the one the tokenizer's chat template closes a reply with). Only reply tokens carry labels. When
 the chat template already opens the thinking block (R1-Distill templates end with `<think>\n`),
 the reply starts after it.
 
@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import torch
 
 from longrl.data.prompt import encode_prompt
+from longrl.models.chat import end_of_turn_id
 from longrl.data.schema import Sample
 from longrl.engine.nll import IGNORE
 from longrl.errors import UserError
@@ -68,15 +69,22 @@ class PackedBatch:
     weights: torch.Tensor | None = None  # (R, T) float32 loss weight of each label; None = all 1
 
 
-def encode_example(tokenizer, sample: Sample) -> Example:
-    """Tokenize `sample` as prompt + demonstration + end-of-turn; raises UserError without a trace."""
+def encode_example(tokenizer, sample: Sample, end_id: int | None = None) -> Example:
+    """Tokenize `sample` as prompt + demonstration + end-of-turn; raises UserError without a trace.
+
+    The end of turn is the token the tokenizer's chat template closes an assistant reply with
+    (`models/chat.py`; the eos where the template says nothing), the token rollouts stop at;
+    `end_id` passes it in when already known.
+    """
     trace = sample.trace
     if not isinstance(trace, str) or not trace.strip():
         raise UserError(f"sample {sample.id!r} has no demonstration (meta.trace); make one with `longrl distill`")
-    if tokenizer.eos_token_id is None:
-        raise UserError("the tokenizer has no eos token: the end of the assistant turn cannot be marked")
+    end_id = end_of_turn_id(tokenizer) if end_id is None else end_id
+    if end_id is None:
+        raise UserError("the tokenizer has no eos token and its chat template no end-of-turn token: "
+                        "the end of the assistant turn cannot be marked")
     prompt = encode_prompt(tokenizer, sample)
-    reply = tokenizer.encode(reply_after(prompt.text, trace), add_special_tokens=False) + [tokenizer.eos_token_id]
+    reply = tokenizer.encode(reply_after(prompt.text, trace), add_special_tokens=False) + [end_id]
     group = sample.meta.get("source_id") or sample.id
     return Example(id=sample.id, ids=list(prompt.ids) + reply, n_prompt=len(prompt.ids), group=str(group))
 
@@ -101,8 +109,9 @@ def encode_examples(tokenizer, samples: list[Sample], max_seq_tokens: int | None
         (examples, dropped): kept examples in input order, and how many were too long.
     """
     kept, dropped = [], 0
+    end_id = end_of_turn_id(tokenizer)
     for sample in samples:
-        example = encode_example(tokenizer, sample)
+        example = encode_example(tokenizer, sample, end_id)
         if max_seq_tokens is not None and example.n_tokens > max_seq_tokens:
             dropped += 1
             continue
