@@ -96,3 +96,17 @@ def test_recipe_says_where_its_numbers_come_from(recipe):
     comments = [line for line in text.splitlines() if line.lstrip().startswith("#") or " # " in line]
     for label in ("official script", "paper", "longrl's choice"):
         assert sum(label in line for line in comments) >= 3, f"{recipe}: few settings labelled {label!r}"
+
+
+def test_the_real_model_recipe_holds_the_documented_run():
+    """configs/real_smollm2.yaml: SmolLM2 by name, SFT -> RL at 512 then 1,024 tokens with retrospective
+    sampling -> base, SFT and RL evaluated on 300 held-out items at 1,024 tokens, seeds disjoint from training."""
+    cfg = load_config(CONFIGS / "real_smollm2.yaml")
+    assert cfg.model.path == "builtin:smollm2-135m" and cfg.sft.data and cfg.reward.require_think
+    lengths = [p.data[0].synth.length for p in cfg.curriculum.phases]
+    assert lengths == [512, 1024] and cfg.curriculum.retrospective.mode == "offline"
+    assert cfg.eval.benchmarks == ["synthetic-1024"] and cfg.eval.synthetic.n >= 300 and cfg.eval.include_base
+    train_seeds = {s.synth.seed for s in cfg.sft.data} | {p.data[0].synth.seed for p in cfg.curriculum.phases}
+    assert cfg.eval.synthetic.seed not in train_seeds
+    longest = max(s.synth.length for s in cfg.sft.data)
+    assert all(p.max_input_tokens >= 1.1 * p.data[0].synth.length for p in cfg.curriculum.phases) and longest <= 512

@@ -99,3 +99,27 @@ def test_a_checkpoint_missing_tensors_is_an_error_naming_them(tiny_model_dir, tm
     assert missing[0] in str(err.value) or "more)" in str(err.value)
     assert "never fills missing weights with random values" in str(err.value)
     assert load_policy(ModelConfig(path=str(tiny_model_dir))) is not None   # the complete folder still loads
+
+
+def test_what_the_engine_cannot_compute_is_refused_at_load_before_a_run_directory(tmp_path, tokenizer, capsys):
+    """A Gemma 2 (attention soft-capping, logits soft-capped after the head) used to fail at the first rollout,
+    after the run directory was written; it is refused when it loads (exit 2), with nothing written."""
+    from pathlib import Path
+
+    from transformers import Gemma2Config, Gemma2ForCausalLM
+
+    from longrl.cli import main
+    from longrl.models.tiny import save_pretrained
+
+    config = Gemma2Config(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                          num_attention_heads=4, num_key_value_heads=2, head_dim=8, max_position_embeddings=512,
+                          pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, bos_token_id=None)
+    save_pretrained(Gemma2ForCausalLM(config), tokenizer, tmp_path / "gemma2")
+    with pytest.raises(ConfigError, match=r"\(gemma2\): longrl's engine does not implement attention soft-capping "
+                                          r"\(attn_logit_softcapping=50.0\); logits changed after the LM head"):
+        load_policy(ModelConfig(path=str(tmp_path / "gemma2")))
+    smoke = str(Path(__file__).resolve().parents[2] / "configs" / "smoke.yaml")
+    code = main(["rl", "--config", smoke, "--out", str(tmp_path / "run"), f"model.path={tmp_path / 'gemma2'}",
+                 "train.steps=1", "run.progress=none"])
+    assert code == 2 and "attention soft-capping" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

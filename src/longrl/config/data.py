@@ -12,7 +12,7 @@ class SynthSpec(Section):
 
     tasks: list[str] = ["docmath", "multihop", "choice"]  # families, mixed round-robin
     n: int = Field(64, ge=1)                   # number of samples
-    length: int = Field(512, ge=32, le=1 << 20)  # target prompt length in tokens of the default tokenizer (+-10%)
+    length: int = Field(512, ge=32, le=1 << 20)  # target prompt length (chat template included, +-10%) in tokens of the model's tokenizer
     seed: int = 0                              # same seed, byte-identical samples
     hops: int | None = Field(None, ge=1)       # reasoning hops; None = the family's default
     distractors: int | None = Field(None, ge=0)  # decoy facts; None = grows with length

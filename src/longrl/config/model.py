@@ -49,7 +49,7 @@ class LoraSettings(Section):
 
 
 class ModelConfig(Section):
-    path: str = "builtin:tiny-base"           # HF hub name, local folder, builtin:NAME (shipped), or "random" (tiny, below)
+    path: str = "builtin:tiny-base"           # HF hub name, local folder, builtin:NAME (tiny-base; smollm2-135m: the `real` extra), or "random" (tiny, below)
     tokenizer: str | None = None              # tokenizer location; None = same as `path`
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "float32"  # weights and compute dtype
     attn_implementation: str = "sdpa"         # sdpa | eager | flash_attention_2 | ... (transformers names)

@@ -31,9 +31,8 @@ from longrl.engine.attention import (
     enable_cascade_attention,
 )
 from longrl.engine.sharding import keep_for_backward, run_forward
+from longrl.models.loading import UNSUPPORTED_HEAD_CONFIG  # also refused when a model loads
 
-# Config attributes that change logits after the LM head; longrl's chunked head does not apply them.
-UNSUPPORTED_HEAD_CONFIG = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_logits_scale")
 
 
 @dataclass

@@ -39,6 +39,8 @@ from longrl.models.tiny import build_tiny_model
 from longrl.models.tokenizer import assets_dir, load_default_tokenizer
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# Config attributes that change logits after the LM head; longrl's chunked head does not apply them.
+UNSUPPORTED_HEAD_CONFIG = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_logits_scale")
 BUILTIN = "builtin:"
 RANDOM = "random"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")  # any one will do
@@ -147,6 +149,10 @@ def load_policy(cfg: ModelConfig, device: torch.device | str = "cpu", dtype: str
         config = AutoConfig.from_pretrained(path, trust_remote_code=cfg.trust_remote_code)
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot load model config from {path!r}: {exc}") from None
+    problems = unsupported_features(config)
+    if problems:        # refused here, before any run directory: the engine would fail at the first rollout
+        raise ConfigError(f"model.path={cfg.path!r} ({config.model_type}): longrl's engine does not implement "
+                          f"{'; '.join(problems)}; use a model without them")
     if cfg.rope_scaling:
         params = dict(getattr(config, "rope_parameters", None) or {})
         params.update(cfg.rope_scaling)
@@ -217,6 +223,25 @@ def check_complete(path: str, report: dict) -> None:
 
 def _names(names: list[str], shown: int = 5) -> str:
     return ", ".join(names[:shown]) + (f", ... ({len(names) - shown} more)" if len(names) > shown else "")
+
+
+def unsupported_features(config) -> list[str]:
+    """What in a model config the engine (cascade attention, chunked LM head) cannot compute; [] when nothing.
+
+    Sliding-window layers are supported; attention soft-capping (Gemma 2), attention sinks (gpt-oss)
+    and logits scaled after the LM head are not.
+    """
+    problems = []
+    value = getattr(config, "attn_logit_softcapping", None)
+    if value not in (None, 0, 0.0):
+        problems.append(f"attention soft-capping (attn_logit_softcapping={value!r})")
+    if getattr(config, "model_type", None) == "gpt_oss":
+        problems.append("attention sinks")
+    for name in UNSUPPORTED_HEAD_CONFIG:
+        value = getattr(config, name, None)
+        if value not in (None, 1, 1.0):
+            problems.append(f"logits changed after the LM head ({name}={value!r})")
+    return problems
 
 
 def follow_progress_setting() -> None:
