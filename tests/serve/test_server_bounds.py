@@ -295,3 +295,21 @@ def test_the_server_names_versions_so_a_foreign_reload_is_noticed(make_server, t
     assert foreign.status_code == 200 and foreign.json()["weight_version"] not in (mine, "step-1")
     with pytest.raises(RolloutServerError, match="reports weight version 'step-1@.*published 'step-1@"):
         generator.generate([[5, 6]], 2, _params(), [1])
+
+
+def test_starting_a_started_server_again_adds_no_serving_thread(tiny_model, tokenizer, tmp_path):
+    """`with start_server(...)` enters a server start_server already started: still one HTTP thread."""
+    import copy
+    import threading
+
+    from longrl.serve.server import ModelServer
+    from longrl.serve.worker import ModelWorker
+
+    def http_threads():
+        return sum(t.name == "longrl-serve-http" for t in threading.enumerate())
+
+    before = http_threads()
+    server = ModelServer(ModelWorker(copy.deepcopy(tiny_model), tokenizer, "tiny", "startup"), port=0).start()
+    with server:
+        assert http_threads() == before + 1 and server.running()
+    assert http_threads() == before

@@ -153,6 +153,9 @@ class HttpTransport:
         return len(self._conns)
 
     def start(self) -> None:
+        """Serve from a background thread; a second call (e.g. `with start_server(...)`) changes nothing."""
+        if self.running():
+            return
         started = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(started,), name="longrl-serve-http", daemon=True)
         self._thread.start()
