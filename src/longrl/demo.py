@@ -21,11 +21,11 @@ errors are paired (the arms answer the same items), so `gap > 2 * gap_se` reads 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
 from longrl.eval.benchmarks import SYNTHETIC_RE
+from longrl.eval.metrics import standard_error
 
 
 def item_scores(path: Path) -> dict[str, float]:
@@ -47,15 +47,9 @@ def paired_comparison(base: dict[str, float], new: dict[str, float]) -> dict[str
     a = [base[i] for i in ids]
     b = [new[i] for i in ids]
     diff = [y - x for x, y in zip(a, b)]
-    mean_diff = sum(diff) / n
-    var = sum((d - mean_diff) ** 2 for d in diff) / (n - 1) if n > 1 else 0.0
-
-    def se(values: list[float]) -> float:
-        m = sum(values) / n
-        return 100 * math.sqrt(sum((v - m) ** 2 for v in values) / (n - 1) / n) if n > 1 else 0.0
-
     return {"n_eval": n, "sft_accuracy": 100 * sum(a) / n, "rl_accuracy": 100 * sum(b) / n,
-            "sft_se": se(a), "rl_se": se(b), "gap": 100 * mean_diff, "gap_se": 100 * math.sqrt(var / n)}
+            "sft_se": 100 * standard_error(a), "rl_se": 100 * standard_error(b), "gap": 100 * sum(diff) / n,
+            "gap_se": 100 * standard_error(diff)}
 
 
 def arm_names(cfg) -> list[str]:

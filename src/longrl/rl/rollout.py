@@ -30,7 +30,7 @@ from longrl.engine.generate import (
 from longrl.engine.remote import RemoteGenerator
 from longrl.engine.sharding import rollout_weights
 from longrl.errors import ConfigError
-from longrl.rewards.hybrid import HybridReward, RewardInput, summarize
+from longrl.rewards.hybrid import HybridReward, RewardInput, RewardResult, summarize
 from longrl.rl.groups import Group, is_correct
 from longrl.rl.sampler import Draw
 from longrl.tracking import Timers
@@ -104,18 +104,22 @@ class Roller:
             seeds = [group_seed(self.cfg.run.seed, step, d.index) for d in draws]
             outs = self.sample(prompts, G, self.params, seeds, f"rollout-{step}")
         with self.timers.time("reward"):
-            texts = [[self.decode(c) for c in out.completions] for out in outs]
-            inputs = [RewardInput(task=d.item.task, question=d.item.question, answers=list(d.item.answers), response=t,
-                                  response_tokens=len(c), max_response_tokens=self.params.max_new_tokens,
-                                  context=d.item.context)
-                      for d, out, ts in zip(draws, outs, texts) for t, c in zip(ts, out.completions)]
-            results = self.reward.score(inputs)
-        groups = []
-        for k, (d, out, ts) in enumerate(zip(draws, outs, texts)):
-            res = results[k * G:(k + 1) * G]
-            groups.append(Group(d, list(out.prompt_ids), [list(c) for c in out.completions], list(out.truncated), ts,
-                                res, [r.score for r in res]))
-        return groups
+            texts, results = self.score([d.item for d in draws], outs, self.params.max_new_tokens)
+        return [Group(d, list(out.prompt_ids), [list(c) for c in out.completions], list(out.truncated), ts, res,
+                      [r.score for r in res]) for d, out, ts, res in zip(draws, outs, texts, results)]
+
+    def score(self, items: list[Sample], outs: list[GroupRollout],
+              max_new_tokens: int) -> tuple[list[list[str]], list[list[RewardResult]]]:
+        """Decode and score the completions of each item (one reward batch for all): (texts, results) per item."""
+        texts = [[self.decode(c) for c in out.completions] for out in outs]
+        inputs = [RewardInput(task=item.task, question=item.question, answers=list(item.answers), response=t,
+                              response_tokens=len(c), max_response_tokens=max_new_tokens, context=item.context)
+                  for item, out, ts in zip(items, outs, texts) for t, c in zip(ts, out.completions)]
+        flat = self.reward.score(inputs)
+        starts = [0]
+        for out in outs:
+            starts.append(starts[-1] + len(out.completions))
+        return texts, [flat[a:b] for a, b in zip(starts, starts[1:])]
 
     def decode(self, ids: list[int]) -> str:
         if ids and ids[-1] in self.stops:

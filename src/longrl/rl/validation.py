@@ -20,7 +20,6 @@ from longrl.config import Config
 from longrl.data.schema import Sample
 from longrl.engine.distributed import SINGLE, Dist
 from longrl.engine.generate import SamplingParams, group_seed
-from longrl.rewards.hybrid import RewardInput
 from longrl.rl.groups import is_correct
 
 
@@ -47,14 +46,10 @@ def validate(roller, items: list[Sample], cfg: Config, step: int, dist: Dist = S
     prompts = [roller.encode(item) for _, item in mine]
     seeds = [group_seed(cfg.run.seed, "val", step, item.id) for _, item in mine]
     outs = roller.sample(prompts, n, params, seeds, f"val-{step}")
-    inputs = [RewardInput(task=item.task, question=item.question, answers=list(item.answers), response=roller.decode(c),
-                          response_tokens=len(c), max_response_tokens=params.max_new_tokens, context=item.context)
-              for (_, item), out in zip(mine, outs) for c in out.completions]
-    results = roller.reward.score(inputs)
-    rows = [{"index": i, "id": item.id, "task": item.task,
-             "correct": [float(is_correct(r)) for r in results[k * n:(k + 1) * n]],
+    _, results = roller.score([item for _, item in mine], outs, params.max_new_tokens)
+    rows = [{"index": i, "id": item.id, "task": item.task, "correct": [float(is_correct(r)) for r in res],
              "response_len": [len(c) for c in out.completions]}
-            for k, ((i, item), out) in enumerate(zip(mine, outs))]
+            for (i, item), out, res in zip(mine, outs, results)]
     if dist.launched:
         rows = [row for part in dist.gather_json(rows) for row in part]
     return sorted(rows, key=lambda row: row["index"])
