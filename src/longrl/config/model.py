@@ -48,6 +48,13 @@ class LoraSettings(Section):
         return self
 
 
+class OffloadConfig(Section):
+    """FSDP2 CPU offload under torchrun: what stays in host memory between uses (official 32B script: both)."""
+
+    params: bool = False                      # parameters (and their gradients) live on the CPU; each layer is copied in for its forward/backward
+    optimizer: bool = False                   # AdamW moments live on the CPU and the optimizer step runs there
+
+
 class ModelConfig(Section):
     path: str = "builtin:tiny-base"           # HF hub name, local folder, builtin:NAME (tiny-base; smollm2-135m: the `real` extra), or "random" (tiny, below)
     tokenizer: str | None = None              # tokenizer location; None = same as `path`
