@@ -59,7 +59,7 @@ def server_overrides(url):
 
 
 def stable(rows):
-    return [{k: v for k, v in r.items() if not k.startswith("time/") and k != "tokens_per_s"} for r in rows]
+    return [{k: v for k, v in r.items() if not k.startswith(("time/", "weights/")) and k != "tokens_per_s"} for r in rows]
 
 
 def weights(run_dir: Path) -> dict[str, torch.Tensor]:
@@ -81,6 +81,10 @@ def test_server_rollouts_equal_in_process_rollouts(tmp_path, stoppy_model_dir, s
     assert stable(rows) == stable(read_metrics(engine_run / "metrics.jsonl"))
     assert read_metrics(out / "item_scores.jsonl") == read_metrics(engine_run / "item_scores.jsonl")
     assert all(r["time/sync"] > 0 for r in rows)
+    # One hand-over per step (step 1's also holds the first), in the served dtype: fp32 for this fp32 server.
+    fp32_bytes = sum(t.numel() * 4 for t in weights(out).values())
+    assert [r["weights/sync_bytes"] for r in rows] == [2 * fp32_bytes, fp32_bytes, fp32_bytes]
+    assert all(r["weights/sync_s"] > 0 for r in rows)
     # A reload before the first rollout and after every update; the server ends with the final policy,
     # under the last step's version (named by the server: "step-3@<8 hex digits>"); only that folder is kept.
     assert server.asked == ["step-0", "step-1", "step-2", "step-3"] and server.worker.version.startswith("step-3@")

@@ -26,6 +26,8 @@ class RolloutServerConfig(Section):
     model_name: str | None = None              # served model name; None = the first one GET /models lists
     reload_api: Literal["sglang", "vllm"] = "sglang"  # weight reload protocol (`longrl serve` speaks sglang's)
     weights_dir: str | None = None             # where the trainer writes weights for the server to load (same path on both); None = <run>/served
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # dtype of the handed-over weights: the one the server serves (auto = the training compute dtype, model.dtype)
+    shard_mb: int = Field(4096, ge=1)          # largest safetensors file of a hand-over; more weights = model-0000i-of-0000n files + index
     api_key_env: str | None = "LONGRL_API_KEY"  # environment variable holding the API key (unset: none sent)
     concurrency: int = Field(64, ge=1)         # requests in flight (one per prompt, n = group_size)
     timeout_s: float = Field(600.0, gt=0)      # per attempt (a rollout request or a reload)

@@ -14,9 +14,12 @@ lacks token ids, changes the prompt, returns another number of samples, runs pas
 stops without a stop token or carries one mid-completion is an error, never a silently wrong rollout.
 Servers that trim the stop token report it (SGLang `matched_stop`, vLLM `stop_reason`); it is put back.
 
-Weights: `sync_weights(model, version)` writes the model as a Hugging Face folder
-(`weights_dir/<version>`, safetensors; the server must see the same path), asks the server to
-reload it, and checks that the server reports `version` before anything else happens (a server
+Weights: `sync_weights(model, version, dist)` writes the model as a Hugging Face folder
+(`weights_dir/<version>`; the server must see the same path) in the served dtype (`rollout.server.dtype`:
+bf16 weights for a bf16 server, never the fp32 masters), one full tensor gathered at a time and split
+into `shard_mb` files plus an index when larger (`engine/handover.py`); under torchrun every rank
+gathers, rank 0 alone writes and reloads, and every rank learns the outcome. It asks the server to
+reload the folder, and checks that the server reports `version` before anything else happens (a server
 that names its reloads itself, as `longrl serve` does ("step-3@9f2c41d0"), says the name in the
 reload's reply, `weight_version`: that name is then the one checked, and `self.version`); every
 `generate` first checks the version again (and each reply's `metadata.weight_version` where the
@@ -26,7 +29,8 @@ else fails loudly instead of rolling out a stale policy. Reload protocols (`relo
   version from `GET /model_info` (older SGLang: `GET /get_weight_version`).
 - vllm (`vllm serve` with VLLM_SERVER_DEV_MODE=1): `POST /pause`, `POST /collective_rpc
   {method: reload_weights, kwargs: {weights_path}}`, `POST /update_weight_version {new_version}`,
-  `POST /resume`; version from `GET /weight_info`.
+  `POST /resume`; version from `GET /weight_info`. (vLLM's newer native transfer, NCCL or CUDA IPC (`init_weight_transfer_engine`,
+  `start_weight_update`, `update_weights`, `finish_weight_update`), needs a GPU on both sides; longrl does not speak it.)
 These live at the server root (base_url without its trailing /v1). Requests go through
 `longrl.http.OpenAIClient`: `concurrency` in flight, `timeout_s` per attempt, 429 / 5xx / timeouts /
 dropped connections retried `max_attempts` times with exponential backoff; a server that stays down,
@@ -40,15 +44,19 @@ import asyncio
 import json
 import math
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from longrl.config.rl import RolloutServerConfig
+from longrl.engine.distributed import SINGLE, Dist
 from longrl.engine.generate import GroupRollout
+from longrl.engine.handover import write_served
 from longrl.engine.sampling import SamplingParams
 from longrl.errors import UserError
 from longrl.http import OpenAIClient, RetryPolicy, ServerError, snippet
-from longrl.models.weights import save_weights
 
 MAX_BACKOFF_S = 60.0   # cap on one wait between attempts
 
@@ -155,10 +163,11 @@ class RemoteGenerator:
     Args:
         cfg: the `rollout.server` config section.
         weights_dir: where sync_weights writes the folders the server loads (`cfg.weights_dir` wins).
+        dtype: the dtype the server serves: the hand-over's (`cfg.dtype` resolved by the caller).
     """
 
-    def __init__(self, cfg: RolloutServerConfig, weights_dir: str | Path):
-        self.cfg = cfg
+    def __init__(self, cfg: RolloutServerConfig, weights_dir: str | Path, dtype: torch.dtype = torch.float32):
+        self.cfg, self.dtype = cfg, dtype
         self.weights_dir = Path(cfg.weights_dir or weights_dir).resolve()
         retry = RetryPolicy(cfg.max_attempts, cfg.backoff_s, MAX_BACKOFF_S, cfg.timeout_s)
         self.api = OpenAIClient(cfg.base_url, api_key_env=cfg.api_key_env, concurrency=cfg.concurrency, retry=retry)
@@ -167,17 +176,38 @@ class RemoteGenerator:
         self.version: str | None = None          # what the server must report; set by sync_weights
         self.published: Path | None = None       # the folder it loaded last
         self.requests = 0                        # completion requests sent
+        self.sync_s, self.sync_bytes = 0.0, 0    # hand-over time and tensor bytes since handover_metrics()
 
     def __repr__(self) -> str:
         return f"RemoteGenerator(url={self.cfg.base_url!r}, reload_api={self.cfg.reload_api!r}, version={self.version!r})"
 
-    def sync_weights(self, model, version: str) -> None:
-        """Write `model` to weights_dir/<version>, have the server reload it, check it reports `version`."""
-        path = save_weights(model, self.weights_dir / version)
-        served = asyncio.run(self._session(self._publish(path, version)))
-        if self.published is not None and self.published != path:
+    def sync_weights(self, model, version: str, dist: Dist = SINGLE) -> None:
+        """Write `model` to weights_dir/<version> in the served dtype, have the server reload it, check it
+        reports `version`. Under torchrun every rank calls it: all gather, rank 0 writes and reloads, all
+        learn the served version (or rank 0's RolloutServerError, raised on every rank)."""
+        began = time.perf_counter()
+        written = write_served(model, self.weights_dir / version, self.dtype, dist, self.cfg.shard_mb << 20)
+        outcome: dict[str, Any] | None = None
+        if dist.is_main:
+            try:
+                outcome = {"version": asyncio.run(self._session(self._publish(written.path, version))),
+                           "bytes": written.bytes}
+            except RolloutServerError as exc:
+                outcome = {"error": str(exc)}
+        outcome = dist.broadcast_json(outcome)
+        if "error" in outcome:
+            raise RolloutServerError(outcome["error"])
+        if dist.is_main and self.published is not None and self.published != written.path:
             shutil.rmtree(self.published, ignore_errors=True)     # the server no longer reads it
-        self.version, self.published = served, path
+        self.version, self.published = outcome["version"], written.path
+        self.sync_s += time.perf_counter() - began
+        self.sync_bytes += int(outcome["bytes"])
+
+    def handover_metrics(self) -> dict[str, float]:
+        """weights/sync_s and weights/sync_bytes of the hand-overs since the last call (then reset)."""
+        out = {"weights/sync_s": round(self.sync_s, 4), "weights/sync_bytes": float(self.sync_bytes)}
+        self.sync_s, self.sync_bytes = 0.0, 0
+        return out
 
     def generate(self, prompts: list[list[int]], group_size: int, params: SamplingParams,
                  seeds: list[int]) -> list[GroupRollout]:

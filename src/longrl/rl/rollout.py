@@ -27,9 +27,11 @@ from longrl.engine.generate import (
     group_seed,
     stop_token_ids,
 )
-from longrl.engine.remote import RemoteGenerator
+from longrl.engine.distributed import SINGLE, Dist
+from longrl.engine.remote import RemoteGenerator, RolloutServerError
 from longrl.engine.sharding import rollout_weights
 from longrl.errors import ConfigError
+from longrl.models.loading import DTYPES, compute_dtype
 from longrl.rewards.hybrid import HybridReward, RewardInput, RewardResult, summarize
 from longrl.rl.groups import Group, is_correct
 from longrl.rl.sampler import Draw
@@ -43,7 +45,8 @@ def make_generator(cfg: Config, policy, tokenizer, out: Path | None) -> Generato
     r = cfg.rollout
     if r.backend == "server":
         weights_dir = Path(out) / "served" if out is not None else Path(tempfile.gettempdir()) / "longrl-served"
-        return RemoteGenerator(r.server, weights_dir)
+        served = compute_dtype(cfg.model) if r.server.dtype == "auto" else DTYPES[r.server.dtype]
+        return RemoteGenerator(r.server, weights_dir, served)
     try:
         return SharedPrefixGenerator(policy, tokenizer.pad_token_id, groups_per_batch=r.groups_per_batch,
                                      device=next(policy.parameters()).device, decode=r.decode)
@@ -59,8 +62,8 @@ class Roller:
     first roll() syncs when nothing has been yet.
     """
 
-    def __init__(self, cfg: Config, policy, tokenizer, timers: Timers, out: Path | None = None):
-        self.cfg, self.policy, self.tokenizer, self.timers = cfg, policy, tokenizer, timers
+    def __init__(self, cfg: Config, policy, tokenizer, timers: Timers, out: Path | None = None, dist: Dist = SINGLE):
+        self.cfg, self.policy, self.tokenizer, self.timers, self.dist = cfg, policy, tokenizer, timers, dist
         self.stops = stop_token_ids(tokenizer, policy)                # the same rule evaluation uses
         r = cfg.rollout
         self.params = SamplingParams(max_new_tokens=r.max_new_tokens, temperature=r.temperature, top_p=r.top_p,
@@ -70,9 +73,17 @@ class Roller:
         self.synced = False
 
     def sync(self, version: str) -> None:
+        """Every rank calls it (a server's hand-over gathers sharded weights; rank 0 writes and reloads)."""
         with self.timers.time("sync"):
-            self.generator.sync_weights(self.policy, version)
+            if isinstance(self.generator, RemoteGenerator):
+                self.generator.sync_weights(self.policy, version, self.dist)
+            else:
+                self.generator.sync_weights(self.policy, version)
         self.synced = True
+
+    def handover_metrics(self) -> dict[str, float]:
+        """weights/sync_s and weights/sync_bytes since the last call (a server backend; {} in process)."""
+        return self.generator.handover_metrics() if isinstance(self.generator, RemoteGenerator) else {}
 
     def encode(self, item: Sample) -> list[int]:
         try:
@@ -92,10 +103,30 @@ class Roller:
             if in_process:
                 self.generator.model = model             # the policy, or its twin holding gathered weights
             try:
-                return self.generator.generate(prompts, n, params, seeds) if prompts else []
+                if in_process:
+                    return self.generator.generate(prompts, n, params, seeds) if prompts else []
+                return self.from_server(prompts, n, params, seeds)
             finally:
                 if in_process:
                     self.generator.model = self.policy
+
+    def from_server(self, prompts: list[list[int]], n: int, params: SamplingParams,
+                    seeds: list[int]) -> list[GroupRollout]:
+        """This rank's groups from the rollout server (each rank sends its own groups' requests). Under
+        torchrun the ranks then agree: a server failure on any rank is raised on every rank, so all stop
+        with the same error instead of some waiting in the next collective."""
+        failure = None
+        try:
+            outs = self.generator.generate(prompts, n, params, seeds) if prompts else []
+        except RolloutServerError as exc:
+            if not self.dist.launched:
+                raise
+            outs, failure = [], str(exc)
+        failures = [(rank, f) for rank, f in enumerate(self.dist.gather_json(failure)) if f is not None]
+        if failures:
+            rank, first = failures[0]
+            raise RolloutServerError(f"rank {rank} of {self.dist.world}: {first}")
+        return outs
 
     def roll(self, step: int, draws: list[Draw]) -> list[Group]:
         G = self.cfg.rollout.group_size

@@ -45,6 +45,7 @@ generated in the step, refills included; loss figures cover the trained tokens):
   update/{skipped,tokens}, tokens_per_s (prompt + completion tokens rolled out / step wall time),
   time/{rollout,reward,update,sync,step,step_cpu} (sync: handing the weights to the rollout backend;
   ~0 in process, write + reload + version check for a server; step 1's includes the first hand-over),
+  weights/{sync_s,sync_bytes} (a server backend: the hand-overs' time and bytes written, in the served dtype),
   dist/world_size (ranks), memory/peak_gb (CUDA: this rank's peak); on validation steps val/accuracy,
   val/<task>/accuracy, val/response_len/mean, val/items and time/val.
 
@@ -73,7 +74,9 @@ the same weights as an uninterrupted one (`tests/rl/test_trainer.py`).
 Scale-out: `torchrun --nproc_per_node N -m longrl.cli rl ...` runs this loop on N ranks. The policy
 (and reference) are sharded with FSDP2 (`engine/sharding.py`), each rank rolls out whole groups and
 all ranks then hold the step's groups (`rl/groups.py`), each trains on its whole groups of every
-mini-batch with the mini-batch's normaliser, and rank 0 alone writes; checkpoints are sharded. A
+mini-batch with the mini-batch's normaliser, and rank 0 alone writes; checkpoints are sharded.
+With `rollout.backend: server` each rank sends its own groups' requests; every rank gathers the
+weights for a hand-over, rank 0 writes them and has the server reload them (`engine/remote.py`). A
 2-rank run ends with the weights of a 1-rank run (`tests/rl/test_trainer_distributed.py`).
 """
 
@@ -93,7 +96,6 @@ from longrl.data.sources import load_items
 from longrl.engine.distributed import SINGLE, Dist, peak_memory, reset_peak_memory, setup
 from longrl.engine.seeds import seed_everything
 from longrl.engine.sharding import load_device, load_trainable, prepare, save_trained
-from longrl.errors import ConfigError
 from longrl.models.loading import compute_dtype, load_policy, load_tokenizer
 from longrl.models.lora import has_adapters
 from longrl.rl import algos
@@ -182,9 +184,6 @@ def train(cfg: Config, out: str | Path, items: list[Sample] | None = None, phase
     dist, device = setup(cfg.run.device)                                    # torchrun: this rank's place and device
     check_split(cfg.train.prompts_per_step, cfg.train.mini_batches, dist.world)
     tokenizer = load_tokenizer(cfg.model)
-    if dist.launched and cfg.rollout.backend == "server":
-        raise ConfigError("rollout.backend=server runs in one process (one trainer publishes weights to the "
-                          "server); start it without torchrun, or use rollout.backend=engine")
     policy = load_trainable(cfg.model, dist, device)                        # fp32 masters; sharded or autocast
     check_sizes(cfg, policy.config, device, dist.world)                     # the model's context, this machine's memory
     ref = load_reference(cfg, device, policy, dist)                         # None unless KL is used
@@ -199,7 +198,7 @@ def train(cfg: Config, out: str | Path, items: list[Sample] | None = None, phase
     item_scores = MetricsLog(out / "item_scores.jsonl", resume_step=state.get("step"), write=dist.is_main)
     sampler = PromptSampler(items, cfg.run.seed, cursor=state.get("cursor", 0))
     timers = Timers()
-    roller = Roller(cfg, policy, tokenizer, timers, out)
+    roller = Roller(cfg, policy, tokenizer, timers, out, dist)
     roller.sync(f"step-{start}")                                           # a rollout server gets the policy first
     advantage_fn = algos.ADVANTAGES.get(cfg.algo.advantage)                 # names resolved once, up front
     obj = objective(cfg)
@@ -236,7 +235,7 @@ def train(cfg: Config, out: str | Path, items: list[Sample] | None = None, phase
             stats = rollout_metrics(collected.all)
             row = {"step": step, "phase": phase, **stats, **collected.metrics(), **update, **val, "optim/lr": lr,
                    **algos.advantage_metrics(adv, [[len(c) for c in g.completions] for g in collected.groups]),
-                   "tokens_per_s": stats["rollout/tokens"] / max(elapsed, 1e-9), **timers.pop(),
+                   "tokens_per_s": stats["rollout/tokens"] / max(elapsed, 1e-9), **timers.pop(), **roller.handover_metrics(),
                    "time/step": round(elapsed, 4), "time/step_cpu": round(elapsed_cpu, 4),
                    "dist/world_size": dist.world, **peak_memory(device)}
             for score_row in item_score_rows(step, phase, collected.all):
