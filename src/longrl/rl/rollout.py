@@ -125,7 +125,7 @@ class Roller:
         failures = [(rank, f) for rank, f in enumerate(self.dist.gather_json(failure)) if f is not None]
         if failures:
             rank, first = failures[0]
-            raise RolloutServerError(f"rank {rank} of {self.dist.world}: {first}")
+            raise RolloutServerError(f"{first} (rank {rank} of {self.dist.world})")
         return outs
 
     def roll(self, step: int, draws: list[Draw]) -> list[Group]:
