@@ -86,7 +86,7 @@ def test_comments_continued_below_a_field_belong_to_it_and_a_block_above_does_no
 
 def test_a_prefix_selects_a_section_or_a_key_and_depth_limits_it():
     assert {k.name for k in config_keys("rollout.server")} == {"rollout.server"} | {
-        f"rollout.server.{n}" for n in ("base_url", "model_name", "reload_api", "weights_dir", "api_key_env",
+        f"rollout.server.{n}" for n in ("base_url", "model_name", "reload_api", "weights_dir", "dtype", "shard_mb", "api_key_env",
                                         "concurrency", "timeout_s", "max_attempts", "backoff_s", "logprobs")}
     assert [k.name for k in config_keys("curriculum.phases.0.steps")] == ["curriculum.phases[*].steps"]  # override form
     assert [k.name for k in config_keys("algo", depth=0)] == ["algo"]

@@ -5,10 +5,10 @@
 
 The trainer holds fp32 master weights (sharded with FSDP2 under torchrun); a server serving bf16
 needs bf16 weights, and writing the fp32 masters would double the bytes on disk and the server's
-read. `write_served` walks the model's parameters and persistent buffers in order, gathers one
-full tensor at a time (every rank takes part in each FSDP2 all-gather; a plain model has nothing to
-gather), casts it to the served dtype on the CPU and, on rank 0 only, adds it to the current shard
-file. A shard is written as soon as it is complete, so rank 0 holds at most one shard of served-dtype
+read. `write_served` walks the model's parameters and persistent buffers in order, casts each
+rank's shard to the served dtype, gathers one full tensor at a time (every rank takes part in each
+FSDP2 all-gather, which then moves served-dtype bytes; a plain model has nothing to gather) and, on
+rank 0 only, adds it to the current shard file on the CPU. A shard is written as soon as it is complete, so rank 0 holds at most one shard of served-dtype
 tensors besides the model: never the full state dict, never an fp32 copy.
 
 Layout (what `from_pretrained`, SGLang, vLLM and `longrl serve` all read): one `model.safetensors`
@@ -107,12 +107,13 @@ def write_served(model, path: str | Path, dtype: torch.dtype, dist: Dist = SINGL
             pending: dict[str, torch.Tensor] = {}
             weight_map: dict[str, str] = {}
             for position, (name, tensor) in enumerate(tensors):
-                full = full_tensor(tensor.detach())                       # a collective when sharded
+                local = tensor.detach()
+                local = local.to(dtype) if local.is_floating_point() else local   # cast the shard: gather served bytes
+                full = full_tensor(local)                                 # a collective when sharded
                 if dist.is_main and error is None:
-                    cast = full.to("cpu", dtype) if full.is_floating_point() else full.to("cpu")
-                    pending[name] = cast.contiguous()
-                    written.bytes += cast.numel() * cast.element_size()
-                del full
+                    pending[name] = full.to("cpu").contiguous()
+                    written.bytes += full.numel() * full.element_size()
+                del full, local
                 shard = owner[name]
                 if dist.is_main and error is None and (position + 1 == len(tensors)
                                                        or owner[tensors[position + 1][0]] != shard):

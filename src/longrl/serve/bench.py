@@ -31,9 +31,9 @@ from longrl.config.rl import RolloutServerConfig
 from longrl.data.prompt import encode_prompt
 from longrl.data.synthetic import synthesize
 from longrl.engine.generate import SamplingParams, SharedPrefixGenerator, group_seed, stop_token_ids
+from longrl.engine.handover import write_served
 from longrl.engine.remote import RemoteGenerator
 from longrl.models.loading import load_policy, load_tokenizer
-from longrl.models.weights import save_weights
 from longrl.serve.server import ModelServer
 from longrl.serve.worker import ModelWorker
 
@@ -75,7 +75,7 @@ def bench_rollout_server(args: argparse.Namespace) -> dict:
                 remote.sync_weights(policy, f"step-{r}")
                 times["sync"].append(time.perf_counter() - start)
                 start = time.perf_counter()
-                save_weights(policy, Path(tmp) / "write-only")
+                write_served(policy, Path(tmp) / "write-only", remote.dtype)
                 times["write"].append(time.perf_counter() - start)
         weights_mb = sum(f.stat().st_size for f in (Path(tmp) / "write-only").glob("*.safetensors")) / 1e6
     engine_s, server_s, sync_s, write_s = (_best(times[k]) for k in ("engine", "server", "sync", "write"))
