@@ -93,22 +93,20 @@ class Roller:
 
     def sample(self, prompts: list[list[int]], n: int, params: SamplingParams, seeds: list[int],
                version: str) -> list[GroupRollout]:
-        """n completions of each prompt from the current policy (every rank calls it, maybe with none:
-        sharded weights are gathered once for all of them)."""
+        """n completions of each prompt from the current policy (every rank calls it, maybe with none: in
+        process, sharded weights are gathered once for all of them; a server's ranks agree on failures)."""
         if not self.synced:
             self.sync(version)
-        in_process = isinstance(self.generator, SharedPrefixGenerator)
+        if not isinstance(self.generator, SharedPrefixGenerator):
+            self.policy.eval()
+            return self.from_server(prompts, n, params, seeds)      # the server holds the weights: nothing to gather
         with torch.no_grad(), rollout_weights(self.policy) as model:
             self.policy.eval()
-            if in_process:
-                self.generator.model = model             # the policy, or its twin holding gathered weights
+            self.generator.model = model                 # the policy, or its twin holding gathered weights
             try:
-                if in_process:
-                    return self.generator.generate(prompts, n, params, seeds) if prompts else []
-                return self.from_server(prompts, n, params, seeds)
+                return self.generator.generate(prompts, n, params, seeds) if prompts else []
             finally:
-                if in_process:
-                    self.generator.model = self.policy
+                self.generator.model = self.policy
 
     def from_server(self, prompts: list[list[int]], n: int, params: SamplingParams,
                     seeds: list[int]) -> list[GroupRollout]:
