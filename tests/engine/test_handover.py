@@ -102,3 +102,13 @@ def test_a_failed_write_leaves_no_folder_and_says_why(tiny_model, tmp_path):
     with pytest.raises(OutputError, match="taken"):
         write_served(tiny_model, tmp_path / "taken", torch.bfloat16)
     assert (tmp_path / "taken").is_file() and not list(tmp_path.glob(".taken.*"))
+
+
+@pytest.mark.gpu
+def test_a_hand_over_from_cuda_weights_is_the_cpu_one(tiny_model, tmp_path):
+    """CUDA masters: each tensor is cast on the GPU and written from the CPU, bit for bit the CPU hand-over."""
+    cpu = write_served(tiny_model, tmp_path / "cpu", torch.bfloat16)
+    cuda = write_served(tiny_model.to("cuda"), tmp_path / "cuda", torch.bfloat16)
+    assert cuda.bytes == cpu.bytes and cuda.files == cpu.files
+    a, b = read_tensors(tmp_path / "cpu"), read_tensors(tmp_path / "cuda")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
