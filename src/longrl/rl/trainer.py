@@ -45,7 +45,7 @@ generated in the step, refills included; loss figures cover the trained tokens):
   update/{skipped,tokens}, tokens_per_s (prompt + completion tokens rolled out / step wall time),
   time/{rollout,reward,update,sync,step,step_cpu} (sync: handing the weights to the rollout backend;
   ~0 in process, write + reload + version check for a server; step 1's includes the first hand-over),
-  dist/world_size (ranks), memory/peak_gb (CUDA: this rank's peak); on validation steps val/accuracy,
+  dist/world_size (ranks), dist/sequence_parallel (ranks per sequence), memory/peak_gb (CUDA: this rank's peak); on validation steps val/accuracy,
   val/<task>/accuracy, val/response_len/mean, val/items and time/val.
 
 Departures from the papers, and choices they left open:
@@ -74,7 +74,10 @@ Scale-out: `torchrun --nproc_per_node N -m longrl.cli rl ...` runs this loop on 
 (and reference) are sharded with FSDP2 (`engine/sharding.py`), each rank rolls out whole groups and
 all ranks then hold the step's groups (`rl/groups.py`), each trains on its whole groups of every
 mini-batch with the mini-batch's normaliser, and rank 0 alone writes; checkpoints are sharded. A
-2-rank run ends with the weights of a 1-rank run (`tests/rl/test_trainer_distributed.py`).
+2-rank run ends with the weights of a 1-rank run (`tests/rl/test_trainer_distributed.py`). With
+`train.sequence_parallel: N` (Ulysses, `engine/ulysses.py`) the ranks form world / N data replicas of N
+consecutive ranks; the N ranks of a replica train on the same groups, each running 1/N of every
+sequence's positions (old and reference log-probs too); the rollout is unchanged.
 """
 
 from __future__ import annotations
@@ -92,6 +95,7 @@ from longrl.data.schema import Sample
 from longrl.data.sources import load_items
 from longrl.engine.distributed import SINGLE, Dist, peak_memory, reset_peak_memory, setup
 from longrl.engine.seeds import seed_everything
+from longrl.engine import ulysses
 from longrl.engine.sharding import load_device, load_trainable, prepare, save_trained
 from longrl.errors import ConfigError
 from longrl.models.loading import compute_dtype, load_policy, load_tokenizer
@@ -180,7 +184,9 @@ def train(cfg: Config, out: str | Path, items: list[Sample] | None = None, phase
         return out / "final"
     seed_everything(cfg.run)
     dist, device = setup(cfg.run.device)                                    # torchrun: this rank's place and device
-    check_split(cfg.train.prompts_per_step, cfg.train.mini_batches, dist.world)
+    dist = ulysses.init(dist, cfg.train.sequence_parallel, "train.sequence_parallel", cfg.model,
+                        {"model.lora": cfg.model.lora is not None, "rollout.backend=server": cfg.rollout.backend == "server"})
+    check_split(cfg.train.prompts_per_step, cfg.train.mini_batches, dist.data_world)
     tokenizer = load_tokenizer(cfg.model)
     if dist.launched and cfg.rollout.backend == "server":
         raise ConfigError("rollout.backend=server runs in one process (one trainer publishes weights to the "
@@ -238,7 +244,7 @@ def train(cfg: Config, out: str | Path, items: list[Sample] | None = None, phase
                    **algos.advantage_metrics(adv, [[len(c) for c in g.completions] for g in collected.groups]),
                    "tokens_per_s": stats["rollout/tokens"] / max(elapsed, 1e-9), **timers.pop(),
                    "time/step": round(elapsed, 4), "time/step_cpu": round(elapsed_cpu, 4),
-                   "dist/world_size": dist.world, **peak_memory(device)}
+                   "dist/world_size": dist.world, "dist/sequence_parallel": dist.sp, **peak_memory(device)}
             for score_row in item_score_rows(step, phase, collected.all):
                 item_scores.log(score_row)
             metrics.log(row)

@@ -1,0 +1,101 @@
+"""Ulysses sequence parallelism on 2 and 4 gloo ranks gives the 1-rank losses, gradients and weights.
+
+`ulysses_worker.py` trains the tiny model two RL steps with the shared-prompt forward, two with the
+per-sample forward (old and reference log-probs, KL, entropy bonus, several micro-batches per
+mini-batch) and two SFT steps through the real SFT loop (packed rows, eval loss), then takes one
+more gradient. It runs once in this process (one rank, no sequence parallelism) and under
+torchrun: 2 ranks at sequence_parallel 2 (each rank holds half of every sequence), and 4 ranks as
+data parallel 2 x sequence parallel 2.
+
+Gradients: relative differences <= 1e-5 per tensor, except the key projections' biases (softmax
+ignores a shift common to every key, so their exact gradient is 0: both runs hold rounding noise
+there), and over the whole model. Weights: <= 1e-5 per tensor for the tensors that start non-zero
+and over the whole model; <= 1e-4 for the biases that start at 0 (all update: AdamW's m / sqrt(v)
+turns rounding-level differences of their near-zero gradient elements into ~1e-5 of the update,
+2e-7 absolute at lr 1e-3).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]   # each torchrun takes ~30 s on 2 cores
+ROOT = Path(__file__).resolve().parents[2]
+WORKER = Path(__file__).with_name("ulysses_worker.py")
+PARTS = ["rl_shared", "rl_per_sample", "sft"]
+COMPARED = ["loss/total", "loss/policy", "entropy", "kl", "optim/grad_norm", "loss/eval", "update/tokens",
+            "batch/label_tokens"]
+
+
+def worker():
+    spec = importlib.util.spec_from_file_location("ulysses_worker", WORKER)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def torchrun(model_dir: Path, out: Path, nproc: int, sp: int) -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "LONGRL_NO_PROGRESS": "1", "PYTHONPATH": str(ROOT / "src")}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           str(WORKER), str(model_dir), str(out), str(sp)]
+    done = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-4000:]
+    return torch.load(out / f"results-{nproc}.pt", weights_only=False)
+
+
+def relative(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], names: list[str]) -> float:
+    """Largest ||a - b|| / ||b|| over the tensors `names` (0 for none)."""
+    return max((float((a[k] - b[k]).norm() / b[k].norm().clamp_min(1e-12)) for k in names), default=0.0)
+
+
+def compare(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], per_tensor: list[str]) -> dict[str, float]:
+    """Largest relative difference over the tensors `per_tensor`, over the others, and over all as one vector."""
+    assert a.keys() == b.keys()
+    return {"tensor": relative(a, b, per_tensor), "others": relative(a, b, [k for k in b if k not in per_tensor]),
+            "all": float(sum((a[k] - b[k]).norm() ** 2 for k in b) ** 0.5 / sum(b[k].norm() ** 2 for k in b) ** 0.5)}
+
+
+def start_weights(model_dir: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(model_dir / "model.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def one_rank(tmp_path_factory, tiny_model_dir):
+    out = tmp_path_factory.mktemp("one")
+    torch.set_num_threads(1)
+    return worker().results(tiny_model_dir, out, 1)
+
+
+def check_equal(one: dict, many: dict, label: str, start: dict[str, torch.Tensor]) -> None:
+    for part in PARTS:
+        a, b = one[part], many[part]
+        rows_a, rows_b = a["metrics"], b["metrics"]
+        assert len(rows_a) == len(rows_b) == 2
+        for ra, rb in zip(rows_a, rows_b):
+            for key in COMPARED:
+                if key in ra:
+                    assert rb[key] == pytest.approx(ra[key], rel=1e-5, abs=1e-9), (part, key)
+        if "loss" in a:
+            assert b["loss"] == pytest.approx(a["loss"], rel=1e-5), part
+        assert all(float((a["weights"][k] - start[k]).abs().max()) > 0 for k in start), part   # every tensor trained
+        grads = compare(b["grads"], a["grads"], [k for k in a["grads"] if not k.endswith("k_proj.bias")])
+        weights = compare(b["weights"], a["weights"], [k for k in a["weights"] if k not in start or start[k].norm() > 0])
+        print(f"{label} {part}: gradients {grads}, weights {weights}")
+        assert grads["tensor"] <= 1e-5 and grads["all"] <= 1e-5, (part, grads)
+        assert weights["tensor"] <= 1e-5 and weights["all"] <= 1e-5 and weights["others"] <= 1e-4, (part, weights)
+
+
+def test_two_ranks_at_sequence_parallel_2_match_one_rank(one_rank, tiny_model_dir, tmp_path):
+    check_equal(one_rank, torchrun(tiny_model_dir, tmp_path, nproc=2, sp=2), "sp2", start_weights(tiny_model_dir))
+
+
+def test_four_ranks_as_data_2_x_sequence_2_match_one_rank(one_rank, tiny_model_dir, tmp_path):
+    check_equal(one_rank, torchrun(tiny_model_dir, tmp_path, nproc=4, sp=2), "dp2xsp2", start_weights(tiny_model_dir))
