@@ -99,3 +99,30 @@ def test_two_ranks_at_sequence_parallel_2_match_one_rank(one_rank, tiny_model_di
 
 def test_four_ranks_as_data_2_x_sequence_2_match_one_rank(one_rank, tiny_model_dir, tmp_path):
     check_equal(one_rank, torchrun(tiny_model_dir, tmp_path, nproc=4, sp=2), "dp2xsp2", start_weights(tiny_model_dir))
+
+
+def test_longrl_rl_under_torchrun_at_sequence_parallel_2_ends_with_the_one_process_weights(tiny_model_dir, tmp_path):
+    """The command itself (rollout, reward, update, checkpoints, final folder) at train.sequence_parallel=2."""
+    from longrl.cli import main
+    from longrl.tracking import read_metrics
+
+    args = [f"model.path={tiny_model_dir}", "run.progress=none", "run.torch_threads=1", "train.steps=2", "rollout.max_new_tokens=16", "reward.overlong.buffer=16",
+            "algo.kl_coef=0.01", "optim.lr=1e-3", "train.micro_batch_tokens=300"]
+    command = ["rl", "--config", str(ROOT / "configs" / "smoke.yaml")]
+    assert main([*command, "--out", str(tmp_path / "one"), *args]) == 0
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "LONGRL_NO_PROGRESS": "1", "PYTHONPATH": str(ROOT / "src")}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           "-m", "longrl.cli", *command, "--out", str(tmp_path / "two"), *args, "train.sequence_parallel=2"],
+                          env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-4000:]
+    start = start_weights(tiny_model_dir)
+    one, two = (load_file(str(tmp_path / run / "final" / "model.safetensors")) for run in ("one", "two"))
+    weights = compare(two, one, [k for k in one if start[k].norm() > 0])
+    print(f"longrl rl, 2 ranks at sequence_parallel 2 vs 1 process: weights {weights}")
+    assert weights["tensor"] <= 1e-5 and weights["all"] <= 1e-5 and weights["others"] <= 1e-4
+    rows1, rows2 = read_metrics(tmp_path / "one" / "metrics.jsonl"), read_metrics(tmp_path / "two" / "metrics.jsonl")
+    assert [r["dist/sequence_parallel"] for r in rows2] == [2, 2] and [r["dist/world_size"] for r in rows2] == [2, 2]
+    for r1, r2 in zip(rows1, rows2, strict=True):
+        assert r1["update/tokens"] == r2["update/tokens"] and r1["reward/mean"] == r2["reward/mean"]
+        for key in ["loss/total", "entropy", "kl", "optim/grad_norm"]:
+            assert r2[key] == pytest.approx(r1[key], rel=1e-5), key

@@ -155,7 +155,7 @@ def _sequence_parallel_stats(model, sp: SequenceParallel, prompts, completions, 
     full = [None if v is None else sp.gather(torch.zeros(keep.shape, dtype=v.dtype, device=v.device)
                                              .masked_scatter(keep, v)) for v in local]          # (B, T padded)
     if index is None:
-        return [None if v is None else v[:, :mask.shape[1]] for v in full]
+        return [None if v is None else v[:, :mask.shape[1]].clone() for v in full]      # (a copy: FSDP's hooks)
     return [None if v is None else v.gather(1, index).masked_fill(~mask, 0.0) for v in full]
 
 
