@@ -3,7 +3,7 @@
     python -m torch.distributed.run --standalone --nproc_per_node 2 tests/engine/ulysses_worker.py MODEL OUT 2
 
 `results(model_dir, out, sp)` trains the model two RL steps (shared-prompt forward), two RL steps
-(per-sample forward) and two SFT steps (packed rows, the real loop), each from the same start, and
+(per-sample forward, with activation checkpointing) and two SFT steps (packed rows, the real loop), each from the same start, and
 returns every step's metrics, one extra gradient and the final weights (full tensors, rank 0).
 """
 
@@ -44,7 +44,8 @@ def rl_results(model_dir: Path, dist, device, shared: bool) -> dict:
 
     cfg = load_config(SMOKE, [f"model.path={model_dir}", f"train.shared_prompt_forward={str(shared).lower()}",
                               "algo.kl_coef=0.05", "optim.lr=1e-3", "train.micro_batch_tokens=120",
-                              "rollout.temperature=0.8", "algo.entropy_coef=0.01"])
+                              "rollout.temperature=0.8", "algo.entropy_coef=0.01",
+                              f"model.gradient_checkpointing={str(not shared).lower()}"])   # recomputed layers re-exchange
     policy = load_trainable(cfg.model, dist, device)
     ref = load_reference(cfg, device, policy, dist)
     optimizer = make_optimizer(cfg, policy)
