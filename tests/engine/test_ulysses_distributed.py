@@ -42,13 +42,13 @@ def worker():
     return module
 
 
-def torchrun(model_dir: Path, out: Path, nproc: int, sp: int) -> dict:
+def torchrun(model_dir: Path, out: Path, nproc: int, sp: int, device: str = "cpu") -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "LONGRL_NO_PROGRESS": "1", "PYTHONPATH": str(ROOT / "src")}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           str(WORKER), str(model_dir), str(out), str(sp)]
+    launch = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"] if nproc > 1 else []
+    cmd = [sys.executable, *launch, str(WORKER), str(model_dir), str(out), str(sp), device]
     done = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-4000:]
-    return torch.load(out / f"results-{nproc}.pt", weights_only=False)
+    return torch.load(out / f"results-{nproc}.pt", weights_only=False, map_location="cpu")
 
 
 def relative(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], names: list[str]) -> float:
@@ -74,7 +74,7 @@ def one_rank(tmp_path_factory, tiny_model_dir):
     return worker().results(tiny_model_dir, out, 1)
 
 
-def check_equal(one: dict, many: dict, label: str, start: dict[str, torch.Tensor]) -> None:
+def check_equal(one: dict, many: dict, label: str, start: dict[str, torch.Tensor], tol: float = 1e-5) -> None:
     for part in PARTS:
         a, b = one[part], many[part]
         rows_a, rows_b = a["metrics"], b["metrics"]
@@ -82,15 +82,15 @@ def check_equal(one: dict, many: dict, label: str, start: dict[str, torch.Tensor
         for ra, rb in zip(rows_a, rows_b):
             for key in COMPARED:
                 if key in ra:
-                    assert rb[key] == pytest.approx(ra[key], rel=1e-5, abs=1e-9), (part, key)
+                    assert rb[key] == pytest.approx(ra[key], rel=tol, abs=1e-9), (part, key)
         if "loss" in a:
-            assert b["loss"] == pytest.approx(a["loss"], rel=1e-5), part
+            assert b["loss"] == pytest.approx(a["loss"], rel=tol), part
         assert all(float((a["weights"][k] - start[k]).abs().max()) > 0 for k in start), part   # every tensor trained
         grads = compare(b["grads"], a["grads"], [k for k in a["grads"] if not k.endswith("k_proj.bias")])
         weights = compare(b["weights"], a["weights"], [k for k in a["weights"] if k not in start or start[k].norm() > 0])
         print(f"{label} {part}: gradients {grads}, weights {weights}")
-        assert grads["tensor"] <= 1e-5 and grads["all"] <= 1e-5, (part, grads)
-        assert weights["tensor"] <= 1e-5 and weights["all"] <= 1e-5 and weights["others"] <= 1e-4, (part, weights)
+        assert grads["tensor"] <= tol and grads["all"] <= tol, (part, grads)
+        assert weights["tensor"] <= tol and weights["all"] <= tol and weights["others"] <= 10 * tol, (part, weights)
 
 
 def test_two_ranks_at_sequence_parallel_2_match_one_rank(one_rank, tiny_model_dir, tmp_path):
@@ -126,3 +126,12 @@ def test_longrl_rl_under_torchrun_at_sequence_parallel_2_ends_with_the_one_proce
         assert r1["update/tokens"] == r2["update/tokens"] and r1["reward/mean"] == r2["reward/mean"]
         for key in ["loss/total", "entropy", "kl", "optim/grad_norm"]:
             assert r2[key] == pytest.approx(r1[key], rel=1e-5), key
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA devices (NCCL: one rank per GPU)")
+def test_two_gpus_at_sequence_parallel_2_match_one_gpu(tiny_model_dir, tmp_path):
+    """The NCCL path: 2 GPUs at sequence_parallel 2 against one GPU (CUDA kernels round differently: 1e-4)."""
+    one = torchrun(tiny_model_dir, tmp_path, nproc=1, sp=1, device="cuda")
+    two = torchrun(tiny_model_dir, tmp_path, nproc=2, sp=2, device="cuda")
+    check_equal(one, two, "cuda sp2", start_weights(tiny_model_dir), tol=1e-4)

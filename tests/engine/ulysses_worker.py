@@ -1,6 +1,6 @@
 """The computations `test_ulysses_distributed.py` compares: run as one plain process, or under torchrun.
 
-    python -m torch.distributed.run --standalone --nproc_per_node 2 tests/engine/ulysses_worker.py MODEL OUT 2
+    python -m torch.distributed.run --standalone --nproc_per_node 2 tests/engine/ulysses_worker.py MODEL OUT 2 [cpu|cuda]
 
 `results(model_dir, out, sp)` trains the model two RL steps (shared-prompt forward), two RL steps
 (per-sample forward, with activation checkpointing) and two SFT steps (packed rows, the real loop), each from the same start, and
@@ -61,7 +61,7 @@ def rl_results(model_dir: Path, dist, device, shared: bool) -> dict:
     mine = groups[dist.data_rank::dist.data_world]
     stats = completion_stats(policy, [g.prompt_ids for g in mine], [g.completions for g in mine],
                              shared_prompt=shared, temperature=0.8)
-    weights = ((torch.arange(stats.mask.shape[1]) % 5) - 2.0)[None, :] * stats.mask      # not the batch width's
+    weights = ((torch.arange(stats.mask.shape[1], device=stats.mask.device) % 5) - 2.0)[None, :] * stats.mask
     tokens = sum(len(c) for g in groups for c in g.completions)
     loss = ((stats.logprobs * weights).sum() + 0.1 * (stats.entropy * stats.mask).sum()) / tokens
     loss.backward()
@@ -102,12 +102,12 @@ def sft_results(model_dir: Path, dist, device, out: Path) -> dict:
     return {"metrics": rows, "grads": grads, "weights": full_weights(model, lambda t: t.clone(), dist)}
 
 
-def results(model_dir: Path, out: Path, sp: int) -> dict:
+def results(model_dir: Path, out: Path, sp: int, device: str = "cpu") -> dict:
     from longrl.config.model import ModelConfig
     from longrl.engine import ulysses
     from longrl.engine.distributed import setup
 
-    dist, device = setup("cpu")
+    dist, device = setup(device)
     rl_dist = ulysses.init(dist, sp, "train.sequence_parallel", ModelConfig(path=str(model_dir)))
     sft_dist = ulysses.init(dist, sp, "sft.sequence_parallel", ModelConfig(path=str(model_dir)))
     return {"rank": dist.rank, "world": dist.world,
@@ -121,7 +121,7 @@ if __name__ == "__main__":
 
     torch.set_num_threads(1)
     model_dir, out, sp = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
-    found = results(model_dir, out, sp)
+    found = results(model_dir, out, sp, sys.argv[4] if len(sys.argv) > 4 else "cpu")
     if found["rank"] == 0:
-        torch.save(found, out / f"results-{found['world']}.pt")
+        torch.save(found, out / f"results-{found['world']}.pt")        # (CUDA tensors: load with map_location)
     shutdown()
