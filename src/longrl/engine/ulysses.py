@@ -21,7 +21,10 @@ Per-token results (log-probs, entropy, NLL) are gathered to (B, T) on every rank
 the loss is computed there, the same on each: the gather's backward keeps the rank's own columns
 only, so the ranks' parameter gradients add up (FSDP2's sum) to the unsharded gradient. FSDP2
 shards the weights over all world ranks (one flat mesh); loops sum their metrics over data ranks
-(`Dist.data_sum`). Query and key/value heads must be multiples of N.
+(`Dist.data_sum`). Refused at start-up (`init`: exit 2, naming the key): N > 1 without torchrun, a
+world size or a query / key-value head count that N does not divide, LoRA (`model.lora`: one process)
+and, in RL, `rollout.backend: server`. Rollout and validation are unchanged (every rank decodes its
+own groups with the full-weight twin).
 """
 
 from __future__ import annotations
