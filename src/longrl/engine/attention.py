@@ -43,6 +43,8 @@ from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
+from longrl.engine.ulysses import SP_KWARG
+
 IMPLEMENTATION = "longrl_cascade"
 CONTEXT_KWARG = "longrl_attention"
 SCORE_BUDGET = 1 << 24   # elements of one (rows x keys) score block: 64 MB in fp32
@@ -415,6 +417,9 @@ def _context_of(attention_mask, kwargs):
 def cascade_attention(module, query, key, value, attention_mask, scaling=None, dropout: float = 0.0, **kwargs):
     """The registered attention function: cascade modes with a context, plain SDPA without one."""
 
+    if (sp := kwargs.pop(SP_KWARG, None)) is not None:      # Ulysses: this rank's heads over the whole sequence
+        return sp.attention(cascade_attention, module, query, key, value, attention_mask, scaling=scaling,
+                            dropout=dropout, **kwargs)
     ctx = _context_of(attention_mask, kwargs)
     if ctx is None:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,

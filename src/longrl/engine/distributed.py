@@ -44,6 +44,17 @@ class Dist:
     local_rank: int = 0
     launched: bool = False                 # started by torchrun: a process group exists, models are sharded
     device: torch.device = torch.device("cpu")  # where collective buffers live (the rank's GPU with NCCL)
+    sp: int = 1                            # ranks per sequence (Ulysses, `engine/ulysses.py`); consecutive ranks
+
+    @property
+    def data_rank(self) -> int:
+        """Which data-parallel replica this rank belongs to (its sequence-parallel group sees that one's data)."""
+        return self.rank // self.sp
+
+    @property
+    def data_world(self) -> int:
+        """Data-parallel replicas: world / sp."""
+        return self.world // self.sp
 
     @property
     def is_main(self) -> bool:
@@ -53,6 +64,14 @@ class Dist:
     def shard(self, items: list[T]) -> list[T]:
         """This rank's share of `items`: every world-th one, starting at its rank (whole items)."""
         return list(items)[self.rank::self.world]
+
+    def data_shard(self, items: list[T]) -> list[T]:
+        """This data replica's share of `items` (the same on the ranks of a sequence-parallel group)."""
+        return list(items)[self.data_rank::self.data_world]
+
+    def data_sum(self, values: list[float]) -> list[float]:
+        """Sums over data replicas of values each sequence-parallel group holds identically on its ranks."""
+        return [v / self.sp for v in self.all_sum(values)]
 
     def barrier(self) -> None:
         if self.launched:

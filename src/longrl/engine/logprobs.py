@@ -11,10 +11,15 @@ positions never see completion tokens, so log-probs and gradients equal the per-
 and since only the prompt's keys and values are needed, its last-layer outputs skip the backward.
 
 Log-probs and entropy are taken at completion positions only (the first completion token is scored
-from the prompt's last hidden state) by `chunked_token_stats`, which applies the LM head to
-`chunk_tokens` positions at a time and recomputes each chunk's logits in the backward pass
-(activation checkpointing per chunk, with the gradient written in closed form), so [tokens x vocab]
-logits never exist for more than one chunk. 16K tokens x 150K vocabulary: ~1.3 GB instead of ~19 GB.
+from the prompt's last hidden state) by `chunked_token_stats` (`engine/chunked.py`), which applies the
+LM head to `chunk_tokens` positions at a time and recomputes each chunk's logits in the backward pass,
+so [tokens x vocab] logits never exist for more than one chunk.
+
+A model with a sequence-parallel group attached (`engine/ulysses.py`, `train.sequence_parallel` > 1)
+runs both forwards on this rank's block of positions (prompt and completions alike, right-padded to
+a multiple of the group size, global positions), scores the targets of that block and gathers the
+blocks: every rank of the group returns the whole (B, Tc) result. The per-sample forward then runs
+with causal attention over its right-padded rows (no padding mask: real tokens never see padding).
 """
 
 from __future__ import annotations
@@ -22,15 +27,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from longrl.engine.attention import (
     CascadeContext,
     PrefillContext,
-    autocast_state,
     enable_cascade_attention,
 )
+from longrl.engine.chunked import chunked_token_stats, training_temperature  # noqa: F401  (importable from here)
 from longrl.engine.sharding import keep_for_backward, run_forward
+from longrl.engine.ulysses import SequenceParallel, attached
 from longrl.models.loading import UNSUPPORTED_HEAD_CONFIG  # also refused when a model loads
 
 
@@ -40,121 +45,6 @@ class TokenStats:
     logprobs: torch.Tensor          # (B, Tc) float32, zero at padding
     entropy: torch.Tensor | None    # (B, Tc) float32, zero at padding; None when not asked for
     mask: torch.Tensor              # (B, Tc) bool, True at real completion tokens
-
-
-class _ChunkedTokenStats(torch.autograd.Function):
-    """log p(target) and entropy per row of `hidden @ weight.T`, one chunk of rows at a time.
-
-    Forward keeps only the per-row log-sum-exp and entropy; backward recomputes each chunk's logits
-    and applies dz = g_lp * (onehot - p) - g_H * p * (log p + H), then dh = dz W and dW = dz^T h.
-    """
-
-    @staticmethod
-    def forward(ctx, hidden, weight, targets, chunk: int, with_entropy: bool, inv_temperature: float):
-        n = hidden.shape[0]
-        logprobs = torch.empty(n, dtype=torch.float32, device=hidden.device)
-        entropy = torch.empty(n if with_entropy else 0, dtype=torch.float32, device=hidden.device)
-        lse = torch.empty(n, dtype=torch.float32, device=hidden.device)
-        for start in range(0, n, chunk):
-            end = min(n, start + chunk)
-            z = _scaled(F.linear(hidden[start:end], weight).float(), inv_temperature)  # (c, V)
-            peak = z.amax(-1, keepdim=True)
-            z.sub_(peak)
-            p = z.exp()
-            total = p.sum(-1, keepdim=True)
-            lse[start:end] = (peak + total.log()).squeeze(-1)
-            z.sub_(total.log())                                                   # log p
-            logprobs[start:end] = z.gather(1, targets[start:end, None]).squeeze(1)
-            if with_entropy:
-                p.div_(total)
-                entropy[start:end] = -(p.unsqueeze(1) @ z.unsqueeze(2)).view(-1)
-            del z, p
-        ctx.save_for_backward(hidden, weight, targets, lse, entropy)
-        ctx.chunk, ctx.with_entropy, ctx.inv_temperature = chunk, with_entropy, inv_temperature
-        ctx.autocast = autocast_state(hidden.device.type)
-        return logprobs, entropy
-
-    @staticmethod
-    def backward(ctx, g_logprobs, g_entropy):
-        with torch.autocast(**ctx.autocast):     # recompute the logits as the forward did (same dtype)
-            return _ChunkedTokenStats._backward(ctx, g_logprobs, g_entropy)
-
-    @staticmethod
-    def _backward(ctx, g_logprobs, g_entropy):
-        hidden, weight, targets, lse, entropy = ctx.saved_tensors
-        need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        grad_h = torch.empty_like(hidden) if need_h else None
-        grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_w else None
-        for start in range(0, hidden.shape[0], ctx.chunk):
-            end = min(hidden.shape[0], start + ctx.chunk)
-            h = hidden[start:end]
-            g_lp = g_logprobs[start:end, None].float()
-            logp = _scaled(F.linear(h, weight).float(), ctx.inv_temperature).sub_(lse[start:end, None])  # (c, V)
-            p = logp.exp()
-            if ctx.with_entropy:
-                g_h = g_entropy[start:end, None].float()
-                dz = logp.add_(entropy[start:end, None]).mul_(g_h).add_(g_lp).mul_(p).neg_()
-            else:
-                dz = p.mul_(g_lp).neg_()
-            del p
-            dz.scatter_add_(1, targets[start:end, None], g_lp)
-            _scaled(dz, ctx.inv_temperature)                                    # d(z / T) / dz = 1 / T
-            if need_h:
-                grad_h[start:end] = (dz.to(weight.dtype) @ weight).to(hidden.dtype)
-            if need_w:
-                grad_w.addmm_(dz.t(), h.float())
-            del dz, logp
-        return grad_h, (grad_w.to(weight.dtype) if need_w else None), None, None, None, None
-
-
-def _scaled(logits: torch.Tensor, inv_temperature: float) -> torch.Tensor:
-    """`logits` divided by the temperature, in place (untouched at temperature 1)."""
-    return logits if inv_temperature == 1.0 else logits.mul_(inv_temperature)
-
-
-def training_temperature(sampling_temperature: float) -> float:
-    """The temperature training log-probs are taken at, for completions sampled at `sampling_temperature`.
-
-    Training scores the tokens under the distribution they were sampled from, softmax(logits / T), as
-    verl does: the PPO ratio, the clip, the entropy and the KL all see logits / T. Greedy decoding
-    (T = 0) has no sampling distribution; its completions are scored under the model's own
-    distribution (T = 1). top-p and top-k are not applied in training (nor in verl): the truncated
-    distribution has zero mass outside the nucleus and no gradient there, so training uses the whole
-    tempered distribution and the sampler's log-probs equal the trainer's only at top_p 1, top_k 0.
-    """
-    if sampling_temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {sampling_temperature}")
-    return sampling_temperature if sampling_temperature > 0 else 1.0
-
-
-def chunked_token_stats(hidden: torch.Tensor, lm_head_weight: torch.Tensor, targets: torch.Tensor,
-                        chunk_tokens: int = 1024, with_entropy: bool = True, temperature: float = 1.0):
-    """Log-prob of each target and entropy of each row's distribution, never holding all logits.
-
-    Args:
-        hidden: final hidden states at the positions that predict `targets`.   # (N, H)
-        lm_head_weight: output embedding (tied or not).                          # (V, H)
-        targets: token ids.                                                       # (N,) int64
-        chunk_tokens: rows per LM-head chunk; peak extra memory ~ 2 x chunk_tokens x V x 4 bytes.
-        with_entropy: also return the entropy (nats).
-        temperature: the distribution is softmax(logits / temperature) (> 0; see `training_temperature`).
-    Returns:
-        (logprobs, entropy): (N,) float32 each; entropy is None when not asked for. Both are
-        differentiable with respect to `hidden` and `lm_head_weight`.
-
-    Example: a row with logits [0, log 3] and target 1 has log-prob log(3/4) and entropy
-    -(1/4 log 1/4 + 3/4 log 3/4) = 0.562 nats.
-    """
-    if chunk_tokens < 1:
-        raise ValueError(f"chunk_tokens must be >= 1, got {chunk_tokens}")
-    if targets.numel() and (int(targets.min()) < 0 or int(targets.max()) >= lm_head_weight.shape[0]):
-        raise ValueError(f"target ids must lie in [0, {lm_head_weight.shape[0]}); got "
-                         f"[{int(targets.min())}, {int(targets.max())}]")
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0, got {temperature} (greedy: see training_temperature)")
-    logprobs, entropy = _ChunkedTokenStats.apply(hidden, lm_head_weight, targets, chunk_tokens, with_entropy,
-                                                 1.0 / temperature)
-    return logprobs, (entropy if with_entropy else None)
 
 
 def completion_stats(model, prompts: list[list[int]], completions: list[list[list[int]]], chunk_tokens: int = 1024,
@@ -193,6 +83,11 @@ def _completion_stats(model, prompts, completions, chunk_tokens: int, with_entro
     targets = _padded(rows, device)                                                             # (B, Tc)
     lengths = torch.tensor([len(c) for c in rows], device=device)
     mask = torch.arange(length, device=device)[None, :] < lengths[:, None]
+    if (sp := attached(model)) is not None:
+        stats = _sequence_parallel_stats(model, sp, prompts, completions, targets, mask, shared_prompt,
+                                         lambda h, t: chunked_token_stats(h, weight, t, chunk_tokens, with_entropy,
+                                                                          temperature))
+        return TokenStats(*stats, mask=mask)
     if shared_prompt:
         hidden = _shared_prompt_hidden(model, prompts, completions, targets)
     else:
@@ -246,13 +141,52 @@ def _padded(rows: list[list[int]], device) -> torch.Tensor:
     return out.to(device)
 
 
-def _shared_prompt_hidden(model, prompts, completions, comp_ids) -> torch.Tensor:
+def _sequence_parallel_stats(model, sp: SequenceParallel, prompts, completions, targets, mask, shared_prompt: bool,
+                             stats_of):
+    """(log-probs, entropy | None), each (B, Tc) and zero at padding, with each sequence split over `sp`'s ranks:
+    this rank scores its block of positions (`stats_of(hidden rows, target rows)`), then the blocks are gathered."""
+    if shared_prompt:                       # completion position j predicts token j
+        hidden = _shared_prompt_hidden(model, prompts, completions, targets, sp)
+        wanted, index = targets.masked_fill(~mask, -1), None
+    else:                                   # prompt + completion rows: position t predicts token t + 1
+        hidden, wanted, index = _per_sample_hidden_sharded(model, sp, prompts, completions)
+    keep = sp.columns(wanted >= 0, pad_value=False)                          # this rank's positions with a target
+    local = stats_of(hidden[keep], sp.columns(wanted)[keep])
+    full = [None if v is None else sp.gather(torch.zeros(keep.shape, dtype=v.dtype, device=v.device)
+                                             .masked_scatter(keep, v)) for v in local]          # (B, T padded)
+    if index is None:
+        return [None if v is None else v[:, :mask.shape[1]].clone() for v in full]      # (a copy: FSDP's hooks)
+    return [None if v is None else v.gather(1, index).masked_fill(~mask, 0.0) for v in full]
+
+
+def _per_sample_hidden_sharded(model, sp: SequenceParallel, prompts, completions):
+    """This rank's block of the per-sample forward: (hidden (B, T/N, H), targets (B, T) with -1 where nothing is
+    predicted, index (B, Tc) of the position predicting each completion token)."""
+    enable_cascade_attention(model)        # PrefillContext: causal attention over right-padded rows, no mask
+    device = lm_head_weight(model).device
+    seqs = [list(p) + list(c) for p, group in zip(prompts, completions) for c in group]
+    starts = torch.tensor([len(p) - 1 for p, group in zip(prompts, completions) for _ in group], device=device)
+    ids = _padded(seqs, device)                                                                 # (B, T)
+    steps = torch.arange(ids.shape[1], device=device)
+    ends = torch.tensor([len(s) - 1 for s in seqs], device=device)
+    scored = (steps >= starts[:, None]) & (steps < ends[:, None])
+    wanted = ids.roll(-1, 1).masked_fill(~scored, -1)                                          # (B, T)
+    hidden = model.base_model(input_ids=sp.columns(ids), position_ids=sp.columns(steps.expand_as(ids)), use_cache=False,
+                              **PrefillContext().forward_kwargs(), **sp.forward_kwargs()).last_hidden_state
+    index = (starts[:, None] + torch.arange(max(len(c) for g in completions for c in g), device=device))
+    return hidden, wanted, index.clamp_max(ids.shape[1] - 1)
+
+
+def _shared_prompt_hidden(model, prompts, completions, comp_ids, sp: SequenceParallel | None = None) -> torch.Tensor:
     """Hidden states predicting each completion token, with each prompt run once.  # (B, Tc, H)
 
     The prefill covers prompt[:-1] and only its keys and values are used; each completion runs
     as [prompt[-1], c_0, ..., c_{T-2}] against them, so every output position predicts a
     completion token and the prompt's final-layer outputs never enter the backward pass.
+    With `sp`, this rank's block of positions of both passes (B, Tc/N padded, H).
     """
+    split = sp.columns if sp is not None else (lambda x: x)
+    extra = sp.forward_kwargs() if sp is not None else {}
     enable_cascade_attention(model)
     base = model.base_model
     device = comp_ids.device
@@ -261,7 +195,8 @@ def _shared_prompt_hidden(model, prompts, completions, comp_ids) -> torch.Tensor
     if max(prefix_lengths) > 0:
         prefix_ids = _padded([p[:-1] or [0] for p in prompts], device)                          # (P, Lp)
         positions = torch.arange(prefix_ids.shape[1], device=device).expand(len(prompts), -1)
-        base(input_ids=prefix_ids, position_ids=positions, use_cache=False, **prefill.forward_kwargs())
+        base(input_ids=split(prefix_ids), position_ids=split(positions), use_cache=False, **prefill.forward_kwargs(),
+             **extra)
         keep_for_backward(model, prefill.layers)        # sharded: the layers' weights return for these K,V
     sizes = [len(g) for g in completions]
     group = torch.repeat_interleave(torch.arange(len(prompts), device=device), torch.tensor(sizes, device=device))
@@ -270,8 +205,8 @@ def _shared_prompt_hidden(model, prompts, completions, comp_ids) -> torch.Tensor
     starts = torch.tensor(prefix_lengths, device=device)[group]
     positions = starts[:, None] + torch.arange(comp_ids.shape[1], device=device)                 # (B, Tc)
     cascade = CascadeContext(prefill, prefix_lengths, sizes)
-    return base(input_ids=inputs, position_ids=positions, use_cache=False,
-                **cascade.forward_kwargs()).last_hidden_state
+    return base(input_ids=split(inputs), position_ids=split(positions), use_cache=False,
+                **cascade.forward_kwargs(), **extra).last_hidden_state
 
 
 def _per_sample_hidden(model, prompts, completions) -> torch.Tensor:

@@ -6,7 +6,10 @@
 
 `batch` is any object with `input_ids`, `position_ids`, `labels` (R, T) tensors and `segments`
 (per row, the lengths of its packed examples), such as `longrl.sft.packing.PackedBatch`; positions
-labelled `IGNORE` carry no target.
+labelled `IGNORE` carry no target. With a sequence-parallel group attached to the model
+(`engine/ulysses.py`, `sft.sequence_parallel` > 1) each rank runs its block of every row's positions
+(global positions, the segments unchanged) and the per-token NLL is gathered: every rank of the
+group returns the whole (N,) result.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from torch.utils.checkpoint import checkpoint as recompute
 from longrl.engine.logprobs import output_head
 from longrl.engine.packed import segment_kwargs
 from longrl.engine.sharding import run_forward
+from longrl.engine.ulysses import attached
 
 IGNORE = -100  # label of positions without a target
 
@@ -49,12 +53,23 @@ def token_nll(model, batch, logits_chunk_mb: float = 256.0) -> torch.Tensor:
 
 def _token_nll(model, batch, logits_chunk_mb: float) -> torch.Tensor:
     device = model.get_input_embeddings().weight.device
-    hidden = model.base_model(input_ids=batch.input_ids.to(device), position_ids=batch.position_ids.to(device),
-                              use_cache=False, **segment_kwargs(batch.segments)).last_hidden_state   # (R, T, H)
-    labels = batch.labels.to(device)
-    keep = labels != IGNORE
-    hidden, targets = hidden[keep], labels[keep]                                                 # (N, H), (N,)
+    ids, positions, labels = batch.input_ids.to(device), batch.position_ids.to(device), batch.labels.to(device)
     head = output_head(model, allow_bias=True)
+    if (sp := attached(model)) is not None:       # sequence parallel: this rank's block of columns, then gathered
+        hidden = model.base_model(input_ids=sp.columns(ids), position_ids=sp.columns(positions), use_cache=False,
+                                  **segment_kwargs(batch.segments), **sp.forward_kwargs()).last_hidden_state
+        local = sp.columns(labels, pad_value=IGNORE)
+        keep = local != IGNORE
+        nll = _head_nll(hidden[keep], local[keep], head, logits_chunk_mb)
+        full = sp.gather(torch.zeros(keep.shape, dtype=nll.dtype, device=device).masked_scatter(keep, nll))
+        return full[:, :labels.shape[1]][labels != IGNORE]
+    hidden = model.base_model(input_ids=ids, position_ids=positions, use_cache=False,
+                              **segment_kwargs(batch.segments)).last_hidden_state                  # (R, T, H)
+    keep = labels != IGNORE
+    return _head_nll(hidden[keep], labels[keep], head, logits_chunk_mb)                         # (N, H), (N,)
+
+
+def _head_nll(hidden: torch.Tensor, targets: torch.Tensor, head, logits_chunk_mb: float) -> torch.Tensor:
     rows = max(1, int(logits_chunk_mb * 2**20 // (4 * head.weight.shape[0])))
     if hidden.shape[0] <= rows:
         return _chunk_nll(hidden, head.weight, head.bias, targets)

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from transformers import AttentionInterface
 
 from longrl.engine.attention import windowed_causal_attention
+from longrl.engine.ulysses import SP_KWARG
 
 IMPLEMENTATION = "longrl_packed"
 SEGMENTS_KWARG = "longrl_segments"
@@ -76,6 +77,9 @@ def attend_segments(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
 
 def packed_attention_forward(module, query, key, value, attention_mask, scaling=None, dropout: float = 0.0, **kwargs):
     """The registered attention function (AttentionInterface signature); returns (R, T, H, D) and None."""
+    if (sp := kwargs.pop(SP_KWARG, None)) is not None:      # Ulysses: this rank's heads over the whole rows
+        return sp.attention(packed_attention_forward, module, query, key, value, attention_mask, scaling=scaling,
+                            dropout=dropout, **kwargs)
     segments = kwargs.get(SEGMENTS_KWARG)
     if segments is None:
         raise RuntimeError(f"the {IMPLEMENTATION} attention needs `{SEGMENTS_KWARG}` (call the model through "

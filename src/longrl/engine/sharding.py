@@ -40,6 +40,7 @@ import torch
 
 from longrl.checkpoint import is_sharded
 from longrl.config.model import ModelConfig
+from longrl.engine import ulysses
 from longrl.engine.distributed import SINGLE, Dist
 from longrl.errors import ConfigError
 from longrl.files import atomic_dir
@@ -105,6 +106,7 @@ def prepare(model, dist: Dist, compute: torch.dtype, trainable: bool = True):
     with torch.no_grad():
         getattr(model, FORWARD_METHOD)(lambda m: None)         # FSDP makes the first module run its root
     model.reshard()                 # the root keeps its weights gathered after a forward; the optimizer wants shards
+    ulysses.attach(model, ulysses.group_of(dist))       # sequence parallelism (Dist.sp > 1): forwards split sequences
     return model
 
 

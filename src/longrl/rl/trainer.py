@@ -46,7 +46,8 @@ generated in the step, refills included; loss figures cover the trained tokens):
   time/{rollout,reward,update,sync,step,step_cpu} (sync: handing the weights to the rollout backend;
   ~0 in process, write + reload + version check for a server; step 1's includes the first hand-over),
   weights/{sync_s,sync_bytes} (a server backend: the hand-overs' time and bytes written, in the served dtype),
-  dist/world_size (ranks), memory/peak_gb (CUDA: this rank's peak); on validation steps val/accuracy,
+  dist/world_size (ranks), dist/sequence_parallel (ranks per sequence), memory/peak_gb (CUDA: this rank's peak);
+  on validation steps val/accuracy,
   val/<task>/accuracy, val/response_len/mean, val/items and time/val.
 
 Departures from the papers, and choices they left open:
@@ -77,7 +78,10 @@ all ranks then hold the step's groups (`rl/groups.py`), each trains on its whole
 mini-batch with the mini-batch's normaliser, and rank 0 alone writes; checkpoints are sharded.
 With `rollout.backend: server` each rank sends its own groups' requests; every rank gathers the
 weights for a hand-over, rank 0 writes them and has the server reload them (`engine/remote.py`). A
-2-rank run ends with the weights of a 1-rank run (`tests/rl/test_trainer_distributed.py`).
+2-rank run ends with the weights of a 1-rank run (`tests/rl/test_trainer_distributed.py`). With
+`train.sequence_parallel: N` (Ulysses, `engine/ulysses.py`) the ranks form world / N data replicas of N
+consecutive ranks; the N ranks of a replica train on the same groups, each running 1/N of every
+sequence's positions (old and reference log-probs too); the rollout is unchanged.
 """
 
 from __future__ import annotations
@@ -95,6 +99,7 @@ from longrl.data.schema import Sample
 from longrl.data.sources import load_items
 from longrl.engine.distributed import SINGLE, Dist, peak_memory, reset_peak_memory, setup
 from longrl.engine.seeds import seed_everything
+from longrl.engine import ulysses
 from longrl.engine.sharding import load_device, load_trainable, prepare, save_trained
 from longrl.models.loading import compute_dtype, load_policy, load_tokenizer
 from longrl.models.lora import has_adapters
@@ -182,7 +187,9 @@ def train(cfg: Config, out: str | Path, items: list[Sample] | None = None, phase
         return out / "final"
     seed_everything(cfg.run)
     dist, device = setup(cfg.run.device)                                    # torchrun: this rank's place and device
-    check_split(cfg.train.prompts_per_step, cfg.train.mini_batches, dist.world)
+    dist = ulysses.init(dist, cfg.train.sequence_parallel, "train.sequence_parallel", cfg.model,
+                        {"model.lora": cfg.model.lora is not None, "rollout.backend=server": cfg.rollout.backend == "server"})
+    check_split(cfg.train.prompts_per_step, cfg.train.mini_batches, dist.data_world)
     tokenizer = load_tokenizer(cfg.model)
     policy = load_trainable(cfg.model, dist, device)                        # fp32 masters; sharded or autocast
     check_sizes(cfg, policy.config, device, dist.world)                     # the model's context, this machine's memory
@@ -237,7 +244,7 @@ def train(cfg: Config, out: str | Path, items: list[Sample] | None = None, phase
                    **algos.advantage_metrics(adv, [[len(c) for c in g.completions] for g in collected.groups]),
                    "tokens_per_s": stats["rollout/tokens"] / max(elapsed, 1e-9), **timers.pop(), **roller.handover_metrics(),
                    "time/step": round(elapsed, 4), "time/step_cpu": round(elapsed_cpu, 4),
-                   "dist/world_size": dist.world, **peak_memory(device)}
+                   "dist/world_size": dist.world, "dist/sequence_parallel": dist.sp, **peak_memory(device)}
             for score_row in item_score_rows(step, phase, collected.all):
                 item_scores.log(score_row)
             metrics.log(row)

@@ -71,7 +71,7 @@ def no_grad_logprobs(model, groups: list[Group], cfg: Config, shares: list[list[
                          cfg.train.shared_prompt_forward) for share in shares]
     out: dict[tuple[int, int], torch.Tensor] = {}
     with torch.no_grad():
-        for micro, weight in lockstep(plans, dist.rank, spare_group=0):
+        for micro, weight in lockstep(plans, dist.data_rank, spare_group=0):
             p, c = gather(micro, prompts, comps)
             stats = completion_stats(model, p, c, cfg.train.logprob_chunk_tokens, with_entropy=False,
                                      shared_prompt=cfg.train.shared_prompt_forward,
@@ -92,8 +92,9 @@ def policy_update(policy, ref, optimizer, groups: list[Group], adv: torch.Tensor
                   step: int, dist: Dist = SINGLE) -> dict[str, float]:
     """`ppo_epochs` x mini-batches of micro-batches; one AdamW step per mini-batch.
 
-    Under torchrun every rank holds all groups; each trains on its whole groups of each mini-batch
-    (`dist.shard`), with the mini-batch's global normaliser, and the sharded gradients are summed.
+    Under torchrun every rank holds all groups; each data replica trains on its whole groups of each
+    mini-batch, with the mini-batch's global normaliser, and the sharded gradients are summed (with
+    sequence parallelism the ranks of a replica split each of its sequences: `engine/ulysses.py`).
 
     Args:
         groups: the P groups to train on.
@@ -111,7 +112,8 @@ def policy_update(policy, ref, optimizer, groups: list[Group], adv: torch.Tensor
     minis = [split_mini_batches(len(groups), t.mini_batches,
                                 torch.Generator().manual_seed(stream_seed(cfg.run.seed, "minibatch", step, epoch)))
              for epoch in range(t.ppo_epochs)]
-    shares = [sorted({g for epoch in minis for mini in epoch for g in mini[r::dist.world]}) for r in range(dist.world)]
+    shares = [sorted({g for epoch in minis for mini in epoch for g in mini[r::dist.data_world]})
+              for r in range(dist.data_world)]    # per data replica (sequence-parallel ranks share one)
     updates = sum(len(epoch) for epoch in minis)
     old = no_grad_logprobs(policy, groups, cfg, shares, dist) if updates > 1 else None
     ref_lp = reference_logprobs(ref, groups, cfg, shares, dist) if ref is not None else None
@@ -124,10 +126,10 @@ def policy_update(policy, ref, optimizer, groups: list[Group], adv: torch.Tensor
         for mini in epoch:
             normaliser = max(obj.agg.count(completion_mask([n for g in mini for n in lens[g]]),
                                            cfg.rollout.max_new_tokens), 1.0)           # the whole mini-batch's
-            plans = [plan_groups(mini[r::dist.world], [len(p) for p in prompts], lens, t.micro_batch_tokens,
-                                 t.shared_prompt_forward) for r in range(dist.world)]
+            plans = [plan_groups(mini[r::dist.data_world], [len(p) for p in prompts], lens, t.micro_batch_tokens,
+                                 t.shared_prompt_forward) for r in range(dist.data_world)]
             optimizer.zero_grad(set_to_none=True)
-            for micro, weight in lockstep(plans, dist.rank, spare_group=mini[0]):
+            for micro, weight in lockstep(plans, dist.data_rank, spare_group=mini[0]):
                 seqs = micro.sequences                                   # step-level (group, row)
                 p, c = gather(micro, prompts, comps)
                 stats = completion_stats(policy, p, c, t.logprob_chunk_tokens, with_entropy=True,
@@ -161,7 +163,7 @@ def policy_update(policy, ref, optimizer, groups: list[Group], adv: torch.Tensor
             optimizer.step()
     optimizer.zero_grad(set_to_none=True)          # no gradients held through the next rollout
     keys = list(sums)
-    totals = dist.all_sum([sums[k] for k in keys] + [tokens])
+    totals = dist.data_sum([sums[k] for k in keys] + [tokens])
     sums, tokens = dict(zip(keys, totals[:-1])), totals[-1]
     out = {k: v / max(tokens, 1.0) for k, v in sums.items() if k != "loss/total"}
     out["loss/total"] = sums["loss/total"] / max(len(norms), 1)    # mean over updates of the aggregated loss

@@ -28,7 +28,9 @@ setting `model.gradient_checkpointing: true`.
 Under `torchrun --nproc_per_node N -m longrl.cli sft ...` the model is sharded with FSDP2
 (`engine/sharding.py`); each rank packs and trains on every N-th example of a step, the loss is
 normalised by the reply tokens of the whole step (summed over ranks), and rank 0 alone writes
-metrics; checkpoints are sharded and `final/` is a plain Hugging Face folder.
+metrics; checkpoints are sharded and `final/` is a plain Hugging Face folder. With
+`sft.sequence_parallel: N` (Ulysses, `engine/ulysses.py`) N consecutive ranks share each example
+share and split every packed row's positions among them (world / N data replicas).
 
 With `model.lora` only LoRA adapters train (`models/lora.py`; checkpoints hold the adapters alone) and
 `final/` is the merged model or the adapter folder (`model.lora.final`); LoRA runs in one process.
@@ -36,7 +38,7 @@ With `model.lora` only LoRA adapters train (`models/lora.py`; checkpoints hold t
 `train_loop` is the loop itself; `longrl pretrain` runs it too, on a stream of fresh synthetic
 items instead of a fixed plan. metrics.jsonl keys: step, phase, loss/total (train NLL per reply
 token), loss/eval, optim/lr, optim/grad_norm, tokens_per_s, batch/{examples,tokens,label_tokens,
-rows,pad_frac}, time/{data,step,eval}.
+rows,pad_frac}, time/{data,step,eval}, dist/{world_size,sequence_parallel}.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ from longrl import checkpoint
 from longrl.config import Config
 from longrl.console import info, stop_requested
 from longrl.data.sources import load_items
+from longrl.engine import ulysses
 from longrl.engine.distributed import SINGLE, Dist, setup
 from longrl.engine.nll import IGNORE, autocast, token_nll
 from longrl.engine.packed import packed_attention
@@ -131,7 +134,7 @@ def evaluate_loss(model, batches: list[PackedBatch], logits_chunk_mb: float = 25
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
-    mine = dist.shard(batches)
+    mine = dist.data_shard(batches)
     for k in range(dist.all_max(len(mine))):            # sharded ranks run the same number of forwards
         batch = mine[k] if k < len(mine) else batches[0]
         with autocast(model, bf16_autocast):
@@ -139,7 +142,7 @@ def evaluate_loss(model, batches: list[PackedBatch], logits_chunk_mb: float = 25
         if k < len(mine):
             total, count = total + nll, count + batch.n_labels
     model.train(was_training)
-    total, count = dist.all_sum([total, count])
+    total, count = dist.data_sum([total, count])
     return total / max(count, 1)
 
 
@@ -165,8 +168,8 @@ def train_loop(model, examples_at: Callable[[int], list[Example]], settings: Loo
     start = state.get("step", 0)
     metrics = MetricsLog(out / "metrics.jsonl", resume_step=state.get("step"), trackers=trackers, write=dist.is_main)
     eval_batches = micro_batches(eval_examples or [], settings.micro_batch_tokens, settings.row_tokens, pad_id)
-    prepare = lambda step: micro_batches(dist.shard(examples_at(step)), settings.micro_batch_tokens,  # noqa: E731
-                                         settings.row_tokens, pad_id)           # this rank's every N-th example
+    prepare = lambda step: micro_batches(dist.data_shard(examples_at(step)), settings.micro_batch_tokens,  # noqa: E731
+                                         settings.row_tokens, pad_id)           # this replica's every N-th example
     row: dict = {}
     model.train()
     with packed_attention(model), ThreadPoolExecutor(1) as pool, \
@@ -182,7 +185,7 @@ def train_loop(model, examples_at: Callable[[int], list[Example]], settings: Loo
             for group in optimizer.param_groups:
                 group["lr"] = lr
             # forward/backward per micro-batch; token-level mean over the whole step's reply tokens (all ranks)
-            n_labels, total_weight = dist.all_sum([sum(b.n_labels for b in batches),
+            n_labels, total_weight = dist.data_sum([sum(b.n_labels for b in batches),
                                                    sum(weight_total(b) for b in batches)])  # weight = labels unless weighted
             optimizer.zero_grad(set_to_none=True)
             nll = 0.0
@@ -197,14 +200,14 @@ def train_loop(model, examples_at: Callable[[int], list[Example]], settings: Loo
             grad_norm = clip_grad_norm(params, settings.grad_clip)                          # global over shards
             optimizer.step()
             elapsed = time.perf_counter() - began
-            nll, n_tokens, padded, n_examples, n_rows = dist.all_sum([
+            nll, n_tokens, padded, n_examples, n_rows = dist.data_sum([
                 nll, sum(b.n_tokens for b in batches), sum(b.input_ids.numel() for b in batches),
                 sum(len(s) for b in batches for s in b.segments), sum(len(b.segments) for b in batches)])
             row = {"step": step, "phase": settings.phase, "loss/total": nll / n_labels, "optim/lr": lr,
                    "optim/grad_norm": grad_norm, "tokens_per_s": n_tokens / max(elapsed, 1e-9),
                    "batch/examples": int(n_examples), "batch/tokens": int(n_tokens), "batch/label_tokens": int(n_labels),
                    "batch/rows": int(n_rows), "batch/pad_frac": 1 - n_tokens / padded, "time/data": round(waited, 4),
-                   "time/step": round(elapsed, 4), "dist/world_size": dist.world}
+                   "time/step": round(elapsed, 4), "dist/world_size": dist.world, "dist/sequence_parallel": dist.sp}
             if eval_batches and (step % settings.eval_every == 0 or step == settings.steps):
                 t0 = time.perf_counter()
                 row["loss/eval"] = evaluate_loss(model, eval_batches, settings.logits_chunk_mb, settings.bf16_autocast,
@@ -256,6 +259,8 @@ def train_sft(cfg: Config, out: str | Path, examples=None) -> Path:
     out = check_run_dir(out, cfg)                                             # refuses a different config; writes nothing
     seed_everything(cfg.run)
     dist, device = setup(cfg.run.device)                                      # torchrun: this rank's place and device
+    dist = ulysses.init(dist, cfg.sft.sequence_parallel, "sft.sequence_parallel", cfg.model,
+                        {"model.lora": cfg.model.lora is not None})
     tokenizer = load_tokenizer(cfg.model)
     if examples is None:
         if not cfg.sft.data:
