@@ -66,7 +66,8 @@ def test_the_32b_with_rollouts_in_process_does_not_fit_80gb_and_says_by_how_much
     out = tmp_path / "plan.json"
     assert main(["plan", "--config", str(CONFIGS / "qwenlong_l1_32b.yaml"), "--gpus", "32", "--gpu-memory-gib", "80",
                  "--json", str(out), "rollout.backend=engine"]) == 2
-    assert "does not fit 32 x 80 GiB: p1_20k" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "does not fit 32 x 80 GiB: p1_20k" in err and "roll out from a server (rollout.backend=server)" in err
     p1, p2 = json.loads(out.read_text())["phases"][1:]
     assert p1["update_gib"] < 72 and p2["update_gib"] < 72                         # the update fits; the rollout:
     assert p2["rollout"]["compute copies"] == pytest.approx(2 * 32.76e9 / 2**30, rel=0.01)   # full bf16 weights

@@ -11,7 +11,12 @@ reference policy, the activations of the worst update micro-batch with and witho
 checkpointing, the log-prob chunk, the attention score blocks and the rollout's KV cache; whether
 each phase fits (90% of M); and the largest `train.micro_batch_tokens` (with checkpointing only if
 needed) and `rollout.groups_per_batch` that fit. A phase that does not fit as configured is an
-error (exit status 2) naming it and what to change. The model is read from its config.json (no
+error (exit status 2) naming it and what to change. Each phase is planned with its
+`train.sequence_parallel` / `sft.sequence_parallel` (Ulysses: a rank's share of each sequence, plus
+the all-to-all buffers; it must divide --gpus and the attention heads) and `train.offload` /
+`sft.offload` (the offloaded states leave the GPU; the host memory they take per rank and per node
+is printed); with `rollout.backend: server` the rollout column is what the trainer keeps meanwhile
+(the server's own memory is not planned). The last line lists what the plan cannot know. The model is read from its config.json (no
 weights are loaded); estimates: engine/memory.py, checked against measured peaks by
 `longrl bench memory`. A config that trains nothing (distill, evaluation) has nothing to plan (exit 0).
 
@@ -35,14 +40,15 @@ PARTS = ["weights", "compute copies", "grads", "optimizer", "reference", "activa
 UNKNOWN = ("not planned (the 10% left, or more): the CUDA context, NCCL's buffers, the caching allocator's "
            "fragmentation and what it keeps reserved between phases, a rollout server's own memory (weights over its "
            "tensor-parallel GPUs, KV cache, CUDA graphs) when it shares these GPUs, and host memory beyond the "
-           "offloaded states (pinned staging, the data, the tokenizer)")
+           "offloaded states (the full fp32 model each rank reads before sharding, pinned staging, the data)")
 
 
 def register(sub) -> None:
     p = sub.add_parser("plan", help="memory per GPU of each phase on N GPUs; whether it fits; settings that fit",
                        description="Estimate the memory of SFT and every RL phase per GPU on --gpus GPUs of "
                                    "--gpu-memory-gib GiB (torchrun + FSDP2 when more than one), say whether each fits, "
-                                   "and propose train.micro_batch_tokens, checkpointing and rollout.groups_per_batch.")
+                                   "and propose train.micro_batch_tokens, checkpointing and rollout.groups_per_batch; "
+                                   "sequence parallelism and CPU offload are read from the config (train.*, sft.*).")
     add_config_arguments(p, out=False, config_required=True, example="train.micro_batch_tokens=8192 model.gradient_checkpointing=true")
     p.add_argument("--gpus", type=int, required=True, help="GPUs (ranks) the run uses, over all nodes")
     p.add_argument("--gpu-memory-gib", "--gpu-memory-gb", dest="gpu_memory_gib", type=float, required=True, metavar="GIB",
@@ -175,7 +181,8 @@ def run_plan(args: argparse.Namespace) -> int:
                   f"of {min(args.gpus, 8)} GPUs)")
         acts = ", ".join(f"{k} {v / GiB:.3g} GiB" for k, v in plan.activations.items())
         print(f"  activations of the worst micro-batch: {acts}")
-        proposal = ", ".join(f"{k}={v}" for k, v in plan.proposal.items()) or "none (use more GPUs, or lower the limits)"
+        proposal = (", ".join(f"{k}={v}" for k, v in plan.proposal.items())
+                    or f"none ({plan.advice or 'use more GPUs, or lower the limits'})")
         print(f"  {'fits' if plan.fits else 'DOES NOT FIT'}; settings that fit: {proposal}")
         if not plan.fits:
             failing.append(f"{s.name} (needs {max(plan.update.total, plan.rollout.total if plan.rollout else 0) / GiB:.1f} GiB;"

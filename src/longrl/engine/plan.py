@@ -72,6 +72,7 @@ class PhasePlan:
     proposal: dict[str, object] = field(default_factory=dict)   # settings that fit (empty: none does)
     activations: dict[str, float] = field(default_factory=dict)  # activations with and without checkpointing
     host: float = 0.0                      # bytes of offloaded state per rank in host memory
+    advice: str = ""                       # what to change when no setting of the phase's own fits
 
     @property
     def fits(self) -> bool:
@@ -128,6 +129,12 @@ def plan_phase(shape: Shape, spec: PhaseSpec, layout: Layout, gpu_memory_gib: fl
         rollout = rollout_memory(shape, layout, spec.prompt_len, spec.response_len, spec.group_size,
                                  spec.groups_per_batch, spec.reference)
     plan = PhasePlan(spec, update, rollout, usable, host=host_states(shape, layout, spec.reference))
+    if spec.kind == "rl" and not spec.server:
+        one = rollout_memory(shape, layout, spec.prompt_len, spec.response_len, spec.group_size, 1, spec.reference)
+        if one.total > usable:
+            plan.advice = (f"the in-process rollout of one group needs {one.total / GiB:.1f} GiB (full weights "
+                           f"{one.parts['compute copies'] / GiB:.1f}, KV cache {one.parts['rollout KV'] / GiB:.1f}): "
+                           "roll out from a server (rollout.backend=server), or shorten the limits")
     plan.activations = {
         "without checkpointing": update_estimate(shape, spec, layout, spec.micro_batch_tokens, False).parts["activations"],
         "with checkpointing": update_estimate(shape, spec, layout, spec.micro_batch_tokens, True).parts["activations"]}
