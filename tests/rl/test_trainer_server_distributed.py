@@ -2,8 +2,10 @@
 
 Each rank sends its own groups' requests (seeded per group), every rank gathers the FSDP2-sharded
 weights for a hand-over and rank 0 writes them in bf16 and has the server reload them. The 2-rank
-run must give the 1-rank run's rollouts, losses and weights; a server that fails mid-run must stop
-every rank with the same clear error, promptly, and a non-zero exit.
+run, as 2 data replicas and as one replica at train.sequence_parallel=2 (both ranks train on the same
+groups, each requests its half of them), must give the 1-rank run's rollouts, losses and weights and
+send the server as many generation requests (no group requested twice); a server that fails mid-run
+must stop every rank with the same clear error, promptly, and a non-zero exit.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from longrl.serve.worker import ModelWorker
 from longrl.tracking import read_metrics
 from test_trainer_distributed import relative_difference
 
-pytestmark = pytest.mark.slow          # torchrun three times (about 30-60 s each on 2 cores)
+pytestmark = pytest.mark.slow          # torchrun five times (about 30-60 s each on 2 cores)
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "configs" / "smoke.yaml"
 STEPS = 3
@@ -38,8 +40,10 @@ class FlakyServer(ModelServer):
     fail_version: str | None = None
 
     refuse_single_samples = False              # answer 400 to requests for n = 1 sample (validation's)
+    requests = 0                               # generation requests received
 
     def _parse_job(self, route, body):
+        self.requests += 1
         if self.refuse_single_samples and isinstance(body, dict) and body.get("n") == 1:
             raise RequestError(400, "n = 1 is not served today")
         return super()._parse_job(route, body)
@@ -94,10 +98,11 @@ def runs(root, stoppy_model_dir, tokenizer):
     try:
         assert main(["rl", "--config", str(SMOKE), "--out", str(root / "one"),
                      *overrides(stoppy_model_dir, server.url)]) == 0
-        one_asked = list(server.asked)
+        one_asked, server.counted = list(server.asked), {"one": server.requests}
         proc = torchrun(root / "two", overrides(stoppy_model_dir, server.url))
         output, _ = proc.communicate(timeout=600)
         assert proc.returncode == 0, output[-4000:]
+        server.counted["two"] = server.requests - server.counted["one"]
         yield root / "one", root / "two", one_asked, list(server.asked[len(one_asked):]), server
     finally:
         server.close()
@@ -107,27 +112,57 @@ def weights(run: Path) -> dict[str, torch.Tensor]:
     return load_file(str(run / "final" / "model.safetensors"))
 
 
+@pytest.fixture(scope="module")
+def sequence_parallel_run(runs, root, stoppy_model_dir):
+    """Two torchrun ranks at train.sequence_parallel=2 (one data replica) against the same server, counted."""
+    server = runs[4]
+    before = server.requests
+    proc = torchrun(root / "sp2", overrides(stoppy_model_dir, server.url, "train.sequence_parallel=2"))
+    output, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, output[-4000:]
+    server.counted["sp2"] = server.requests - before
+    return root / "sp2"
+
+
 def test_two_ranks_against_a_server_end_as_one_rank(runs, stoppy_model_dir):
-    one, two, _, _, _ = runs
-    start = load_file(str(stoppy_model_dir / "model.safetensors"))
-    a, b = weights(one), weights(two)
+    one, two, _, _, server = runs
+    assert_same_as_one_rank(one, two, stoppy_model_dir, "2 ranks", sequence_parallel=1)
+    assert server.counted["two"] == server.counted["one"] > 0
+
+
+def test_sequence_parallel_2_against_a_server_ends_as_one_rank_requesting_each_group_once(
+        runs, sequence_parallel_run, stoppy_model_dir):
+    one, _, _, _, server = runs
+    assert_same_as_one_rank(one, sequence_parallel_run, stoppy_model_dir, "2 ranks at sequence_parallel 2",
+                            sequence_parallel=2)
+    rows = read_metrics(one / "metrics.jsonl")
+    assert server.counted["one"] == sum(r["rollout/groups"] for r in rows) > 0      # one request per group rolled out
+    assert server.counted["sp2"] == server.counted["one"], server.counted           # no group requested twice
+    print(f"generation requests: {server.counted}")
+
+
+def assert_same_as_one_rank(one: Path, other: Path, start_dir: Path, label: str, sequence_parallel: int) -> None:
+    """`other` (2 torchrun ranks) ended with `one`'s weights and had its rollouts, rewards and losses."""
+    start = load_file(str(start_dir / "model.safetensors"))
+    a, b = weights(one), weights(other)
     moved = {k: a[k] - start[k] for k in a}
     weight_diff, update_diff = relative_difference(b, a), relative_difference({k: b[k] - start[k] for k in b}, moved)
-    print(f"server backend, 2 ranks vs 1: relative difference of weights {weight_diff:.2e}, of the updates {update_diff:.2e}")
+    print(f"server backend, {label} vs 1: relative difference of weights {weight_diff:.2e}, of the updates {update_diff:.2e}")
     assert weight_diff < 1e-5 and update_diff < 1e-3
     assert all(float(v.abs().max()) > 0 for v in moved.values())
-    rows1, rows2 = read_metrics(one / "metrics.jsonl"), read_metrics(two / "metrics.jsonl")
+    rows1, rows2 = read_metrics(one / "metrics.jsonl"), read_metrics(other / "metrics.jsonl")
     assert [r["step"] for r in rows2] == list(range(1, STEPS + 1))
     assert {r["dist/world_size"] for r in rows2} == {2}
+    assert {r["dist/sequence_parallel"] for r in rows2} == {sequence_parallel}
     for r1, r2 in zip(rows1, rows2):              # the same rollouts (token for token), refills, filtering, losses
         for key in ["reward/mean", "accuracy", "response_len/mean", "rollout/tokens", "rollout/groups",
                     "rollout/refills", "filtered_groups_frac", "optim/updates", "update/tokens", "weights/sync_bytes"]:
             assert r1[key] == r2[key], key
         for key in ["loss/total", "entropy", "kl", "optim/grad_norm"]:
             assert r2[key] == pytest.approx(r1[key], rel=1e-5, abs=1e-7), key
-    assert read_metrics(one / "item_scores.jsonl") == read_metrics(two / "item_scores.jsonl")
+    assert read_metrics(one / "item_scores.jsonl") == read_metrics(other / "item_scores.jsonl")
     for name in sorted(p.name for p in (one / "samples").iterdir()):
-        assert (one / "samples" / name).read_text() == (two / "samples" / name).read_text(), name
+        assert (one / "samples" / name).read_text() == (other / "samples" / name).read_text(), name
 
 
 def test_the_hand_over_is_bf16_once_per_step(runs):
