@@ -24,7 +24,7 @@ def test_every_recipe_plans_for_8_and_32_gpus(recipe, gpus, tmp_path, capsys):
     assert names == ["sft", "p1_20k", "p2_60k"] and plan["gpus"] == gpus
     assert all(p["update_gib"] > 0 and p["activations_gib"]["with checkpointing"] > 0 for p in plan["phases"])
     printed = capsys.readouterr()
-    assert "p2_60k" in printed.out and "rollout KV" in printed.out
+    assert "p2_60k" in printed.out and ("rollout KV" in printed.out or "rollout: by the server" in printed.out)
     fits = all(p["fits"] for p in plan["phases"])
     assert status == (0 if fits else 2)
     if not fits:
@@ -41,13 +41,65 @@ def test_the_1p5b_recipe_fits_one_80gb_gpu(tmp_path):
 
 @pytest.mark.parametrize("recipe", ["qwenlong_l1_14b.yaml", "qwenlong_l1_32b.yaml"])
 def test_the_14b_and_32b_recipes_fit_32_gpus_of_141gb(recipe, capsys):
-    # On 80 GiB GPUs they do not (the table in the README): no sequence parallelism or offload in longrl.
     assert main(["plan", "--config", str(CONFIGS / recipe), "--gpus", "32", "--gpu-memory-gb", "141"]) == 0
     assert capsys.readouterr().out.count("  fits;") == 3
 
 
+def test_the_32b_recipe_fits_the_official_shape_in_every_phase(tmp_path, capsys):
+    """32 x 80 GB, Ulysses SP 8, parameter + optimizer offload, rollouts by a vLLM server (the official script's)."""
+    out = tmp_path / "plan.json"
+    assert main(["plan", "--config", str(CONFIGS / "qwenlong_l1_32b.yaml"), "--gpus", "32", "--gpu-memory-gib", "80",
+                 "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("  fits;") == 3 and printed.count("SP 8, offload params+optimizer") == 3
+    assert "rollout: by the server" in printed and "not planned" in printed and "NCCL" in printed
+    phases = json.loads(out.read_text())["phases"]
+    assert [p["name"] for p in phases] == ["sft", "p1_20k", "p2_60k"] and all(p["fits"] for p in phases)
+    for p in phases:      # the states left the GPU: what remains is gathered layers, activations and buffers
+        assert p["update"]["weights"] == 0 and p["update"]["optimizer"] == 0 and p["update_gib"] < 0.9 * 80
+        assert p["host_gib_per_rank"] == pytest.approx(16 * 32.76e9 / 32 / 2**30, rel=0.01)
+        assert p["sequence_parallel"] == 8 and p["offload"] == {"params": True, "optimizer": True}
+    assert phases[2]["update"]["all-to-all"] > 0 and phases[2]["rollout_gib"] == 0
+
+
+def test_the_32b_with_rollouts_in_process_does_not_fit_80gb_and_says_by_how_much(tmp_path, capsys):
+    out = tmp_path / "plan.json"
+    assert main(["plan", "--config", str(CONFIGS / "qwenlong_l1_32b.yaml"), "--gpus", "32", "--gpu-memory-gib", "80",
+                 "--json", str(out), "rollout.backend=engine"]) == 2
+    err = capsys.readouterr().err
+    assert "does not fit 32 x 80 GiB: p1_20k" in err and "roll out from a server (rollout.backend=server)" in err
+    p1, p2 = json.loads(out.read_text())["phases"][1:]
+    assert p1["update_gib"] < 72 and p2["update_gib"] < 72                         # the update fits; the rollout:
+    assert p2["rollout"]["compute copies"] == pytest.approx(2 * 32.76e9 / 2**30, rel=0.01)   # full bf16 weights
+    assert p1["rollout_gib"] > 72 and p2["rollout_gib"] > 72
+
+
+def test_the_14b_recipe_fits_one_node_of_8_x_80gb_at_60k(tmp_path, capsys):
+    out = tmp_path / "plan.json"
+    assert main(["plan", "--config", str(CONFIGS / "qwenlong_l1_14b.yaml"), "--gpus", "8", "--gpu-memory-gib", "80",
+                 "--json", str(out)]) == 0
+    assert capsys.readouterr().out.count("  fits;") == 3
+    phases = json.loads(out.read_text())["phases"]
+    assert all(p["sequence_parallel"] == 4 and p["offload"] == {"params": False, "optimizer": True} for p in phases)
+    assert all(p["update"]["optimizer"] == 0 and p["rollout"]["optimizer"] == 0 for p in phases[1:])
+    # without the offload, AdamW's moments (8 bytes x 14.77B / 8 = 13.8 GiB) no longer leave room for the rollout
+    assert main(["plan", "--config", str(CONFIGS / "qwenlong_l1_14b.yaml"), "--gpus", "8", "--gpu-memory-gib", "80",
+                 "train.offload.optimizer=false", "sft.offload.optimizer=false"]) == 2
+    assert "p2_60k (needs 73.8 GiB" in capsys.readouterr().err
+
+
+def test_sequence_parallel_must_divide_the_gpus_and_the_heads(capsys):
+    args = ["plan", "--config", str(CONFIGS / "qwenlong_l1_32b.yaml"), "--gpus", "32", "--gpu-memory-gib", "80"]
+    assert main([*args, "train.sequence_parallel=3"]) == 2
+    assert "train.sequence_parallel=3: the 32 ranks cannot form sequence-parallel groups" in capsys.readouterr().err
+    assert main([*args, "sft.sequence_parallel=16"]) == 2
+    assert "sft.sequence_parallel=16: the model's 40 attention heads cannot be split" in capsys.readouterr().err
+
+
 def test_a_phase_that_does_not_fit_and_a_rank_count_that_does_not_divide_are_errors(capsys):
-    assert main(["plan", "--config", str(CONFIGS / "qwenlong_l1_32b.yaml"), "--gpus", "8", "--gpu-memory-gb", "80"]) == 2
+    assert main(["plan", "--config", str(CONFIGS / "qwenlong_l1_32b.yaml"), "--gpus", "8", "--gpu-memory-gb", "80",
+                 "train.offload.params=false", "train.offload.optimizer=false", "sft.offload.params=false",
+                 "sft.offload.optimizer=false"]) == 2
     assert "does not fit 8 x 80 GiB: sft" in capsys.readouterr().err
     assert main(["plan", "--config", str(CONFIGS / "qwenlong_l1_14b.yaml"), "--gpus", "3", "--gpu-memory-gb", "80"]) == 2
     assert "cannot share train.prompts_per_step=128" in capsys.readouterr().err

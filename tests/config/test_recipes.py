@@ -110,3 +110,17 @@ def test_the_real_model_recipe_holds_the_documented_run():
     assert cfg.eval.synthetic.seed not in train_seeds
     longest = max(s.synth.length for s in cfg.sft.data)
     assert all(p.max_input_tokens >= 1.1 * p.data[0].synth.length for p in cfg.curriculum.phases) and longest <= 512
+
+
+def test_the_32b_recipe_has_the_official_scripts_shape_and_the_14b_what_fits_one_node():
+    big = load_config(CONFIGS / "qwenlong_l1_32b.yaml")
+    # ulysses_sequence_parallel_size=8; actor param_offload=True, optimizer_offload=True; vLLM rollouts (TP 4)
+    assert big.train.sequence_parallel == 8 and big.train.offload.params and big.train.offload.optimizer
+    assert big.rollout.backend == "server" and big.rollout.server.reload_api == "vllm"
+    assert big.sft.sequence_parallel == 8 and big.sft.offload.params and big.sft.offload.optimizer
+    text = (CONFIGS / "qwenlong_l1_32b.yaml").read_text()
+    assert "--gpus 32 --gpu-memory-gib 80" in text and "4 nodes x 8 GPUs of 80 GB" in text
+    small = load_config(CONFIGS / "qwenlong_l1_14b.yaml")   # longrl's choice: what `longrl plan` fits on 8 x 80 GB
+    assert small.train.sequence_parallel == 4 and small.train.offload.optimizer and not small.train.offload.params
+    assert small.sft.sequence_parallel == 4 and small.sft.offload.optimizer and small.rollout.backend == "engine"
+    assert "--gpus 8 --gpu-memory-gib 80" in (CONFIGS / "qwenlong_l1_14b.yaml").read_text()

@@ -11,7 +11,12 @@ reference policy, the activations of the worst update micro-batch with and witho
 checkpointing, the log-prob chunk, the attention score blocks and the rollout's KV cache; whether
 each phase fits (90% of M); and the largest `train.micro_batch_tokens` (with checkpointing only if
 needed) and `rollout.groups_per_batch` that fit. A phase that does not fit as configured is an
-error (exit status 2) naming it and what to change. The model is read from its config.json (no
+error (exit status 2) naming it and what to change. Each phase is planned with its
+`train.sequence_parallel` / `sft.sequence_parallel` (Ulysses: a rank's share of each sequence, plus
+the all-to-all buffers; it must divide --gpus and the attention heads) and `train.offload` /
+`sft.offload` (the offloaded states leave the GPU; the host memory they take per rank and per node
+is printed); with `rollout.backend: server` the rollout column is what the trainer keeps meanwhile
+(the server's own memory is not planned). The last line lists what the plan cannot know. The model is read from its config.json (no
 weights are loaded); estimates: engine/memory.py, checked against measured peaks by
 `longrl bench memory`. A config that trains nothing (distill, evaluation) has nothing to plan (exit 0).
 
@@ -30,14 +35,20 @@ from longrl.cli.args import add_config_arguments, load_config_from_args
 
 TEMPLATE_TOKENS = 64      # the prompt template around a synthetic document (question, instructions, chat frame)
 PARTS = ["weights", "compute copies", "grads", "optimizer", "reference", "activations", "recompute", "block gradients",
-         "embedding gradients", "log-prob chunk", "attention", "rollout KV", "rollout transient"]
+         "embedding gradients", "log-prob chunk", "attention", "all-to-all", "optimizer step", "rollout KV",
+         "rollout transient"]
+UNKNOWN = ("not planned (the 10% left, or more): the CUDA context, NCCL's buffers, the caching allocator's "
+           "fragmentation and what it keeps reserved between phases, a rollout server's own memory (weights over its "
+           "tensor-parallel GPUs, KV cache, CUDA graphs) when it shares these GPUs, and host memory beyond the "
+           "offloaded states (the full fp32 model each rank reads before sharding, pinned staging, the data)")
 
 
 def register(sub) -> None:
     p = sub.add_parser("plan", help="memory per GPU of each phase on N GPUs; whether it fits; settings that fit",
                        description="Estimate the memory of SFT and every RL phase per GPU on --gpus GPUs of "
                                    "--gpu-memory-gib GiB (torchrun + FSDP2 when more than one), say whether each fits, "
-                                   "and propose train.micro_batch_tokens, checkpointing and rollout.groups_per_batch.")
+                                   "and propose train.micro_batch_tokens, checkpointing and rollout.groups_per_batch; "
+                                   "sequence parallelism and CPU offload are read from the config (train.*, sft.*).")
     add_config_arguments(p, out=False, config_required=True, example="train.micro_batch_tokens=8192 model.gradient_checkpointing=true")
     p.add_argument("--gpus", type=int, required=True, help="GPUs (ranks) the run uses, over all nodes")
     p.add_argument("--gpu-memory-gib", "--gpu-memory-gb", dest="gpu_memory_gib", type=float, required=True, metavar="GIB",
@@ -95,22 +106,31 @@ def phase_specs(cfg) -> list:
         specs.append(PhaseSpec("sft", "sft", prompt_len=cfg.sft.row_tokens, response_len=0, group_size=1,
                                micro_batch_tokens=cfg.sft.micro_batch_tokens or cfg.sft.batch_tokens,
                                checkpointing=cfg.model.gradient_checkpointing, chunk_tokens=0,
-                               logits_chunk_mb=cfg.sft.logits_chunk_mb))
+                               logits_chunk_mb=cfg.sft.logits_chunk_mb, sp=cfg.sft.sequence_parallel,
+                               offload_params=cfg.sft.offload.params, offload_optimizer=cfg.sft.offload.optimizer))
     phases = [(p.name, phase_config(cfg, p, init_from=cfg.model.path, steps=1)) for p in cfg.curriculum.phases]
     for name, c in phases or ([("rl", cfg)] if trains_rl(cfg) else []):
         specs.append(PhaseSpec(name, "rl", prompt_len=longest_prompt(c, name), response_len=c.rollout.max_new_tokens,
                                group_size=c.rollout.group_size, micro_batch_tokens=c.train.micro_batch_tokens,
                                checkpointing=c.model.gradient_checkpointing, chunk_tokens=c.train.logprob_chunk_tokens,
                                groups_per_batch=c.rollout.groups_per_batch,
-                               reference=c.algo.kl_coef > 0 or c.algo.track_kl))
+                               reference=c.algo.kl_coef > 0 or c.algo.track_kl, sp=c.train.sequence_parallel,
+                               offload_params=c.train.offload.params, offload_optimizer=c.train.offload.optimizer,
+                               server=c.rollout.backend == "server"))
     return specs
+
+
+def layout_note(spec) -> str:
+    """`, SP 8, offload params+optimizer` for a phase that splits sequences or offloads; "" otherwise."""
+    offload = [name for name, on in (("params", spec.offload_params), ("optimizer", spec.offload_optimizer)) if on]
+    return (f", SP {spec.sp}" if spec.sp > 1 else "") + (f", offload {'+'.join(offload)}" if offload else "")
 
 
 def run_plan(args: argparse.Namespace) -> int:
     # lazy: stage code loads only when this command runs (`longrl --help` stays fast)
     from longrl.console import print_table
     from longrl.engine.memory import GiB, Layout
-    from longrl.engine.plan import USABLE, plan_phase
+    from longrl.engine.plan import USABLE, check_sequence_parallel, plan_phase
     from longrl.errors import ConfigError
     from longrl.files import atomic_write_json
     from longrl.models.shapes import architecture
@@ -128,6 +148,9 @@ def run_plan(args: argparse.Namespace) -> int:
         check_split(cfg.train.prompts_per_step, cfg.train.mini_batches, args.gpus)
     model = plan_model(cfg)
     shape = architecture(model)
+    for spec in specs:
+        check_sequence_parallel(spec.sp, args.gpus, shape.heads,
+                                "sft.sequence_parallel" if spec.name == "sft" else "train.sequence_parallel")
     compute = "fp32" if model.dtype == "float32" or (model.dtype == "auto" and model.path == "random") else "bf16"
     layout = Layout(gpus=args.gpus, compute=compute, fsdp=True if args.torchrun else None)
     how = f"torchrun + FSDP2, {args.gpus} ranks" if layout.sharded else "one process"
@@ -147,11 +170,19 @@ def run_plan(args: argparse.Namespace) -> int:
         title = (f"{s.name}: prompts <= {s.prompt_len}, responses <= {s.response_len}, G={s.group_size}, "
                  f"micro_batch_tokens {s.micro_batch_tokens}, checkpointing {'on' if s.checkpointing else 'off'}"
                  if s.kind == "rl" else f"{s.name}: micro-batches of {s.micro_batch_tokens} tokens, "
-                 f"checkpointing {'on' if s.checkpointing else 'off'}")
+                 f"checkpointing {'on' if s.checkpointing else 'off'}") + layout_note(s)
         print_table(title, columns, rows)
+        if s.server:
+            print("  rollout: by the server (rollout.backend=server); the column is what the trainer keeps on each GPU "
+                  "meanwhile, the server's own memory is not planned")
+        if plan.host:
+            per_node = plan.host * min(args.gpus, 8)
+            print(f"  offloaded to host memory: {plan.host / GiB:.3g} GiB per rank ({per_node / GiB:.3g} GiB per node "
+                  f"of {min(args.gpus, 8)} GPUs)")
         acts = ", ".join(f"{k} {v / GiB:.3g} GiB" for k, v in plan.activations.items())
         print(f"  activations of the worst micro-batch: {acts}")
-        proposal = ", ".join(f"{k}={v}" for k, v in plan.proposal.items()) or "none (use more GPUs, or lower the limits)"
+        proposal = (", ".join(f"{k}={v}" for k, v in plan.proposal.items())
+                    or f"none ({plan.advice or 'use more GPUs, or lower the limits'})")
         print(f"  {'fits' if plan.fits else 'DOES NOT FIT'}; settings that fit: {proposal}")
         if not plan.fits:
             failing.append(f"{s.name} (needs {max(plan.update.total, plan.rollout.total if plan.rollout else 0) / GiB:.1f} GiB;"
@@ -161,11 +192,15 @@ def run_plan(args: argparse.Namespace) -> int:
             "model": model.path, "params": shape.params, "gpus": args.gpus, "unit": "GiB",
             "gpu_memory_gib": args.gpu_memory_gib,
             "phases": [{"name": p.spec.name, "fits": p.fits, "update_gib": p.update.total / GiB,
+                        "sequence_parallel": p.spec.sp, "offload": {"params": p.spec.offload_params,
+                                                                    "optimizer": p.spec.offload_optimizer},
+                        "rollout_by_server": p.spec.server, "host_gib_per_rank": p.host / GiB,
                         "rollout_gib": p.rollout.total / GiB if p.rollout else None,
                         "update": {k: v / GiB for k, v in p.update.parts.items()},
                         "rollout": {k: v / GiB for k, v in p.rollout.parts.items()} if p.rollout else None,
                         "activations_gib": {k: v / GiB for k, v in p.activations.items()},
                         "proposal": p.proposal} for p in plans]})
+    print(UNKNOWN)
     if failing:
         raise ConfigError(f"does not fit {args.gpus} x {args.gpu_memory_gib:g} GiB: " + "; ".join(failing))
     return 0

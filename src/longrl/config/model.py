@@ -51,8 +51,15 @@ class LoraSettings(Section):
 class OffloadConfig(Section):
     """FSDP2 CPU offload under torchrun: what stays in host memory between uses (official 32B script: both)."""
 
-    params: bool = False                      # parameters (and their gradients) live on the CPU; each layer is copied in for its forward/backward
-    optimizer: bool = False                   # AdamW moments live on the CPU and the optimizer step runs there
+    params: bool = False                      # parameter and gradient shards live on the CPU (FSDP2 CPUOffloadPolicy); each layer is copied in for its forward/backward; needs optimizer=true
+    optimizer: bool = False                   # AdamW moments live on the CPU (with params: the step runs there; without: they visit the GPU for each step)
+
+    @model_validator(mode="after")
+    def _check_pair(self) -> OffloadConfig:
+        if self.params and not self.optimizer:
+            raise ValueError("params=true keeps the parameter and gradient shards on the CPU, so AdamW's state and "
+                             "step are there too: set optimizer=true as well")
+        return self
 
 
 class ModelConfig(Section):

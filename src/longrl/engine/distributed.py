@@ -156,6 +156,8 @@ def setup(device: str = "auto") -> tuple[Dist, torch.device]:
         raise ConfigError(f"torchrun started {world} processes on {dev.type}, but this torch build has no "
                           f"{backend.upper()} backend (torch {torch.__version__}); install a torch build with "
                           f"{backend.upper()}" + (" or run on the CPU with run.device=cpu (gloo)" if use_cuda else ""))
+    if use_cuda and tdist.is_gloo_available():
+        backend = "cuda:nccl,cpu:gloo"    # CPU-offloaded shards (grad-norm clip, checkpoints) reduce through gloo
     if not tdist.is_initialized():
         tdist.init_process_group(backend, rank=rank, world_size=world, **({"device_id": dev} if use_cuda else {}))
     return Dist(rank=rank, world=world, local_rank=local, launched=True, device=dev), dev

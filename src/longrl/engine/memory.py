@@ -24,6 +24,15 @@ the settings, for the code paths longrl runs:
   attention   score blocks of the cascade attention (capped by engine.attention.SCORE_BUDGET)
   rollout KV  the prompt's keys and values once per group plus G suffix buffers of the response limit
   rollout weights  the full weights sampling reads (the twin under FSDP, autocast's copies on one device)
+  all-to-all  Ulysses sequence parallelism (`Layout.sp` ranks split each sequence): the send and receive
+              buffers of a block's q, k, v and attention output, in the forward and again in the backward
+
+Sequence parallelism divides a micro-batch's tokens, hence its activations, by `sp`; attention then
+runs over the whole sequence for heads / sp heads. The model states stay sharded over the whole world
+(FSDP2 across data- and sequence-parallel ranks alike). CPU offload (`train.offload`) takes the fp32
+weights, gradients, AdamW moments and reference off the GPU (`host_states`: where they go); the gathered
+layers and the copies FSDP2 stages through the GPU stay. AdamW's moments offloaded alone visit the GPU for
+the optimizer step: that moment (weights, gradients, moments) is planned too.
 
 The per-token activation coefficients were measured on this code (tensors saved for backward,
 CPU, three precisions) and are checked against measured peaks by tests/engine/test_memory.py
@@ -67,11 +76,16 @@ class Layout:
 
     gpus: int = 1
     compute: str = "bf16"           # "bf16" or "fp32" math; weights and optimizer are fp32 either way
-    fsdp: bool | None = None        # None = torchrun + FSDP2 when gpus > 1, one plain process on one GPU
+    fsdp: bool | None = None        # None = torchrun + FSDP2 when gpus > 1 or with offload, one plain process on one GPU
+    sp: int = 1                     # Ulysses sequence parallelism: ranks that split each sequence
+    offload_params: bool = False    # fp32 weights and gradient shards on the CPU (FSDP2 CPUOffloadPolicy)
+    offload_optimizer: bool = False  # AdamW moments on the CPU (with offload_params: the step too)
 
     @property
     def sharded(self) -> bool:
-        return self.gpus > 1 if self.fsdp is None else self.fsdp
+        if self.fsdp is not None:
+            return self.fsdp
+        return self.gpus > 1 or self.offload_params or self.offload_optimizer
 
     @property
     def precision(self) -> str:
@@ -104,7 +118,7 @@ def _per_token(coef: tuple[float, float, float], shape: Shape) -> float:
 
 
 def states(shape: Shape, layout: Layout, reference: bool, grads: bool = True) -> dict[str, float]:
-    """Weights (master + compute copies), gradients, AdamW moments and the reference, per GPU."""
+    """Weights (master + compute copies), gradients, AdamW moments and the reference, per GPU (0 when offloaded)."""
     n, w = shape.params, layout.gpus
     parts = {"weights": 4.0 * n / w, "compute copies": 0.0}
     if layout.precision == "autocast":
@@ -119,7 +133,41 @@ def states(shape: Shape, layout: Layout, reference: bool, grads: bool = True) ->
     parts["grads"] = 4.0 * n / w if grads else 0.0
     parts["optimizer"] = 8.0 * n / w
     parts["reference"] = 4.0 * n / w if reference else 0.0
+    if layout.offload_params:       # staged through the GPU: the fp32 shards of the gathered layers and their gradients
+        staged = shape.root_params + 2 * shape.layer_params
+        parts["compute copies"] += 4.0 * staged / w * ((2 if grads else 1) + (1 if reference else 0))
+        for part in ("weights", "grads", "reference"):
+            parts[part] = 0.0
+    if layout.offload_params or layout.offload_optimizer:
+        parts["optimizer"] = 0.0
     return parts
+
+
+def host_states(shape: Shape, layout: Layout, reference: bool) -> float:
+    """Bytes of model state one rank keeps in host (CPU) memory because of offload."""
+    n, w = shape.params, layout.gpus
+    host = 8.0 * n / w if layout.offload_params or layout.offload_optimizer else 0.0
+    if layout.offload_params:
+        host += 8.0 * n / w + (4.0 * n / w if reference else 0.0)
+    return host
+
+
+def optimizer_step(shape: Shape, layout: Layout, reference: bool) -> Estimate:
+    """The optimizer step's moment on the GPU: weights, gradients and AdamW's moments (fetched back when
+    offloaded alone); nothing when the parameters are offloaded (the step runs on the CPU)."""
+    n, w = shape.params, layout.gpus
+    if layout.offload_params:
+        return Estimate({})
+    return Estimate({"weights": 4.0 * n / w, "grads": 4.0 * n / w, "optimizer": 8.0 * n / w,
+                     "reference": 4.0 * n / w if reference else 0.0})
+
+
+def all_to_all(shape: Shape, layout: Layout, tokens: int) -> float:
+    """Ulysses buffers of one block: q, k, v and the output, sent and received, for a rank's `tokens`."""
+    if layout.sp == 1:
+        return 0.0
+    element = ACTIVATION_BYTES[layout.precision]["element"]
+    return 2.0 * tokens * (2 * shape.hidden + 2 * shape.kv) * element
 
 
 def saved_activations(shape: Shape, precision: str, prompt_tokens: int, completion_tokens: int,
@@ -155,6 +203,7 @@ def train_memory(shape: Shape, layout: Layout, prompt_tokens: int, completion_to
     """
     c = ACTIVATION_BYTES[layout.precision]
     parts = states(shape, layout, reference)
+    prompt_tokens, completion_tokens = per_rank(prompt_tokens, layout), per_rank(completion_tokens, layout)
     prompt, completion = saved_activations(shape, layout.precision, prompt_tokens, completion_tokens, checkpointing)
     rows = min(chunk_tokens, max(completion_tokens, 1))
     vh = shape.vocab * shape.hidden
@@ -166,12 +215,27 @@ def train_memory(shape: Shape, layout: Layout, prompt_tokens: int, completion_to
     moments = {
         "head": (prompt + completion, {"log-prob chunk": head}),
         "completion block": (prompt + completion, {"recompute": recompute_c, "block gradients": block_c,
-                                                   "attention": scores}),
-        "prompt block": (prompt, {"recompute": recompute_p, "block gradients": block_p, "embedding gradients": 8.0 * vh}),
+                                                   "attention": scores,
+                                                   "all-to-all": all_to_all(shape, layout, completion_tokens)}),
+        "prompt block": (prompt, {"recompute": recompute_p, "block gradients": block_p, "embedding gradients": 8.0 * vh,
+                                  "all-to-all": all_to_all(shape, layout, prompt_tokens)}),
     }
     saved, extra = max(moments.values(), key=lambda m: m[0] + sum(m[1].values()))
     parts.update({"activations": saved, **extra})
-    return Estimate(parts)
+    return with_step(Estimate(parts), optimizer_step(shape, layout, reference))
+
+
+def per_rank(tokens: int, layout: Layout) -> int:
+    """A rank's share of a micro-batch's tokens under sequence parallelism (the last share may be shorter)."""
+    return -(-tokens // layout.sp)
+
+
+def with_step(backward: Estimate, step: Estimate) -> Estimate:
+    """The backward's parts, plus an "optimizer step" part when that moment (weights, gradients and the moments
+    fetched back to the GPU) needs more than the backward's peak: the total is the higher of the two."""
+    if step.total > backward.total:
+        backward.parts["optimizer step"] = step.total - backward.total
+    return backward
 
 
 def sft_memory(shape: Shape, layout: Layout, tokens: int, label_tokens: int, checkpointing: bool,
@@ -179,6 +243,7 @@ def sft_memory(shape: Shape, layout: Layout, tokens: int, label_tokens: int, che
     """Peak of one SFT micro-batch (`tokens` packed tokens, `label_tokens` of them with a loss), per GPU."""
     c = ACTIVATION_BYTES[layout.precision]
     parts = states(shape, layout, reference=False)
+    tokens, label_tokens = per_rank(tokens, layout), per_rank(label_tokens, layout)
     L = shape.layers
     if checkpointing:
         saved = tokens * L * c["ckpt_completion"][0] * shape.hidden
@@ -188,9 +253,9 @@ def sft_memory(shape: Shape, layout: Layout, tokens: int, label_tokens: int, che
     saved += label_tokens * _per_token(c["completion_head"], shape)
     rows = min(max(1, int(logits_chunk_mb * 2**20 // (4 * shape.vocab))), max(label_tokens, 1))
     head = rows * shape.vocab * 12.0
-    parts.update({"activations": saved, "recompute": block,
+    parts.update({"activations": saved, "recompute": block, "all-to-all": all_to_all(shape, layout, tokens),
                   "log-prob chunk": max(head - block, 0.0)})    # the head and a recomputed block come one at a time
-    return Estimate(parts)
+    return with_step(Estimate(parts), optimizer_step(shape, layout, reference=False))
 
 
 def rollout_memory(shape: Shape, layout: Layout, prompt_len: int, response_len: int, group_size: int, groups: int,

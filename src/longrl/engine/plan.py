@@ -11,13 +11,30 @@ longest prompt with completions filling the rest of the token budget, or short p
 of the budget) with completions filling the rest (completion tokens keep more than prompt tokens).
 A usable fraction (`USABLE`) of each GPU's memory is planned for, the rest is left to the CUDA
 context and the allocator's fragmentation.
+
+Each phase runs on its own layout: `train.sequence_parallel` / `sft.sequence_parallel` (Ulysses: each
+sequence split over SP ranks; the world must be a multiple of SP and the attention heads too) and
+`train.offload` / `sft.offload` (states in host memory: `PhasePlan.host` bytes per rank). With
+`rollout.backend: server` the rollout runs in the server, whose memory (weights over its tensor-parallel
+GPUs, KV cache, CUDA graphs) the planner does not know: the rollout column is then what the trainer keeps
+on the GPU meanwhile.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from longrl.engine.memory import Estimate, GiB, Layout, rollout_memory, sft_memory, train_memory
+from longrl.engine.memory import (
+    Estimate,
+    GiB,
+    Layout,
+    host_states,
+    rollout_memory,
+    sft_memory,
+    states,
+    train_memory,
+)
+from longrl.errors import ConfigError
 from longrl.models.shapes import Shape
 
 USABLE = 0.9          # planned fraction of a GPU's memory
@@ -40,6 +57,10 @@ class PhaseSpec:
     reference: bool = False        # a reference policy is loaded (algo.kl_coef > 0 or algo.track_kl)
     logits_chunk_mb: float = 256.0  # sft.logits_chunk_mb (sft)
     budget_key: str | None = None  # the config key of micro_batch_tokens; None = train.* (rl) / sft.* (sft)
+    sp: int = 1                    # train.sequence_parallel (rl) / sft.sequence_parallel (sft)
+    offload_params: bool = False   # train.offload.params / sft.offload.params
+    offload_optimizer: bool = False  # train.offload.optimizer / sft.offload.optimizer
+    server: bool = False           # rollout.backend == "server": the rollout runs outside the trainer
 
 
 @dataclass
@@ -50,6 +71,8 @@ class PhasePlan:
     usable: float                          # bytes planned per GPU
     proposal: dict[str, object] = field(default_factory=dict)   # settings that fit (empty: none does)
     activations: dict[str, float] = field(default_factory=dict)  # activations with and without checkpointing
+    host: float = 0.0                      # bytes of offloaded state per rank in host memory
+    advice: str = ""                       # what to change when no setting of the phase's own fits
 
     @property
     def fits(self) -> bool:
@@ -74,15 +97,44 @@ def minimum_budget(spec: PhaseSpec) -> int:
     return spec.prompt_len + spec.response_len if spec.kind == "rl" else min(spec.micro_batch_tokens, spec.prompt_len)
 
 
+def check_sequence_parallel(sp: int, world: int, heads: int, key: str) -> None:
+    """ConfigError naming `key` unless `sp` ranks can split each sequence: world and heads both multiples of it."""
+    if world % sp:
+        raise ConfigError(f"{key}={sp}: the {world} ranks cannot form sequence-parallel groups of {sp} "
+                          f"(the number of GPUs must be a multiple of it)")
+    if heads % sp:
+        raise ConfigError(f"{key}={sp}: the model's {heads} attention heads cannot be split over {sp} ranks "
+                          f"(Ulysses gives each rank heads / {key}); use a divisor of {heads}")
+
+
+def phase_layout(spec: PhaseSpec, layout: Layout) -> Layout:
+    """`layout` with the phase's sequence parallelism and offload (offload implies torchrun + FSDP2)."""
+    return replace(layout, sp=spec.sp, offload_params=spec.offload_params, offload_optimizer=spec.offload_optimizer)
+
+
+def served_rollout(shape: Shape, layout: Layout, reference: bool) -> Estimate:
+    """What the trainer holds on each GPU while a server rolls out: its resident states, nothing gathered."""
+    return Estimate({**states(shape, layout, reference, grads=False), "compute copies": 0.0})
+
+
 def plan_phase(shape: Shape, spec: PhaseSpec, layout: Layout, gpu_memory_gib: float) -> PhasePlan:
     """Estimates as configured, whether they fit, and a proposal (largest budget that fits, checkpointing if needed)."""
     usable = USABLE * gpu_memory_gib * GiB
+    layout = phase_layout(spec, layout)
     update = update_estimate(shape, spec, layout, spec.micro_batch_tokens, spec.checkpointing)
     rollout = None
-    if spec.kind == "rl":
+    if spec.kind == "rl" and spec.server:
+        rollout = served_rollout(shape, layout, spec.reference)
+    elif spec.kind == "rl":
         rollout = rollout_memory(shape, layout, spec.prompt_len, spec.response_len, spec.group_size,
                                  spec.groups_per_batch, spec.reference)
-    plan = PhasePlan(spec, update, rollout, usable)
+    plan = PhasePlan(spec, update, rollout, usable, host=host_states(shape, layout, spec.reference))
+    if spec.kind == "rl" and not spec.server:
+        one = rollout_memory(shape, layout, spec.prompt_len, spec.response_len, spec.group_size, 1, spec.reference)
+        if one.total > usable:
+            plan.advice = (f"the in-process rollout of one group needs {one.total / GiB:.1f} GiB (full weights "
+                           f"{one.parts['compute copies'] / GiB:.1f}, KV cache {one.parts['rollout KV'] / GiB:.1f}): "
+                           "roll out from a server (rollout.backend=server), or shorten the limits")
     plan.activations = {
         "without checkpointing": update_estimate(shape, spec, layout, spec.micro_batch_tokens, False).parts["activations"],
         "with checkpointing": update_estimate(shape, spec, layout, spec.micro_batch_tokens, True).parts["activations"]}
@@ -94,7 +146,10 @@ def plan_phase(shape: Shape, spec: PhaseSpec, layout: Layout, gpu_memory_gib: fl
             key = spec.budget_key or ("train.micro_batch_tokens" if spec.kind == "rl" else "sft.micro_batch_tokens")
             plan.proposal = {key: budget, "model.gradient_checkpointing": checkpointing}
             break
-    if rollout is not None and plan.proposal:
+    if rollout is not None and plan.proposal and spec.server:
+        if rollout.total > usable:
+            plan.proposal = {}
+    elif rollout is not None and plan.proposal:
         def rollout_bytes(groups: int) -> float:
             return rollout_memory(shape, layout, spec.prompt_len, spec.response_len, spec.group_size, groups,
                                   spec.reference).total

@@ -19,7 +19,8 @@ and the LM head weight directly), so they run through a method registered as an 
 (`run_forward`): the root's hooks gather the embeddings and the head around them. The shared-prompt
 training forward keeps each layer's prompt keys and values for the completions' pass; their
 gradient reaches the layer's projections outside the layer's own backward hooks, so
-`keep_for_backward` re-gathers the layer's weights first.
+`keep_for_backward` re-gathers the layer's weights first. With `offload.params` (`engine/offload.py`)
+the shards live on the CPU and FSDP2 copies each layer's in for its gathers.
 
 Rollout on sharded weights decodes with a plain twin of the model (built on the meta device,
 filled with the full weights in the compute dtype for the length of `rollout_weights`): decoding
@@ -39,9 +40,10 @@ from typing import Any
 import torch
 
 from longrl.checkpoint import is_sharded
-from longrl.config.model import ModelConfig
+from longrl.config.model import ModelConfig, OffloadConfig
 from longrl.engine import ulysses
 from longrl.engine.distributed import SINGLE, Dist
+from longrl.engine.offload import check_offload, offload_policy
 from longrl.errors import ConfigError
 from longrl.files import atomic_dir
 from longrl.models.loading import compute_dtype, load_policy
@@ -66,7 +68,7 @@ def load_device(dist: Dist, device: torch.device) -> torch.device:
     return torch.device("cpu") if dist.launched else device
 
 
-def prepare(model, dist: Dist, compute: torch.dtype, trainable: bool = True):
+def prepare(model, dist: Dist, compute: torch.dtype, trainable: bool = True, offload: OffloadConfig | None = None):
     """Ready `model` (fp32 master weights) for training or frozen use with `compute`-dtype math.
 
     Args:
@@ -74,10 +76,12 @@ def prepare(model, dist: Dist, compute: torch.dtype, trainable: bool = True):
         dist: this process's Dist; launched = shard with FSDP2, otherwise autocast on one device.
         compute: dtype of the matmuls (bf16 or fp32).
         trainable: False for a frozen reference (no rollout twin, no gradient settings).
+        offload: `offload.params` keeps the shards on the CPU (`engine/offload.py`); torchrun only.
     Returns:
         The same module, sharded in place when launched.
     """
     if not dist.launched:
+        check_offload(offload, dist, "offload")
         if compute != next(model.parameters()).dtype:
             _AUTOCAST[model] = compute
         return model
@@ -94,9 +98,10 @@ def prepare(model, dist: Dist, compute: torch.dtype, trainable: bool = True):
         twin.generation_config = model.generation_config
         _TWINS[model] = (twin.eval().requires_grad_(False), compute)
     mp = MixedPrecisionPolicy(param_dtype=None if compute == torch.float32 else compute, reduce_dtype=torch.float32)
+    policy = offload_policy(offload, dist)
     for layer in decoder_layers(model):
-        fully_shard(layer, mp_policy=mp)
-    fully_shard(model, mp_policy=mp)
+        fully_shard(layer, mp_policy=mp, offload_policy=policy)
+    fully_shard(model, mp_policy=mp, offload_policy=policy)
     for module in model.modules():
         if isinstance(module, FSDPModule):
             module.set_gradient_divide_factor(1.0)              # a sum: losses are normalised globally
@@ -158,8 +163,16 @@ def keep_for_backward(model, kept: dict[int, tuple[torch.Tensor, torch.Tensor]])
 
 
 def full_tensor(tensor: torch.Tensor) -> torch.Tensor:
-    """The whole tensor: an FSDP2 shard (DTensor) gathered from every rank; a plain tensor as it is."""
-    return tensor.full_tensor() if hasattr(tensor, "full_tensor") else tensor
+    """The whole tensor: an FSDP2 shard (DTensor) gathered from every rank; a plain tensor as it is.
+
+    A shard offloaded to the CPU from a GPU mesh is gathered on the GPU (NCCL), not through the CPU.
+    """
+    if not hasattr(tensor, "full_tensor"):
+        return tensor
+    home = tensor.device_mesh.device_type
+    if tensor.device.type != home:
+        tensor = tensor.to(home)
+    return tensor.full_tensor()
 
 
 def clip_grad_norm(params, max_norm: float) -> float:
@@ -244,12 +257,15 @@ def save_hf_folder(path: str | Path, model, tokenizer, dtype: torch.dtype | None
     return path
 
 
-def load_trainable(cfg: ModelConfig, dist: Dist, device: torch.device):
+def load_trainable(cfg: ModelConfig, dist: Dist, device: torch.device, offload: OffloadConfig | None = None,
+                   offload_key: str = "train.offload"):
     """The model a training stage (SFT, RL) updates, ready for `compute_dtype(cfg)` math.
 
-    fp32 master weights, sharded under torchrun (`prepare`); with `model.lora`, the base in
-    `model.dtype` with adapters that alone train (one process only: adapters are not sharded).
+    fp32 master weights, sharded under torchrun (`prepare`, its shards on the CPU with `offload.params`);
+    with `model.lora`, the base in `model.dtype` with adapters that alone train (one process only:
+    adapters are not sharded). `offload_key` names the config key in errors.
     """
+    check_offload(offload, dist, offload_key)
     if cfg.lora is None:
         model = load_policy(cfg, load_device(dist, device), dtype="float32")
     elif dist.launched:
@@ -257,7 +273,7 @@ def load_trainable(cfg: ModelConfig, dist: Dist, device: torch.device):
                           "start it without torchrun")
     else:
         model = attach_adapters(load_policy(cfg, device), cfg.lora)
-    return prepare(model, dist, compute_dtype(cfg))
+    return prepare(model, dist, compute_dtype(cfg), offload=offload)
 
 
 def save_trained(path: Path, model, tokenizer, cfg: ModelConfig, dist: Dist = SINGLE) -> Path:

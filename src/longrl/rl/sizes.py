@@ -71,12 +71,13 @@ def check_rollout_memory(cfg, model_config, device: torch.device, world: int = 1
     """ConfigError when one batch of groups of the rollout cannot fit this machine's memory, even estimated
     with no prompt when `rollout.max_input_tokens` is not set."""
     memory = machine_memory(device)
-    if memory is None:
+    if memory is None or cfg.rollout.backend == "server":     # a server's memory is its own
         return
     available, what = memory
     shape = from_hf_config(model_config)
     compute = "fp32" if cfg.model.dtype == "float32" or (cfg.model.dtype == "auto" and cfg.model.path == "random") else "bf16"
-    layout = Layout(gpus=world, compute=compute)
+    layout = Layout(gpus=world, compute=compute, offload_params=cfg.train.offload.params,
+                    offload_optimizer=cfg.train.offload.optimizer)
     reference = (cfg.algo.kl_coef > 0 or cfg.algo.track_kl) and cfg.model.lora is None
     prompt = cfg.rollout.max_input_tokens or 0
     val = cfg.rollout.validation

@@ -100,6 +100,7 @@ from longrl.console import stop_requested
 from longrl.data.schema import Sample
 from longrl.data.sources import load_items
 from longrl.engine.distributed import SINGLE, Dist, peak_memory, reset_peak_memory, setup
+from longrl.engine.offload import after_load, keep_optimizer_state_on_cpu
 from longrl.engine.seeds import seed_everything
 from longrl.engine import ulysses
 from longrl.engine.sharding import load_device, load_trainable, prepare, save_trained
@@ -143,8 +144,10 @@ def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
 
 def make_optimizer(cfg: Config, policy: torch.nn.Module) -> torch.optim.AdamW:
     params = [p for p in policy.parameters() if p.requires_grad]
-    return torch.optim.AdamW(params, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas), eps=cfg.optim.eps,
-                             weight_decay=cfg.optim.weight_decay)
+    optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas), eps=cfg.optim.eps,
+                                  weight_decay=cfg.optim.weight_decay)
+    keep_optimizer_state_on_cpu(optimizer, cfg.train.offload)          # train.offload.optimizer alone: hooks
+    return optimizer
 
 
 def set_learning_rate(optimizer: torch.optim.Optimizer, cfg: Config, step: int) -> float:
@@ -165,7 +168,7 @@ def load_reference(cfg: Config, device: torch.device, policy, dist: Dist = SINGL
         return policy
     ref = load_policy(cfg.model, load_device(dist, device), dtype="float32").eval()
     ref.requires_grad_(False)
-    return prepare(ref, dist, compute_dtype(cfg.model), trainable=False)
+    return prepare(ref, dist, compute_dtype(cfg.model), trainable=False, offload=cfg.train.offload)
 
 
 def is_finished(out: Path, cfg: Config) -> bool:
@@ -193,7 +196,7 @@ def train(cfg: Config, out: str | Path, items: list[Sample] | None = None, phase
                         {"model.lora": cfg.model.lora is not None})
     check_split(cfg.train.prompts_per_step, cfg.train.mini_batches, dist.data_world)
     tokenizer = load_tokenizer(cfg.model)
-    policy = load_trainable(cfg.model, dist, device)                        # fp32 masters; sharded or autocast
+    policy = load_trainable(cfg.model, dist, device, cfg.train.offload)     # fp32 masters; sharded or autocast
     check_sizes(cfg, policy.config, device, dist.world)                     # the model's context, this machine's memory
     ref = load_reference(cfg, device, policy, dist)                         # None unless KL is used
     items = items if items is not None else load_items(cfg.data.train, tokenizer, cfg.data.skip_bad)
@@ -201,6 +204,7 @@ def train(cfg: Config, out: str | Path, items: list[Sample] | None = None, phase
     prepare_run_dir(out, cfg)                                               # the run starts: config.yaml, log.txt
     optimizer = make_optimizer(cfg, policy)
     state = checkpoint.resume(out, policy, optimizer)                       # {} on a fresh run
+    after_load(optimizer, cfg.train.offload)
     start = state.get("step", 0)
     trackers = Trackers.from_config(cfg, out) if dist.is_main else None
     metrics = MetricsLog(out / "metrics.jsonl", resume_step=state.get("step"), trackers=trackers, write=dist.is_main)

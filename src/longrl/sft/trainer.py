@@ -56,9 +56,11 @@ from longrl import checkpoint
 from longrl.config import Config
 from longrl.console import info, stop_requested
 from longrl.data.sources import load_items
+from longrl.config.model import OffloadConfig
 from longrl.engine import ulysses
 from longrl.engine.distributed import SINGLE, Dist, setup
 from longrl.engine.nll import IGNORE, autocast, token_nll
+from longrl.engine.offload import after_load, keep_optimizer_state_on_cpu
 from longrl.engine.packed import packed_attention
 from longrl.engine.seeds import seed_everything
 from longrl.engine.sharding import clip_grad_norm, load_trainable, save_trained
@@ -99,6 +101,7 @@ class LoopSettings:
     log_every: int
     progress: str              # run.progress mode
     betas: tuple[float, float] = (0.9, 0.999)  # AdamW moment decay rates
+    offload: OffloadConfig | None = None       # CPU offload (the model is sharded with it; here: the optimizer state)
 
 
 def lr_factor(step: int, total: int, warmup: int, schedule: str, min_ratio: float = 0.0) -> float:
@@ -164,7 +167,9 @@ def train_loop(model, examples_at: Callable[[int], list[Example]], settings: Loo
     """
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay, betas=settings.betas)
+    keep_optimizer_state_on_cpu(optimizer, settings.offload)
     state = checkpoint.resume(out, model, optimizer)                          # {} on a fresh run
+    after_load(optimizer, settings.offload)
     start = state.get("step", 0)
     metrics = MetricsLog(out / "metrics.jsonl", resume_step=state.get("step"), trackers=trackers, write=dist.is_main)
     eval_batches = micro_batches(eval_examples or [], settings.micro_batch_tokens, settings.row_tokens, pad_id)
@@ -236,7 +241,8 @@ def settings_from_sft(cfg, steps: int) -> LoopSettings:
                         micro_batch_tokens=s.micro_batch_tokens or s.batch_tokens, row_tokens=s.row_tokens,
                         logits_chunk_mb=s.logits_chunk_mb, bf16_autocast=s.bf16_autocast, eval_every=s.eval_every,
                         save_every=cfg.run.save_every,
-                        keep_checkpoints=cfg.run.keep_checkpoints, log_every=cfg.run.log_every, progress=cfg.run.progress)
+                        keep_checkpoints=cfg.run.keep_checkpoints, log_every=cfg.run.log_every, progress=cfg.run.progress,
+                        offload=s.offload)
 
 
 def is_finished(out: Path, steps: int) -> bool:
@@ -274,7 +280,7 @@ def train_sft(cfg: Config, out: str | Path, examples=None) -> Path:
                "train_label_tokens": sum(e.n_labels for e in train)}
     if is_finished(out, len(plan)):
         return out / "final"
-    model = load_trainable(cfg.model, dist, device)                          # fp32 masters; sharded or autocast
+    model = load_trainable(cfg.model, dist, device, cfg.sft.offload, "sft.offload")  # fp32 masters; sharded or autocast
     prepare_run_dir(out, cfg)                                                 # the run starts: config.yaml, log.txt
     if dist.is_main:
         atomic_write_json(out / "data.json", summary)
