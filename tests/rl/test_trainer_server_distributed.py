@@ -2,10 +2,12 @@
 
 Each rank sends its own groups' requests (seeded per group), every rank gathers the FSDP2-sharded
 weights for a hand-over and rank 0 writes them in bf16 and has the server reload them. The 2-rank
-run, as 2 data replicas and as one replica at train.sequence_parallel=2 (both ranks train on the same
-groups, each requests its half of them), must give the 1-rank run's rollouts, losses and weights and
-send the server as many generation requests (no group requested twice); a server that fails mid-run
-must stop every rank with the same clear error, promptly, and a non-zero exit.
+run, as 2 data replicas and in the official recipe's shape (one replica at train.sequence_parallel=2,
+with train.offload of parameters and optimizer: both ranks train on the same groups, each requests
+its half of them), must give the 1-rank run's rollouts, losses and weights and send the server as
+many generation requests (no group requested twice); a server that fails mid-run must stop every
+rank with the same clear error, promptly, and a non-zero exit. (On the CPU the offloaded shards stay
+where they are: the offload part checks the wiring, as tests/rl/test_offload_distributed.py does.)
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from longrl.cli import main
+from longrl.config import load_config
 from longrl.serve.protocol import RequestError
 from longrl.serve.server import ModelServer
 from longrl.serve.worker import ModelWorker
@@ -114,14 +117,16 @@ def weights(run: Path) -> dict[str, torch.Tensor]:
 
 @pytest.fixture(scope="module")
 def sequence_parallel_run(runs, root, stoppy_model_dir):
-    """Two torchrun ranks at train.sequence_parallel=2 (one data replica) against the same server, counted."""
+    """Two torchrun ranks at train.sequence_parallel=2 (one data replica) with parameter and optimizer offload,
+    against the same server; its generation requests counted. Returns its run folder and the versions it reloaded."""
     server = runs[4]
-    before = server.requests
-    proc = torchrun(root / "sp2", overrides(stoppy_model_dir, server.url, "train.sequence_parallel=2"))
+    before, reloads = server.requests, len(server.asked)
+    proc = torchrun(root / "sp2", overrides(stoppy_model_dir, server.url, "train.sequence_parallel=2",
+                                            "train.offload.params=true", "train.offload.optimizer=true"))
     output, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, output[-4000:]
     server.counted["sp2"] = server.requests - before
-    return root / "sp2"
+    return root / "sp2", server.asked[reloads:]
 
 
 def test_two_ranks_against_a_server_end_as_one_rank(runs, stoppy_model_dir):
@@ -130,11 +135,14 @@ def test_two_ranks_against_a_server_end_as_one_rank(runs, stoppy_model_dir):
     assert server.counted["two"] == server.counted["one"] > 0
 
 
-def test_sequence_parallel_2_against_a_server_ends_as_one_rank_requesting_each_group_once(
+def test_sequence_parallel_2_and_offload_against_a_server_end_as_one_rank_requesting_each_group_once(
         runs, sequence_parallel_run, stoppy_model_dir):
-    one, _, _, _, server = runs
-    assert_same_as_one_rank(one, sequence_parallel_run, stoppy_model_dir, "2 ranks at sequence_parallel 2",
+    one, _, asked_one, _, server = runs
+    run, asked = sequence_parallel_run
+    assert_same_as_one_rank(one, run, stoppy_model_dir, "2 ranks at sequence_parallel 2 with offload",
                             sequence_parallel=2)
+    assert load_config(run / "config.yaml").train.offload.params                  # the run recorded its offload
+    assert asked == asked_one                                                     # one hand-over per step
     rows = read_metrics(one / "metrics.jsonl")
     assert server.counted["one"] == sum(r["rollout/groups"] for r in rows) > 0      # one request per group rolled out
     assert server.counted["sp2"] == server.counted["one"], server.counted           # no group requested twice

@@ -20,7 +20,8 @@ whole prompt's keys and values for its heads, which is what its completions' que
 Per-token results (log-probs, entropy, NLL) are gathered to (B, T) on every rank of the group and
 the loss is computed there, the same on each: the gather's backward keeps the rank's own columns
 only, so the ranks' parameter gradients add up (FSDP2's sum) to the unsharded gradient. FSDP2
-shards the weights over all world ranks (one flat mesh); loops sum their metrics over data ranks
+shards the weights over all world ranks (one flat mesh; `train.offload` keeps those shards on the
+CPU, which the exchanges never touch: activations only); loops sum their metrics over data ranks
 (`Dist.data_sum`). Refused at start-up (`init`: exit 2, naming the key): N > 1 without torchrun, a
 world size or a query / key-value head count that N does not divide, and LoRA (`model.lora`: one
 process). Rollout and validation are unchanged: the groups are split over all world ranks, not over
