@@ -106,6 +106,7 @@ def runs(root, stoppy_model_dir, tokenizer):
         output, _ = proc.communicate(timeout=600)
         assert proc.returncode == 0, output[-4000:]
         server.counted["two"] = server.requests - server.counted["one"]
+        server.held = {"two": served_weights(server)}
         yield root / "one", root / "two", one_asked, list(server.asked[len(one_asked):]), server
     finally:
         server.close()
@@ -113,6 +114,19 @@ def runs(root, stoppy_model_dir, tokenizer):
 
 def weights(run: Path) -> dict[str, torch.Tensor]:
     return load_file(str(run / "final" / "model.safetensors"))
+
+
+def served_weights(server: FlakyServer) -> dict[str, torch.Tensor]:
+    """What the server holds now (after a run's last hand-over)."""
+    return {name: tensor.clone() for name, tensor in server.worker.model.state_dict().items()}
+
+
+def assert_serves_final(held: dict[str, torch.Tensor], run: Path) -> None:
+    """The server held `run`'s final policy, rounded to bf16 (the last hand-over)."""
+    final = weights(run)
+    assert final.keys() <= held.keys()
+    for name, tensor in final.items():
+        assert held[name].dtype == torch.bfloat16 and torch.equal(held[name], tensor.to(torch.bfloat16)), name
 
 
 @pytest.fixture(scope="module")
@@ -126,6 +140,7 @@ def sequence_parallel_run(runs, root, stoppy_model_dir):
     output, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, output[-4000:]
     server.counted["sp2"] = server.requests - before
+    server.held["sp2"] = served_weights(server)
     return root / "sp2", server.asked[reloads:]
 
 
@@ -143,6 +158,7 @@ def test_sequence_parallel_2_and_offload_against_a_server_end_as_one_rank_reques
                             sequence_parallel=2)
     assert load_config(run / "config.yaml").train.offload.params                  # the run recorded its offload
     assert asked == asked_one                                                     # one hand-over per step
+    assert_serves_final(server.held["sp2"], run)
     rows = read_metrics(one / "metrics.jsonl")
     assert server.counted["one"] == sum(r["rollout/groups"] for r in rows) > 0      # one request per group rolled out
     assert server.counted["sp2"] == server.counted["one"], server.counted           # no group requested twice
@@ -186,11 +202,7 @@ def test_the_hand_over_is_bf16_once_per_step(runs):
         rows = read_metrics(run / "metrics.jsonl")
         assert [r["weights/sync_bytes"] for r in rows] == [2 * tensor_bytes] + [tensor_bytes] * (STEPS - 1)
         assert all(r["weights/sync_s"] > 0 for r in rows)
-    # The server holds the 2-rank run's final policy, rounded to bf16 (the last hand-over).
-    final = weights(two)
-    for name, tensor in server.worker.model.state_dict().items():
-        if name in final:
-            assert tensor.dtype == torch.bfloat16 and torch.equal(tensor, final[name].to(torch.bfloat16)), name
+    assert_serves_final(server.held["two"], two)
 
 
 def failing_run(out: Path, args: list[str]) -> tuple[int, str, float]:
