@@ -205,6 +205,30 @@ def test_the_hand_over_is_bf16_once_per_step(runs):
     assert_serves_final(server.held["two"], two)
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA devices (NCCL: one rank per GPU)")
+def test_two_gpus_at_sequence_parallel_2_with_offload_hand_over_to_a_server(root, stoppy_model_dir, tokenizer):
+    """The CUDA path of the official shape: NCCL all-to-alls, shards offloaded to pinned host memory and gathered
+    on the GPUs for each hand-over. Every group is requested once, the server reloads once per step, and it ends
+    holding the run's final policy in bf16."""
+    server = serve(stoppy_model_dir, tokenizer, root)
+    out = root / "cuda-sp2"
+    try:
+        proc = torchrun(out, overrides(stoppy_model_dir, server.url, "run.device=cuda", "train.sequence_parallel=2",
+                                       "train.offload.params=true", "train.offload.optimizer=true"))
+        output, _ = proc.communicate(timeout=600)
+        assert proc.returncode == 0, output[-4000:]
+        held = served_weights(server)
+    finally:
+        server.close()
+    rows = read_metrics(out / "metrics.jsonl")
+    assert [r["step"] for r in rows] == list(range(1, STEPS + 1))
+    assert {r["dist/sequence_parallel"] for r in rows} == {2}
+    assert server.requests == sum(r["rollout/groups"] for r in rows) > 0
+    assert server.asked == [f"step-{s}" for s in range(STEPS + 1)]
+    assert_serves_final(held, out)
+
+
 def failing_run(out: Path, args: list[str]) -> tuple[int, str, float]:
     began = time.monotonic()
     proc = torchrun(out, args)
