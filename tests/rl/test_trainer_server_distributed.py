@@ -7,7 +7,8 @@ with train.offload of parameters and optimizer: both ranks train on the same gro
 its half of them), must give the 1-rank run's rollouts, losses and weights and send the server as
 many generation requests (no group requested twice); a server that fails mid-run must stop every
 rank with the same clear error, promptly, and a non-zero exit. (On the CPU the offloaded shards stay
-where they are: the offload part checks the wiring, as tests/rl/test_offload_distributed.py does.)
+where they are: the offload part checks the wiring, as tests/rl/test_offload_distributed.py does; a
+`gpu` test runs the same shape on 2 GPUs, where the shards are gathered on the GPUs for the hand-over.)
 """
 
 from __future__ import annotations
