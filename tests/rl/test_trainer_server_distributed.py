@@ -2,8 +2,13 @@
 
 Each rank sends its own groups' requests (seeded per group), every rank gathers the FSDP2-sharded
 weights for a hand-over and rank 0 writes them in bf16 and has the server reload them. The 2-rank
-run must give the 1-rank run's rollouts, losses and weights; a server that fails mid-run must stop
-every rank with the same clear error, promptly, and a non-zero exit.
+run, as 2 data replicas and in the official recipe's shape (one replica at train.sequence_parallel=2,
+with train.offload of parameters and optimizer: both ranks train on the same groups, each requests
+its half of them), must give the 1-rank run's rollouts, losses and weights and send the server as
+many generation requests (no group requested twice); a server that fails mid-run must stop every
+rank with the same clear error, promptly, and a non-zero exit. (On the CPU the offloaded shards stay
+where they are: the offload part checks the wiring, as tests/rl/test_offload_distributed.py does; a
+`gpu` test runs the same shape on 2 GPUs, where the shards are gathered on the GPUs for the hand-over.)
 """
 
 from __future__ import annotations
@@ -20,13 +25,14 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from longrl.cli import main
+from longrl.config import load_config
 from longrl.serve.protocol import RequestError
 from longrl.serve.server import ModelServer
 from longrl.serve.worker import ModelWorker
 from longrl.tracking import read_metrics
 from test_trainer_distributed import relative_difference
 
-pytestmark = pytest.mark.slow          # torchrun three times (about 30-60 s each on 2 cores)
+pytestmark = pytest.mark.slow          # torchrun five times (about 30-60 s each on 2 cores)
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "configs" / "smoke.yaml"
 STEPS = 3
@@ -38,8 +44,10 @@ class FlakyServer(ModelServer):
     fail_version: str | None = None
 
     refuse_single_samples = False              # answer 400 to requests for n = 1 sample (validation's)
+    requests = 0                               # generation requests received
 
     def _parse_job(self, route, body):
+        self.requests += 1
         if self.refuse_single_samples and isinstance(body, dict) and body.get("n") == 1:
             raise RequestError(400, "n = 1 is not served today")
         return super()._parse_job(route, body)
@@ -94,10 +102,12 @@ def runs(root, stoppy_model_dir, tokenizer):
     try:
         assert main(["rl", "--config", str(SMOKE), "--out", str(root / "one"),
                      *overrides(stoppy_model_dir, server.url)]) == 0
-        one_asked = list(server.asked)
+        one_asked, server.counted = list(server.asked), {"one": server.requests}
         proc = torchrun(root / "two", overrides(stoppy_model_dir, server.url))
         output, _ = proc.communicate(timeout=600)
         assert proc.returncode == 0, output[-4000:]
+        server.counted["two"] = server.requests - server.counted["one"]
+        server.held = {"two": served_weights(server)}
         yield root / "one", root / "two", one_asked, list(server.asked[len(one_asked):]), server
     finally:
         server.close()
@@ -107,27 +117,77 @@ def weights(run: Path) -> dict[str, torch.Tensor]:
     return load_file(str(run / "final" / "model.safetensors"))
 
 
+def served_weights(server: FlakyServer) -> dict[str, torch.Tensor]:
+    """What the server holds now (after a run's last hand-over)."""
+    return {name: tensor.clone() for name, tensor in server.worker.model.state_dict().items()}
+
+
+def assert_serves_final(held: dict[str, torch.Tensor], run: Path) -> None:
+    """The server held `run`'s final policy, rounded to bf16 (the last hand-over)."""
+    final = weights(run)
+    assert final.keys() <= held.keys()
+    for name, tensor in final.items():
+        assert held[name].dtype == torch.bfloat16 and torch.equal(held[name], tensor.to(torch.bfloat16)), name
+
+
+@pytest.fixture(scope="module")
+def sequence_parallel_run(runs, root, stoppy_model_dir):
+    """Two torchrun ranks at train.sequence_parallel=2 (one data replica) with parameter and optimizer offload,
+    against the same server; its generation requests counted. Returns its run folder and the versions it reloaded."""
+    server = runs[4]
+    before, reloads = server.requests, len(server.asked)
+    proc = torchrun(root / "sp2", overrides(stoppy_model_dir, server.url, "train.sequence_parallel=2",
+                                            "train.offload.params=true", "train.offload.optimizer=true"))
+    output, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, output[-4000:]
+    server.counted["sp2"] = server.requests - before
+    server.held["sp2"] = served_weights(server)
+    return root / "sp2", server.asked[reloads:]
+
+
 def test_two_ranks_against_a_server_end_as_one_rank(runs, stoppy_model_dir):
-    one, two, _, _, _ = runs
-    start = load_file(str(stoppy_model_dir / "model.safetensors"))
-    a, b = weights(one), weights(two)
+    one, two, _, _, server = runs
+    assert_same_as_one_rank(one, two, stoppy_model_dir, "2 ranks", sequence_parallel=1)
+    assert server.counted["two"] == server.counted["one"] > 0
+
+
+def test_sequence_parallel_2_and_offload_against_a_server_end_as_one_rank_requesting_each_group_once(
+        runs, sequence_parallel_run, stoppy_model_dir):
+    one, _, asked_one, _, server = runs
+    run, asked = sequence_parallel_run
+    assert_same_as_one_rank(one, run, stoppy_model_dir, "2 ranks at sequence_parallel 2 with offload",
+                            sequence_parallel=2)
+    assert load_config(run / "config.yaml").train.offload.params                  # the run recorded its offload
+    assert asked == asked_one                                                     # one hand-over per step
+    assert_serves_final(server.held["sp2"], run)
+    rows = read_metrics(one / "metrics.jsonl")
+    assert server.counted["one"] == sum(r["rollout/groups"] for r in rows) > 0      # one request per group rolled out
+    assert server.counted["sp2"] == server.counted["one"], server.counted           # no group requested twice
+    print(f"generation requests: {server.counted}")
+
+
+def assert_same_as_one_rank(one: Path, other: Path, start_dir: Path, label: str, sequence_parallel: int) -> None:
+    """`other` (2 torchrun ranks) ended with `one`'s weights and had its rollouts, rewards and losses."""
+    start = load_file(str(start_dir / "model.safetensors"))
+    a, b = weights(one), weights(other)
     moved = {k: a[k] - start[k] for k in a}
     weight_diff, update_diff = relative_difference(b, a), relative_difference({k: b[k] - start[k] for k in b}, moved)
-    print(f"server backend, 2 ranks vs 1: relative difference of weights {weight_diff:.2e}, of the updates {update_diff:.2e}")
+    print(f"server backend, {label} vs 1: relative difference of weights {weight_diff:.2e}, of the updates {update_diff:.2e}")
     assert weight_diff < 1e-5 and update_diff < 1e-3
     assert all(float(v.abs().max()) > 0 for v in moved.values())
-    rows1, rows2 = read_metrics(one / "metrics.jsonl"), read_metrics(two / "metrics.jsonl")
+    rows1, rows2 = read_metrics(one / "metrics.jsonl"), read_metrics(other / "metrics.jsonl")
     assert [r["step"] for r in rows2] == list(range(1, STEPS + 1))
     assert {r["dist/world_size"] for r in rows2} == {2}
+    assert {r["dist/sequence_parallel"] for r in rows2} == {sequence_parallel}
     for r1, r2 in zip(rows1, rows2):              # the same rollouts (token for token), refills, filtering, losses
         for key in ["reward/mean", "accuracy", "response_len/mean", "rollout/tokens", "rollout/groups",
                     "rollout/refills", "filtered_groups_frac", "optim/updates", "update/tokens", "weights/sync_bytes"]:
             assert r1[key] == r2[key], key
         for key in ["loss/total", "entropy", "kl", "optim/grad_norm"]:
             assert r2[key] == pytest.approx(r1[key], rel=1e-5, abs=1e-7), key
-    assert read_metrics(one / "item_scores.jsonl") == read_metrics(two / "item_scores.jsonl")
+    assert read_metrics(one / "item_scores.jsonl") == read_metrics(other / "item_scores.jsonl")
     for name in sorted(p.name for p in (one / "samples").iterdir()):
-        assert (one / "samples" / name).read_text() == (two / "samples" / name).read_text(), name
+        assert (one / "samples" / name).read_text() == (other / "samples" / name).read_text(), name
 
 
 def test_the_hand_over_is_bf16_once_per_step(runs):
@@ -143,11 +203,31 @@ def test_the_hand_over_is_bf16_once_per_step(runs):
         rows = read_metrics(run / "metrics.jsonl")
         assert [r["weights/sync_bytes"] for r in rows] == [2 * tensor_bytes] + [tensor_bytes] * (STEPS - 1)
         assert all(r["weights/sync_s"] > 0 for r in rows)
-    # The server holds the 2-rank run's final policy, rounded to bf16 (the last hand-over).
-    final = weights(two)
-    for name, tensor in server.worker.model.state_dict().items():
-        if name in final:
-            assert tensor.dtype == torch.bfloat16 and torch.equal(tensor, final[name].to(torch.bfloat16)), name
+    assert_serves_final(server.held["two"], two)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA devices (NCCL: one rank per GPU)")
+def test_two_gpus_at_sequence_parallel_2_with_offload_hand_over_to_a_server(root, stoppy_model_dir, tokenizer):
+    """The CUDA path of the official shape: NCCL all-to-alls, shards offloaded to pinned host memory and gathered
+    on the GPUs for each hand-over. Every group is requested once, the server reloads once per step, and it ends
+    holding the run's final policy in bf16."""
+    server = serve(stoppy_model_dir, tokenizer, root)
+    out = root / "cuda-sp2"
+    try:
+        proc = torchrun(out, overrides(stoppy_model_dir, server.url, "run.device=cuda", "train.sequence_parallel=2",
+                                       "train.offload.params=true", "train.offload.optimizer=true"))
+        output, _ = proc.communicate(timeout=600)
+        assert proc.returncode == 0, output[-4000:]
+        held = served_weights(server)
+    finally:
+        server.close()
+    rows = read_metrics(out / "metrics.jsonl")
+    assert [r["step"] for r in rows] == list(range(1, STEPS + 1))
+    assert {r["dist/sequence_parallel"] for r in rows} == {2}
+    assert server.requests == sum(r["rollout/groups"] for r in rows) > 0
+    assert server.asked == [f"step-{s}" for s in range(STEPS + 1)]
+    assert_serves_final(held, out)
 
 
 def failing_run(out: Path, args: list[str]) -> tuple[int, str, float]:

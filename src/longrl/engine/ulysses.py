@@ -20,11 +20,14 @@ whole prompt's keys and values for its heads, which is what its completions' que
 Per-token results (log-probs, entropy, NLL) are gathered to (B, T) on every rank of the group and
 the loss is computed there, the same on each: the gather's backward keeps the rank's own columns
 only, so the ranks' parameter gradients add up (FSDP2's sum) to the unsharded gradient. FSDP2
-shards the weights over all world ranks (one flat mesh); loops sum their metrics over data ranks
+shards the weights over all world ranks (one flat mesh; `train.offload` keeps those shards on the
+CPU, which the exchanges never touch: activations only); loops sum their metrics over data ranks
 (`Dist.data_sum`). Refused at start-up (`init`: exit 2, naming the key): N > 1 without torchrun, a
-world size or a query / key-value head count that N does not divide, LoRA (`model.lora`: one process)
-and, in RL, `rollout.backend: server`. Rollout and validation are unchanged (every rank decodes its
-own groups with the full-weight twin).
+world size or a query / key-value head count that N does not divide, and LoRA (`model.lora`: one
+process). Rollout and validation are unchanged: the groups are split over all world ranks, not over
+data replicas, so each group is sampled once, by one rank (in process with the full-weight twin, or
+requested from a rollout server, `rollout.backend: server`, whose hand-over gathers the weights as
+without sequence parallelism), and the gather then gives every replica the step's groups.
 """
 
 from __future__ import annotations

@@ -81,7 +81,9 @@ weights for a hand-over, rank 0 writes them and has the server reload them (`eng
 2-rank run ends with the weights of a 1-rank run (`tests/rl/test_trainer_distributed.py`). With
 `train.sequence_parallel: N` (Ulysses, `engine/ulysses.py`) the ranks form world / N data replicas of N
 consecutive ranks; the N ranks of a replica train on the same groups, each running 1/N of every
-sequence's positions (old and reference log-probs too); the rollout is unchanged.
+sequence's positions (old and reference log-probs too). The rollout is unchanged: every rank still
+rolls out (or, with a server, requests) its own whole groups, so no group is sampled twice, and the
+hand-over gathers the weights FSDP2 shards over all the ranks.
 """
 
 from __future__ import annotations
@@ -191,7 +193,7 @@ def train(cfg: Config, out: str | Path, items: list[Sample] | None = None, phase
     seed_everything(cfg.run)
     dist, device = setup(cfg.run.device)                                    # torchrun: this rank's place and device
     dist = ulysses.init(dist, cfg.train.sequence_parallel, "train.sequence_parallel", cfg.model,
-                        {"model.lora": cfg.model.lora is not None, "rollout.backend=server": cfg.rollout.backend == "server"})
+                        {"model.lora": cfg.model.lora is not None})
     check_split(cfg.train.prompts_per_step, cfg.train.mini_batches, dist.data_world)
     tokenizer = load_tokenizer(cfg.model)
     policy = load_trainable(cfg.model, dist, device, cfg.train.offload)     # fp32 masters; sharded or autocast
