@@ -43,6 +43,8 @@ from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
+from longrl.engine.masked import attend_shared_prompt
+
 IMPLEMENTATION = "longrl_cascade"
 CONTEXT_KWARG = "longrl_attention"
 SCORE_BUDGET = 1 << 24   # elements of one (rows x keys) score block: 64 MB in fp32
@@ -239,10 +241,13 @@ class CascadeContext:
             in place at `offset` (decoding); call `advance(n)` after each forward of n tokens.
         groups: prefix row of each group (default: 0..P-1); lets a batch drop finished groups.
         score_budget: elements of one block of attention scores (see `attention_with_lse`).
+        backend: the training forward's kernel (capacity None): "blocks" (this module), or "sdpa" / "flex",
+            one masked call per layer (`engine/masked.py`, `engine/flex.py`; resolved names, not "auto").
     """
 
     def __init__(self, prefix: PrefillContext, prefix_lengths: list[int], group_sizes: list[int],
-                 capacity: int | None = None, groups: list[int] | None = None, score_budget: int = SCORE_BUDGET):
+                 capacity: int | None = None, groups: list[int] | None = None, score_budget: int = SCORE_BUDGET,
+                 backend: str = "blocks"):
         self.prefix, self.prefix_lengths = prefix, list(prefix_lengths)
         self.group_sizes = list(group_sizes)
         self.groups = list(range(len(group_sizes))) if groups is None else list(groups)
@@ -254,6 +259,7 @@ class CascadeContext:
         self._valid: torch.Tensor | None = None                                # prompt-key mask, made once
         self._lengths: dict[tuple[int, ...], torch.Tensor] = {}                # groups -> their prompt lengths
         self.ready_mask = READY_MASK                                           # what the decoder is given as its mask
+        self.backend, self._masked = backend, {}                               # masks of the masked backends
 
     def forward_kwargs(self) -> dict:
         return {CONTEXT_KWARG: self, "attention_mask": self.ready_mask}
@@ -281,6 +287,10 @@ class CascadeContext:
 
     def attend(self, layer: int, q, k, v, scale: float, window: int | None = None) -> torch.Tensor:
         """`window`: a sliding-window layer's window (each query sees its `window` latest positions), or None."""
+        if self.backend != "blocks" and self.capacity is None:          # training forward: one masked call
+            return attend_shared_prompt(self.backend, q, k, v, self.prefix.layers.get(layer), self.prefix_lengths,
+                                        self.groups, self.group_sizes, scale, window, self.score_budget,
+                                        self._masked).to(q.dtype)
         o1, lse1 = self._attend_prefix(layer, q, scale, window)
         o2, lse2 = self._attend_suffix(layer, q, k, v, scale, window)
         out, _ = merge_attention(o1.float(), lse1, o2.float(), lse2)

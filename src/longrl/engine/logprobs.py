@@ -30,6 +30,7 @@ from longrl.engine.attention import (
     autocast_state,
     enable_cascade_attention,
 )
+from longrl.engine.masked import resolve_backend
 from longrl.engine.sharding import keep_for_backward, run_forward
 from longrl.models.loading import UNSUPPORTED_HEAD_CONFIG  # also refused when a model loads
 
@@ -158,7 +159,8 @@ def chunked_token_stats(hidden: torch.Tensor, lm_head_weight: torch.Tensor, targ
 
 
 def completion_stats(model, prompts: list[list[int]], completions: list[list[list[int]]], chunk_tokens: int = 1024,
-                     with_entropy: bool = True, shared_prompt: bool = True, temperature: float = 1.0) -> TokenStats:
+                     with_entropy: bool = True, shared_prompt: bool = True, temperature: float = 1.0,
+                     attention: str = "auto") -> TokenStats:
     """Log-probs (and entropy) of every completion token under `model`, with grad if grad is enabled.
 
     Args:
@@ -172,6 +174,8 @@ def completion_stats(model, prompts: list[list[int]], completions: list[list[lis
             False runs the per-sample reference (prompt + completion concatenated, ordinary forward).
         temperature: log-probs and entropy of softmax(logits / temperature), the distribution the
             completions were sampled from (`training_temperature(rollout temperature)`).
+        attention: the shared-prompt path's attention kernel, `train.attention` (`engine/masked.py`):
+            auto (flex on CUDA, masked SDPA on the CPU) | flex | blocks | sdpa.
 
     A model prepared by `engine.sharding.prepare` runs this as one of its forwards (FSDP gathers when
     sharded, autocast for one-device mixed precision).
@@ -180,11 +184,11 @@ def completion_stats(model, prompts: list[list[int]], completions: list[list[lis
         completion b given its prompt and tokens < j.
     """
     return run_forward(model, _completion_stats, prompts, completions, chunk_tokens, with_entropy, shared_prompt,
-                       temperature)
+                       temperature, attention)
 
 
 def _completion_stats(model, prompts, completions, chunk_tokens: int, with_entropy: bool,
-                      shared_prompt: bool, temperature: float = 1.0) -> TokenStats:
+                      shared_prompt: bool, temperature: float = 1.0, attention: str = "auto") -> TokenStats:
     weight = lm_head_weight(model)
     _check_inputs(prompts, completions, weight.shape[0])
     device = weight.device
@@ -194,7 +198,7 @@ def _completion_stats(model, prompts, completions, chunk_tokens: int, with_entro
     lengths = torch.tensor([len(c) for c in rows], device=device)
     mask = torch.arange(length, device=device)[None, :] < lengths[:, None]
     if shared_prompt:
-        hidden = _shared_prompt_hidden(model, prompts, completions, targets)
+        hidden = _shared_prompt_hidden(model, prompts, completions, targets, resolve_backend(attention, device))
     else:
         hidden = _per_sample_hidden(model, prompts, completions)
     logprobs, entropy = chunked_token_stats(hidden[mask], weight, targets[mask], chunk_tokens, with_entropy,
@@ -246,7 +250,7 @@ def _padded(rows: list[list[int]], device) -> torch.Tensor:
     return out.to(device)
 
 
-def _shared_prompt_hidden(model, prompts, completions, comp_ids) -> torch.Tensor:
+def _shared_prompt_hidden(model, prompts, completions, comp_ids, backend: str = "blocks") -> torch.Tensor:
     """Hidden states predicting each completion token, with each prompt run once.  # (B, Tc, H)
 
     The prefill covers prompt[:-1] and only its keys and values are used; each completion runs
@@ -269,7 +273,7 @@ def _shared_prompt_hidden(model, prompts, completions, comp_ids) -> torch.Tensor
     inputs = torch.cat([last[:, None], comp_ids[:, :-1]], dim=1)                                 # (B, Tc)
     starts = torch.tensor(prefix_lengths, device=device)[group]
     positions = starts[:, None] + torch.arange(comp_ids.shape[1], device=device)                 # (B, Tc)
-    cascade = CascadeContext(prefill, prefix_lengths, sizes)
+    cascade = CascadeContext(prefill, prefix_lengths, sizes, backend=backend)
     return base(input_ids=inputs, position_ids=positions, use_cache=False,
                 **cascade.forward_kwargs()).last_hidden_state
 
