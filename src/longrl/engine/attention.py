@@ -33,6 +33,10 @@ prompt's keys (a late query's window may leave some or all of them out, per prom
 the sequence's own keys. Where W is longer than every query's reach the plain paths run unchanged.
 Scores are computed in blocks of query rows (`score_budget` elements), forward and backward, so
 memory stays bounded for long prompts.
+
+The training forward (mode (b) without `capacity`) may instead run each layer's completion attention as
+one masked call, `backend="flex"` (flex_attention, CUDA) or `"sdpa"` (masked SDPA, the CPU's default):
+`engine/masked.py`, `engine/flex.py`; `train.attention` chooses.
 """
 
 from __future__ import annotations

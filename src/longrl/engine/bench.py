@@ -71,18 +71,9 @@ def on_cuda(args: argparse.Namespace) -> bool:
     return getattr(args, "device", "cpu") == "cuda"
 
 
-def compare_times(ours, naive, repeats: int = REPEATS) -> tuple[tuple[float, float], tuple[float, float]]:
-    """Time ours() and naive() alternately, `repeats` times each, so both meet the same machine load.
-
-    Returns:
-        ((wall, cpu) of ours, (wall, cpu) of naive): seconds, each the minimum over the repeats.
-    """
-    best = time_alternately({"ours": ours, "naive": naive}, repeats)
-    return best["ours"], best["naive"]
-
-
 def time_alternately(fns: dict, repeats: int = REPEATS) -> dict:
-    """{name: (wall, cpu)}: each fn timed `repeats` times in turn with the others; minimum seconds of each."""
+    """{name: (wall, cpu)}: each fn timed `repeats` times in turn with the others (so all meet the same
+    machine load); the minimum seconds of each."""
     best = {name: [float("inf")] * 2 for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
@@ -137,8 +128,9 @@ def bench_rollout(args: argparse.Namespace) -> dict:
     generator.generate([warm], group, SamplingParams(max_new_tokens=2), [0])
     naive_generate(model, warm, group, SamplingParams(max_new_tokens=2), 0)
     with torch.no_grad():
-        ours, naive = compare_times(lambda: generator.generate([prompt], group, params, [0]),
-                                    lambda: naive_generate(model, prompt, group, params, 0), repeats)
+        times = time_alternately({"ours": lambda: generator.generate([prompt], group, params, [0]),
+                                  "naive": lambda: naive_generate(model, prompt, group, params, 0)}, repeats)
+        ours, naive = times["ours"], times["naive"]
         naive_ids, naive_bytes = naive_generate(model, prompt, group, params, 0)
         lengths = {len(c) for c in generator.generate([prompt], group, params, [0])[0].completions}
     return {
@@ -216,6 +208,7 @@ def flex_forward_only(model, prompts, completions, default: str, repeats: int, q
     times = time_alternately({"flex": lambda: forward("flex"), default: lambda: forward(default)}, repeats)
     return {"note": "forward only, no grad (torch has no flex_attention backward on the CPU); compiled for the CPU",
             "flex_s": round(times["flex"][0], 3), f"{default}_s": round(times[default][0], 3),
+            "flex_cpu_s": round(times["flex"][1], 3), f"{default}_cpu_s": round(times[default][1], 3),
             "compile_s": round(compile_s, 1), "max_logprob_diff_flex_vs_" + default:
                 float((results["flex"] - results[default]).abs().max())}
 

@@ -18,6 +18,10 @@ mask would be rows x T x T booleans); the segment lengths reach it as the keywor
 sliding-window layer sees, within its segment, the window's latest positions (blockwise, no mask
 of size segment x segment); soft-capping and attention dropout are not implemented and raise. With activation
 checkpointing the backward pass recomputes layers, so it must run inside the block too.
+
+`packed_attention(model, "flex")` (`sft.attention`; auto picks it on CUDA) runs the same rows through
+flex_attention instead, one compiled call per layer with a document-causal block mask (`engine/flex.py`,
+registered as `longrl_packed_flex`); the per-segment SDPA above stays the CPU's path.
 """
 
 from __future__ import annotations
