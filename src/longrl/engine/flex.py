@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
 PROMPT = -1         # `seq` of a prompt key
 PAD_QUERY = -2      # ids of a padding query (matches no key)
@@ -128,17 +129,14 @@ def bucket(n: int) -> int:
 @functools.cache
 def compiled_flex_attention():
     """flex_attention under torch.compile (one compile per shape bucket, window and dtype; cached by torch)."""
-    from torch.nn.attention.flex_attention import flex_attention
+    import torch._dynamo.config as dynamo_config   # the compiler's settings load only when flex runs
 
-    import torch._dynamo.config as dynamo_config
     dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, RECOMPILE_LIMIT)
     return torch.compile(flex_attention, dynamic=False)
 
 
 def block_mask(queries: TokenIds, keys: TokenIds, window: int | None):
     """flex_attention's BlockMask of `allowed` over bucket-padded ids (mask creation compiled on CUDA)."""
-    from torch.nn.attention.flex_attention import create_block_mask
-
     qs, qg, qp, ks, kg, kp = queries.seq, queries.group, queries.pos, keys.seq, keys.group, keys.pos
 
     def mask_mod(b, h, q, k):
@@ -178,10 +176,7 @@ def flex_attend(q, k, v, masks: MaskCache, scale: float, window: int | None, com
         q = F.pad(q, (0, 0, 0, pq))
     if pk:
         k, v = F.pad(k, (0, 0, 0, pk)), F.pad(v, (0, 0, 0, pk))
-    if compiled:
-        fn = compiled_flex_attention()
-    else:
-        from torch.nn.attention.flex_attention import flex_attention as fn
+    fn = compiled_flex_attention() if compiled else flex_attention
     out = fn(q, k, v, block_mask=masks.get(window), scale=scale, enable_gqa=q.shape[1] != k.shape[1])
     return out[:, :, :lq]
 
