@@ -214,6 +214,37 @@ def test_the_compiled_flex_forward_equals_the_other_paths_on_the_cpu():
     torch.testing.assert_close(flex, per_sample, atol=1e-5, rtol=1e-5)
 
 
+def test_packed_attention_switches_to_the_chosen_kernel_and_back():
+    from longrl.engine.packed import FLEX_IMPLEMENTATION, IMPLEMENTATION, packed_attention
+
+    model = _model()
+    for attention, name in (("flex", FLEX_IMPLEMENTATION), ("segments", IMPLEMENTATION), ("auto", IMPLEMENTATION)):
+        with packed_attention(model, attention):
+            assert model.config._attn_implementation == name
+        assert model.config._attn_implementation == "sdpa"
+    with pytest.raises(ValueError, match="unknown packed attention 'blocks'"):
+        with packed_attention(model, "blocks"):
+            pass
+
+
+@pytest.mark.slow
+def test_packed_rows_through_compiled_flex_equal_the_segments_path_on_the_cpu():
+    from longrl.engine.packed import packed_attention, segment_kwargs
+
+    model = _model()
+    segments = [[7, 5], [3, 3, 3]]
+    ids = torch.randint(0, 97, (2, 12), generator=torch.Generator().manual_seed(2))
+    positions = torch.tensor([list(range(7)) + list(range(5)), [0, 1, 2] * 3 + [0, 1, 2]])
+    hidden = {}
+    with torch.no_grad():
+        for attention in ("segments", "flex"):
+            with packed_attention(model, attention):
+                hidden[attention] = model.base_model(input_ids=ids, position_ids=positions, use_cache=False,
+                                                     **segment_kwargs(segments)).last_hidden_state
+    torch.testing.assert_close(hidden["flex"][1, :9], hidden["segments"][1, :9], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(hidden["flex"][0], hidden["segments"][0], atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.gpu
 def test_flex_gradients_equal_the_blocks_path_on_cuda(window=100):
     """The compiled flex kernel's forward and backward against longrl's blocks, fp32, one long-ish shape."""
