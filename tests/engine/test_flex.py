@@ -28,7 +28,7 @@ from longrl.engine.flex import (
     shared_prompt_ids,
 )
 from longrl.engine.logprobs import completion_stats
-from longrl.engine.masked import completions_per_chunk, resolve_backend, resolve_packed_backend
+from longrl.engine.masked import completions_per_chunk, resolve_backend, resolve_packed_backend, sdpa_chunks
 from longrl.engine.packed import attend_segments
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*flex_attention.*:UserWarning")   # eager flex warns it is unfused
@@ -104,9 +104,13 @@ def test_backend_names_and_chunks():
     assert resolve_packed_backend("auto", "cpu") == "segments" and resolve_packed_backend("auto", "cuda") == "flex"
     with pytest.raises(ValueError, match="unknown training attention 'fast'"):
         resolve_backend("fast", "cpu")
-    assert completions_per_chunk(8, 4, 64, 4095, 1 << 24) == 8             # the bench shape: one chunk per group
-    assert completions_per_chunk(8, 4, 512, 4095, 1 << 24) == 1
-    assert completions_per_chunk(8, 4, 512, 4095, 1) == 1                   # at least one completion
+    assert completions_per_chunk(8, 64, 4095, 1 << 24) == 8                # the bench shape: one chunk per group
+    assert completions_per_chunk(8, 512, 4095, 1 << 24) == 4               # 2048 x 6143 <= 2^24 < 2560 x 6655
+    assert completions_per_chunk(8, 512, 4095, 1) == 1                     # at least one completion
+    assert sdpa_chunks([4095], [8], 64) == 1 and sdpa_chunks([4095, 10], [8, 8], 512) == 2
+    assert sdpa_chunks([32767], [8], 1024) == 8
+    assert resolve_backend("auto", "cpu", chunks=2) == "sdpa" and resolve_backend("auto", "cpu", chunks=3) == "blocks"
+    assert resolve_backend("sdpa", "cpu", chunks=8) == "sdpa" and resolve_backend("auto", "cuda", chunks=8) == "flex"
 
 
 @pytest.mark.parametrize("window", [None, 2, 6, 40])

@@ -30,7 +30,7 @@ from longrl.engine.attention import (
     autocast_state,
     enable_cascade_attention,
 )
-from longrl.engine.masked import resolve_backend
+from longrl.engine.masked import resolve_backend, sdpa_chunks
 from longrl.engine.sharding import keep_for_backward, run_forward
 from longrl.models.loading import UNSUPPORTED_HEAD_CONFIG  # also refused when a model loads
 
@@ -198,7 +198,8 @@ def _completion_stats(model, prompts, completions, chunk_tokens: int, with_entro
     lengths = torch.tensor([len(c) for c in rows], device=device)
     mask = torch.arange(length, device=device)[None, :] < lengths[:, None]
     if shared_prompt:
-        hidden = _shared_prompt_hidden(model, prompts, completions, targets, resolve_backend(attention, device))
+        chunks = sdpa_chunks([len(p) - 1 for p in prompts], [len(g) for g in completions], length)
+        hidden = _shared_prompt_hidden(model, prompts, completions, targets, resolve_backend(attention, device, chunks))
     else:
         hidden = _per_sample_hidden(model, prompts, completions)
     logprobs, entropy = chunked_token_stats(hidden[mask], weight, targets[mask], chunk_tokens, with_entropy,

@@ -6,10 +6,13 @@
   CPU runs its forward only);
 - blocks: longrl's cascade attention, query blocks with its own backward (`engine/attention.py`);
 - sdpa: per group, the completions' queries against [prompt keys; the completions' own keys] in one
-  `scaled_dot_product_attention` with a boolean mask (the same rule as flex's); completions are taken in
-  chunks so that a chunk's mask and scores stay within `score_budget` elements. The prompt's keys are
-  concatenated once per chunk (one chunk per group at the `longrl bench forward` shapes);
-- auto: flex on CUDA, sdpa on the CPU (measured faster than blocks there: benchmarks/perf.md).
+  `scaled_dot_product_attention` with an additive mask (the same rule as flex's, made once per forward
+  and shared by the layers: SDPA saves its mask for the backward); completions are taken in chunks so
+  that a chunk's mask stays within `score_budget` elements. The prompt's keys are concatenated (copied,
+  and kept for the backward) once per chunk;
+- auto: flex on CUDA; on the CPU sdpa (measured faster than blocks: benchmarks/perf.md) where every
+  group fits in MAX_PROMPT_COPIES chunks (one at the `longrl bench forward` shapes), else blocks, whose
+  memory does not grow with the number of completions.
 
 The packed SFT forward has flex (CUDA) and segments (causal SDPA per segment, the CPU's path).
 """
@@ -23,15 +26,26 @@ from longrl.engine.flex import MaskCache, dense_mask, shared_prompt_flex, shared
 
 BACKENDS = ("auto", "flex", "blocks", "sdpa")
 PACKED_BACKENDS = ("auto", "flex", "segments")
+MASK_BUDGET = 1 << 24       # elements of one chunk's mask (= engine.attention.SCORE_BUDGET)
+MAX_PROMPT_COPIES = 2       # auto picks sdpa on the CPU only if no group needs more chunks (prompt K,V copies)
 
 
-def resolve_backend(name: str, device: torch.device | str) -> str:
-    """The kernel `name` means on `device`: auto -> flex on CUDA, sdpa elsewhere."""
+def resolve_backend(name: str, device: torch.device | str, chunks: int = 1) -> str:
+    """The kernel `name` means on `device`: auto -> flex on CUDA; on the CPU sdpa if the batch needs at most
+    MAX_PROMPT_COPIES chunks per group (`sdpa_chunks`), else blocks."""
     if name not in BACKENDS:
         raise ValueError(f"unknown training attention {name!r}; choose one of {', '.join(BACKENDS)}")
     if name == "auto":
-        return "flex" if torch.device(device).type == "cuda" else "sdpa"
+        if torch.device(device).type == "cuda":
+            return "flex"
+        return "sdpa" if chunks <= MAX_PROMPT_COPIES else "blocks"
     return name
+
+
+def sdpa_chunks(prefix_lengths: list[int], group_sizes: list[int], t: int, score_budget: int = MASK_BUDGET) -> int:
+    """Most chunks any group takes on the sdpa path (group i reads prompt i; completions of t tokens)."""
+    return max(-(-size // completions_per_chunk(size, t, n, score_budget))
+               for n, size in zip(prefix_lengths, group_sizes))
 
 
 def resolve_packed_backend(name: str, device: torch.device | str) -> str:
@@ -43,10 +57,10 @@ def resolve_packed_backend(name: str, device: torch.device | str) -> str:
     return name
 
 
-def completions_per_chunk(group_size: int, heads: int, t: int, prompt_len: int, score_budget: int) -> int:
-    """Most completions (>= 1) whose queries x keys x heads fit in `score_budget` elements."""
+def completions_per_chunk(group_size: int, t: int, prompt_len: int, score_budget: int) -> int:
+    """Most completions (>= 1) whose mask, queries x keys, fits in `score_budget` elements."""
     c = group_size
-    while c > 1 and heads * c * t * (prompt_len + c * t) > score_budget:
+    while c > 1 and c * t * (prompt_len + c * t) > score_budget:
         c -= 1
     return c
 
@@ -70,13 +84,14 @@ def shared_prompt_sdpa(q, k, v, prompt_k, prompt_v, prefix_lengths: list[int], g
     outs, start = [], 0
     for g, size in zip(groups, group_sizes):
         n = prefix_lengths[g]
-        chunk = completions_per_chunk(size, heads, t, n, score_budget)
+        chunk = completions_per_chunk(size, t, n, score_budget)
         for s in range(start, start + size, chunk):
             c = min(chunk, start + size - s)
-            key = (n, c, t, window)
-            if key not in masks:
+            key = (n, c, t, window, q.dtype)
+            if key not in masks:                     # additive, in q's dtype: SDPA would convert a boolean one per call
                 queries, keys = shared_prompt_ids([n], n, [0], [c], t, q.device)
-                masks[key] = dense_mask(queries, keys, window)[0]                       # (c*T, n + c*T)
+                allowed = dense_mask(queries, keys, window)[0]                           # (c*T, n + c*T)
+                masks[key] = torch.zeros(allowed.shape, dtype=q.dtype, device=q.device).masked_fill_(~allowed, float("-inf"))
             ks = torch.cat([prompt_k[g:g + 1, :, :n], flat(k[s:s + c], kv_heads)], 2)
             vs = torch.cat([prompt_v[g:g + 1, :, :n], flat(v[s:s + c], kv_heads)], 2)
             o = F.scaled_dot_product_attention(flat(q[s:s + c], heads), ks, vs, attn_mask=masks[key], scale=scale,
