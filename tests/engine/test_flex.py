@@ -249,6 +249,47 @@ def test_packed_rows_through_compiled_flex_equal_the_segments_path_on_the_cpu():
     torch.testing.assert_close(hidden["flex"][0], hidden["segments"][0], atol=1e-5, rtol=1e-5)
 
 
+def _windowed_model(window: int = 5):
+    """Mistral with every layer windowed (window shorter than the prompts), head dimension 16."""
+    from transformers import MistralConfig, MistralForCausalLM
+
+    config = MistralConfig(vocab_size=97, hidden_size=64, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                           num_key_value_heads=2, max_position_embeddings=256, sliding_window=window)
+    config._attn_implementation = "sdpa"
+    torch.manual_seed(0)
+    return MistralForCausalLM(config)
+
+
+def _windowed_figures(model, attention: str, grad: bool):
+    prompts, completions = _batch()                  # prompts of 11 and 4 tokens, completions up to 6
+    model.zero_grad(set_to_none=True)
+    with torch.set_grad_enabled(grad):
+        stats = completion_stats(model, prompts, completions, attention=attention)
+    if not grad:
+        return stats.logprobs, {}
+    (stats.logprobs.sum() + 0.3 * stats.entropy.sum()).backward()
+    return stats.logprobs.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+
+@pytest.mark.slow
+def test_a_sliding_window_model_through_compiled_flex_equals_blocks_on_the_cpu():
+    """Windowed prefill (flex per prompt row) and windowed completion attention, forward (CPU)."""
+    model = _windowed_model()
+    flex, _ = _windowed_figures(model, "flex", grad=False)
+    blocks, _ = _windowed_figures(model, "blocks", grad=False)
+    torch.testing.assert_close(flex, blocks, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.gpu
+def test_a_sliding_window_model_through_flex_equals_blocks_with_gradients_on_cuda():
+    model = _windowed_model().cuda()
+    flex, flex_grads = _windowed_figures(model, "flex", grad=True)
+    blocks, block_grads = _windowed_figures(model, "blocks", grad=True)
+    torch.testing.assert_close(flex, blocks, atol=1e-5, rtol=1e-5)
+    for name, grad in block_grads.items():
+        torch.testing.assert_close(flex_grads[name], grad, atol=1e-5, rtol=1e-4, msg=name)
+
+
 @pytest.mark.gpu
 def test_flex_gradients_equal_the_blocks_path_on_cuda(window=100):
     """The compiled flex kernel's forward and backward against longrl's blocks, fp32, one long-ish shape."""

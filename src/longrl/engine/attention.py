@@ -47,6 +47,7 @@ from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
+from longrl.engine.flex import packed_flex
 from longrl.engine.masked import attend_shared_prompt
 
 IMPLEMENTATION = "longrl_cascade"
@@ -210,10 +211,15 @@ def windowed_causal_attention(q, k, v, scale: float, window: int, score_budget: 
 
 
 class PrefillContext:
-    """Mode (a): causal attention over right-padded prompts; keeps each layer's K,V (one copy per prompt)."""
+    """Mode (a): causal attention over right-padded prompts; keeps each layer's K,V (one copy per prompt).
 
-    def __init__(self):
+    `flex=True` runs sliding-window layers through flex_attention (a causal, windowed block mask per row)
+    instead of query blocks; causal layers stay on SDPA.
+    """
+
+    def __init__(self, flex: bool = False):
         self.layers: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}   # layer -> K, V (P, KVH, L, D)
+        self.flex = flex
 
     def forward_kwargs(self) -> dict:
         return {CONTEXT_KWARG: self, "attention_mask": READY_MASK}
@@ -224,6 +230,8 @@ class PrefillContext:
         k, v = k.contiguous(), v.contiguous()
         self.layers[layer] = (k, v)
         if window is not None and k.shape[2] > window:       # a sliding-window layer whose window binds here
+            if self.flex:
+                return packed_flex(q, k, v, [[k.shape[2]]] * k.shape[0], scale, window)
             return windowed_causal_attention(q, k, v, scale, window)
         gqa = q.shape[1] != k.shape[1]
         return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale, enable_gqa=gqa)

@@ -262,7 +262,7 @@ def _shared_prompt_hidden(model, prompts, completions, comp_ids, backend: str = 
     base = model.base_model
     device = comp_ids.device
     prefix_lengths = [len(p) - 1 for p in prompts]
-    prefill = PrefillContext()
+    prefill = PrefillContext(flex=backend == "flex")
     if max(prefix_lengths) > 0:
         prefix_ids = _padded([p[:-1] or [0] for p in prompts], device)                          # (P, Lp)
         positions = torch.arange(prefix_ids.shape[1], device=device).expand(len(prompts), -1)
