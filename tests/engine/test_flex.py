@@ -20,6 +20,7 @@ from longrl.engine.flex import (
     PAD_QUERY,
     PROMPT,
     MaskCache,
+    block_mask,
     bucket,
     dense_mask,
     packed_flex,
@@ -352,6 +353,21 @@ def test_flex_compiles_once_per_bucket():
             torch.testing.assert_close(out, _cascade("blocks", pk, pv, q, k, v, lengths, [2, 2], None),
                                        atol=2e-6, rtol=1e-5)
     assert graphs >= 1 and counters["stats"]["unique_graphs"] == graphs
+
+
+@pytest.mark.slow
+def test_the_compiled_block_mask_builder_equals_the_dense_one_and_compiles_once():
+    from torch._dynamo.utils import counters
+
+    for lengths in ([200, 150], [190, 170], [210, 100]):                 # one bucket
+        masks = MaskCache(*shared_prompt_ids(lengths, max(lengths), [0, 1], [2, 2], 40, "cpu"))
+        for window in (None, 30):
+            built = block_mask(masks.queries, masks.keys, window, compiled=True).as_tuple()
+            dense = block_mask(masks.queries, masks.keys, window, compiled=False).as_tuple()
+            assert all(torch.equal(a, b) for a, b in zip(built, dense) if isinstance(a, torch.Tensor))
+        if lengths == [200, 150]:
+            graphs = counters["stats"]["unique_graphs"]
+    assert counters["stats"]["unique_graphs"] == graphs
 
 
 def test_the_attention_keys_are_validated_with_the_key_named():

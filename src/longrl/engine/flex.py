@@ -135,16 +135,20 @@ def compiled_flex_attention():
     return torch.compile(flex_attention, dynamic=False)
 
 
-def block_mask(queries: TokenIds, keys: TokenIds, window: int | None):
-    """flex_attention's BlockMask of `allowed` over bucket-padded ids (mask creation compiled on CUDA)."""
+def block_mask(queries: TokenIds, keys: TokenIds, window: int | None, compiled: bool | None = None):
+    """flex_attention's BlockMask of `allowed` over bucket-padded ids.
+
+    `compiled` (default: on CUDA) builds it block by block under torch.compile, never the dense
+    (queries x keys) mask; a new layout of the same bucket reuses the compiled builder.
+    """
     qs, qg, qp, ks, kg, kp = queries.seq, queries.group, queries.pos, keys.seq, keys.group, keys.pos
 
     def mask_mod(b, h, q, k):
         return allowed(qs[b, q], qg[b, q], qp[b, q], ks[b, k], kg[b, k], kp[b, k], window)
 
     n, lq, lk = qs.shape[0], qs.shape[1], ks.shape[1]
-    return create_block_mask(mask_mod, n, None, lq, lk, device=qs.device, BLOCK_SIZE=BLOCK,
-                             _compile=qs.device.type == "cuda")
+    compiled = qs.device.type == "cuda" if compiled is None else compiled
+    return create_block_mask(mask_mod, n, None, lq, lk, device=qs.device, BLOCK_SIZE=BLOCK, _compile=compiled)
 
 
 class MaskCache:
