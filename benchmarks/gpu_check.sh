@@ -41,7 +41,8 @@ fi
 
 step "gpu tests (pytest -m gpu)"
 if [ "$MODE" = cuda ]; then
-  timeout 240 "$PY" -m pytest -q -p no:cacheprovider -m gpu -x tests 2>&1 | tee "$OUTDIR/gpu_tests.log" || fail "gpu tests"
+  # includes tests/engine/test_flex.py: flex_attention's forward and backward against longrl's blocks (fp32)
+  timeout 270 "$PY" -m pytest -q -p no:cacheprovider -m gpu -x tests 2>&1 | tee "$OUTDIR/gpu_tests.log" || fail "gpu tests"
 else
   timeout 240 "$PY" -m pytest -q -p no:cacheprovider -m gpu tests 2>&1 | tail -1 | tee "$OUTDIR/gpu_tests.log"
 fi
@@ -75,6 +76,8 @@ timeout 300 "$PY" -m torch.distributed.run --standalone --nproc_per_node 1 -m lo
 tail -1 "$RL_OUT/metrics.jsonl"
 
 # Benchmarks: each writes its own JSON; sizes as the GPU-speed issue states them (--quick on the CPU).
+# bench forward times the shared-prompt forward+backward with each attention kernel at an 8K prompt, G=8,
+# 256-token completions: flex (the CUDA default; first_call_s includes its compile), blocks and sdpa.
 for name in rollout forward logprobs; do
   step "bench $name"
   extra=()
@@ -91,6 +94,11 @@ figures = {"environment": json.loads((out / "environment.json").read_text()),
            "gpu_tests": (out / "gpu_tests.log").read_text().strip().splitlines()[-1:]}
 for path in sorted(out.glob("bench_*.json")):
     figures[path.stem] = json.loads(path.read_text())
+forward = figures.get("bench_forward", {})
+if "shared_blocks" in forward:                     # flex (the default on CUDA) vs longrl's query blocks
+    figures["flex_vs_blocks"] = {k: forward.get(k) for k in ("attention", "speedup_vs_shared_blocks",
+                                 "memory_ratio_vs_shared_blocks", "max_logprob_diff_vs_shared_blocks")}
+    figures["flex_vs_blocks"]["flex_first_call_s"] = forward["shared"].get("first_call_s")
 metrics = out / "rl_fsdp" / "metrics.jsonl"
 if metrics.exists():
     row = json.loads(metrics.read_text().splitlines()[-1])

@@ -29,6 +29,9 @@ def test_bench_forward_runs(tmp_path, capsys):
     result = _run("forward", tmp_path, capsys)
     assert result["speedup"] > 0
     assert result["max_logprob_diff"] < 1e-4                 # shared and per-sample agree
+    assert result["attention"] == "sdpa" and set(result["backends"]) == {"blocks", "sdpa"}
+    assert all(b["s"] > 0 and b["max_logprob_diff_vs_per_sample"] < 1e-4 for b in result["backends"].values())
+    assert "skipped" in result["flex_forward_only"]          # --quick: no CPU compile
 
 
 @pytest.mark.slow
@@ -58,7 +61,8 @@ def test_the_gpu_benchmarks_run_on_the_cpu_at_quick_sizes():
         "decode_step_ms<=4", "speedup>=5", "kv_memory_ratio<=0.25"}
     forward = bench_cuda.forward(args, "tiny")
     assert forward["max_logprob_diff_vs_per_sample"] < 1e-4 and forward["max_logprob_diff_vs_hf"] < 1e-4
-    assert forward["speedup_vs_hf"] > 0
+    assert forward["speedup_vs_hf"] > 0 and forward["attention"] == "sdpa"
+    assert forward["max_logprob_diff_vs_shared_blocks"] < 1e-4 and forward["shared_blocks"]["first_call_s"] > 0
     logprobs = bench_cuda.logprobs(args, "tiny")
     assert logprobs["chunked"]["s"] > 0 and logprobs["full_logits"]["s"] > 0
 

@@ -101,6 +101,7 @@ class TrainConfig(Section):
     micro_batch_tokens: int = Field(16384, ge=16, le=MAX_BATCH_TOKENS)  # token budget of one forward/backward
     logprob_chunk_tokens: int = Field(1024, ge=1, le=MAX_BATCH_TOKENS)  # LM-head chunk size for log-probs and entropy
     shared_prompt_forward: bool = True         # run each prompt once per group in the training forward
+    attention: Literal["auto", "flex", "blocks", "sdpa"] = "auto"  # shared-prompt attention kernel: flex = compiled flex_attention with a block mask (CUDA; the CPU has no flex backward), blocks = longrl's query-block loops, sdpa = one masked SDPA per group (completions chunked); auto = flex on CUDA, sdpa on the CPU
     sequence_parallel: int = Field(1, ge=1)    # Ulysses SP: ranks that split each training sequence (all-to-all around attention); divides the world size and the attention heads (official 32B script: 8)
     offload: OffloadConfig = OffloadConfig()   # FSDP2 CPU offload of parameters / optimizer state (torchrun)
     eval_every: int = Field(0, ge=0)           # score `data.eval` every N RL steps (and at the last); 0 = never (official script: 5)

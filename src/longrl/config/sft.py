@@ -50,6 +50,7 @@ class SFTConfig(Section):
     eval_every: int = Field(50, ge=1)          # steps between eval losses (the last step always evaluates)
     logits_chunk_mb: float = Field(256.0, gt=0)  # fp32 logits computed at once (recomputed in backward when chunked)
     sequence_parallel: int = Field(1, ge=1)    # Ulysses SP: ranks that split each packed row (see train.sequence_parallel)
+    attention: Literal["auto", "flex", "segments"] = "auto"  # packed-row attention kernel: flex = compiled flex_attention with a document-causal block mask (CUDA), segments = causal SDPA per segment; auto = flex on CUDA, segments on the CPU
     offload: OffloadConfig = OffloadConfig()   # FSDP2 CPU offload of parameters / optimizer state (see train.offload)
     bf16_autocast: bool = False                # forward in bfloat16 autocast (weights stay fp32): 1.2-1.7x on AMX CPUs; GPUs
     long_control: bool = False                 # pipeline: also train "sft-long", SFT continued from the SFT checkpoint on the RL phases' items (their meta.trace) for as many optimizer steps as RL made, and evaluate it: RL's gain net of more training on longer documents

@@ -33,6 +33,10 @@ prompt's keys (a late query's window may leave some or all of them out, per prom
 the sequence's own keys. Where W is longer than every query's reach the plain paths run unchanged.
 Scores are computed in blocks of query rows (`score_budget` elements), forward and backward, so
 memory stays bounded for long prompts.
+
+The training forward (mode (b) without `capacity`) may instead run each layer's completion attention as
+one masked call, `backend="flex"` (flex_attention, CUDA) or `"sdpa"` (masked SDPA, the CPU's default):
+`engine/masked.py`, `engine/flex.py`; `train.attention` chooses.
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
+from longrl.engine.flex import packed_flex
+from longrl.engine.masked import attend_shared_prompt
 from longrl.engine.ulysses import SP_KWARG
 
 IMPLEMENTATION = "longrl_cascade"
@@ -206,10 +212,15 @@ def windowed_causal_attention(q, k, v, scale: float, window: int, score_budget: 
 
 
 class PrefillContext:
-    """Mode (a): causal attention over right-padded prompts; keeps each layer's K,V (one copy per prompt)."""
+    """Mode (a): causal attention over right-padded prompts; keeps each layer's K,V (one copy per prompt).
 
-    def __init__(self):
+    `flex=True` runs sliding-window layers through flex_attention (a causal, windowed block mask per row)
+    instead of query blocks; causal layers stay on SDPA.
+    """
+
+    def __init__(self, flex: bool = False):
         self.layers: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}   # layer -> K, V (P, KVH, L, D)
+        self.flex = flex
 
     def forward_kwargs(self) -> dict:
         return {CONTEXT_KWARG: self, "attention_mask": READY_MASK}
@@ -220,6 +231,8 @@ class PrefillContext:
         k, v = k.contiguous(), v.contiguous()
         self.layers[layer] = (k, v)
         if window is not None and k.shape[2] > window:       # a sliding-window layer whose window binds here
+            if self.flex:
+                return packed_flex(q, k, v, [[k.shape[2]]] * k.shape[0], scale, window)
             return windowed_causal_attention(q, k, v, scale, window)
         gqa = q.shape[1] != k.shape[1]
         return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale, enable_gqa=gqa)
@@ -241,10 +254,13 @@ class CascadeContext:
             in place at `offset` (decoding); call `advance(n)` after each forward of n tokens.
         groups: prefix row of each group (default: 0..P-1); lets a batch drop finished groups.
         score_budget: elements of one block of attention scores (see `attention_with_lse`).
+        backend: the training forward's kernel (capacity None): "blocks" (this module), or "sdpa" / "flex",
+            one masked call per layer (`engine/masked.py`, `engine/flex.py`; resolved names, not "auto").
     """
 
     def __init__(self, prefix: PrefillContext, prefix_lengths: list[int], group_sizes: list[int],
-                 capacity: int | None = None, groups: list[int] | None = None, score_budget: int = SCORE_BUDGET):
+                 capacity: int | None = None, groups: list[int] | None = None, score_budget: int = SCORE_BUDGET,
+                 backend: str = "blocks"):
         self.prefix, self.prefix_lengths = prefix, list(prefix_lengths)
         self.group_sizes = list(group_sizes)
         self.groups = list(range(len(group_sizes))) if groups is None else list(groups)
@@ -256,6 +272,7 @@ class CascadeContext:
         self._valid: torch.Tensor | None = None                                # prompt-key mask, made once
         self._lengths: dict[tuple[int, ...], torch.Tensor] = {}                # groups -> their prompt lengths
         self.ready_mask = READY_MASK                                           # what the decoder is given as its mask
+        self.backend, self._masked = backend, {}                               # masks of the masked backends
 
     def forward_kwargs(self) -> dict:
         return {CONTEXT_KWARG: self, "attention_mask": self.ready_mask}
@@ -283,6 +300,10 @@ class CascadeContext:
 
     def attend(self, layer: int, q, k, v, scale: float, window: int | None = None) -> torch.Tensor:
         """`window`: a sliding-window layer's window (each query sees its `window` latest positions), or None."""
+        if self.backend != "blocks" and self.capacity is None:          # training forward: one masked call
+            return attend_shared_prompt(self.backend, q, k, v, self.prefix.layers.get(layer), self.prefix_lengths,
+                                        self.groups, self.group_sizes, scale, window, self.score_budget,
+                                        self._masked).to(q.dtype)
         o1, lse1 = self._attend_prefix(layer, q, scale, window)
         o2, lse2 = self._attend_suffix(layer, q, k, v, scale, window)
         out, _ = merge_attention(o1.float(), lse1, o2.float(), lse2)

@@ -43,10 +43,12 @@ from longrl.engine import bench_cuda
 from longrl.engine.bench_models import QWEN_VOCAB, bench_policy, model_label
 from longrl.engine.generate import SamplingParams, SharedPrefixGenerator
 from longrl.engine.logprobs import chunked_token_stats, completion_stats
+from longrl.engine.masked import resolve_backend
 
 REPEATS = 3
 FULL_VOCAB = QWEN_VOCAB    # a Qwen2.5-size vocabulary ("150K")
 GB = 1e9
+TRAINED_BACKENDS = ("blocks", "sdpa")   # shared-prompt attention timed with backward on the CPU (engine/masked.py)
 
 
 def bench_model(args: argparse.Namespace):
@@ -69,20 +71,17 @@ def on_cuda(args: argparse.Namespace) -> bool:
     return getattr(args, "device", "cpu") == "cuda"
 
 
-def compare_times(ours, naive, repeats: int = REPEATS) -> tuple[tuple[float, float], tuple[float, float]]:
-    """Time ours() and naive() alternately, `repeats` times each, so both meet the same machine load.
-
-    Returns:
-        ((wall, cpu) of ours, (wall, cpu) of naive): seconds, each the minimum over the repeats.
-    """
-    best = {ours: [float("inf")] * 2, naive: [float("inf")] * 2}
+def time_alternately(fns: dict, repeats: int = REPEATS) -> dict:
+    """{name: (wall, cpu)}: each fn timed `repeats` times in turn with the others (so all meet the same
+    machine load); the minimum seconds of each."""
+    best = {name: [float("inf")] * 2 for name in fns}
     for _ in range(repeats):
-        for fn in (ours, naive):
+        for name, fn in fns.items():
             gc.collect()
             start, start_cpu = time.perf_counter(), time.process_time()
             fn()
-            best[fn] = [min(best[fn][0], time.perf_counter() - start), min(best[fn][1], time.process_time() - start_cpu)]
-    return tuple(best[ours]), tuple(best[naive])
+            best[name] = [min(best[name][0], time.perf_counter() - start), min(best[name][1], time.process_time() - start_cpu)]
+    return {name: tuple(b) for name, b in best.items()}
 
 
 def timing_figures(ours: tuple[float, float], naive: tuple[float, float]) -> dict:
@@ -129,8 +128,9 @@ def bench_rollout(args: argparse.Namespace) -> dict:
     generator.generate([warm], group, SamplingParams(max_new_tokens=2), [0])
     naive_generate(model, warm, group, SamplingParams(max_new_tokens=2), 0)
     with torch.no_grad():
-        ours, naive = compare_times(lambda: generator.generate([prompt], group, params, [0]),
-                                    lambda: naive_generate(model, prompt, group, params, 0), repeats)
+        times = time_alternately({"ours": lambda: generator.generate([prompt], group, params, [0]),
+                                  "naive": lambda: naive_generate(model, prompt, group, params, 0)}, repeats)
+        ours, naive = times["ours"], times["naive"]
         naive_ids, naive_bytes = naive_generate(model, prompt, group, params, 0)
         lengths = {len(c) for c in generator.generate([prompt], group, params, [0])[0].completions}
     return {
@@ -145,7 +145,11 @@ def bench_rollout(args: argparse.Namespace) -> dict:
 
 @BENCHMARKS.register("forward")
 def bench_forward(args: argparse.Namespace) -> dict:
-    """completion_stats forward+backward, shared prompt vs per-sample: prompt 4K, completion 64, G=8."""
+    """completion_stats forward+backward, shared prompt vs per-sample: prompt 4K, completion 64, G=8.
+
+    The shared-prompt side runs the CPU's default attention (`train.attention: auto`); every backend
+    that runs here is timed too (blocks, sdpa with backward; flex forward only, torch has no CPU backward).
+    """
     if on_cuda(args):
         return bench_cuda.forward(args, preset_of(args))
     prompt_len, comp_len, group = (128, 4, 4) if args.quick else (4096, 64, 8)
@@ -155,23 +159,58 @@ def bench_forward(args: argparse.Namespace) -> dict:
     vocab = model.config.vocab_size
     prompts = [random_ids(prompt_len, vocab, 0)]
     completions = [[random_ids(comp_len, vocab, 10 + g) for g in range(group)]]
+    default = resolve_backend("auto", "cpu")
     results = {}
 
-    def step(shared: bool) -> None:
+    def step(shared: bool, attention: str = "auto") -> None:
         model.zero_grad(set_to_none=True)
-        stats = completion_stats(model, prompts, completions, shared_prompt=shared)
+        stats = completion_stats(model, prompts, completions, shared_prompt=shared, attention=attention)
         (stats.logprobs.sum() + stats.entropy.sum()).backward()
-        results[shared] = stats.logprobs.detach()
+        results[attention if shared else "per_sample"] = stats.logprobs.detach()
 
-    step(True)       # warm-up, and the two results compared below
-    step(False)
-    ours, naive = compare_times(lambda: step(True), lambda: step(False), repeats)
+    fns = {"per_sample": lambda: step(False), **{name: (lambda name=name: step(True, name)) for name in TRAINED_BACKENDS}}
+    for fn in fns.values():
+        fn()         # warm-up, and the results compared below
+    times = time_alternately(fns, repeats)
+    ours, naive = times[default], times["per_sample"]
+    backends = {name: {"s": round(times[name][0], 3), "cpu_s": round(times[name][1], 3),
+                       "max_logprob_diff_vs_per_sample": float((results[name] - results["per_sample"]).abs().max())}
+                for name in TRAINED_BACKENDS}
     return {
-        **timing_figures(ours, naive),
-        "max_logprob_diff": float((results[True] - results[False]).abs().max()),
+        **timing_figures(ours, naive), "attention": default, "backends": backends,
+        "flex_forward_only": flex_forward_only(model, prompts, completions, default, repeats, args.quick),
+        "max_logprob_diff": float((results[default] - results["per_sample"]).abs().max()),
         "model": model_label(args), "sizes": {"prompt": prompt_len, "completion": comp_len, "group": group, "vocab": vocab,
                   "hidden": model.config.hidden_size, "layers": model.config.num_hidden_layers},
     }
+
+
+def flex_forward_only(model, prompts, completions, default: str, repeats: int, quick: bool) -> dict:
+    """Forward-only (no grad) times of the flex path and of `default`: flex_attention has no CPU backward.
+
+    The first flex call compiles (minutes on a 2-core CPU: reported as compile_s); `--quick` skips it.
+    """
+    if quick:
+        return {"skipped": "--quick: compiling flex_attention on the CPU takes minutes"}
+    results = {}
+
+    def forward(attention: str) -> None:
+        with torch.no_grad():
+            results[attention] = completion_stats(model, prompts, completions, attention=attention).logprobs
+
+    start = time.perf_counter()
+    try:
+        forward("flex")
+    except Exception as exc:                     # no C++ compiler, an unsupported torch: say why, keep the rest
+        return {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+    compile_s = time.perf_counter() - start
+    forward(default)
+    times = time_alternately({"flex": lambda: forward("flex"), default: lambda: forward(default)}, repeats)
+    return {"note": "forward only, no grad (torch has no flex_attention backward on the CPU); compiled for the CPU",
+            "flex_s": round(times["flex"][0], 3), f"{default}_s": round(times[default][0], 3),
+            "flex_cpu_s": round(times["flex"][1], 3), f"{default}_cpu_s": round(times[default][1], 3),
+            "compile_s": round(compile_s, 1), "max_logprob_diff_flex_vs_" + default:
+                float((results["flex"] - results[default]).abs().max())}
 
 
 @BENCHMARKS.register("logprobs")

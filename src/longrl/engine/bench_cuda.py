@@ -9,7 +9,8 @@ targets, with clocks that wait for the device and the CUDA allocator's peak memo
   4 prompts at once. Decode step = (time for 256 tokens - time for 1) / 255. Targets: a decode step
   <= 4 ms, >= 5x faster than generate, group K,V <= 1/4 of generate's cache.
 - forward: one 8K prompt, 8 completions of 256: shared-prompt forward+backward of log-probs and
-  entropy (`completion_stats`) vs the per-sample forward, and vs plain `model(ids, logits_to_keep)`
+  entropy (`completion_stats`, its default attention: flex on CUDA; also the blocks and sdpa kernels,
+  `shared_blocks`, `shared_sdpa`) vs the per-sample forward, and vs plain `model(ids, logits_to_keep)`
   + log_softmax (what Hugging Face trainers do).
 - logprobs: log-prob + entropy + backward over 16K tokens x 151,936 vocabulary (hidden size of the
   preset), chunked vs full logits.
@@ -29,8 +30,10 @@ from longrl.config.model import TinyArchConfig
 from longrl.engine.bench_models import GIB, PRESETS, QWEN_VOCAB, BenchDevice, bench_policy, is_oom, model_label
 from longrl.engine.generate import SamplingParams, SharedPrefixGenerator
 from longrl.engine.logprobs import chunked_token_stats, completion_stats
+from longrl.engine.masked import resolve_backend
 
 GB = 1e9
+OTHER_BACKENDS = ("blocks", "sdpa")     # shared-prompt attention kernels timed beside the default (flex on CUDA)
 
 
 def _ids(n: int, vocab: int, seed: int) -> list[int]:
@@ -147,24 +150,28 @@ def forward(args: argparse.Namespace, preset: str) -> dict:
         if kind == "hf":
             logprobs, entropy = _hf_token_stats(model, prompt, completions, device.device)
         else:
-            stats = completion_stats(model, [prompt], [completions], shared_prompt=kind == "shared")
+            attention = kind.removeprefix("shared_") if kind.startswith("shared_") else "auto"
+            stats = completion_stats(model, [prompt], [completions], shared_prompt=kind != "per_sample",
+                                     attention=attention)
             logprobs, entropy = stats.logprobs, stats.entropy
         (logprobs.float().sum() + entropy.float().sum()).backward()
         results[kind] = logprobs.detach().float()
 
     figures = {}
-    for kind in ("shared", "per_sample", "hf"):
+    for kind in ("shared", *(f"shared_{b}" for b in OTHER_BACKENDS), "per_sample", "hf"):
         def measure(kind=kind):
-            step(kind)                                     # warm-up (kernel selection, allocator)
+            first, _, _ = device.measure(lambda: step(kind))   # warm-up (flex's compile, kernel selection, allocator)
             wall, cpu, peak = device.measure(lambda: step(kind))
-            return {"s": round(wall, 3), "cpu_s": round(cpu, 3), "peak_gib": round(peak / GIB, 3)}
+            return {"s": round(wall, 3), "cpu_s": round(cpu, 3), "peak_gib": round(peak / GIB, 3),
+                    "first_call_s": round(first, 2)}
         figures[kind] = _guarded(measure)
     model.zero_grad(set_to_none=True)
     out = {"preset": preset, "model": model_label(args), **figures,
            "sizes": {"prompt": prompt_len, "completion": comp_len, "group": group, "vocab": vocab,
                      "hidden": model.config.hidden_size, "layers": model.config.num_hidden_layers,
                      "dtype": str(model.dtype).removeprefix("torch.")}}
-    for kind in ("per_sample", "hf"):
+    out["attention"] = resolve_backend("auto", device.device)
+    for kind in ("per_sample", "hf", *(f"shared_{b}" for b in OTHER_BACKENDS)):
         if "s" in figures["shared"] and "s" in figures[kind]:
             out[f"speedup_vs_{kind}"] = round(figures[kind]["s"] / figures["shared"]["s"], 2)
             out[f"memory_ratio_vs_{kind}"] = round(figures["shared"]["peak_gib"] / max(figures[kind]["peak_gib"], 1e-9), 4)

@@ -34,6 +34,7 @@ from longrl.engine.attention import (
     enable_cascade_attention,
 )
 from longrl.engine.chunked import chunked_token_stats, training_temperature  # noqa: F401  (importable from here)
+from longrl.engine.masked import resolve_backend, sdpa_chunks
 from longrl.engine.sharding import keep_for_backward, run_forward
 from longrl.engine.ulysses import SequenceParallel, attached
 from longrl.models.loading import UNSUPPORTED_HEAD_CONFIG  # also refused when a model loads
@@ -48,7 +49,8 @@ class TokenStats:
 
 
 def completion_stats(model, prompts: list[list[int]], completions: list[list[list[int]]], chunk_tokens: int = 1024,
-                     with_entropy: bool = True, shared_prompt: bool = True, temperature: float = 1.0) -> TokenStats:
+                     with_entropy: bool = True, shared_prompt: bool = True, temperature: float = 1.0,
+                     attention: str = "auto") -> TokenStats:
     """Log-probs (and entropy) of every completion token under `model`, with grad if grad is enabled.
 
     Args:
@@ -62,6 +64,8 @@ def completion_stats(model, prompts: list[list[int]], completions: list[list[lis
             False runs the per-sample reference (prompt + completion concatenated, ordinary forward).
         temperature: log-probs and entropy of softmax(logits / temperature), the distribution the
             completions were sampled from (`training_temperature(rollout temperature)`).
+        attention: the shared-prompt path's attention kernel, `train.attention` (`engine/masked.py`):
+            auto (flex on CUDA, masked SDPA on the CPU) | flex | blocks | sdpa.
 
     A model prepared by `engine.sharding.prepare` runs this as one of its forwards (FSDP gathers when
     sharded, autocast for one-device mixed precision).
@@ -70,11 +74,11 @@ def completion_stats(model, prompts: list[list[int]], completions: list[list[lis
         completion b given its prompt and tokens < j.
     """
     return run_forward(model, _completion_stats, prompts, completions, chunk_tokens, with_entropy, shared_prompt,
-                       temperature)
+                       temperature, attention)
 
 
 def _completion_stats(model, prompts, completions, chunk_tokens: int, with_entropy: bool,
-                      shared_prompt: bool, temperature: float = 1.0) -> TokenStats:
+                      shared_prompt: bool, temperature: float = 1.0, attention: str = "auto") -> TokenStats:
     weight = lm_head_weight(model)
     _check_inputs(prompts, completions, weight.shape[0])
     device = weight.device
@@ -83,13 +87,17 @@ def _completion_stats(model, prompts, completions, chunk_tokens: int, with_entro
     targets = _padded(rows, device)                                                             # (B, Tc)
     lengths = torch.tensor([len(c) for c in rows], device=device)
     mask = torch.arange(length, device=device)[None, :] < lengths[:, None]
+    backend = "blocks"
+    if shared_prompt:
+        chunks = sdpa_chunks([len(p) - 1 for p in prompts], [len(g) for g in completions], length)
+        backend = resolve_backend(attention, device, chunks)
     if (sp := attached(model)) is not None:
-        stats = _sequence_parallel_stats(model, sp, prompts, completions, targets, mask, shared_prompt,
+        stats = _sequence_parallel_stats(model, sp, prompts, completions, targets, mask, shared_prompt, backend,
                                          lambda h, t: chunked_token_stats(h, weight, t, chunk_tokens, with_entropy,
                                                                           temperature))
         return TokenStats(*stats, mask=mask)
     if shared_prompt:
-        hidden = _shared_prompt_hidden(model, prompts, completions, targets)
+        hidden = _shared_prompt_hidden(model, prompts, completions, targets, backend=backend)
     else:
         hidden = _per_sample_hidden(model, prompts, completions)
     logprobs, entropy = chunked_token_stats(hidden[mask], weight, targets[mask], chunk_tokens, with_entropy,
@@ -142,11 +150,11 @@ def _padded(rows: list[list[int]], device) -> torch.Tensor:
 
 
 def _sequence_parallel_stats(model, sp: SequenceParallel, prompts, completions, targets, mask, shared_prompt: bool,
-                             stats_of):
+                             backend: str, stats_of):
     """(log-probs, entropy | None), each (B, Tc) and zero at padding, with each sequence split over `sp`'s ranks:
     this rank scores its block of positions (`stats_of(hidden rows, target rows)`), then the blocks are gathered."""
     if shared_prompt:                       # completion position j predicts token j
-        hidden = _shared_prompt_hidden(model, prompts, completions, targets, sp)
+        hidden = _shared_prompt_hidden(model, prompts, completions, targets, sp, backend)
         wanted, index = targets.masked_fill(~mask, -1), None
     else:                                   # prompt + completion rows: position t predicts token t + 1
         hidden, wanted, index = _per_sample_hidden_sharded(model, sp, prompts, completions)
@@ -177,7 +185,8 @@ def _per_sample_hidden_sharded(model, sp: SequenceParallel, prompts, completions
     return hidden, wanted, index.clamp_max(ids.shape[1] - 1)
 
 
-def _shared_prompt_hidden(model, prompts, completions, comp_ids, sp: SequenceParallel | None = None) -> torch.Tensor:
+def _shared_prompt_hidden(model, prompts, completions, comp_ids, sp: SequenceParallel | None = None,
+                          backend: str = "blocks") -> torch.Tensor:
     """Hidden states predicting each completion token, with each prompt run once.  # (B, Tc, H)
 
     The prefill covers prompt[:-1] and only its keys and values are used; each completion runs
@@ -191,7 +200,7 @@ def _shared_prompt_hidden(model, prompts, completions, comp_ids, sp: SequencePar
     base = model.base_model
     device = comp_ids.device
     prefix_lengths = [len(p) - 1 for p in prompts]
-    prefill = PrefillContext()
+    prefill = PrefillContext(flex=backend == "flex")
     if max(prefix_lengths) > 0:
         prefix_ids = _padded([p[:-1] or [0] for p in prompts], device)                          # (P, Lp)
         positions = torch.arange(prefix_ids.shape[1], device=device).expand(len(prompts), -1)
@@ -204,7 +213,7 @@ def _shared_prompt_hidden(model, prompts, completions, comp_ids, sp: SequencePar
     inputs = torch.cat([last[:, None], comp_ids[:, :-1]], dim=1)                                 # (B, Tc)
     starts = torch.tensor(prefix_lengths, device=device)[group]
     positions = starts[:, None] + torch.arange(comp_ids.shape[1], device=device)                 # (B, Tc)
-    cascade = CascadeContext(prefill, prefix_lengths, sizes)
+    cascade = CascadeContext(prefill, prefix_lengths, sizes, backend=backend)
     return base(input_ids=split(inputs), position_ids=split(positions), use_cache=False,
                 **cascade.forward_kwargs(), **extra).last_hidden_state
 

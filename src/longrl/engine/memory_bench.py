@@ -12,6 +12,8 @@ update micro-batch, a rollout, an SFT micro-batch) and compares its peak memory 
 The update case runs in steady state (gradients and AdamW moments already allocated, as from
 the second micro-batch on). "bf16" cases run a bf16 copy of the model on one device: the math
 FSDP's mixed precision does on gathered weights (FSDP's sharded state is not part of the check).
+The attention runs the kernels the planner models (longrl's query blocks, causal SDPA per packed
+segment), whatever `train.attention` / `sft.attention` would pick on the device.
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ from longrl.engine.packed import packed_attention
 from longrl.engine.sharding import prepare, rollout_weights
 from longrl.models.loading import enable_activation_checkpointing
 from longrl.models.shapes import Shape
+
+PLANNED_ATTENTION = "blocks"            # what engine/memory.py models (flex's and sdpa's memory are not modelled)
+PLANNED_PACKED_ATTENTION = "segments"     # (the planner models causal SDPA per segment)
 
 
 class LiveBytes(TorchDispatchMode):
@@ -194,7 +199,7 @@ def measure(case: Case, device: torch.device) -> dict:
         optimizer.step()                                   # steady state: moments allocated
 
         def work():
-            stats = completion_stats(model, prompts, comps, case.chunk_tokens)
+            stats = completion_stats(model, prompts, comps, case.chunk_tokens, attention=PLANNED_ATTENTION)
             (-(stats.logprobs * stats.mask).sum()).backward()
     elif case.work == "rollout":
         model.eval()
@@ -210,7 +215,7 @@ def measure(case: Case, device: torch.device) -> dict:
         batch = packed_row(case.prompt_len, case.shape.vocab, g, device)
 
         def work():
-            with packed_attention(model):
+            with packed_attention(model, PLANNED_PACKED_ATTENTION):
                 token_nll(model, batch, 256.0).sum().backward()
     resident = _resident(model, optimizer)
     return {"measured": _peak(device, work), "resident": resident}

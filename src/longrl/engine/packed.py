@@ -18,11 +18,16 @@ mask would be rows x T x T booleans); the segment lengths reach it as the keywor
 sliding-window layer sees, within its segment, the window's latest positions (blockwise, no mask
 of size segment x segment); soft-capping and attention dropout are not implemented and raise. With activation
 checkpointing the backward pass recomputes layers, so it must run inside the block too.
+
+`packed_attention(model, "flex")` (`sft.attention`; auto picks it on CUDA) runs the same rows through
+flex_attention instead, one compiled call per layer with a document-causal block mask (`engine/flex.py`,
+registered as `longrl_packed_flex`); the per-segment SDPA above stays the CPU's path.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
 
 import torch
@@ -30,9 +35,12 @@ import torch.nn.functional as F
 from transformers import AttentionInterface
 
 from longrl.engine.attention import windowed_causal_attention
+from longrl.engine.flex import packed_flex
+from longrl.engine.masked import resolve_packed_backend
 from longrl.engine.ulysses import SP_KWARG
 
 IMPLEMENTATION = "longrl_packed"
+FLEX_IMPLEMENTATION = "longrl_packed_flex"     # the same rows through flex_attention (CUDA): engine/flex.py
 SEGMENTS_KWARG = "longrl_segments"
 
 
@@ -75,7 +83,8 @@ def attend_segments(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
     return torch.stack(rows)
 
 
-def packed_attention_forward(module, query, key, value, attention_mask, scaling=None, dropout: float = 0.0, **kwargs):
+def packed_attention_forward(module, query, key, value, attention_mask, scaling=None, dropout: float = 0.0,
+                             flex: bool = False, **kwargs):
     """The registered attention function (AttentionInterface signature); returns (R, T, H, D) and None."""
     if (sp := kwargs.pop(SP_KWARG, None)) is not None:      # Ulysses: this rank's heads over the whole rows
         return sp.attention(packed_attention_forward, module, query, key, value, attention_mask, scaling=scaling,
@@ -89,7 +98,8 @@ def packed_attention_forward(module, query, key, value, attention_mask, scaling=
     for name in ("softcap", "s_aux", "position_bias"):
         if kwargs.get(name) is not None:
             raise NotImplementedError(f"packed attention does not implement {name!r} (layer {getattr(module, 'layer_idx', '?')})")
-    out = attend_segments(query, key, value, segments, scaling, kwargs.get("sliding_window"))
+    attend = packed_flex if flex else attend_segments
+    out = attend(query, key, value, segments, scaling, kwargs.get("sliding_window"))
     return out.transpose(1, 2).contiguous(), None
 
 
@@ -97,15 +107,21 @@ def register_packed_attention() -> None:
     """Register `longrl_packed` with transformers (idempotent); no mask builder on purpose."""
 
     AttentionInterface.register(IMPLEMENTATION, packed_attention_forward)
+    AttentionInterface.register(FLEX_IMPLEMENTATION, functools.partial(packed_attention_forward, flex=True))
 
 
 @contextlib.contextmanager
-def packed_attention(model) -> Iterator[None]:
-    """Run `model` with packed attention inside the block; its own implementation is restored after."""
+def packed_attention(model, attention: str = "auto") -> Iterator[None]:
+    """Run `model` with packed attention inside the block; its own implementation is restored after.
+
+    `attention` (`sft.attention`): auto (flex on CUDA, segments elsewhere) | flex | segments.
+    """
     register_packed_attention()
+    device = next(model.parameters()).device
+    name = FLEX_IMPLEMENTATION if resolve_packed_backend(attention, device) == "flex" else IMPLEMENTATION
     previous = model.config._attn_implementation
-    model.set_attn_implementation(IMPLEMENTATION)
-    if model.config._attn_implementation != IMPLEMENTATION:
+    model.set_attn_implementation(name)
+    if model.config._attn_implementation != name:
         raise NotImplementedError(f"{type(model).__name__} cannot switch its attention implementation "
                                   "(it does not dispatch through transformers.AttentionInterface)")
     try:

@@ -74,7 +74,7 @@ def no_grad_logprobs(model, groups: list[Group], cfg: Config, shares: list[list[
         for micro, weight in lockstep(plans, dist.data_rank, spare_group=0):
             p, c = gather(micro, prompts, comps)
             stats = completion_stats(model, p, c, cfg.train.logprob_chunk_tokens, with_entropy=False,
-                                     shared_prompt=cfg.train.shared_prompt_forward,
+                                     shared_prompt=cfg.train.shared_prompt_forward, attention=cfg.train.attention,
                                      temperature=training_temperature(cfg.rollout.temperature))
             for b, (g, r) in enumerate(micro.sequences if weight else []):
                 out[(g, r)] = stats.logprobs[b, : len(comps[g][r])].detach()
@@ -133,7 +133,8 @@ def policy_update(policy, ref, optimizer, groups: list[Group], adv: torch.Tensor
                 seqs = micro.sequences                                   # step-level (group, row)
                 p, c = gather(micro, prompts, comps)
                 stats = completion_stats(policy, p, c, t.logprob_chunk_tokens, with_entropy=True,
-                                         shared_prompt=t.shared_prompt_forward, temperature=temperature)
+                                         shared_prompt=t.shared_prompt_forward, temperature=temperature,
+                                         attention=t.attention)
                 mask = stats.mask.to(stats.logprobs.dtype)                                   # (B, T)
                 width = mask.shape[1]
                 fresh = old is None or not weight                       # one update, or a lockstep filler

@@ -102,6 +102,7 @@ class LoopSettings:
     progress: str              # run.progress mode
     betas: tuple[float, float] = (0.9, 0.999)  # AdamW moment decay rates
     offload: OffloadConfig | None = None       # CPU offload (the model is sharded with it; here: the optimizer state)
+    attention: str = "auto"    # packed attention kernel (sft.attention): auto | flex | segments
 
 
 def lr_factor(step: int, total: int, warmup: int, schedule: str, min_ratio: float = 0.0) -> float:
@@ -177,7 +178,7 @@ def train_loop(model, examples_at: Callable[[int], list[Example]], settings: Loo
                                          settings.row_tokens, pad_id)           # this replica's every N-th example
     row: dict = {}
     model.train()
-    with packed_attention(model), ThreadPoolExecutor(1) as pool, \
+    with packed_attention(model, settings.attention), ThreadPoolExecutor(1) as pool, \
             StepProgress(settings.steps, start, settings.progress, settings.phase, settings.log_every) as progress:
         pending = pool.submit(prepare, start + 1) if start < settings.steps else None
         for step in range(start + 1, settings.steps + 1):
@@ -240,6 +241,7 @@ def settings_from_sft(cfg, steps: int) -> LoopSettings:
                         schedule=s.schedule, weight_decay=s.weight_decay, grad_clip=s.grad_clip,
                         micro_batch_tokens=s.micro_batch_tokens or s.batch_tokens, row_tokens=s.row_tokens,
                         logits_chunk_mb=s.logits_chunk_mb, bf16_autocast=s.bf16_autocast, eval_every=s.eval_every,
+                        attention=s.attention,
                         save_every=cfg.run.save_every,
                         keep_checkpoints=cfg.run.keep_checkpoints, log_every=cfg.run.log_every, progress=cfg.run.progress,
                         offload=s.offload)
