@@ -75,6 +75,24 @@ timeout 300 "$PY" -m torch.distributed.run --standalone --nproc_per_node 1 -m lo
   "${RL_ARGS[@]}" > "$OUTDIR/rl_fsdp_plan.log" 2>&1 || true
 tail -1 "$RL_OUT/metrics.jsonl"
 
+# The same step with FSDP2 CPU offload of parameters and optimizer state (train.offload): its peak GPU memory
+# next to the step above's. Then, where two GPUs are visible, the step at Ulysses SP 2 (train.sequence_parallel).
+step "RL step with CPU offload (FSDP2 CPUOffloadPolicy, 1 rank)"
+rm -rf "$OUTDIR/rl_offload"
+timeout 200 "$PY" -m torch.distributed.run --standalone --nproc_per_node 1 -m longrl.cli rl --config configs/smoke.yaml \
+  --out "$OUTDIR/rl_offload" "${RL_ARGS[@]}" train.offload.params=true train.offload.optimizer=true \
+  > "$OUTDIR/rl_offload.log" 2>&1 || { tail -30 "$OUTDIR/rl_offload.log"; fail "RL step with CPU offload"; }
+GPUS=$("$PY" -c "import torch; print(torch.cuda.device_count())")
+if [ "$MODE" = cuda ] && [ "$GPUS" -ge 2 ]; then
+  step "RL step at sequence parallel 2 (2 GPUs)"
+  rm -rf "$OUTDIR/rl_sp2"
+  timeout 200 "$PY" -m torch.distributed.run --standalone --nproc_per_node 2 -m longrl.cli rl --config configs/smoke.yaml \
+    --out "$OUTDIR/rl_sp2" "${RL_ARGS[@]}" train.sequence_parallel=2 \
+    > "$OUTDIR/rl_sp2.log" 2>&1 || { tail -30 "$OUTDIR/rl_sp2.log"; fail "RL step at sequence parallel 2"; }
+else
+  echo "sequence parallelism on GPUs needs 2 (this machine: $GPUS); its CPU equality tests run in make test"
+fi
+
 # Benchmarks: each writes its own JSON; sizes as the GPU-speed issue states them (--quick on the CPU).
 # bench forward times the shared-prompt forward+backward with each attention kernel at an 8K prompt, G=8,
 # 256-token completions: flex (the CUDA default; first_call_s includes its compile), blocks and sdpa.
@@ -99,6 +117,11 @@ if "shared_blocks" in forward:                     # flex (the default on CUDA) 
     figures["flex_vs_blocks"] = {k: forward.get(k) for k in ("attention", "speedup_vs_shared_blocks",
                                  "memory_ratio_vs_shared_blocks", "max_logprob_diff_vs_shared_blocks")}
     figures["flex_vs_blocks"]["flex_first_call_s"] = forward["shared"].get("first_call_s")
+for run in ("rl_offload", "rl_sp2"):
+    path = out / run / "metrics.jsonl"
+    if path.exists():
+        row = json.loads(path.read_text().splitlines()[-1])
+        figures[run + "_step"] = {k: v for k, v in row.items() if k.startswith(("time/", "memory/", "dist/"))}
 metrics = out / "rl_fsdp" / "metrics.jsonl"
 if metrics.exists():
     row = json.loads(metrics.read_text().splitlines()[-1])
