@@ -70,7 +70,7 @@ from longrl.data.schema import Sample
 from longrl.data.sources import load_items
 from longrl.engine.distributed import SINGLE, Dist, setup
 from longrl.errors import UserError
-from longrl.eval.backends import LocalBackend
+from longrl.eval.backends import LocalBackend, eval_model_config
 from longrl.eval.benchmarks import load_suites
 from longrl.eval.harness import build_reward, evaluate
 from longrl.files import atomic_write_json
@@ -230,8 +230,7 @@ def run_eval(cfg: Config, out: Path, models: dict[str, str], tokenizer, device: 
             summaries[name] = done["summary"]
             continue
         info(f"[pipeline] stage eval/{name} ({path}) -> {stage}")
-        model_cfg = ModelConfig(**{**cfg.model.model_dump(), "path": path})
-        backend = LocalBackend(load_policy(model_cfg, device), tokenizer, name=name,
+        backend = LocalBackend(load_policy(eval_model_config(cfg, path), device).eval(), tokenizer, name=name,
                                batch_size=cfg.eval.batch_size)
         summary = evaluate(backend, tokenizer, suites, cfg.eval, build_reward(cfg), stage, seed=cfg.run.seed,
                            progress=cfg.run.progress)

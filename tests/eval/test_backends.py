@@ -66,3 +66,15 @@ def test_server_needs_a_tokenizer():
     with pytest.raises(ConfigError, match="--tokenizer"):
         eval_tokenizer(cfg)
     assert EvalConfig().max_input_tokens == 120_000
+
+
+def test_eval_dtype_loads_the_evaluated_model_in_it(tiny_model_dir):
+    import torch
+
+    base = {"model": {"path": str(tiny_model_dir), "gradient_checkpointing": True}, "run": {"device": "cpu"}}
+    default = Config.model_validate(base)
+    assert next(build_backend(default, eval_tokenizer(default)).model.parameters()).dtype == torch.float32
+    cfg = Config.model_validate({**base, "eval": {"dtype": "bfloat16"}})
+    backend = build_backend(cfg, eval_tokenizer(cfg))
+    assert next(backend.model.parameters()).dtype == torch.bfloat16
+    assert cfg.model.dtype == "float32"                       # training keeps model.dtype

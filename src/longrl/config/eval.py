@@ -44,6 +44,7 @@ class EvalConfig(Section):
     request_n: bool = True                     # one request asks for all n samples (vLLM, SGLang, OpenAI); false = n requests
     api_key_env: str | None = "LONGRL_API_KEY"  # environment variable holding the server's API key; never logged
     batch_size: int = Field(8, ge=1, le=MAX_BATCH)  # local model: items decoded together (each with its n samples)
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] | None = None  # local model: weights and compute dtype of the evaluated model; None = model.dtype (bfloat16: ~2x faster on CPUs with AMX and on GPUs)
     synthetic: SyntheticSuiteConfig = SyntheticSuiteConfig()  # the synthetic-<length> suites
     include_base: bool = False                 # pipeline: also evaluate model.path, the model before warm-up SFT (eval/base)
 

@@ -74,10 +74,18 @@ class LocalBackend:
     def from_config(cls, cfg, tokenizer) -> LocalBackend:
         """Load `eval.model` (or `model.path`) as the config says; `tokenizer` is `eval_tokenizer(cfg)`."""
         path = cfg.eval.model or cfg.model.path
-        model_cfg = cfg.model.model_copy(update={"path": path, "gradient_checkpointing": False})
         device = resolve_device(cfg.run.device)
-        model = load_policy(model_cfg, device=device).eval()
+        model = load_policy(eval_model_config(cfg, path), device=device).eval()
         return cls(model, tokenizer, name=path, batch_size=cfg.eval.batch_size, device=device)
+
+
+def eval_model_config(cfg, path: str):
+    """`model` as evaluation loads it: `path` instead of model.path, `eval.dtype` (when set) instead of
+    model.dtype, no gradient checkpointing."""
+    update = {"path": path, "gradient_checkpointing": False}
+    if cfg.eval.dtype is not None:
+        update["dtype"] = cfg.eval.dtype
+    return cfg.model.model_copy(update=update)
 
 
 def eval_tokenizer(cfg):
