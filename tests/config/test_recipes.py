@@ -104,7 +104,9 @@ def test_the_real_model_recipe_holds_the_documented_run():
     cfg = load_config(CONFIGS / "real_smollm2.yaml")
     assert cfg.model.path == "builtin:smollm2-135m" and cfg.sft.data and cfg.reward.require_think
     lengths = [p.data[0].synth.length for p in cfg.curriculum.phases]
-    assert lengths == [512, 1024] and cfg.curriculum.retrospective.mode == "offline"
+    assert lengths == [512, 1024] and cfg.curriculum.retrospective.mode == "online"
+    assert [p.steps for p in cfg.curriculum.phases] == [16, 8] and cfg.train.prompts_per_step == 8
+    assert cfg.optim.lr == 3e-5 and cfg.eval.dtype == "bfloat16" and cfg.model.dtype == "float32"
     assert cfg.eval.benchmarks == ["synthetic-1024"] and cfg.eval.synthetic.n >= 300 and cfg.eval.include_base
     train_seeds = {s.synth.seed for s in cfg.sft.data} | {p.data[0].synth.seed for p in cfg.curriculum.phases}
     assert cfg.eval.synthetic.seed not in train_seeds

@@ -173,7 +173,7 @@ def assert_same_as_one_rank(one: Path, other: Path, start_dir: Path, label: str,
     moved = {k: a[k] - start[k] for k in a}
     weight_diff, update_diff = relative_difference(b, a), relative_difference({k: b[k] - start[k] for k in b}, moved)
     print(f"server backend, {label} vs 1: relative difference of weights {weight_diff:.2e}, of the updates {update_diff:.2e}")
-    assert weight_diff < 1e-5 and update_diff < 1e-3
+    assert weight_diff < 1e-4 and update_diff < 1e-3          # the bound of tests/rl/test_trainer_distributed.py
     assert all(float(v.abs().max()) > 0 for v in moved.values())
     rows1, rows2 = read_metrics(one / "metrics.jsonl"), read_metrics(other / "metrics.jsonl")
     assert [r["step"] for r in rows2] == list(range(1, STEPS + 1))
