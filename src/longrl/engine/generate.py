@@ -42,6 +42,7 @@ from longrl.engine.attention import (
     PrefillContext,
     enable_cascade_attention,
 )
+from longrl.engine.distributed import SINGLE, Dist
 from longrl.engine.logprobs import lm_head_weight
 from longrl.engine.sampling import SamplingParams, nucleus_threshold, sample_tokens
 from longrl.engine.static import StaticDecode
@@ -75,8 +76,12 @@ class Generator(Protocol):
     def generate(self, prompts: list[list[int]], group_size: int, params: SamplingParams,
                  seeds: list[int]) -> list[GroupRollout]: ...
 
-    def sync_weights(self, model, version: str) -> None:
-        """Make later generate() calls sample from `model`'s current weights, labelled `version`."""
+    def sync_weights(self, model, version: str, dist: Dist = SINGLE) -> None:
+        """Make later generate() calls sample from `model`'s current weights, labelled `version` (every
+        rank calls it under torchrun)."""
+
+    def handover_metrics(self) -> dict[str, float]:
+        """Time and bytes of the weight hand-overs since the last call (metrics.jsonl's weights/*)."""
 
 
 def stop_token_ids(tokenizer, model=None) -> tuple[int, ...]:
@@ -130,10 +135,14 @@ class SharedPrefixGenerator:
         self.decode_path = ""      # how the last batch was decoded: dynamic | static | cuda-graph
         self._graphs_failed = False
 
-    def sync_weights(self, model, version: str) -> None:
+    def sync_weights(self, model, version: str, dist: Dist = SINGLE) -> None:
         """Nothing to do: this generator samples from the live model it was given."""
         if model is not self.model:
             raise ValueError("SharedPrefixGenerator samples from the model it was built with")
+
+    def handover_metrics(self) -> dict[str, float]:
+        """None: no weights are handed over in process."""
+        return {}
 
     def generate(self, prompts: list[list[int]], group_size: int, params: SamplingParams,
                  seeds: list[int], stop: Callable[[], bool] | None = None) -> list[GroupRollout]:

@@ -75,15 +75,12 @@ class Roller:
     def sync(self, version: str) -> None:
         """Every rank calls it (a server's hand-over gathers sharded weights; rank 0 writes and reloads)."""
         with self.timers.time("sync"):
-            if isinstance(self.generator, RemoteGenerator):
-                self.generator.sync_weights(self.policy, version, self.dist)
-            else:
-                self.generator.sync_weights(self.policy, version)
+            self.generator.sync_weights(self.policy, version, self.dist)
         self.synced = True
 
     def handover_metrics(self) -> dict[str, float]:
         """weights/sync_s and weights/sync_bytes since the last call (a server backend; {} in process)."""
-        return self.generator.handover_metrics() if isinstance(self.generator, RemoteGenerator) else {}
+        return self.generator.handover_metrics()
 
     def encode(self, item: Sample) -> list[int]:
         try:
